@@ -1,0 +1,46 @@
+//! The status function: `GET /v1/jobs/{id}` serves the job snapshot for polling. (WebSocket
+//! routes and DynamoDB-stream pushes join it in a later issue.)
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use tessera_shared::config::Config;
+use tessera_shared::error::ApiError;
+use tessera_shared::http::Caller;
+use tessera_shared::job::JobSnapshot;
+use tessera_shared::store::jobs::JobStore;
+
+/// What the handlers need, built once per process.
+#[derive(Clone)]
+pub struct StatusState {
+    pub config: Arc<Config>,
+    pub jobs: JobStore,
+}
+
+impl StatusState {
+    pub fn new(config: Arc<Config>, clients: &tessera_shared::aws::Clients) -> Self {
+        StatusState { jobs: JobStore::new(clients.dynamodb.clone(), &config.jobs_table), config }
+    }
+}
+
+/// The status routes.
+pub fn app(state: StatusState) -> Router {
+    Router::new()
+        .route("/v1/jobs/{id}", get(get_job))
+        .fallback(tessera_shared::http::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(tessera_shared::http::request_id_layer))
+}
+
+async fn get_job(State(st): State<StatusState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobSnapshot>, ApiError> {
+    // Another owner's job is indistinguishable from a missing one (404, not 403).
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::not_found("job"));
+    }
+    match st.jobs.get(&id).await? {
+        Some(job) if job.owner == caller.owner => Ok(Json(job.snapshot())),
+        _ => Err(ApiError::not_found("job")),
+    }
+}

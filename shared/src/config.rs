@@ -1,0 +1,148 @@
+//! Typed configuration, read once from `TESSERA_*` environment variables. Every function and
+//! the local runtime read the same struct; nothing else differs between local and AWS.
+
+use std::time::Duration;
+
+/// Why the configuration could not be read. Names the variable so the fix is obvious.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} has an invalid value {value:?}: {why}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// Everything a Tessera function needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// AWS region (`AWS_REGION`, default `us-east-1`).
+    pub region: String,
+    /// Endpoint override for every AWS client (`TESSERA_AWS_ENDPOINT`), e.g. the local emulator.
+    /// When set, S3 uses path-style addressing.
+    pub endpoint: Option<String>,
+    /// Bucket holding uploads and results (`TESSERA_BUCKET`).
+    pub bucket: String,
+    /// Jobs table (`TESSERA_JOBS_TABLE`).
+    pub jobs_table: String,
+    /// Queue of chunk tasks (`TESSERA_CHUNK_QUEUE_URL`).
+    pub chunk_queue_url: String,
+    /// Byte-range size for chunk tasks (`TESSERA_CHUNK_SIZE`, default 128 MiB).
+    pub chunk_size: u64,
+    /// Largest declared upload accepted (`TESSERA_MAX_UPLOAD_BYTES`, default 50 GiB... S3's 5 TiB is the hard cap).
+    pub max_upload_bytes: u64,
+    /// Lifetime of presigned URLs (`TESSERA_PRESIGN_TTL_SECS`, default 900, at most 900).
+    pub presign_ttl: Duration,
+    /// Bytes the planner reads to sniff the dialect (`TESSERA_SNIFF_BYTES`, default 64 KiB).
+    pub sniff_bytes: u64,
+    /// Days a job record is kept after it is created (`TESSERA_JOB_TTL_DAYS`, default 30).
+    pub job_ttl_days: u64,
+}
+
+/// Defaults, also used by the local runtime and tests as a base.
+pub const DEFAULT_CHUNK_SIZE: u64 = 128 * 1024 * 1024;
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024 * 1024;
+pub const MAX_PRESIGN_TTL_SECS: u64 = 900;
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `get` (testable without touching the environment).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let req = |name: &'static str| get(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
+        let num = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                    name,
+                    value: v.clone(),
+                    why: "expected a whole number",
+                }),
+            }
+        };
+        let chunk_size = num("TESSERA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)?;
+        if chunk_size == 0 {
+            return Err(ConfigError::Invalid {
+                name: "TESSERA_CHUNK_SIZE",
+                value: "0".into(),
+                why: "must be at least 1 byte",
+            });
+        }
+        let ttl = num("TESSERA_PRESIGN_TTL_SECS", MAX_PRESIGN_TTL_SECS)?;
+        if ttl == 0 || ttl > MAX_PRESIGN_TTL_SECS {
+            return Err(ConfigError::Invalid {
+                name: "TESSERA_PRESIGN_TTL_SECS",
+                value: ttl.to_string(),
+                why: "must be between 1 and 900 seconds",
+            });
+        }
+        Ok(Config {
+            region: get("AWS_REGION")
+                .or_else(|| get("AWS_DEFAULT_REGION"))
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "us-east-1".into()),
+            endpoint: get("TESSERA_AWS_ENDPOINT").filter(|v| !v.is_empty()),
+            bucket: req("TESSERA_BUCKET")?,
+            jobs_table: req("TESSERA_JOBS_TABLE")?,
+            chunk_queue_url: req("TESSERA_CHUNK_QUEUE_URL")?,
+            chunk_size,
+            max_upload_bytes: num("TESSERA_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,
+            presign_ttl: Duration::from_secs(ttl),
+            sniff_bytes: num("TESSERA_SNIFF_BYTES", 64 * 1024)?.max(1024),
+            job_ttl_days: num("TESSERA_JOB_TTL_DAYS", 30)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("TESSERA_BUCKET", "b"),
+        ("TESSERA_JOBS_TABLE", "t"),
+        ("TESSERA_CHUNK_QUEUE_URL", "http://q"),
+    ];
+
+    #[test]
+    fn missing_variable_is_named() {
+        let err = cfg(&BASE[..2]).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable TESSERA_CHUNK_QUEUE_URL is required but not set");
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = cfg(&BASE).unwrap();
+        assert_eq!(c.chunk_size, DEFAULT_CHUNK_SIZE);
+        assert_eq!(c.presign_ttl.as_secs(), 900);
+        assert_eq!(c.endpoint, None);
+        let mut v = BASE.to_vec();
+        v.push(("TESSERA_CHUNK_SIZE", "65536"));
+        v.push(("TESSERA_AWS_ENDPOINT", "http://127.0.0.1:4566"));
+        let c = cfg(&v).unwrap();
+        assert_eq!(c.chunk_size, 65536);
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:4566"));
+    }
+
+    #[test]
+    fn invalid_numbers_are_rejected_with_the_reason() {
+        let mut v = BASE.to_vec();
+        v.push(("TESSERA_PRESIGN_TTL_SECS", "3600"));
+        assert!(cfg(&v).unwrap_err().to_string().contains("between 1 and 900"));
+        let mut v = BASE.to_vec();
+        v.push(("TESSERA_CHUNK_SIZE", "abc"));
+        assert!(cfg(&v).unwrap_err().to_string().contains("whole number"));
+    }
+}

@@ -1,0 +1,91 @@
+//! The one error type HTTP callers see, and its single mapping to status codes.
+//!
+//! Callers get `{"error": {"code", "message", "request_id"}}`: a stable code, a message that
+//! says what is wrong and what to do, and the request id. Internal detail (SDK errors, stack
+//! context) goes only to the log, under the same request id.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// An error answered to an HTTP caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "A valid bearer token is required: send `Authorization: Bearer <token>` (locally, `tessera token` prints one).",
+        )
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("No {what} with that id exists for this account."))
+    }
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+    /// A failure of ours. The detail is logged here, with the request id; the caller gets none of it.
+    pub fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(request_id = %current_request_id(), error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong on our side. Try again; if it persists, report the request id.",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    request_id: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                request_id: current_request_id(),
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+tokio::task_local! {
+    /// The request id of the request being served (set by `http::request_id_layer`).
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or `-` outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(|s| s.clone()).unwrap_or_else(|_| "-".into())
+}

@@ -1,0 +1,200 @@
+//! The job: what a user uploaded and what Tessera has done with it. Domain types only; the
+//! DynamoDB mapping lives in `store::jobs`.
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of a job. Transitions only move forward (conditional writes enforce it):
+/// `awaiting_upload -> queued -> processing -> finalizing -> completed`, and `failed` /
+/// `cancelled` from any non-final state. A final state never changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    AwaitingUpload,
+    Queued,
+    Processing,
+    Finalizing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    /// The stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::AwaitingUpload => "awaiting_upload",
+            JobState::Queued => "queued",
+            JobState::Processing => "processing",
+            JobState::Finalizing => "finalizing",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "awaiting_upload" => JobState::AwaitingUpload,
+            "queued" => JobState::Queued,
+            "processing" => JobState::Processing,
+            "finalizing" => JobState::Finalizing,
+            "completed" => JobState::Completed,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Completed, failed and cancelled never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+/// An error recorded on a job: a stable code and a message that is safe to show the owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Where a job's results are, once it has completed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultKeys {
+    pub profile: Option<String>,
+    pub clean: Option<String>,
+    pub rejected: Option<String>,
+    pub manifest: Option<String>,
+}
+
+/// The job record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub owner: String,
+    pub state: JobState,
+    pub filename: String,
+    pub content_type: String,
+    pub declared_size: u64,
+    /// S3 key of the uploaded source object (made by the server).
+    pub source_key: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Facts learned by the planner.
+    pub dialect: Option<serde_json::Value>,
+    pub columns: Vec<String>,
+    pub header_len: u64,
+    pub chunk_size: u64,
+    pub chunk_count: u32,
+    /// Progress counters, added to by chunk workers; exact once the job is completed.
+    pub chunks_done: u32,
+    pub bytes_done: u64,
+    pub rows: u64,
+    pub rejected_rows: u64,
+    pub error: Option<JobError>,
+    pub results: ResultKeys,
+    /// Epoch seconds after which DynamoDB deletes the record (TTL).
+    pub expires_at: i64,
+}
+
+/// What owners see of a job (`GET /v1/jobs/{id}`, WebSocket pushes). No internal keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSnapshot {
+    pub job_id: String,
+    pub state: JobState,
+    pub filename: String,
+    pub size: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub progress: Progress,
+    pub rows: u64,
+    pub rejected_rows: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub columns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dialect: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<JobError>,
+}
+
+/// Progress in bytes and chunks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub chunks_total: u32,
+    pub chunks_done: u32,
+    /// 0.0 to 1.0.
+    pub fraction: f64,
+}
+
+impl Job {
+    /// The owner-facing view.
+    pub fn snapshot(&self) -> JobSnapshot {
+        let fraction = match self.state {
+            JobState::Completed => 1.0,
+            _ if self.chunk_count == 0 => 0.0,
+            _ => (self.chunks_done as f64 / self.chunk_count as f64).min(1.0),
+        };
+        JobSnapshot {
+            job_id: self.id.clone(),
+            state: self.state,
+            filename: self.filename.clone(),
+            size: self.declared_size,
+            created_at: self.created_at.clone(),
+            updated_at: self.updated_at.clone(),
+            progress: Progress {
+                bytes_total: self.declared_size,
+                bytes_done: self.bytes_done.min(self.declared_size),
+                chunks_total: self.chunk_count,
+                chunks_done: self.chunks_done.min(self.chunk_count),
+                fraction,
+            },
+            rows: self.rows,
+            rejected_rows: self.rejected_rows,
+            columns: self.columns.clone(),
+            dialect: self.dialect.clone(),
+            error: self.error.clone(),
+        }
+    }
+}
+
+/// Current time as RFC 3339 (UTC, millisecond precision, so it sorts lexically).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let ms = now.millisecond();
+    let base = now.replace_nanosecond(0).unwrap_or(now);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    format!("{}.{:03}Z", base.format(&fmt).unwrap_or_default(), ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_round_trip_and_finality() {
+        for s in [
+            JobState::AwaitingUpload,
+            JobState::Queued,
+            JobState::Processing,
+            JobState::Finalizing,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::Cancelled,
+        ] {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+        }
+        assert!(JobState::Failed.is_final() && !JobState::Processing.is_final());
+        assert_eq!(JobState::parse("done"), None);
+    }
+
+    #[test]
+    fn timestamps_sort_lexically() {
+        let a = now_rfc3339();
+        assert_eq!(a.len(), "2026-11-26T08:00:00.000Z".len(), "{a}");
+        assert!(a.ends_with('Z'));
+    }
+}

@@ -1,0 +1,63 @@
+//! S3 key layout. Keys are made by the server, never taken from clients:
+//!
+//! - `uploads/<owner>/<job>/source` — the uploaded file;
+//! - `results/<owner>/<job>/parts/{clean,rejected,result}/<chunk:06>` — per-chunk parts;
+//! - `results/<owner>/<job>/{clean.csv,rejected.csv,profile.json,manifest.json}` — final outputs.
+//!
+//! The owner (a JWT `sub`) is percent-encoded so that any claim value gives one safe path segment.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Key of a job's uploaded source object.
+pub fn source_key(owner: &str, job_id: &str) -> String {
+    format!("uploads/{}/{}/source", seg(owner), seg(job_id))
+}
+
+/// Prefix of a job's results.
+pub fn results_prefix(owner: &str, job_id: &str) -> String {
+    format!("results/{}/{}", seg(owner), seg(job_id))
+}
+
+/// Key of one chunk's part of an output (`clean`, `rejected` or `result`).
+pub fn part_key(owner: &str, job_id: &str, kind: &str, index: u32) -> String {
+    format!("{}/parts/{kind}/{index:06}", results_prefix(owner, job_id))
+}
+
+/// `(owner, job_id)` from a source key, or `None` when the key is not an upload's source.
+pub fn parse_source_key(key: &str) -> Option<(String, String)> {
+    let mut it = key.split('/');
+    let (a, owner, job, b) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    if a != "uploads" || b != "source" || it.next().is_some() || owner.is_empty() || job.is_empty() {
+        return None;
+    }
+    let owner = percent_decode_str(owner).decode_utf8().ok()?.into_owned();
+    let job = percent_decode_str(job).decode_utf8().ok()?.into_owned();
+    Some((owner, job))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_keys_round_trip_any_owner() {
+        for owner in ["alice", "auth0|12/34", "ünï cödé", "a+b=c"] {
+            let k = source_key(owner, "job-1");
+            assert_eq!(k.matches('/').count(), 3, "{k}");
+            assert_eq!(parse_source_key(&k), Some((owner.to_string(), "job-1".to_string())));
+        }
+    }
+
+    #[test]
+    fn other_keys_are_not_sources() {
+        assert_eq!(parse_source_key("results/a/b/clean.csv"), None);
+        assert_eq!(parse_source_key("uploads/a/b/source/x"), None);
+        assert_eq!(parse_source_key("uploads//b/source"), None);
+    }
+}

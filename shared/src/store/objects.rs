@@ -1,0 +1,271 @@
+//! The data bucket (S3): presigned uploads, ranged streaming reads, result parts and their
+//! stitching into whole outputs.
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+
+use super::StoreError;
+
+/// S3's minimum part size (all parts but the last).
+pub const MIN_PART: u64 = 5 * 1024 * 1024;
+/// Size of the parts this adapter uploads from its own buffer.
+const BUFFER_PART: usize = 8 * 1024 * 1024;
+
+/// A presigned request the client performs itself.
+#[derive(Debug, Clone)]
+pub struct Presigned {
+    pub url: String,
+    pub method: String,
+    /// Headers the client must send (none for a plain PUT: checksums are not signed).
+    pub headers: Vec<(String, String)>,
+}
+
+/// The bucket adapter.
+#[derive(Clone, Debug)]
+pub struct ObjectStore {
+    client: Client,
+    bucket: String,
+}
+
+impl ObjectStore {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        ObjectStore { client, bucket: bucket.into() }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// A presigned PUT for `key`, valid for `ttl`. Signs only `host`, so a plain
+    /// `curl --upload-file` works (the S3 client is built without default request checksums;
+    /// see `aws::Clients`).
+    pub async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
+        let conf = PresigningConfig::expires_in(ttl).map_err(|e| StoreError::service("PresigningConfig", e))?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(conf)
+            .await
+            .map_err(|e| StoreError::service("presign PutObject", e))?;
+        Ok(Presigned {
+            url: req.uri().to_string(),
+            method: req.method().to_string(),
+            headers: req
+                .headers()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    /// Size of an object, or `None` when it does not exist.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(o) => Ok(Some(o.content_length.unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().map(|s| s.is_not_found()).unwrap_or(false) => Ok(None),
+            Err(e) => Err(StoreError::service("HeadObject", e)),
+        }
+    }
+
+    /// Streams the object from byte `start` to its end. The caller reads as far as it needs and
+    /// drops the stream; memory stays at one network buffer.
+    pub async fn stream_from(&self, key: &str, start: u64) -> Result<ByteStream, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-"))
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetObject(range)", e))?;
+        Ok(out.body)
+    }
+
+    /// Reads bytes `[start, start+len)` (or fewer at the end) into memory. For small reads only.
+    pub async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-{}", start + len - 1))
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetObject(range)", e))?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::service("GetObject(body)", e))?;
+        Ok(data.into_bytes().to_vec())
+    }
+
+    /// Reads a whole (small) object.
+    pub async fn read_all(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetObject", e))?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::service("GetObject(body)", e))?;
+        Ok(data.into_bytes().to_vec())
+    }
+
+    /// Writes a whole object from memory.
+    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StoreError::service("PutObject", e))?;
+        Ok(())
+    }
+
+    /// Concatenates `parts` (in order) into `dest`. Parts of at least 5 MiB are copied inside S3
+    /// (UploadPartCopy); small parts are gathered in an 8 MiB buffer. Memory is bounded by the
+    /// buffer. Returns the total size.
+    pub async fn concat(&self, dest: &str, parts: &[String], content_type: &str) -> Result<u64, StoreError> {
+        let mut sizes = Vec::with_capacity(parts.len());
+        for p in parts {
+            sizes.push(self.size(p).await?.ok_or_else(|| StoreError::Service {
+                op: "concat",
+                detail: format!("part {p} is missing"),
+            })?);
+        }
+        let total: u64 = sizes.iter().sum();
+        if total < MIN_PART {
+            let mut buf = Vec::with_capacity(total as usize);
+            for p in parts {
+                buf.extend_from_slice(&self.read_all(p).await?);
+            }
+            self.put(dest, buf, content_type).await?;
+            return Ok(total);
+        }
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(dest)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("CreateMultipartUpload", e))?;
+        let upload_id = upload.upload_id.unwrap_or_default();
+        let result = self.concat_parts(dest, &upload_id, parts, &sizes).await;
+        match result {
+            Ok(done) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(dest)
+                    .upload_id(&upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::service("CompleteMultipartUpload", e))?;
+                Ok(total)
+            }
+            Err(e) => {
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(dest)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn concat_parts(
+        &self,
+        dest: &str,
+        upload_id: &str,
+        parts: &[String],
+        sizes: &[u64],
+    ) -> Result<Vec<CompletedPart>, StoreError> {
+        let mut done = Vec::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(BUFFER_PART);
+        for (key, &size) in parts.iter().zip(sizes) {
+            if size >= MIN_PART && buf.is_empty() {
+                let n = done.len() as i32 + 1;
+                let out = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(&self.bucket)
+                    .key(dest)
+                    .upload_id(upload_id)
+                    .part_number(n)
+                    .copy_source(format!("{}/{}", self.bucket, key))
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::service("UploadPartCopy", e))?;
+                let etag = out.copy_part_result.and_then(|r| r.e_tag).unwrap_or_default();
+                done.push(CompletedPart::builder().part_number(n).e_tag(etag).build());
+                continue;
+            }
+            let mut body = self.stream_from(key, 0).await?;
+            while let Some(bytes) = body
+                .try_next()
+                .await
+                .map_err(|e| StoreError::service("GetObject(body)", e))?
+            {
+                buf.extend_from_slice(&bytes);
+                if buf.len() >= BUFFER_PART {
+                    self.upload_part(dest, upload_id, &mut done, &mut buf).await?;
+                }
+            }
+        }
+        if !buf.is_empty() || done.is_empty() {
+            self.upload_part(dest, upload_id, &mut done, &mut buf).await?;
+        }
+        Ok(done)
+    }
+
+    async fn upload_part(
+        &self,
+        dest: &str,
+        upload_id: &str,
+        done: &mut Vec<CompletedPart>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let n = done.len() as i32 + 1;
+        let body = std::mem::replace(buf, Vec::with_capacity(BUFFER_PART));
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(dest)
+            .upload_id(upload_id)
+            .part_number(n)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StoreError::service("UploadPart", e))?;
+        done.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag.unwrap_or_default()).build());
+        Ok(())
+    }
+}

@@ -1,0 +1,61 @@
+//! The chunk task queue (SQS).
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::Client;
+
+use super::StoreError;
+use crate::task::ChunkTaskMessage;
+
+/// Sends chunk tasks to the queue.
+#[derive(Clone, Debug)]
+pub struct TaskQueue {
+    client: Client,
+    url: String,
+}
+
+impl TaskQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        TaskQueue { client, url: url.into() }
+    }
+
+    /// Enqueues every task with SendMessageBatch (10 per call, SQS's limit). Entries SQS reports
+    /// as failed are retried up to three times before this gives up with an error.
+    pub async fn send_all(&self, tasks: &[ChunkTaskMessage]) -> Result<(), StoreError> {
+        for batch in tasks.chunks(10) {
+            let mut pending: Vec<&ChunkTaskMessage> = batch.iter().collect();
+            for attempt in 0..4 {
+                let entries = pending
+                    .iter()
+                    .map(|t| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(format!("c{}", t.index))
+                            .message_body(serde_json::to_string(t).expect("task serialises"))
+                            .build()
+                            .map_err(|e| StoreError::service("SendMessageBatch entry", e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::service("SendMessageBatch", e))?;
+                let failed: Vec<String> = out.failed.iter().map(|f| f.id.clone()).collect();
+                if failed.is_empty() {
+                    break;
+                }
+                if attempt == 3 {
+                    return Err(StoreError::Service {
+                        op: "SendMessageBatch",
+                        detail: format!("entries still failing after retries: {failed:?}"),
+                    });
+                }
+                pending.retain(|t| failed.contains(&format!("c{}", t.index)));
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+        }
+        Ok(())
+    }
+}
