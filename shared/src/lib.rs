@@ -12,6 +12,7 @@ pub mod http;
 pub mod job;
 pub mod keys;
 pub mod notifications;
+pub mod pipeline;
 pub mod store;
 pub mod task;
 pub mod telemetry;
