@@ -1,15 +1,40 @@
 //! The pipeline: planning an upload into chunk tasks, running one chunk, finalising a job.
-//! Pure orchestration over the stores and the engine; the planner and chunk functions (and the
-//! local runtime, through them) call it.
+//! Orchestration over the stores and the engine; the planner and chunk functions (and the local
+//! runtime, through them) call it. Every step is idempotent, because SQS delivers at least once:
+//!
+//! - planning moves `awaiting_upload -> queued` with a conditional write; a second event for the
+//!   same object finds the job past `awaiting_upload` and does nothing (a job left in `queued` by
+//!   a crash is re-enqueued: chunk tasks are idempotent);
+//! - a chunk's completion is one DynamoDB transaction (chunk item created only if absent + job
+//!   counters added), so a redelivered task changes nothing;
+//! - the worker whose completion makes `chunks_done == chunk_count` wins the conditional move to
+//!   `finalizing` and finalises: it validates the quote-parity guesses of all chunks, re-runs the
+//!   rare mispredicted chunk with the known start state, merges the profiles in chunk order,
+//!   stitches the outputs and moves the job to `completed` with exact totals.
 
 use std::sync::Arc;
 
+use tessera_engine::chunk::{ChunkOptions, ChunkProcessor, ChunkResult, Feed};
+use tessera_engine::dialect::{Dialect, DialectOverrides};
+use tessera_engine::error::EngineError;
+use tessera_engine::profile::{ProfileOptions, ProfileState};
+use tessera_engine::split::{self, ChunkTask};
+
 use crate::aws::Clients;
 use crate::config::Config;
-use crate::store::jobs::JobStore;
+use crate::job::{now_rfc3339, Job, JobError, JobState, ResultKeys};
+use crate::keys;
+use crate::notifications::{self, Notification};
+use crate::store::jobs::{ChunkCommit, ChunkRecord, JobStore, Plan, Totals};
 use crate::store::objects::ObjectStore;
 use crate::store::queue::TaskQueue;
 use crate::store::StoreError;
+use crate::task::ChunkTaskMessage;
+
+/// Largest window the planner reads to find the end of the header record.
+const MAX_SNIFF_BYTES: u64 = 8 * 1024 * 1024;
+/// Output buffered by a chunk worker before it is sent to S3 as one multipart part.
+const OUTPUT_PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// A message could not be handled now and should be retried (SQS redelivers it).
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +43,8 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error("malformed message: {0}")]
     Malformed(String),
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
 }
 
 /// The pipeline's dependencies.
@@ -27,6 +54,10 @@ pub struct Pipeline {
     pub jobs: JobStore,
     pub objects: ObjectStore,
     pub queue: TaskQueue,
+}
+
+fn job_error(code: &str, message: impl Into<String>) -> JobError {
+    JobError { code: code.into(), message: message.into() }
 }
 
 impl Pipeline {
@@ -39,13 +70,409 @@ impl Pipeline {
         }
     }
 
-    /// Handles one upload-events message (S3 notification).
-    pub async fn planner_message(&self, _body: &str) -> Result<(), PipelineError> {
-        Err(PipelineError::Malformed("not yet".into()))
+    // ----------------------------------------------------------------------------- planning
+
+    /// Handles one upload-events message (an S3 notification). Unknown objects and test events
+    /// are acknowledged; only transient failures return an error (so SQS retries).
+    pub async fn planner_message(&self, body: &str) -> Result<(), PipelineError> {
+        let records = match notifications::parse(body) {
+            Ok(Notification::Test) => {
+                tracing::info!("s3:TestEvent acknowledged");
+                return Ok(());
+            }
+            Ok(Notification::Records(r)) => r,
+            Err(e) => {
+                // Retrying cannot fix a body that is not an S3 event: acknowledge and log.
+                tracing::warn!(error = %e, "ignoring a message that is not an S3 notification");
+                return Ok(());
+            }
+        };
+        for rec in records {
+            if rec.bucket != self.config.bucket {
+                tracing::warn!(bucket = %rec.bucket, "notification for another bucket ignored");
+                continue;
+            }
+            let Some((owner, job_id)) = keys::parse_source_key(&rec.key) else {
+                tracing::warn!(key = %rec.key, "notification for a key that is not an upload source ignored");
+                continue;
+            };
+            let Some(job) = self.jobs.get(&job_id).await? else {
+                tracing::warn!(job_id = %job_id, "upload for an unknown job ignored");
+                continue;
+            };
+            if job.owner != owner || job.source_key != rec.key {
+                tracing::warn!(job_id = %job_id, "upload key does not match the job; ignored");
+                continue;
+            }
+            match job.state {
+                JobState::AwaitingUpload => self.plan(&job).await?,
+                JobState::Queued => self.enqueue(&job).await?,
+                s => tracing::info!(job_id = %job.id, state = s.as_str(), "duplicate notification; job already planned"),
+            }
+        }
+        Ok(())
     }
 
+    async fn fail(&self, job: &Job, code: &str, message: String) -> Result<(), PipelineError> {
+        tracing::warn!(job_id = %job.id, code, %message, "job failed");
+        self.jobs.mark_failed(&job.id, &job_error(code, message)).await?;
+        Ok(())
+    }
+
+    async fn plan(&self, job: &Job) -> Result<(), PipelineError> {
+        let Some(size) = self.objects.size(&job.source_key).await? else {
+            return self
+                .fail(job, "upload_missing", "The uploaded object is gone; create a new upload.".into())
+                .await;
+        };
+        if size != job.declared_size {
+            return self
+                .fail(
+                    job,
+                    "size_mismatch",
+                    format!(
+                        "The uploaded file is {size} bytes but {} bytes were declared. Upload the whole file again with its exact size.",
+                        job.declared_size
+                    ),
+                )
+                .await;
+        }
+        if size == 0 {
+            return self.fail(job, "empty_file", "The uploaded file is empty.".into()).await;
+        }
+        let mut window = self.config.sniff_bytes.min(size);
+        let sniffed = loop {
+            let head = self.objects.read_range(&job.source_key, 0, window).await?;
+            match tessera_engine::dialect::sniff_with_size(&head, size, &DialectOverrides::default()) {
+                Ok(s) => break s,
+                Err(EngineError::HeaderTooLong { .. }) if window < size && window < MAX_SNIFF_BYTES => {
+                    window = (window * 4).min(size).min(MAX_SNIFF_BYTES);
+                }
+                Err(e) => return self.fail(job, e.code(), e.to_string()).await,
+            }
+        };
+        let tasks = split::plan(size, sniffed.header_len, self.config.chunk_size);
+        let plan = Plan {
+            dialect: serde_json::to_value(&sniffed.dialect).map_err(|e| PipelineError::Malformed(e.to_string()))?,
+            columns: sniffed.columns.clone(),
+            header_len: sniffed.header_len,
+            chunk_size: self.config.chunk_size,
+            chunk_count: tasks.len() as u32,
+        };
+        if !self.jobs.mark_planned(&job.id, &plan).await? {
+            tracing::info!(job_id = %job.id, "job was planned by another delivery");
+            return Ok(());
+        }
+        tracing::info!(job_id = %job.id, size, chunks = tasks.len(), "planned");
+        let Some(job) = self.jobs.get(&job.id).await? else { return Ok(()) };
+        if tasks.is_empty() {
+            // Header only: nothing to hand out; finalise right here.
+            return self.finalize(&job).await;
+        }
+        self.enqueue(&job).await
+    }
+
+    /// Sends the chunk tasks of a planned job and moves it to `processing`.
+    async fn enqueue(&self, job: &Job) -> Result<(), PipelineError> {
+        let tasks = split::plan(job.declared_size, job.header_len, job.chunk_size.max(1));
+        if tasks.is_empty() {
+            return self.finalize(job).await;
+        }
+        let msgs: Vec<ChunkTaskMessage> = tasks
+            .iter()
+            .map(|t| ChunkTaskMessage {
+                job_id: job.id.clone(),
+                owner: job.owner.clone(),
+                index: t.index,
+                start: t.start,
+                end: t.end,
+                start_in_quotes: t.start_in_quotes,
+            })
+            .collect();
+        self.queue.send_all(&msgs).await?;
+        self.jobs.mark_processing(&job.id).await?;
+        // Chunk workers accept tasks while the job is still `queued`; if they all finished before
+        // the move to `processing`, none of them could finalise, so check here too.
+        self.finalize_if_done(&job.id).await
+    }
+
+    /// Finalises the job if every chunk is done and this caller wins the move to `finalizing`.
+    async fn finalize_if_done(&self, job_id: &str) -> Result<(), PipelineError> {
+        let Some(job) = self.jobs.get(job_id).await? else { return Ok(()) };
+        if job.state == JobState::Processing && job.chunks_done >= job.chunk_count && self.jobs.mark_finalizing(&job.id).await? {
+            let job = self.jobs.get(&job.id).await?.unwrap_or(job);
+            self.finalize(&job).await?;
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------- chunks
+
     /// Handles one chunk task message.
-    pub async fn chunk_message(&self, _body: &str) -> Result<(), PipelineError> {
-        Err(PipelineError::Malformed("not yet".into()))
+    pub async fn chunk_message(&self, body: &str) -> Result<(), PipelineError> {
+        let task: ChunkTaskMessage = match serde_json::from_str(body) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a chunk message that does not parse");
+                return Ok(());
+            }
+        };
+        let Some(job) = self.jobs.get(&task.job_id).await? else {
+            tracing::warn!(job_id = %task.job_id, "chunk task for an unknown job ignored");
+            return Ok(());
+        };
+        if job.owner != task.owner {
+            tracing::warn!(job_id = %task.job_id, "chunk task owner does not match the job; ignored");
+            return Ok(());
+        }
+        if !matches!(job.state, JobState::Queued | JobState::Processing) {
+            tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "job not active; chunk skipped");
+            return Ok(());
+        }
+        let engine_task = ChunkTask { index: task.index, start: task.start, end: task.end, start_in_quotes: task.start_in_quotes };
+        let result = match self.run_chunk(&job, &engine_task).await {
+            Ok(r) => r,
+            Err(PipelineError::Engine(e)) => {
+                self.fail(&job, e.code(), e.to_string()).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let record = ChunkRecord {
+            index: task.index,
+            rows: result.rows,
+            rejected_rows: result.rejected_rows,
+            bytes: task.end - task.start,
+            result_key: keys::part_key(&job.owner, &job.id, "result", task.index),
+            completed_at: now_rfc3339(),
+        };
+        match self.jobs.complete_chunk(&job.id, &record, job.expires_at).await? {
+            ChunkCommit::Committed => tracing::info!(job_id = %job.id, chunk = task.index, rows = result.rows, "chunk done"),
+            ChunkCommit::AlreadyDone => {
+                tracing::info!(job_id = %job.id, chunk = task.index, "chunk was already done (redelivery)");
+                return Ok(());
+            }
+            ChunkCommit::JobNotActive => return Ok(()),
+        }
+        self.finalize_if_done(&job.id).await
+    }
+
+    /// Streams one chunk's range from S3 through the engine and writes its parts and result.
+    async fn run_chunk(&self, job: &Job, task: &ChunkTask) -> Result<ChunkResult, PipelineError> {
+        let dialect: Dialect = serde_json::from_value(job.dialect.clone().unwrap_or_default())
+            .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))?;
+        let mut proc = ChunkProcessor::new(task, &dialect, &job.columns, &ChunkOptions::default());
+        let read_from = tessera_engine::chunk::read_start(task);
+        let mut clean = PartSink::new(self.objects.clone(), keys::part_key(&job.owner, &job.id, "clean", task.index));
+        let mut rejected = PartSink::new(self.objects.clone(), keys::part_key(&job.owner, &job.id, "rejected", task.index));
+        if task.index == 0 {
+            // Chunk 0's clean part begins with the header, so stitching is a plain concatenation.
+            clean.buf.extend_from_slice(&clean_header(&job.columns));
+        }
+        let mut body = self.objects.stream_from(&job.source_key, read_from).await?;
+        loop {
+            let next = body
+                .try_next()
+                .await
+                .map_err(|e| PipelineError::Store(StoreError::Service { op: "GetObject(stream)", detail: e.to_string() }))?;
+            let Some(bytes) = next else { break };
+            let state = proc.feed(&bytes, &mut clean.buf, &mut rejected.buf)?;
+            clean.flush_if_full().await?;
+            rejected.flush_if_full().await?;
+            if state == Feed::Done {
+                break;
+            }
+        }
+        drop(body);
+        let result = proc.finish(&mut clean.buf, &mut rejected.buf)?;
+        clean.close().await?;
+        rejected.close().await?;
+        let encoded = serde_json::to_vec(&result).map_err(|e| PipelineError::Malformed(e.to_string()))?;
+        self.objects
+            .put(&keys::part_key(&job.owner, &job.id, "result", task.index), encoded, "application/json")
+            .await?;
+        Ok(result)
+    }
+
+    // ----------------------------------------------------------------------------- finalising
+
+    /// Validates, merges and stitches a job whose chunks are all done, then completes it.
+    async fn finalize(&self, job: &Job) -> Result<(), PipelineError> {
+        match self.try_finalize(job).await {
+            Ok(()) => Ok(()),
+            Err(PipelineError::Engine(e)) => self.fail(job, e.code(), e.to_string()).await,
+            Err(e) => {
+                tracing::error!(job_id = %job.id, error = %e, "finalisation failed");
+                self.fail(
+                    job,
+                    "finalize_failed",
+                    "Tessera could not assemble the results of this job. Upload the file again; if it fails again, report the job id.".into(),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn try_finalize(&self, job: &Job) -> Result<(), PipelineError> {
+        let tasks = split::plan(job.declared_size, job.header_len, job.chunk_size.max(1));
+        // Load the parity facts of every chunk (small), validate the guesses, re-run the
+        // mispredicted chunks with their known start state.
+        let mut summaries = Vec::with_capacity(tasks.len());
+        for t in &tasks {
+            let r = self.load_result(job, t.index).await?;
+            summaries.push(r.summary());
+        }
+        let reruns = split::validate(&summaries);
+        for (index, in_quotes) in &reruns {
+            let mut t = tasks[*index as usize].clone();
+            t.start_in_quotes = Some(*in_quotes);
+            tracing::info!(job_id = %job.id, chunk = index, in_quotes, "re-running a chunk whose quote state was mispredicted");
+            let r = self.run_chunk(job, &t).await?;
+            summaries[*index as usize] = r.summary();
+        }
+        split::check_complete(&summaries)?;
+
+        // Merge profiles in chunk order, one state in memory at a time.
+        let mut profile = ProfileState::new(job.columns.clone(), &ProfileOptions::default());
+        let mut totals = Totals { rows: 0, rejected_rows: 0, bytes: job.declared_size };
+        for t in &tasks {
+            let r = self.load_result(job, t.index).await?;
+            totals.rows += r.rows;
+            totals.rejected_rows += r.rejected_rows;
+            profile.merge(&r.profile);
+        }
+        profile.add_bytes(job.header_len);
+        let prefix = keys::results_prefix(&job.owner, &job.id);
+        let report = serde_json::to_vec_pretty(&profile.report()).map_err(|e| PipelineError::Malformed(e.to_string()))?;
+        let profile_key = format!("{prefix}/profile.json");
+        self.objects.put(&profile_key, report, "application/json").await?;
+
+        let (clean_key, rejected_key) = (format!("{prefix}/clean.csv"), format!("{prefix}/rejected.csv"));
+        if tasks.is_empty() {
+            self.objects.put(&clean_key, clean_header(&job.columns), "text/csv").await?;
+        } else {
+            let parts: Vec<String> = tasks.iter().map(|t| keys::part_key(&job.owner, &job.id, "clean", t.index)).collect();
+            self.objects.concat(&clean_key, &parts, "text/csv").await?;
+        }
+        self.stitch_rejected(job, &tasks, &rejected_key).await?;
+        let results = ResultKeys {
+            profile: Some(profile_key),
+            clean: Some(clean_key),
+            rejected: Some(rejected_key),
+            manifest: Some(format!("{prefix}/manifest.json")),
+        };
+        let manifest = serde_json::json!({
+            "job_id": job.id,
+            "source": { "key": job.source_key, "bytes": job.declared_size, "filename": job.filename },
+            "dialect": job.dialect,
+            "columns": job.columns,
+            "chunks": tasks.len(),
+            "chunks_rerun": reruns.len(),
+            "rows": totals.rows,
+            "rejected_rows": totals.rejected_rows,
+            "outputs": { "clean": results.clean, "rejected": results.rejected, "profile": results.profile },
+            "completed_at": now_rfc3339(),
+        });
+        self.objects
+            .put(results.manifest.as_deref().unwrap_or_default(), serde_json::to_vec_pretty(&manifest).unwrap_or_default(), "application/json")
+            .await?;
+        if self.jobs.mark_completed(&job.id, &totals, &results).await? {
+            tracing::info!(job_id = %job.id, rows = totals.rows, rejected = totals.rejected_rows, reruns = reruns.len(), "job completed");
+        }
+        Ok(())
+    }
+
+    /// Builds rejected.csv: the header, then each chunk's rejected rows with their chunk-local
+    /// line numbers made absolute (line base = 1 + header lines + earlier chunks' line breaks).
+    /// A chunk's rejected part is rebased in memory (rejected parts are usually small; streaming
+    /// this step is tracked with the outputs work).
+    async fn stitch_rejected(&self, job: &Job, tasks: &[ChunkTask], dest: &str) -> Result<(), PipelineError> {
+        let header_key = keys::part_key(&job.owner, &job.id, "rejected-header", 0);
+        self.objects.put(&header_key, REJECTED_HEADER.as_bytes().to_vec(), "text/csv").await?;
+        let mut parts = vec![header_key];
+        let mut line_base = 1 + self.header_lines(job).await?;
+        for t in tasks {
+            let r = self.load_result(job, t.index).await?;
+            if r.rejected_rows > 0 {
+                let raw = self.objects.read_all(&keys::part_key(&job.owner, &job.id, "rejected", t.index)).await?;
+                let mut rebased = Vec::with_capacity(raw.len() + 64);
+                tessera_engine::chunk::rebase_rejected(std::io::Cursor::new(raw), line_base, &mut rebased)?;
+                let key = keys::part_key(&job.owner, &job.id, "rejected-final", t.index);
+                self.objects.put(&key, rebased, "text/csv").await?;
+                parts.push(key);
+            }
+            line_base += r.newline_count_in_range;
+        }
+        self.objects.concat(dest, &parts, "text/csv").await?;
+        Ok(())
+    }
+
+    /// Line breaks inside the header region (re-sniffed from the object's first bytes).
+    async fn header_lines(&self, job: &Job) -> Result<u64, PipelineError> {
+        if job.header_len == 0 {
+            return Ok(0);
+        }
+        let head = self.objects.read_range(&job.source_key, 0, job.header_len).await?;
+        Ok(head.iter().enumerate().filter(|&(i, &b)| b == b'\n' || (b == b'\r' && head.get(i + 1) != Some(&b'\n'))).count() as u64)
+    }
+
+    async fn load_result(&self, job: &Job, index: u32) -> Result<ChunkResult, PipelineError> {
+        let bytes = self.objects.read_all(&keys::part_key(&job.owner, &job.id, "result", index)).await?;
+        serde_json::from_slice(&bytes).map_err(|e| PipelineError::Malformed(format!("chunk {index} result: {e}")))
+    }
+}
+
+/// First line of every rejected output (the engine writes the rows below it).
+pub const REJECTED_HEADER: &str = "source_byte_offset,source_line,reason,raw\n";
+
+/// The header line of the clean output: the column names as the engine writes clean rows
+/// (`,` delimiter, quoted only where needed, LF).
+pub fn clean_header(columns: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        tessera_engine::chunk::write_field(&mut out, c.as_bytes());
+    }
+    out.push(b'\n');
+    out
+}
+
+/// One chunk's output part: buffered up to 8 MiB, then sent to S3 as a multipart part, so a
+/// worker's memory does not grow with its range.
+struct PartSink {
+    objects: ObjectStore,
+    key: String,
+    buf: Vec<u8>,
+    upload: Option<crate::store::objects::MultipartWriter>,
+}
+
+impl PartSink {
+    fn new(objects: ObjectStore, key: String) -> Self {
+        PartSink { objects, key, buf: Vec::new(), upload: None }
+    }
+
+    async fn flush_if_full(&mut self) -> Result<(), StoreError> {
+        if self.buf.len() < OUTPUT_PART_BYTES {
+            return Ok(());
+        }
+        if self.upload.is_none() {
+            self.upload = Some(self.objects.start_multipart(&self.key, "text/csv").await?);
+        }
+        let data = std::mem::take(&mut self.buf);
+        self.upload.as_mut().expect("started").write_part(data).await
+    }
+
+    async fn close(mut self) -> Result<(), StoreError> {
+        match self.upload.take() {
+            None => self.objects.put(&self.key, std::mem::take(&mut self.buf), "text/csv").await,
+            Some(mut up) => {
+                if !self.buf.is_empty() {
+                    up.write_part(std::mem::take(&mut self.buf)).await?;
+                }
+                up.complete().await
+            }
+        }
     }
 }

@@ -142,6 +142,25 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Starts a multipart upload that the caller feeds part by part.
+    pub async fn start_multipart(&self, key: &str, content_type: &str) -> Result<MultipartWriter, StoreError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("CreateMultipartUpload", e))?;
+        Ok(MultipartWriter {
+            store: self.clone(),
+            key: key.to_string(),
+            upload_id: out.upload_id.unwrap_or_default(),
+            done: Vec::new(),
+        })
+    }
+
     /// Concatenates `parts` (in order) into `dest`. Parts of at least 5 MiB are copied inside S3
     /// (UploadPartCopy); small parts are gathered in an 8 MiB buffer. Memory is bounded by the
     /// buffer. Returns the total size.
@@ -267,5 +286,54 @@ impl ObjectStore {
             .map_err(|e| StoreError::service("UploadPart", e))?;
         done.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag.unwrap_or_default()).build());
         Ok(())
+    }
+}
+
+/// A multipart upload fed part by part (each part but the last must be >= 5 MiB).
+#[derive(Debug)]
+pub struct MultipartWriter {
+    store: ObjectStore,
+    key: String,
+    upload_id: String,
+    done: Vec<CompletedPart>,
+}
+
+impl MultipartWriter {
+    /// Uploads the next part.
+    pub async fn write_part(&mut self, data: Vec<u8>) -> Result<(), StoreError> {
+        let mut data = data;
+        self.store.upload_part(&self.key, &self.upload_id, &mut self.done, &mut data).await
+    }
+
+    /// Completes the upload (aborting it if completion fails).
+    pub async fn complete(self) -> Result<(), StoreError> {
+        let res = self
+            .store
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.store.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.done.clone())).build())
+            .send()
+            .await;
+        if let Err(e) = res {
+            self.abort().await;
+            return Err(StoreError::service("CompleteMultipartUpload", e));
+        }
+        Ok(())
+    }
+
+    /// Aborts the upload, best effort (the bucket's lifecycle rule cleans up what this misses).
+    pub async fn abort(&self) {
+        let _ = self
+            .store
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.store.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await;
     }
 }
