@@ -1,0 +1,859 @@
+//! The mergeable column profile: per-column type inference, null counts, typed min/max,
+//! mean/stddev, distinct count, heavy hitters, quantiles and lengths, plus per-file row,
+//! byte and rejected counts and a uniform row sample.
+//!
+//! Each chunk worker builds a [`ProfileState`] from the records it owns, ships it with
+//! [`ProfileState::to_bytes`], and finalisation [`merge`](ProfileState::merge)s them and calls
+//! [`report`](ProfileState::report) for `profile.json`. Every statistic is chosen so that the
+//! merged result does not depend on how the file was chunked: counters, min/max, lengths,
+//! the distinct sketch and the sample are exactly chunking-invariant; mean/stddev agree to
+//! floating-point rounding; heavy hitters and quantiles agree within their documented bounds.
+//!
+//! Not here: parsing (the parser hands us [`Record`]s) and any I/O. The schema and the
+//! accuracy contract are documented in `docs/profile.md`.
+
+mod classify;
+mod distinct;
+mod topk;
+
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::{Config as DdConfig, DDSketch};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::record::{Record, RejectReason};
+use classify::{civil_from_days, classify, Class};
+use distinct::Distinct;
+use topk::TopK;
+
+/// Version of the `to_bytes` state format and of the `profile.json` schema.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The tokens counted as null (besides the empty string) unless configured otherwise.
+pub const DEFAULT_NULL_TOKENS: &[&str] = &[
+    "NULL", "null", "Null", "NA", "N/A", "n/a", "NaN", "nan", "None", "none", "<NA>", "#N/A",
+];
+
+/// Knobs of the profile. Chunk states can only be merged when built with equal options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProfileOptions {
+    /// Rows kept in the uniform sample.
+    pub sample_size: usize,
+    /// Values reported in each column's `top`.
+    pub top_k: usize,
+    /// Counters kept by the heavy-hitters summary; counts are exact while a column has at most
+    /// this many distinct values, and at most `n / (capacity/2 + 1)` short afterwards.
+    pub top_capacity: usize,
+    /// HyperLogLog precision p (4..=18): 2^p one-byte registers, ~1.04/sqrt(2^p) relative error.
+    pub hll_precision: u8,
+    /// Distinct counts are exact (a set of 64-bit hashes) up to this many values.
+    pub exact_distinct_limit: usize,
+    /// Relative accuracy of the quantile sketch (DDSketch alpha).
+    pub quantile_accuracy: f64,
+    /// Field texts counted as null, besides the empty string (matched exactly, case-sensitive).
+    pub null_tokens: Vec<String>,
+}
+
+impl Default for ProfileOptions {
+    fn default() -> Self {
+        ProfileOptions {
+            sample_size: 100,
+            top_k: 10,
+            top_capacity: 256,
+            hll_precision: 14,
+            exact_distinct_limit: 1024,
+            quantile_accuracy: 0.01,
+            null_tokens: DEFAULT_NULL_TOKENS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Errors from decoding or merging profile states.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The bytes are not a profile state of this format.
+    #[error("profile state could not be decoded: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// The state was written by an unknown format version.
+    #[error("profile state has format version {0}, expected {FORMAT_VERSION}")]
+    Version(u32),
+    /// The two states describe different columns or were built with different options.
+    #[error("profile states cannot be merged: {0}")]
+    Incompatible(String),
+}
+
+/// Fast exact matcher for null tokens: empty string, or one of a short list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
+struct NullMatcher {
+    tokens: Vec<String>,
+    max_len: usize,
+    first: [bool; 256],
+}
+
+impl From<Vec<String>> for NullMatcher {
+    fn from(tokens: Vec<String>) -> Self {
+        let mut first = [false; 256];
+        let mut max_len = 0;
+        for t in &tokens {
+            if let Some(&b) = t.as_bytes().first() {
+                first[b as usize] = true;
+            }
+            max_len = max_len.max(t.len());
+        }
+        NullMatcher {
+            tokens,
+            max_len,
+            first,
+        }
+    }
+}
+
+impl From<NullMatcher> for Vec<String> {
+    fn from(m: NullMatcher) -> Self {
+        m.tokens
+    }
+}
+
+impl NullMatcher {
+    #[inline]
+    fn is_null(&self, v: &str) -> bool {
+        let b = v.as_bytes();
+        match b.first() {
+            None => true,
+            Some(&f) => {
+                b.len() <= self.max_len
+                    && self.first[f as usize]
+                    && self.tokens.iter().any(|t| t == v)
+            }
+        }
+    }
+}
+
+/// Running count, mean and sum of squared deviations (Welford), merged with Chan et al.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Moments {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    #[inline]
+    fn push(&mut self, x: f64) {
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    fn merge(&mut self, o: &Moments) {
+        if o.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *o;
+            return;
+        }
+        let n = self.n + o.n;
+        let d = o.mean - self.mean;
+        let (na, nb, nf) = (self.n as f64, o.n as f64, n as f64);
+        self.mean += d * nb / nf;
+        self.m2 += o.m2 + d * d * na * nb / nf;
+        self.n = n;
+    }
+
+    /// Sample standard deviation (n - 1 in the denominator).
+    fn stddev(&self) -> Option<f64> {
+        (self.n >= 2).then(|| (self.m2.max(0.0) / (self.n - 1) as f64).sqrt())
+    }
+}
+
+/// Counts per most-specific class of the non-null values.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct ClassCounts {
+    int: u64,
+    dec: u64,
+    bool_true: u64,
+    bool_false: u64,
+    date: u64,
+    ts: u64,
+    other: u64,
+}
+
+/// A timestamp min/max candidate: the instant, then the text to break ties between equal
+/// instants written differently (so the result is the same whatever the merge order).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct TsKey {
+    secs: i64,
+    nanos: u32,
+    text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ColumnState {
+    name: String,
+    nulls: u64,
+    non_null: u64,
+    counts: ClassCounts,
+    int_min: i64,
+    int_max: i64,
+    #[serde(with = "f64_bits")]
+    num_min: f64,
+    #[serde(with = "f64_bits")]
+    num_max: f64,
+    date_min: i32,
+    date_max: i32,
+    ts_min: Option<TsKey>,
+    ts_max: Option<TsKey>,
+    str_min: String,
+    str_max: String,
+    min_len: u64,
+    max_len: u64,
+    moments: Moments,
+    quantiles: Quant,
+    distinct: Distinct,
+    top: TopK,
+}
+
+impl ColumnState {
+    fn new(name: String, opts: &ProfileOptions) -> Self {
+        ColumnState {
+            name,
+            nulls: 0,
+            non_null: 0,
+            counts: ClassCounts::default(),
+            int_min: i64::MAX,
+            int_max: i64::MIN,
+            num_min: f64::INFINITY,
+            num_max: f64::NEG_INFINITY,
+            date_min: i32::MAX,
+            date_max: i32::MIN,
+            ts_min: None,
+            ts_max: None,
+            str_min: String::new(),
+            str_max: String::new(),
+            min_len: u64::MAX,
+            max_len: 0,
+            moments: Moments::default(),
+            quantiles: Quant(DDSketch::new(dd_config(opts))),
+            distinct: Distinct::new(opts.hll_precision, opts.exact_distinct_limit),
+            top: TopK::new(opts.top_capacity),
+        }
+    }
+
+    #[inline]
+    fn observe(&mut self, v: &str, nulls: &NullMatcher) {
+        if nulls.is_null(v) {
+            self.nulls += 1;
+            return;
+        }
+        let b = v.as_bytes();
+        let chars = if b.is_ascii() {
+            b.len()
+        } else {
+            v.chars().count()
+        } as u64;
+        self.min_len = self.min_len.min(chars);
+        self.max_len = self.max_len.max(chars);
+        if self.non_null == 0 {
+            self.str_min.push_str(v);
+            self.str_max.push_str(v);
+        } else if v < self.str_min.as_str() {
+            self.str_min.clear();
+            self.str_min.push_str(v);
+        } else if v > self.str_max.as_str() {
+            self.str_max.clear();
+            self.str_max.push_str(v);
+        }
+        self.non_null += 1;
+        let h = xxh3_64(b);
+        self.distinct.insert(h);
+        self.top.insert(h, v);
+        match classify(v) {
+            Class::Int(i) => {
+                self.counts.int += 1;
+                self.int_min = self.int_min.min(i);
+                self.int_max = self.int_max.max(i);
+                self.number(i as f64);
+            }
+            Class::Dec(x) => {
+                self.counts.dec += 1;
+                self.number(x);
+            }
+            Class::Bool(true) => self.counts.bool_true += 1,
+            Class::Bool(false) => self.counts.bool_false += 1,
+            Class::Date(d) => {
+                self.counts.date += 1;
+                self.date_min = self.date_min.min(d);
+                self.date_max = self.date_max.max(d);
+                self.instant(i64::from(d) * 86_400, 0, v);
+            }
+            Class::Timestamp(s, n) => {
+                self.counts.ts += 1;
+                self.instant(s, n, v);
+            }
+            Class::Str => self.counts.other += 1,
+        }
+    }
+
+    #[inline]
+    fn number(&mut self, x: f64) {
+        if x.total_cmp(&self.num_min) == Ordering::Less {
+            self.num_min = x;
+        }
+        if x.total_cmp(&self.num_max) == Ordering::Greater {
+            self.num_max = x;
+        }
+        self.moments.push(x);
+        self.quantiles.0.add(x);
+    }
+
+    fn instant(&mut self, secs: i64, nanos: u32, text: &str) {
+        let less = |k: &TsKey| (secs, nanos, text) < (k.secs, k.nanos, k.text.as_str());
+        let greater = |k: &TsKey| (secs, nanos, text) > (k.secs, k.nanos, k.text.as_str());
+        if self.ts_min.as_ref().is_none_or(less) {
+            self.ts_min = Some(TsKey {
+                secs,
+                nanos,
+                text: text.to_owned(),
+            });
+        }
+        if self.ts_max.as_ref().is_none_or(greater) {
+            self.ts_max = Some(TsKey {
+                secs,
+                nanos,
+                text: text.to_owned(),
+            });
+        }
+    }
+
+    fn merge(&mut self, o: &ColumnState) {
+        self.nulls += o.nulls;
+        let c = &mut self.counts;
+        c.int += o.counts.int;
+        c.dec += o.counts.dec;
+        c.bool_true += o.counts.bool_true;
+        c.bool_false += o.counts.bool_false;
+        c.date += o.counts.date;
+        c.ts += o.counts.ts;
+        c.other += o.counts.other;
+        self.int_min = self.int_min.min(o.int_min);
+        self.int_max = self.int_max.max(o.int_max);
+        if o.num_min.total_cmp(&self.num_min) == Ordering::Less {
+            self.num_min = o.num_min;
+        }
+        if o.num_max.total_cmp(&self.num_max) == Ordering::Greater {
+            self.num_max = o.num_max;
+        }
+        self.date_min = self.date_min.min(o.date_min);
+        self.date_max = self.date_max.max(o.date_max);
+        if let Some(k) = &o.ts_min {
+            if self.ts_min.as_ref().is_none_or(|m| k < m) {
+                self.ts_min = Some(k.clone());
+            }
+        }
+        if let Some(k) = &o.ts_max {
+            if self.ts_max.as_ref().is_none_or(|m| k > m) {
+                self.ts_max = Some(k.clone());
+            }
+        }
+        if o.non_null > 0 {
+            if self.non_null == 0 || o.str_min < self.str_min {
+                self.str_min.clone_from(&o.str_min);
+            }
+            if self.non_null == 0 || o.str_max > self.str_max {
+                self.str_max.clone_from(&o.str_max);
+            }
+        }
+        self.non_null += o.non_null;
+        self.min_len = self.min_len.min(o.min_len);
+        self.max_len = self.max_len.max(o.max_len);
+        self.moments.merge(&o.moments);
+        if self.quantiles.0.count() == 0 {
+            self.quantiles = o.quantiles.clone();
+        } else if o.quantiles.0.count() > 0 {
+            self.quantiles
+                .0
+                .merge(&o.quantiles.0)
+                .expect("quantile sketches share one config (checked with the options)");
+        }
+        self.distinct.merge(&o.distinct);
+        self.top.merge(&o.top);
+    }
+
+    fn column_type(&self) -> ColumnType {
+        let c = &self.counts;
+        let n = self.non_null;
+        if n == 0 {
+            ColumnType::Empty
+        } else if c.bool_true + c.bool_false == n {
+            ColumnType::Boolean
+        } else if c.int == n {
+            ColumnType::Integer
+        } else if c.int + c.dec == n {
+            ColumnType::Decimal
+        } else if c.date == n {
+            ColumnType::Date
+        } else if c.date + c.ts == n {
+            ColumnType::Timestamp
+        } else {
+            ColumnType::String
+        }
+    }
+
+    fn report(&self, top_k: usize) -> ColumnReport {
+        let ty = self.column_type();
+        let c = &self.counts;
+        let (min, max) = match ty {
+            ColumnType::Empty => (None, None),
+            ColumnType::Boolean => (
+                Some(Scalar::Bool(c.bool_false == 0)),
+                Some(Scalar::Bool(c.bool_true > 0)),
+            ),
+            ColumnType::Integer => (
+                Some(Scalar::Int(self.int_min)),
+                Some(Scalar::Int(self.int_max)),
+            ),
+            ColumnType::Decimal => (
+                Some(Scalar::Float(self.num_min)),
+                Some(Scalar::Float(self.num_max)),
+            ),
+            ColumnType::Date => (
+                Some(Scalar::Text(civil_from_days(i64::from(self.date_min)))),
+                Some(Scalar::Text(civil_from_days(i64::from(self.date_max)))),
+            ),
+            ColumnType::Timestamp => (
+                self.ts_min.as_ref().map(|k| Scalar::Text(k.text.clone())),
+                self.ts_max.as_ref().map(|k| Scalar::Text(k.text.clone())),
+            ),
+            ColumnType::String => (
+                Some(Scalar::Text(self.str_min.clone())),
+                Some(Scalar::Text(self.str_max.clone())),
+            ),
+        };
+        let numeric = matches!(ty, ColumnType::Integer | ColumnType::Decimal);
+        let q = |p: f64| {
+            self.quantiles
+                .0
+                .quantile(p)
+                .ok()
+                .flatten()
+                .unwrap_or(f64::NAN)
+        };
+        ColumnReport {
+            name: self.name.clone(),
+            r#type: ty,
+            type_counts: TypeCounts {
+                integer: c.int,
+                decimal: c.int + c.dec,
+                boolean: c.bool_true + c.bool_false,
+                date: c.date,
+                timestamp: c.date + c.ts,
+                string: self.non_null,
+            },
+            count: self.non_null,
+            nulls: self.nulls,
+            min,
+            max,
+            mean: (numeric && self.moments.n > 0).then_some(self.moments.mean),
+            stddev: if numeric { self.moments.stddev() } else { None },
+            distinct: self.distinct.estimate(),
+            distinct_exact: self.distinct.is_exact(),
+            top: self
+                .top
+                .top(top_k)
+                .into_iter()
+                .map(|(v, count)| TopValue {
+                    value: v.to_owned(),
+                    count,
+                })
+                .collect(),
+            top_error: self.top.error(),
+            quantiles: (numeric && self.moments.n > 0).then(|| Quantiles {
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+            }),
+            min_length: (self.non_null > 0).then_some(self.min_len),
+            max_length: (self.non_null > 0).then_some(self.max_len),
+        }
+    }
+}
+
+/// The quantile sketch. An empty DDSketch holds infinite min/max, which JSON cannot carry,
+/// so an empty sketch is serialised as `null` and rebuilt from the options on decode.
+#[derive(Clone)]
+struct Quant(DDSketch);
+
+impl std::fmt::Debug for Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DDSketch(n={})", self.0.count())
+    }
+}
+
+impl Serialize for Quant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.0.count() > 0).then_some(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The empty sketch's config is fixed up by `ProfileState::from_bytes`.
+        Ok(Quant(
+            Option::<DDSketch>::deserialize(d)?.unwrap_or_default(),
+        ))
+    }
+}
+
+/// f64 state fields as their bit patterns: exact, and infinities survive JSON.
+mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(super) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.to_bits())
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(f64::from_bits(u64::deserialize(d)?))
+    }
+}
+
+fn dd_config(opts: &ProfileOptions) -> DdConfig {
+    DdConfig::new(opts.quantile_accuracy, 2048, 1.0e-9)
+}
+
+/// One sampled row: its priority (a fixed hash of the byte offset), offset and field texts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SampleEntry {
+    priority: u64,
+    offset: u64,
+    values: Vec<String>,
+}
+
+impl Ord for SampleEntry {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.priority, self.offset).cmp(&(o.priority, o.offset))
+    }
+}
+
+impl PartialOrd for SampleEntry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// SplitMix64's finaliser: a fixed, seedless bijection, so a row's priority depends only on
+/// its byte offset and the sample is the same however the file was chunked.
+#[inline]
+fn offset_priority(offset: u64) -> u64 {
+    let mut z = offset.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The mergeable profile of one chunk (or, after merging, of a whole file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileState {
+    format: u32,
+    options: ProfileOptions,
+    null_matcher: NullMatcher,
+    rows: u64,
+    bytes: u64,
+    rejected: BTreeMap<String, u64>,
+    columns: Vec<ColumnState>,
+    /// Max-heap on (priority, offset): the top is the first row to drop.
+    sample: BinaryHeap<SampleEntry>,
+}
+
+impl ProfileState {
+    /// An empty profile for these columns (header names, in file order).
+    pub fn new(columns: Vec<String>, opts: &ProfileOptions) -> Self {
+        let mut opts = opts.clone();
+        opts.hll_precision = opts.hll_precision.clamp(4, 18);
+        ProfileState {
+            format: FORMAT_VERSION,
+            null_matcher: NullMatcher::from(opts.null_tokens.clone()),
+            rows: 0,
+            bytes: 0,
+            rejected: BTreeMap::new(),
+            columns: columns
+                .into_iter()
+                .map(|name| ColumnState::new(name, &opts))
+                .collect(),
+            sample: BinaryHeap::new(),
+            options: opts,
+        }
+    }
+
+    /// Column names, in order.
+    pub fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|c| c.name.as_str())
+    }
+
+    /// Clean rows observed.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Profile one clean record starting at byte `offset` of the file. A record whose field
+    /// count differs from the columns is counted as a `ragged_row` rejection instead.
+    pub fn observe(&mut self, offset: u64, record: &Record<'_>) {
+        if record.len() != self.columns.len() {
+            self.observe_rejected(offset, RejectReason::RaggedRow);
+            return;
+        }
+        self.rows += 1;
+        let nulls = &self.null_matcher;
+        for (col, v) in self.columns.iter_mut().zip(record.iter()) {
+            col.observe(v, nulls);
+        }
+        let k = self.options.sample_size;
+        if k == 0 {
+            return;
+        }
+        let priority = offset_priority(offset);
+        if self.sample.len() >= k {
+            let top = self.sample.peek().expect("k > 0 rows");
+            if (priority, offset) >= (top.priority, top.offset) {
+                return;
+            }
+            self.sample.pop();
+        }
+        self.sample.push(SampleEntry {
+            priority,
+            offset,
+            values: record.iter().map(str::to_owned).collect(),
+        });
+    }
+
+    /// Count one rejected record. The offset is accepted for symmetry with [`observe`](Self::observe).
+    pub fn observe_rejected(&mut self, _offset: u64, reason: RejectReason) {
+        match self.rejected.get_mut(reason.code()) {
+            Some(n) => *n += 1,
+            None => {
+                self.rejected.insert(reason.code().to_owned(), 1);
+            }
+        }
+    }
+
+    /// Add to the byte count (the caller decides what counts: the chunk's owned bytes).
+    pub fn add_bytes(&mut self, n: u64) {
+        self.bytes += n;
+    }
+
+    /// Merge another chunk's state into this one. Associative and commutative.
+    ///
+    /// # Panics
+    /// If the states have different columns or options; use [`try_merge`](Self::try_merge)
+    /// to get an error instead.
+    pub fn merge(&mut self, other: &ProfileState) {
+        if let Err(e) = self.try_merge(other) {
+            panic!("{e}");
+        }
+    }
+
+    /// Merge, or explain why the two states cannot be merged (leaving `self` unchanged).
+    pub fn try_merge(&mut self, other: &ProfileState) -> Result<(), ProfileError> {
+        if self.options != other.options {
+            return Err(ProfileError::Incompatible("profile options differ".into()));
+        }
+        if self.columns.len() != other.columns.len()
+            || self
+                .columns
+                .iter()
+                .zip(&other.columns)
+                .any(|(a, b)| a.name != b.name)
+        {
+            return Err(ProfileError::Incompatible("column names differ".into()));
+        }
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+        for (code, n) in &other.rejected {
+            *self.rejected.entry(code.clone()).or_default() += n;
+        }
+        for (a, b) in self.columns.iter_mut().zip(&other.columns) {
+            a.merge(b);
+        }
+        let k = self.options.sample_size;
+        for e in other.sample.iter() {
+            self.sample.push(e.clone());
+            if self.sample.len() > k {
+                self.sample.pop();
+            }
+        }
+        Ok(())
+    }
+
+    /// The `profile.json` document.
+    pub fn report(&self) -> ProfileReport {
+        let mut rejected: BTreeMap<String, u64> = ALL_REASONS
+            .iter()
+            .map(|r| (r.code().to_owned(), 0))
+            .collect();
+        for (code, n) in &self.rejected {
+            *rejected.entry(code.clone()).or_default() += n;
+        }
+        let mut sample: Vec<&SampleEntry> = self.sample.iter().collect();
+        sample.sort_unstable_by_key(|e| e.offset);
+        ProfileReport {
+            schema_version: FORMAT_VERSION,
+            rows: self.rows,
+            bytes: self.bytes,
+            rejected_rows: rejected.values().sum(),
+            rejected,
+            columns: self
+                .columns
+                .iter()
+                .map(|c| c.report(self.options.top_k))
+                .collect(),
+            sample: sample
+                .into_iter()
+                .map(|e| SampleRow {
+                    offset: e.offset,
+                    values: e.values.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Compact serialized state (JSON; sketches are base64 inside), for S3.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("profile state serialises to JSON")
+    }
+
+    /// Decode a state written by [`to_bytes`](Self::to_bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProfileError> {
+        let mut state: ProfileState = serde_json::from_slice(bytes)?;
+        if state.format != FORMAT_VERSION {
+            return Err(ProfileError::Version(state.format));
+        }
+        let config = dd_config(&state.options);
+        for c in &mut state.columns {
+            if c.quantiles.0.count() == 0 {
+                c.quantiles = Quant(DDSketch::new(config));
+            }
+        }
+        Ok(state)
+    }
+}
+
+const ALL_REASONS: [RejectReason; 5] = [
+    RejectReason::RaggedRow,
+    RejectReason::InvalidUtf8,
+    RejectReason::NulByte,
+    RejectReason::FieldTooLarge,
+    RejectReason::StrayQuote,
+];
+
+/// `profile.json`: the stable, documented report (see docs/profile.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileReport {
+    /// Schema version, currently 1.
+    pub schema_version: u32,
+    /// Clean rows profiled.
+    pub rows: u64,
+    /// Bytes covered.
+    pub bytes: u64,
+    /// Rejected rows in total.
+    pub rejected_rows: u64,
+    /// Rejected rows per reason code (every known code present, zero or not).
+    pub rejected: BTreeMap<String, u64>,
+    /// One entry per column, in file order.
+    pub columns: Vec<ColumnReport>,
+    /// Uniform sample of clean rows, in file order.
+    pub sample: Vec<SampleRow>,
+}
+
+/// The inferred type of a column: the narrowest type all non-null values fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// Every value is null.
+    Empty,
+    /// `true`/`false`.
+    Boolean,
+    /// Whole numbers in i64.
+    Integer,
+    /// Numbers (integers included).
+    Decimal,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// ISO 8601 date-times (dates included).
+    Timestamp,
+    /// Anything else.
+    String,
+}
+
+/// How many non-null values fit each candidate type (wider types include narrower ones).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeCounts {
+    pub integer: u64,
+    pub decimal: u64,
+    pub boolean: u64,
+    pub date: u64,
+    pub timestamp: u64,
+    pub string: u64,
+}
+
+/// A typed min/max: a JSON number, boolean or string depending on the column type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// A frequent value and its count (a lower bound; at most `top_error` short).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopValue {
+    pub value: String,
+    pub count: u64,
+}
+
+/// Approximate quantiles (relative accuracy `quantile_accuracy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+/// One column of `profile.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnReport {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub r#type: ColumnType,
+    pub type_counts: TypeCounts,
+    /// Non-null values.
+    pub count: u64,
+    pub nulls: u64,
+    pub min: Option<Scalar>,
+    pub max: Option<Scalar>,
+    pub mean: Option<f64>,
+    pub stddev: Option<f64>,
+    pub distinct: u64,
+    pub distinct_exact: bool,
+    pub top: Vec<TopValue>,
+    pub top_error: u64,
+    pub quantiles: Option<Quantiles>,
+    pub min_length: Option<u64>,
+    pub max_length: Option<u64>,
+}
+
+/// One sampled row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleRow {
+    /// Byte offset of the record in the file.
+    pub offset: u64,
+    pub values: Vec<String>,
+}

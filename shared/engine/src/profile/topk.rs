@@ -1,0 +1,231 @@
+//! Heavy hitters: a Misra-Gries summary with the mergeable reduction of Agarwal et al.
+//! ("Mergeable summaries", 2012). Counts are exact while the column has at most `capacity`
+//! distinct values; afterwards each stored count is a lower bound and the true count is at
+//! most `count + error`, with `error <= n / (capacity/2 + 1)`; every value whose true count
+//! exceeds `error` is stored.
+//!
+//! Per value this is one probe of a swiss table keyed by the value's precomputed hash; the
+//! value text is appended to an arena (no allocation per value). When the table grows past
+//! `capacity` it is reduced in one O(capacity) step to at most `capacity/2` entries, so the
+//! reduction cost is amortised over at least `capacity/2` new values.
+//!
+//! Not here: choosing the top k to report (see [`TopK::top`]).
+
+use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    hash: u64,
+    start: u32,
+    len: u32,
+    count: u64,
+}
+
+/// Mergeable heavy-hitters summary.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(into = "TopKWire", from = "TopKWire")]
+pub(crate) struct TopK {
+    capacity: usize,
+    /// Upper bound of how much any stored count (or any absent value's count) is short by.
+    error: u64,
+    table: HashTable<Slot>,
+    arena: String,
+}
+
+impl TopK {
+    pub(crate) fn new(capacity: usize) -> Self {
+        TopK {
+            capacity: capacity.max(2),
+            error: 0,
+            table: HashTable::new(),
+            arena: String::new(),
+        }
+    }
+
+    pub(crate) fn error(&self) -> u64 {
+        self.error
+    }
+
+    #[inline]
+    pub(crate) fn insert(&mut self, hash: u64, value: &str) {
+        self.add(hash, value, 1);
+        if self.table.len() > self.capacity {
+            self.reduce();
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, hash: u64, value: &str, count: u64) {
+        let arena = &self.arena;
+        let found = self.table.find_mut(hash, |s| {
+            s.hash == hash && &arena[s.start as usize..(s.start + s.len) as usize] == value
+        });
+        if let Some(slot) = found {
+            slot.count += count;
+            return;
+        }
+        let start = self.arena.len() as u32;
+        self.arena.push_str(value);
+        let slot = Slot {
+            hash,
+            start,
+            len: value.len() as u32,
+            count,
+        };
+        self.table.insert_unique(hash, slot, |s| s.hash);
+    }
+
+    /// Subtract the (capacity/2 + 1)-th largest count from every counter and drop the ones
+    /// that reach zero; at most capacity/2 entries survive.
+    fn reduce(&mut self) {
+        let keep = self.capacity / 2;
+        let mut counts: Vec<u64> = self.table.iter().map(|s| s.count).collect();
+        if counts.len() <= keep {
+            return;
+        }
+        counts.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+        let c = counts[keep];
+        self.error += c;
+        self.table.retain(|s| {
+            if s.count > c {
+                s.count -= c;
+                true
+            } else {
+                false
+            }
+        });
+        let mut arena = String::with_capacity(self.arena.len() / 2 + 16);
+        for s in self.table.iter_mut() {
+            let start = arena.len() as u32;
+            arena.push_str(&self.arena[s.start as usize..(s.start + s.len) as usize]);
+            s.start = start;
+        }
+        self.arena = arena;
+    }
+
+    pub(crate) fn merge(&mut self, other: &TopK) {
+        for s in other.table.iter() {
+            let v = &other.arena[s.start as usize..(s.start + s.len) as usize];
+            self.add(s.hash, v, s.count);
+        }
+        self.error += other.error;
+        if self.table.len() > self.capacity {
+            self.reduce();
+        }
+    }
+
+    /// All stored (value, count) pairs, count descending then value ascending.
+    pub(crate) fn entries(&self) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self
+            .table
+            .iter()
+            .map(|s| {
+                (
+                    &self.arena[s.start as usize..(s.start + s.len) as usize],
+                    s.count,
+                )
+            })
+            .collect();
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        v
+    }
+
+    /// The `k` most frequent stored values.
+    pub(crate) fn top(&self, k: usize) -> Vec<(&str, u64)> {
+        let mut v = self.entries();
+        v.truncate(k);
+        v
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TopKWire {
+    capacity: usize,
+    error: u64,
+    entries: Vec<(String, u64)>,
+}
+
+impl From<TopK> for TopKWire {
+    fn from(t: TopK) -> Self {
+        TopKWire {
+            capacity: t.capacity,
+            error: t.error,
+            entries: t
+                .entries()
+                .into_iter()
+                .map(|(v, c)| (v.to_owned(), c))
+                .collect(),
+        }
+    }
+}
+
+impl From<TopKWire> for TopK {
+    fn from(w: TopKWire) -> Self {
+        let mut t = TopK::new(w.capacity);
+        t.error = w.error;
+        for (v, c) in &w.entries {
+            t.add(xxhash_rust::xxh3::xxh3_64(v.as_bytes()), v, *c);
+        }
+        if t.table.len() > t.capacity {
+            t.reduce();
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use xxhash_rust::xxh3::xxh3_64;
+
+    fn feed(t: &mut TopK, values: &[String]) {
+        for v in values {
+            t.insert(xxh3_64(v.as_bytes()), v);
+        }
+    }
+
+    #[test]
+    fn exact_when_few_distinct() {
+        let mut t = TopK::new(8);
+        let vals: Vec<String> = "aabbbcdddd".chars().map(String::from).collect();
+        feed(&mut t, &vals);
+        assert_eq!(t.error(), 0);
+        assert_eq!(t.top(2), vec![("d", 4), ("b", 3)]);
+        assert_eq!(t.top(10).len(), 4);
+    }
+
+    #[test]
+    fn bound_holds_on_skewed_stream() {
+        let mut t = TopK::new(64);
+        let mut truth: HashMap<String, u64> = HashMap::new();
+        let mut vals = Vec::new();
+        for i in 0..20_000u64 {
+            // a few heavy values and a long tail
+            let v = if i % 3 == 0 {
+                format!("h{}", (i / 3) % 4)
+            } else {
+                format!("t{i}")
+            };
+            *truth.entry(v.clone()).or_default() += 1;
+            vals.push(v);
+        }
+        feed(&mut t, &vals);
+        let n = vals.len() as u64;
+        assert!(t.error() <= n / (64 / 2 + 1));
+        let stored: HashMap<&str, u64> = t.entries().into_iter().collect();
+        for (v, &c) in &truth {
+            match stored.get(v.as_str()) {
+                Some(&s) => assert!(s <= c && c <= s + t.error(), "{v}: {s} vs {c}"),
+                None => assert!(c <= t.error(), "{v} missing with {c}"),
+            }
+        }
+        let mut top: Vec<&str> = t.top(4).into_iter().map(|(v, _)| v).collect();
+        top.sort_unstable();
+        assert_eq!(top, vec!["h0", "h1", "h2", "h3"]);
+        let back: TopK = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back.entries(), t.entries());
+        assert_eq!(back.error(), t.error());
+    }
+}
