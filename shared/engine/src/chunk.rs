@@ -1,0 +1,570 @@
+//! One chunk's work: parse the records whose first byte lies in `[start, end)`, judge each one
+//! (clean or rejected, and why), feed the profile, and write the clean and rejected parts.
+//!
+//! The caller owns the bytes: it reads from [`read_start`] (one byte before `start`, so the chunk
+//! can tell whether `start` begins a record) and pushes slices of any size into
+//! [`ChunkProcessor::feed`] until it answers [`Feed::Done`] or the input ends, then calls
+//! [`ChunkProcessor::finish`]. Memory is one record plus fixed buffers (the 64 KiB guess window,
+//! output batches), whatever the chunk size.
+//!
+//! Output formats (both UTF-8 CSV, LF line endings, `,` delimiter, no header — the stitcher adds it):
+//! - clean: the record's fields, quoted only when they contain `,` `"` CR or LF (and a record
+//!   made of one empty field is written `""` so it does not read back as a blank line);
+//! - rejected: `source_byte_offset,source_line,reason,raw` where `source_line` is *chunk-local*
+//!   (line breaks between the chunk's start and the record) until [`rebase_rejected`] adds the
+//!   chunk's line base; `raw` is the record's bytes without terminator, decoded lossily,
+//!   cut to `max_field_bytes` for `field_too_large`.
+//!
+//! Not here: reading files or S3 (see `file` and the chunk Lambda), merging (see `split`).
+
+use std::io::{Read, Write};
+
+use memchr::{memchr, memchr3};
+use serde::{Deserialize, Serialize};
+
+use crate::dialect::Dialect;
+use crate::error::EngineError;
+use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf, State};
+use crate::profile::{ProfileOptions, ProfileState};
+use crate::record::{Record, RejectReason};
+use crate::split::{guess_start_in_quotes, ChunkSummary, ChunkTask, GUESS_WINDOW};
+
+/// Output batches are handed to the writers once they pass this size (and at the end of a feed).
+const OUT_BATCH: usize = 64 * 1024;
+
+/// Per-chunk knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkOptions {
+    /// Longest field that is buffered; longer ones reject the record as `field_too_large`.
+    pub max_field_bytes: usize,
+    /// Longest record (unescaped text; raw bytes may be up to 3x) before `field_too_large`.
+    pub max_record_bytes: usize,
+    /// Write clean and rejected rows (false for profile-only runs).
+    pub emit_rows: bool,
+    /// Options of the column profile.
+    pub profile: ProfileOptions,
+}
+
+impl Default for ChunkOptions {
+    fn default() -> Self {
+        ChunkOptions {
+            max_field_bytes: 1 << 20,
+            max_record_bytes: 16 << 20,
+            emit_rows: true,
+            profile: ProfileOptions::default(),
+        }
+    }
+}
+
+/// Whether the caller should keep feeding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Feed more bytes (or call `finish` at end of input).
+    NeedMore,
+    /// The last owned record is finished; stop reading and call `finish`.
+    Done,
+}
+
+/// What one chunk produced (besides its output parts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkResult {
+    /// Chunk index.
+    pub index: u32,
+    /// Range start.
+    pub start: u64,
+    /// Range end.
+    pub end: u64,
+    /// The quote state at `start` the chunk was processed with.
+    pub assumed_start_in_quotes: bool,
+    /// Whether that state was known (from the task) rather than guessed.
+    pub start_state_known: bool,
+    /// Quote bytes in `[start, end)`.
+    pub quote_count_in_range: u64,
+    /// Physical line breaks (LF, CRLF, lone CR) at positions in `[start, end)`.
+    pub newline_count_in_range: u64,
+    /// Clean records.
+    pub rows: u64,
+    /// Rejected records.
+    pub rejected_rows: u64,
+    /// Empty lines owned by this chunk.
+    pub blank_lines: u64,
+    /// `end - start`.
+    pub bytes_in_range: u64,
+    /// The last owned record was inside quotes at end of file (offset of its opening quote).
+    pub open_quote_at_eof: Option<u64>,
+    /// The chunk's column profile.
+    pub profile: ProfileState,
+}
+
+impl ChunkResult {
+    /// What `split::validate` needs.
+    pub fn summary(&self) -> ChunkSummary {
+        ChunkSummary {
+            index: self.index,
+            assumed_start_in_quotes: self.assumed_start_in_quotes,
+            quote_count_in_range: self.quote_count_in_range,
+            open_quote_at_eof: self.open_quote_at_eof,
+        }
+    }
+}
+
+/// The first byte a chunk must be given: one before `start` (except for chunk 0, which starts at
+/// the first data byte by construction).
+pub fn read_start(task: &ChunkTask) -> u64 {
+    if task.index == 0 || task.start == 0 {
+        task.start
+    } else {
+        task.start - 1
+    }
+}
+
+/// The push-based chunk worker. See the module docs.
+pub struct ChunkProcessor {
+    task: ChunkTask,
+    dialect: Dialect,
+    ncols: usize,
+    cfg: ParserConfig,
+    emit_rows: bool,
+    parser: Option<Parser>,
+    need_prev: bool,
+    prev: Option<u8>,
+    guess_buf: Vec<u8>,
+    /// Offset of the next byte `run` will see.
+    pos: u64,
+    rec: RecordBuf,
+    /// Raw bytes of a record that started in an earlier slice.
+    raw: Vec<u8>,
+    out: Vec<u8>,
+    rej_out: Vec<u8>,
+    assumed: bool,
+    at_end: Option<(u64, u64)>,
+    rows: u64,
+    rejected_rows: u64,
+    done: bool,
+    open_quote_at_eof: Option<u64>,
+    profile: ProfileState,
+}
+
+impl ChunkProcessor {
+    /// A processor for `task`; `columns` are the file's column names (from the sniffer).
+    pub fn new(
+        task: &ChunkTask,
+        dialect: &Dialect,
+        columns: &[String],
+        opts: &ChunkOptions,
+    ) -> Self {
+        let cfg = ParserConfig {
+            delimiter: dialect.delimiter,
+            quote: dialect.quote,
+            max_field_bytes: opts.max_field_bytes,
+            max_record_bytes: opts.max_record_bytes,
+        };
+        ChunkProcessor {
+            task: *task,
+            dialect: *dialect,
+            ncols: columns.len(),
+            cfg,
+            emit_rows: opts.emit_rows,
+            parser: None,
+            need_prev: read_start(task) < task.start,
+            prev: None,
+            guess_buf: Vec::new(),
+            pos: task.start,
+            rec: RecordBuf::default(),
+            raw: Vec::new(),
+            out: Vec::with_capacity(OUT_BATCH + 1024),
+            rej_out: Vec::new(),
+            assumed: false,
+            at_end: None,
+            rows: 0,
+            rejected_rows: 0,
+            done: false,
+            open_quote_at_eof: None,
+            profile: ProfileState::new(columns.to_vec(), &opts.profile),
+        }
+    }
+
+    fn start_parser(&mut self, in_quotes: bool) {
+        const CR: u8 = b'\r';
+        const LF: u8 = b'\n';
+        self.assumed = in_quotes;
+        let state = if self.task.index == 0 || self.prev.is_none() {
+            State::LineStart
+        } else if in_quotes {
+            State::SkipIn
+        } else {
+            match self.prev {
+                Some(LF) => State::LineStart,
+                Some(CR) => State::AfterCr,
+                _ => State::SkipOut,
+            }
+        };
+        let mut p = Parser::new(self.cfg, state, self.task.start, self.task.end);
+        if state == State::SkipIn && self.prev == Some(CR) {
+            p.set_prev_cr_in_quotes(true);
+        }
+        self.parser = Some(p);
+    }
+
+    fn decide_guess(&mut self) {
+        let g = guess_start_in_quotes(
+            self.prev,
+            &self.guess_buf,
+            self.dialect.delimiter,
+            self.dialect.quote,
+        );
+        self.start_parser(g);
+    }
+
+    /// Pushes the next bytes (starting at [`read_start`] for the first call).
+    pub fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        clean: &mut impl Write,
+        rejected: &mut impl Write,
+    ) -> Result<Feed, EngineError> {
+        if self.done {
+            return Ok(Feed::Done);
+        }
+        if self.need_prev {
+            let Some((&b, rest)) = bytes.split_first() else {
+                return Ok(Feed::NeedMore);
+            };
+            self.prev = Some(b);
+            self.need_prev = false;
+            bytes = rest;
+        }
+        if self.parser.is_none() {
+            match self.task.start_in_quotes {
+                Some(k) => self.start_parser(k),
+                None => {
+                    let take = (GUESS_WINDOW - self.guess_buf.len()).min(bytes.len());
+                    self.guess_buf.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.guess_buf.len() < GUESS_WINDOW {
+                        return Ok(Feed::NeedMore);
+                    }
+                    self.decide_guess();
+                    let buf = std::mem::take(&mut self.guess_buf);
+                    self.run(&buf)?;
+                }
+            }
+        }
+        if !self.done {
+            self.run(bytes)?;
+        }
+        self.flush(clean, rejected)?;
+        Ok(if self.done {
+            Feed::Done
+        } else {
+            Feed::NeedMore
+        })
+    }
+
+    /// Ends the chunk (at end of input, or after `Feed::Done`) and returns its result.
+    pub fn finish(
+        mut self,
+        clean: &mut impl Write,
+        rejected: &mut impl Write,
+    ) -> Result<ChunkResult, EngineError> {
+        if self.parser.is_none() {
+            match self.task.start_in_quotes {
+                Some(k) => self.start_parser(k),
+                None => {
+                    self.decide_guess();
+                    let buf = std::mem::take(&mut self.guess_buf);
+                    self.run(&buf)?;
+                }
+            }
+        }
+        if !self.done {
+            let parser = self.parser.as_mut().expect("parser started above");
+            match parser.finish(&mut self.rec) {
+                Ok(Outcome::Record) => {
+                    let base = self.pos;
+                    self.on_record(&[], base);
+                }
+                Ok(_) => {}
+                Err(EngineError::UnbalancedQuote { offset }) => {
+                    if self.task.start_in_quotes.is_some() {
+                        return Err(EngineError::UnbalancedQuote { offset });
+                    }
+                    self.open_quote_at_eof = Some(offset);
+                }
+                Err(e) => return Err(e),
+            }
+            self.done = true;
+        }
+        if self.at_end.is_none() {
+            self.snapshot_end();
+        }
+        self.flush(clean, rejected)?;
+        let parser = self.parser.as_ref().expect("parser started above");
+        let (quotes, lines) = self.at_end.unwrap_or((0, 0));
+        let bytes_in_range = self.task.end - self.task.start;
+        self.profile.add_bytes(bytes_in_range);
+        Ok(ChunkResult {
+            index: self.task.index,
+            start: self.task.start,
+            end: self.task.end,
+            assumed_start_in_quotes: self.assumed,
+            start_state_known: self.task.start_in_quotes.is_some(),
+            quote_count_in_range: quotes,
+            newline_count_in_range: lines,
+            rows: self.rows,
+            rejected_rows: self.rejected_rows,
+            blank_lines: parser.blank_lines(),
+            bytes_in_range,
+            open_quote_at_eof: self.open_quote_at_eof,
+            profile: self.profile,
+        })
+    }
+
+    fn snapshot_end(&mut self) {
+        let p = self.parser.as_ref().expect("parser started");
+        self.at_end = Some((p.quotes(), p.lines()));
+    }
+
+    /// Runs bytes through the parser, splitting them at `end` to snapshot the range counters.
+    fn run(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        if self.at_end.is_none() {
+            let left = self.task.end.saturating_sub(self.pos);
+            if (bytes.len() as u64) >= left {
+                let (a, b) = bytes.split_at(left as usize);
+                self.run_part(a);
+                self.snapshot_end();
+                if !self.done {
+                    self.run_part(b);
+                }
+                return Ok(());
+            }
+        }
+        self.run_part(bytes);
+        Ok(())
+    }
+
+    fn run_part(&mut self, input: &[u8]) {
+        let base = self.pos;
+        let mut off = 0;
+        loop {
+            let parser = self.parser.as_mut().expect("parser started");
+            let (out, used) = parser.parse(&input[off..], &mut self.rec);
+            off += used;
+            match out {
+                Outcome::NeedInput => break,
+                Outcome::Stop => {
+                    self.done = true;
+                    break;
+                }
+                Outcome::Record => self.on_record(input, base),
+            }
+        }
+        self.pos = base + input.len() as u64;
+        if !self.done && self.parser.as_ref().is_some_and(|p| p.in_record()) {
+            // Keep the raw bytes of a record that continues in the next slice (bounded).
+            let from = self.rec.start.max(base) - base;
+            self.stash_raw(&input[from as usize..]);
+        }
+    }
+
+    fn stash_raw(&mut self, bytes: &[u8]) {
+        let cap = if self.rec.too_large {
+            self.cfg.max_field_bytes
+        } else {
+            3 * self.cfg.max_record_bytes
+        };
+        let room = cap.saturating_sub(self.raw.len());
+        self.raw.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn on_record(&mut self, input: &[u8], base: u64) {
+        let rec = &mut self.rec;
+        if rec.content_end - rec.start > 3 * self.cfg.max_record_bytes as u64 {
+            rec.too_large = true;
+        }
+        let raw: &[u8] = if rec.start >= base {
+            &input[(rec.start - base) as usize..(rec.content_end - base) as usize]
+        } else {
+            let upto = (rec.content_end.saturating_sub(base)) as usize;
+            let cap = 3 * self.cfg.max_record_bytes;
+            let room = cap.saturating_sub(self.raw.len());
+            self.raw
+                .extend_from_slice(&input[..upto.min(room).min(input.len())]);
+            &self.raw
+        };
+        let text = &rec.text;
+        let verdict = if rec.too_large {
+            Err(RejectReason::FieldTooLarge)
+        } else if rec.stray_quote {
+            Err(RejectReason::StrayQuote)
+        } else if memchr(0, text).is_some() {
+            Err(RejectReason::NulByte)
+        } else {
+            match utf8_fields(text, &rec.ends) {
+                None => Err(RejectReason::InvalidUtf8),
+                Some(_) if rec.ends.len() != self.ncols => Err(RejectReason::RaggedRow),
+                Some(s) => Ok(s),
+            }
+        };
+        match verdict {
+            Ok(s) => {
+                self.rows += 1;
+                self.profile.observe(rec.start, &Record::new(s, &rec.ends));
+                if self.emit_rows {
+                    if self.dialect.delimiter == b',' && !rec.any_quoted {
+                        self.out.extend_from_slice(raw);
+                    } else {
+                        write_fields(&mut self.out, s.as_bytes(), &rec.ends);
+                    }
+                    self.out.push(b'\n');
+                }
+            }
+            Err(reason) => {
+                self.rejected_rows += 1;
+                self.profile.observe_rejected(rec.start, reason);
+                if self.emit_rows {
+                    let raw = if reason == RejectReason::FieldTooLarge {
+                        &raw[..raw.len().min(self.cfg.max_field_bytes)]
+                    } else {
+                        raw
+                    };
+                    let o = &mut self.rej_out;
+                    let _ = write!(o, "{},{},{},", rec.start, rec.start_line, reason.code());
+                    write_field(o, String::from_utf8_lossy(raw).as_bytes());
+                    o.push(b'\n');
+                }
+            }
+        }
+        self.raw.clear();
+    }
+
+    fn flush(
+        &mut self,
+        clean: &mut impl Write,
+        rejected: &mut impl Write,
+    ) -> Result<(), EngineError> {
+        if !self.out.is_empty() {
+            clean
+                .write_all(&self.out)
+                .map_err(|e| EngineError::io("writing the clean output", e))?;
+            self.out.clear();
+        }
+        if !self.rej_out.is_empty() {
+            rejected
+                .write_all(&self.rej_out)
+                .map_err(|e| EngineError::io("writing the rejected output", e))?;
+            self.rej_out.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The record text as `&str` if it is valid UTF-8 and every field boundary is a char boundary
+/// (which together mean every field, and so the raw record, is valid UTF-8).
+fn utf8_fields<'a>(text: &'a [u8], ends: &[usize]) -> Option<&'a str> {
+    let s = std::str::from_utf8(text).ok()?;
+    if ends.iter().all(|&e| s.is_char_boundary(e)) {
+        Some(s)
+    } else {
+        None
+    }
+}
+
+/// Writes one field as CSV (`,` delimiter), quoting only when needed.
+pub fn write_field(out: &mut Vec<u8>, f: &[u8]) {
+    let needs = memchr3(b',', b'"', b'\n', f).is_some() || memchr(b'\r', f).is_some();
+    if !needs {
+        out.extend_from_slice(f);
+        return;
+    }
+    out.push(b'"');
+    let mut rest = f;
+    while let Some(i) = memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(b'"');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// Writes a record's fields as one CSV row without terminator. A record of one empty field is
+/// written `""` so that it does not read back as a blank line.
+pub fn write_fields(out: &mut Vec<u8>, text: &[u8], ends: &[usize]) {
+    if ends.len() == 1 && ends[0] == 0 {
+        out.extend_from_slice(b"\"\"");
+        return;
+    }
+    let mut start = 0;
+    for (i, &e) in ends.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_field(out, &text[start..e]);
+        start = e;
+    }
+}
+
+/// Copies a chunk's rejected part to `out`, turning its chunk-local `source_line` into an absolute
+/// 1-based line number: `line_base` = 1 + header line breaks + the `newline_count_in_range` of all
+/// earlier chunks. Streams: memory is one row.
+pub fn rebase_rejected<R: Read, W: Write>(
+    mut part: R,
+    line_base: u64,
+    out: &mut W,
+) -> Result<(), EngineError> {
+    let mut parser = Parser::from_start(ParserConfig {
+        max_field_bytes: usize::MAX / 4,
+        max_record_bytes: usize::MAX / 4,
+        ..ParserConfig::default()
+    });
+    let mut rec = RecordBuf::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut row = Vec::new();
+    let emit = |rec: &RecordBuf, row: &mut Vec<u8>, out: &mut W| -> Result<(), EngineError> {
+        let field = |i: usize| {
+            let s = if i == 0 { 0 } else { rec.ends[i - 1] };
+            &rec.text[s..rec.ends[i]]
+        };
+        if rec.ends.len() != 4 {
+            return Err(EngineError::InvalidOption {
+                detail: "a rejected part row does not have 4 fields".into(),
+            });
+        }
+        let local: u64 = std::str::from_utf8(field(1))
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| EngineError::InvalidOption {
+                detail: "a rejected part row has no numeric source_line".into(),
+            })?;
+        row.clear();
+        row.extend_from_slice(field(0));
+        let _ = write!(row, ",{},", local + line_base);
+        row.extend_from_slice(field(2));
+        row.push(b',');
+        write_field(row, field(3));
+        row.push(b'\n');
+        out.write_all(row)
+            .map_err(|e| EngineError::io("writing the rejected output", e))
+    };
+    loop {
+        let n = part
+            .read(&mut buf)
+            .map_err(|e| EngineError::io("reading a rejected part", e))?;
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off < n {
+            let (o, used) = parser.parse(&buf[off..n], &mut rec);
+            off += used;
+            if o == Outcome::Record {
+                emit(&rec, &mut row, out)?;
+            }
+        }
+    }
+    if parser.finish(&mut rec)? == Outcome::Record {
+        emit(&rec, &mut row, out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The borrowed view of one parsed record, and the reasons a record can be rejected.
+//! Shared by the parser (which produces records) and the profile (which consumes them).
+
+use serde::{Deserialize, Serialize};
+
+/// One parsed record: the unescaped field text laid end to end, plus the end offset of each
+/// field in that text. Borrowed from the parser's buffers; valid until the next record.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    text: &'a str,
+    ends: &'a [usize],
+}
+
+impl<'a> Record<'a> {
+    /// `ends[i]` is the end (exclusive) of field `i` in `text`; field `i` starts at `ends[i-1]` (or 0).
+    pub fn new(text: &'a str, ends: &'a [usize]) -> Self {
+        debug_assert!(ends.last().copied().unwrap_or(0) <= text.len());
+        Record { text, ends }
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when the record has no fields.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Field `i`, unescaped.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.text[start..end])
+    }
+
+    /// All fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let text = self.text;
+        let ends = self.ends;
+        (0..ends.len()).map(move |i| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            &text[start..ends[i]]
+        })
+    }
+}
+
+/// Why a record went to the rejected output instead of the clean one. The `code()` strings are
+/// stable: they appear in `rejected.csv` and in the profile, and users script against them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The record has a different number of fields than the header (or the first record).
+    RaggedRow,
+    /// The record's bytes are not valid UTF-8.
+    InvalidUtf8,
+    /// The record contains a NUL byte (binary data).
+    NulByte,
+    /// A field is longer than the configured limit; its bytes were skipped, not buffered.
+    FieldTooLarge,
+    /// A quote character appeared inside an unquoted field, or text followed a closing quote.
+    StrayQuote,
+}
+
+impl RejectReason {
+    /// The stable code written to outputs.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::RaggedRow => "ragged_row",
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::NulByte => "nul_byte",
+            RejectReason::FieldTooLarge => "field_too_large",
+            RejectReason::StrayQuote => "stray_quote",
+        }
+    }
+}
