@@ -307,15 +307,16 @@ fn guess_delimiter(body: &[u8], quote: u8, whole: bool) -> u8 {
     best.0
 }
 
-/// A header has no empty names and no name that looks like a number.
+/// A header has at least one non-empty name and no name that looks like a number.
 fn looks_like_header(first: &RecordBuf, fields: &[&[u8]]) -> bool {
     if first.stray_quote || first.too_large {
         return false;
     }
-    fields.iter().all(|f| {
-        let s = std::str::from_utf8(f).unwrap_or("").trim();
-        !s.is_empty() && s.parse::<f64>().is_err()
-    })
+    let names: Vec<&str> = fields
+        .iter()
+        .map(|f| std::str::from_utf8(f).unwrap_or("").trim())
+        .collect();
+    names.iter().any(|s| !s.is_empty()) && names.iter().all(|s| s.parse::<f64>().is_err())
 }
 
 /// Makes names non-empty and unique: empty -> `col_<position>`, repeats -> `<name>_2`, `_3`...
