@@ -1,0 +1,183 @@
+//! The sample events in `events/` (for `cargo lambda invoke --data-file`) have the shapes Lambda
+//! delivers: each deserialises into its `aws_lambda_events` type, and the SQS bodies parse with
+//! the same code the handlers use. Every file in `events/` must be listed here, so a new sample
+//! cannot go unchecked.
+
+use std::path::PathBuf;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::sqs::SqsEvent;
+use serde::de::DeserializeOwned;
+use tessera_shared::notifications::{parse, Notification};
+use tessera_shared::task::ChunkTaskMessage;
+
+const JOB: &str = "7f3c2a9e-4b1d-4c8e-9a6f-2d5e8b1c0a47";
+
+fn dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../events"))
+}
+
+fn load<T: DeserializeOwned>(name: &str) -> T {
+    let path = dir().join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{name} does not fit {}: {e}", std::any::type_name::<T>()))
+}
+
+/// The body of the single SQS record in `name`, checked to come from the named queue.
+fn sqs_body(name: &str, queue: &str) -> String {
+    let ev: SqsEvent = load(name);
+    assert_eq!(ev.records.len(), 1, "{name}");
+    let r = &ev.records[0];
+    assert_eq!(r.event_source.as_deref(), Some("aws:sqs"), "{name}");
+    assert_eq!(
+        r.event_source_arn.as_deref(),
+        Some(format!("arn:aws:sqs:us-east-1:000000000000:{queue}").as_str()),
+        "{name}"
+    );
+    assert!(
+        r.message_id.is_some() && r.receipt_handle.is_some(),
+        "{name}"
+    );
+    assert!(
+        r.attributes.contains_key("ApproximateReceiveCount"),
+        "{name}"
+    );
+    r.body
+        .clone()
+        .unwrap_or_else(|| panic!("{name} has no body"))
+}
+
+#[test]
+fn every_sample_is_checked() {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .expect("events/ exists")
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "api-create-upload.json",
+            "api-health.json",
+            "chunk-task.json",
+            "planner-emulator-shape.json",
+            "planner-s3-put.json",
+            "planner-s3-test-event.json",
+            "status-dynamodb-stream.json",
+            "status-get-job.json",
+            "status-ws-connect.json",
+        ]
+    );
+}
+
+#[test]
+fn http_api_samples() {
+    let health: ApiGatewayV2httpRequest = load("api-health.json");
+    assert_eq!(health.route_key.as_deref(), Some("GET /v1/health"));
+    assert!(
+        health.request_context.authorizer.is_none(),
+        "health is unauthenticated"
+    );
+
+    let create: ApiGatewayV2httpRequest = load("api-create-upload.json");
+    assert_eq!(create.route_key.as_deref(), Some("POST /v1/uploads"));
+    assert_eq!(create.raw_path.as_deref(), Some("/v1/uploads"));
+    assert!(!create.is_base64_encoded);
+    let jwt = create
+        .request_context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.jwt.as_ref())
+        .expect("jwt authorizer");
+    assert_eq!(jwt.claims.get("sub").map(String::as_str), Some("demo-user"));
+    assert!(jwt.claims.contains_key("iss") && jwt.claims.contains_key("aud"));
+    let body: serde_json::Value =
+        serde_json::from_str(create.body.as_deref().expect("body")).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"filename": "sample.csv", "size": 1234, "content_type": "text/csv"})
+    );
+
+    let status: ApiGatewayV2httpRequest = load("status-get-job.json");
+    assert_eq!(status.route_key.as_deref(), Some("GET /v1/jobs/{id}"));
+    assert_eq!(
+        status.path_parameters.get("id").map(String::as_str),
+        Some(JOB)
+    );
+    assert_eq!(status.raw_path, Some(format!("/v1/jobs/{JOB}")));
+}
+
+#[test]
+fn planner_samples_parse_as_the_planner_parses_them() {
+    let source = format!("uploads/demo-user/{JOB}/source");
+
+    // The real AWS shape is also a valid typed S3Event (userIdentity and all).
+    let body = sqs_body("planner-s3-put.json", "tessera-upload-events");
+    let typed: aws_lambda_events::s3::S3Event =
+        serde_json::from_str(&body).expect("AWS-shaped S3 event");
+    assert_eq!(
+        typed.records[0].s3.bucket.name.as_deref(),
+        Some("tessera-local-data")
+    );
+    let Notification::Records(r) = parse(&body).unwrap() else {
+        panic!("records expected")
+    };
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].key, source);
+    assert_eq!(r[0].size, Some(1234));
+    assert_eq!(
+        tessera_shared::keys::parse_source_key(&r[0].key),
+        Some(("demo-user".into(), JOB.into()))
+    );
+
+    let body = sqs_body("planner-emulator-shape.json", "tessera-upload-events");
+    assert!(
+        body.contains("uploads%2Fdemo-user%2F"),
+        "the emulator encodes '/'"
+    );
+    assert!(
+        !body.contains("userIdentity"),
+        "the emulator omits userIdentity"
+    );
+    let Notification::Records(r) = parse(&body).unwrap() else {
+        panic!("records expected")
+    };
+    assert_eq!(r[0].key, source);
+
+    let body = sqs_body("planner-s3-test-event.json", "tessera-upload-events");
+    assert_eq!(parse(&body).unwrap(), Notification::Test);
+}
+
+#[test]
+fn chunk_task_sample() {
+    let body = sqs_body("chunk-task.json", "tessera-chunk-tasks");
+    let task: ChunkTaskMessage = serde_json::from_str(&body).expect("chunk task body");
+    assert_eq!(
+        (task.job_id.as_str(), task.owner.as_str()),
+        (JOB, "demo-user")
+    );
+    assert_eq!((task.index, task.start, task.end), (0, 0, 1_048_576));
+}
+
+#[test]
+fn status_stream_and_websocket_samples() {
+    let ev: DynamoDbEvent = load("status-dynamodb-stream.json");
+    assert_eq!(ev.records.len(), 1);
+    let r = &ev.records[0];
+    assert_eq!(r.event_source.as_deref(), Some("aws:dynamodb"));
+    let view = serde_json::to_value(&r.change.stream_view_type).unwrap();
+    assert_eq!(view, serde_json::json!("NEW_AND_OLD_IMAGES"));
+    assert_eq!(
+        view,
+        serde_json::json!(tessera_infra::resources::spec().table.stream_view_type)
+    );
+    assert!(!r.change.new_image.is_empty() && !r.change.old_image.is_empty());
+
+    let ws: ApiGatewayWebsocketProxyRequest = load("status-ws-connect.json");
+    assert_eq!(ws.request_context.route_key.as_deref(), Some("$connect"));
+    assert!(ws.request_context.connection_id.is_some());
+    assert!(ws.query_string_parameters.first("token").is_some());
+}

@@ -1,0 +1,650 @@
+//! `template.yaml` agrees with `tessera_infra::resources::spec()`, the description the local
+//! runtime provisions from: table keys and index, queue timings and redrive, event-source batch
+//! sizes, the bucket's notification filter, lifecycle and CORS, and the environment the functions
+//! read. Also: no IAM statement grants a wildcard action or an unscoped resource.
+//!
+//! Pure parsing, no network. CloudFormation short tags (`!Ref`, `!Sub`, `!GetAtt`...) arrive from
+//! serde_yaml as `Value::Tagged`; [`normalise`] rewrites them to the long form (`{Ref: ..}`,
+//! `{Fn::Sub: ..}`, `{Fn::GetAtt: [id, attr]}`) so a check does not care which form was written.
+//!
+//! `TESSERA_TEMPLATE=/path/to/copy.yaml` checks another file, which is how to see these tests
+//! fail on a deliberately broken copy without touching the real template.
+
+use serde_yaml::{Mapping, Value};
+use tessera_infra::resources::{spec, QueueSpec};
+
+fn template() -> Value {
+    let path = std::env::var("TESSERA_TEMPLATE")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml").to_string());
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let raw: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"));
+    normalise(raw)
+}
+
+/// Rewrites short-form intrinsic functions to their long form, recursively.
+fn normalise(v: Value) -> Value {
+    match v {
+        Value::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let tag = tag.trim_start_matches('!');
+            let inner = normalise(t.value);
+            let (key, inner) = match tag {
+                "Ref" | "Condition" => (tag.to_string(), inner),
+                // `!GetAtt Res.Attr` is a string; the long form is a list.
+                "GetAtt" => {
+                    let inner = match inner {
+                        Value::String(s) => {
+                            let (res, attr) = s
+                                .split_once('.')
+                                .unwrap_or_else(|| panic!("bad !GetAtt {s}"));
+                            Value::Sequence(vec![res.into(), attr.into()])
+                        }
+                        other => other,
+                    };
+                    ("Fn::GetAtt".to_string(), inner)
+                }
+                other => (format!("Fn::{other}"), inner),
+            };
+            let mut m = Mapping::new();
+            m.insert(key.into(), inner);
+            Value::Mapping(m)
+        }
+        Value::Mapping(m) => {
+            Value::Mapping(m.into_iter().map(|(k, v)| (k, normalise(v))).collect())
+        }
+        Value::Sequence(s) => Value::Sequence(s.into_iter().map(normalise).collect()),
+        other => other,
+    }
+}
+
+/// `v[p0][p1]...`, where a path element that parses as a number indexes a sequence.
+/// Panics with the full path when something is missing, so a failure says where to look.
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    let mut cur = v;
+    for (i, p) in path.iter().enumerate() {
+        let next = match (cur, p.parse::<usize>()) {
+            (Value::Sequence(s), Ok(n)) => s.get(n),
+            _ => cur.get(*p),
+        };
+        cur = next.unwrap_or_else(|| panic!("template has no {}", path[..=i].join(".")));
+    }
+    cur
+}
+
+fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
+    at(t, &["Resources", id])
+}
+
+fn props<'a>(t: &'a Value, id: &str) -> &'a Value {
+    at(resource(t, id), &["Properties"])
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, found {v:?}"))
+}
+
+/// A number, written either as a YAML number or as a numeric string (both valid in CloudFormation).
+fn num(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .unwrap_or_else(|| panic!("not a whole number: {n}")),
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("not a number: {s:?}")),
+        other => panic!("expected a number, found {other:?}"),
+    }
+}
+
+/// The string a `!Sub` renders, for the single-string form.
+fn sub_text(v: &Value) -> &str {
+    str_of(at(v, &["Fn::Sub"]))
+}
+
+fn get_att(res: &str, attr: &str) -> Value {
+    normalise(Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+        tag: serde_yaml::value::Tag::new("GetAtt"),
+        value: format!("{res}.{attr}").into(),
+    })))
+}
+
+fn reference(res: &str) -> Value {
+    let mut m = Mapping::new();
+    m.insert("Ref".into(), res.into());
+    Value::Mapping(m)
+}
+
+fn seq_of_str(v: &Value) -> Vec<&str> {
+    match v {
+        Value::Sequence(s) => s.iter().map(str_of).collect(),
+        Value::String(s) => vec![s.as_str()],
+        other => panic!("expected a list of strings, found {other:?}"),
+    }
+}
+
+/// Logical ids and bodies of every resource of `ty`.
+fn resources_of<'a>(t: &'a Value, ty: &str) -> Vec<(&'a str, &'a Value)> {
+    at(t, &["Resources"])
+        .as_mapping()
+        .expect("Resources is a mapping")
+        .iter()
+        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(ty))
+        .map(|(k, r)| (str_of(k), r))
+        .collect()
+}
+
+/// `(function id, event body)` of every event of `event_type` across all functions.
+fn function_events<'a>(t: &'a Value, event_type: &str) -> Vec<(&'a str, &'a Value)> {
+    let mut out = Vec::new();
+    for (id, f) in resources_of(t, "AWS::Serverless::Function") {
+        if let Some(events) = f
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping)
+        {
+            for (_, ev) in events {
+                if ev.get("Type").and_then(Value::as_str) == Some(event_type) {
+                    out.push((id, ev));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn short_tags_are_normalised() {
+    let v: Value =
+        serde_yaml::from_str("a: !GetAtt Q.Arn\nb: !Sub \"${AWS::StackName}-x\"\nc: !Ref P")
+            .unwrap();
+    let v = normalise(v);
+    assert_eq!(v["a"], get_att("Q", "Arn"));
+    assert_eq!(at(&v["a"], &["Fn::GetAtt", "0"]).as_str(), Some("Q"));
+    assert_eq!(sub_text(&v["b"]), "${AWS::StackName}-x");
+    assert_eq!(v["c"], reference("P"));
+}
+
+#[test]
+fn jobs_table_matches_spec() {
+    let t = template();
+    let s = spec().table;
+    let p = props(&t, s.logical_id);
+    assert_eq!(
+        str_of(at(resource(&t, s.logical_id), &["Type"])),
+        "AWS::DynamoDB::Table"
+    );
+    assert!(
+        sub_text(at(p, &["TableName"])).ends_with(&format!("-{}", s.name)),
+        "table name must end with -{}",
+        s.name
+    );
+    assert_eq!(str_of(at(p, &["BillingMode"])), "PAY_PER_REQUEST");
+
+    let key = |schema: &Value, kind: &str| -> String {
+        let keys = schema.as_sequence().expect("KeySchema is a list");
+        let k: Vec<_> = keys
+            .iter()
+            .filter(|k| str_of(at(k, &["KeyType"])) == kind)
+            .collect();
+        assert_eq!(k.len(), 1, "exactly one {kind} key");
+        str_of(at(k[0], &["AttributeName"])).to_string()
+    };
+    assert_eq!(key(at(p, &["KeySchema"]), "HASH"), s.hash_key);
+    assert_eq!(key(at(p, &["KeySchema"]), "RANGE"), s.range_key);
+
+    let gsis = at(p, &["GlobalSecondaryIndexes"])
+        .as_sequence()
+        .expect("GSIs are a list");
+    assert_eq!(gsis.len(), s.indexes.len(), "index count");
+    for ix in &s.indexes {
+        let g = gsis
+            .iter()
+            .find(|g| str_of(at(g, &["IndexName"])) == ix.name)
+            .unwrap_or_else(|| panic!("no GSI {}", ix.name));
+        assert_eq!(
+            key(at(g, &["KeySchema"]), "HASH"),
+            ix.hash_key,
+            "{} hash key",
+            ix.name
+        );
+        assert_eq!(
+            key(at(g, &["KeySchema"]), "RANGE"),
+            ix.range_key,
+            "{} range key",
+            ix.name
+        );
+        assert_eq!(str_of(at(g, &["Projection", "ProjectionType"])), "ALL");
+    }
+
+    // Every key attribute is declared as a string, and nothing else is declared (CloudFormation
+    // rejects unused attribute definitions).
+    let mut declared: Vec<(&str, &str)> = at(p, &["AttributeDefinitions"])
+        .as_sequence()
+        .expect("AttributeDefinitions is a list")
+        .iter()
+        .map(|a| {
+            (
+                str_of(at(a, &["AttributeName"])),
+                str_of(at(a, &["AttributeType"])),
+            )
+        })
+        .collect();
+    declared.sort();
+    let mut expected = vec![(s.hash_key, "S"), (s.range_key, "S")];
+    expected.extend(
+        s.indexes
+            .iter()
+            .flat_map(|i| [(i.hash_key, "S"), (i.range_key, "S")]),
+    );
+    expected.sort();
+    expected.dedup();
+    assert_eq!(declared, expected);
+
+    assert_eq!(
+        str_of(at(p, &["TimeToLiveSpecification", "AttributeName"])),
+        s.ttl_attribute
+    );
+    assert_eq!(
+        at(p, &["TimeToLiveSpecification", "Enabled"]).as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        str_of(at(p, &["StreamSpecification", "StreamViewType"])),
+        s.stream_view_type
+    );
+    assert_eq!(
+        at(
+            p,
+            &[
+                "PointInTimeRecoverySpecification",
+                "PointInTimeRecoveryEnabled"
+            ]
+        )
+        .as_bool(),
+        Some(true)
+    );
+}
+
+fn check_queue(t: &Value, q: &QueueSpec) {
+    let p = props(t, q.logical_id);
+    let what = q.logical_id;
+    assert_eq!(str_of(at(resource(t, what), &["Type"])), "AWS::SQS::Queue");
+    assert!(
+        sub_text(at(p, &["QueueName"])).ends_with(&format!("-{}", q.name)),
+        "{what} name must end with -{}",
+        q.name
+    );
+    assert_eq!(
+        num(at(p, &["VisibilityTimeout"])),
+        u64::from(q.visibility_timeout_secs),
+        "{what} VisibilityTimeout"
+    );
+    assert_eq!(
+        num(at(p, &["MessageRetentionPeriod"])),
+        u64::from(q.message_retention_secs),
+        "{what} MessageRetentionPeriod"
+    );
+    assert_eq!(
+        num(at(p, &["ReceiveMessageWaitTimeSeconds"])),
+        u64::from(q.receive_wait_secs),
+        "{what} ReceiveMessageWaitTimeSeconds"
+    );
+    assert_eq!(
+        at(p, &["SqsManagedSseEnabled"]).as_bool(),
+        Some(true),
+        "{what} SSE"
+    );
+    assert_eq!(
+        at(p, &["RedrivePolicy", "deadLetterTargetArn"]),
+        &get_att(q.dlq_logical_id, "Arn"),
+        "{what} DLQ"
+    );
+    assert_eq!(
+        num(at(p, &["RedrivePolicy", "maxReceiveCount"])),
+        u64::from(q.max_receive_count),
+        "{what} maxReceiveCount"
+    );
+
+    let dlq = props(t, q.dlq_logical_id);
+    assert!(
+        sub_text(at(dlq, &["QueueName"])).ends_with(&format!("-{}", q.dlq_name)),
+        "{} name",
+        q.dlq_logical_id
+    );
+    assert_eq!(
+        at(dlq, &["SqsManagedSseEnabled"]).as_bool(),
+        Some(true),
+        "{} SSE",
+        q.dlq_logical_id
+    );
+    // A DLQ keeps failures at least as long as the source queue kept the message.
+    assert!(num(at(dlq, &["MessageRetentionPeriod"])) >= u64::from(q.message_retention_secs));
+
+    // Exactly one function consumes the queue, with the spec's batch size and partial failures.
+    let queue_arn = get_att(q.logical_id, "Arn");
+    let consumers: Vec<_> = function_events(t, "SQS")
+        .into_iter()
+        .filter(|(_, ev)| at(ev, &["Properties", "Queue"]) == &queue_arn)
+        .collect();
+    assert_eq!(
+        consumers.len(),
+        1,
+        "{what} must have exactly one SQS event source"
+    );
+    let (func, ev) = consumers[0];
+    assert_eq!(
+        num(at(ev, &["Properties", "BatchSize"])),
+        u64::from(q.batch_size),
+        "{func} BatchSize"
+    );
+    assert!(
+        seq_of_str(at(ev, &["Properties", "FunctionResponseTypes"]))
+            .contains(&"ReportBatchItemFailures"),
+        "{func} must report partial batch failures"
+    );
+
+    // AWS's rule of thumb: visibility timeout at least 6x the consumer's timeout, or messages
+    // reappear while a slow invocation is still working on them.
+    let timeout = num(at(props(t, func), &["Timeout"]));
+    assert!(
+        u64::from(q.visibility_timeout_secs) >= 6 * timeout,
+        "{what} visibility {} < 6 x {func} timeout {timeout}",
+        q.visibility_timeout_secs
+    );
+}
+
+#[test]
+fn queues_match_spec() {
+    let t = template();
+    let s = spec();
+    check_queue(&t, &s.upload_events);
+    check_queue(&t, &s.chunk_tasks);
+}
+
+#[test]
+fn bucket_matches_spec() {
+    let t = template();
+    let s = spec();
+    let b = &s.bucket;
+    let p = props(&t, b.logical_id);
+    assert_eq!(
+        str_of(at(resource(&t, b.logical_id), &["Type"])),
+        "AWS::S3::Bucket"
+    );
+
+    // Notification: ObjectCreated under the spec's prefix/suffix, to the upload-events queue.
+    let qc = at(p, &["NotificationConfiguration", "QueueConfigurations"])
+        .as_sequence()
+        .expect("list");
+    assert_eq!(qc.len(), 1, "one queue notification");
+    assert_eq!(str_of(at(&qc[0], &["Event"])), "s3:ObjectCreated:*");
+    assert_eq!(
+        at(&qc[0], &["Queue"]),
+        &get_att(s.upload_events.logical_id, "Arn")
+    );
+    let rules = at(&qc[0], &["Filter", "S3Key", "Rules"])
+        .as_sequence()
+        .expect("list");
+    let rule = |name: &str| {
+        let r: Vec<_> = rules
+            .iter()
+            .filter(|r| str_of(at(r, &["Name"])).eq_ignore_ascii_case(name))
+            .collect();
+        assert_eq!(r.len(), 1, "one {name} rule");
+        str_of(at(r[0], &["Value"]))
+    };
+    assert_eq!(rule("prefix"), b.notify_prefix);
+    assert_eq!(rule("suffix"), b.notify_suffix);
+
+    // Lifecycle: incomplete multipart uploads are aborted after the spec's days.
+    let lifecycle = at(p, &["LifecycleConfiguration", "Rules"])
+        .as_sequence()
+        .expect("list");
+    let abort: Vec<_> = lifecycle
+        .iter()
+        .filter_map(|r| r.get("AbortIncompleteMultipartUpload"))
+        .collect();
+    assert_eq!(abort.len(), 1, "one abort-incomplete-multipart rule");
+    assert_eq!(
+        num(at(abort[0], &["DaysAfterInitiation"])),
+        u64::from(b.abort_incomplete_multipart_days)
+    );
+    assert!(
+        lifecycle.iter().any(
+            |r| r.get("Prefix").and_then(Value::as_str) == Some(b.notify_prefix)
+                && r.get("ExpirationInDays").is_some()
+        ),
+        "uploads must expire"
+    );
+
+    // CORS: the browser can read the headers it needs (ETag to complete multipart uploads).
+    let cors = at(p, &["CorsConfiguration", "CorsRules"])
+        .as_sequence()
+        .expect("list");
+    assert_eq!(cors.len(), 1);
+    assert_eq!(
+        seq_of_str(at(&cors[0], &["ExposedHeaders"])),
+        b.cors_expose_headers
+    );
+    assert!(seq_of_str(at(&cors[0], &["AllowedMethods"])).contains(&"PUT"));
+
+    // Private and encrypted.
+    for k in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            at(p, &["PublicAccessBlockConfiguration", k]).as_bool(),
+            Some(true),
+            "{k}"
+        );
+    }
+    assert_eq!(
+        str_of(at(
+            p,
+            &[
+                "BucketEncryption",
+                "ServerSideEncryptionConfiguration",
+                "0",
+                "ServerSideEncryptionByDefault",
+                "SSEAlgorithm"
+            ]
+        )),
+        "AES256"
+    );
+
+    // The queue policy lets exactly this bucket send; it names the bucket by its constructed ARN
+    // (to avoid a dependency cycle), so that ARN must be the bucket's name.
+    let bucket_name = sub_text(at(p, &["BucketName"]));
+    let policies: Vec<_> = resources_of(&t, "AWS::SQS::QueuePolicy")
+        .into_iter()
+        .filter(|(_, r)| seq_of_policy_targets(r).contains(&reference(s.upload_events.logical_id)))
+        .collect();
+    assert_eq!(policies.len(), 1, "one policy on the upload-events queue");
+    let (policy_id, policy) = policies[0];
+    let stmt = at(policy, &["Properties", "PolicyDocument", "Statement", "0"]);
+    assert_eq!(
+        str_of(at(stmt, &["Principal", "Service"])),
+        "s3.amazonaws.com"
+    );
+    assert_eq!(
+        sub_text(at(stmt, &["Condition", "ArnEquals", "aws:SourceArn"])),
+        format!("arn:${{AWS::Partition}}:s3:::{bucket_name}")
+    );
+    assert_eq!(
+        at(stmt, &["Condition", "StringEquals", "aws:SourceAccount"]),
+        &reference("AWS::AccountId")
+    );
+    let depends = resource(&t, b.logical_id)
+        .get("DependsOn")
+        .map(seq_of_str)
+        .unwrap_or_default();
+    assert!(
+        depends.contains(&policy_id),
+        "{} must DependsOn {policy_id}",
+        b.logical_id
+    );
+}
+
+fn seq_of_policy_targets(policy: &Value) -> Vec<Value> {
+    at(policy, &["Properties", "Queues"])
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn functions_read_the_spec_resources() {
+    let t = template();
+    let s = spec();
+    let env = at(&t, &["Globals", "Function", "Environment", "Variables"]);
+    assert_eq!(
+        at(env, &["TESSERA_BUCKET"]),
+        &reference(s.bucket.logical_id)
+    );
+    assert_eq!(
+        at(env, &["TESSERA_JOBS_TABLE"]),
+        &reference(s.table.logical_id)
+    );
+    // `Ref` of a queue is its URL.
+    assert_eq!(
+        at(env, &["TESSERA_CHUNK_QUEUE_URL"]),
+        &reference(s.chunk_tasks.logical_id)
+    );
+    let ttl = num(at(env, &["TESSERA_PRESIGN_TTL_SECS"]));
+    assert!((1..=tessera_shared::config::MAX_PRESIGN_TTL_SECS).contains(&ttl));
+
+    // Parameter defaults are the code's defaults, so an undecorated deploy behaves like local.
+    let default = |name: &str| num(at(&t, &["Parameters", name, "Default"]));
+    assert_eq!(
+        default("ChunkSize"),
+        tessera_shared::config::DEFAULT_CHUNK_SIZE
+    );
+    assert_eq!(
+        default("MaxUploadBytes"),
+        tessera_shared::config::DEFAULT_MAX_UPLOAD_BYTES
+    );
+
+    let g = at(&t, &["Globals", "Function"]);
+    assert_eq!(str_of(at(g, &["Runtime"])), "provided.al2023");
+    assert_eq!(str_of(at(g, &["Handler"])), "bootstrap");
+    let mut binaries: Vec<&str> = resources_of(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, f)| {
+            assert_eq!(
+                str_of(at(f, &["Metadata", "BuildMethod"])),
+                "rust-cargolambda",
+                "{id}"
+            );
+            str_of(at(f, &["Metadata", "BuildProperties", "Binary"]))
+        })
+        .collect();
+    binaries.sort();
+    assert_eq!(
+        binaries,
+        [
+            "tessera-api",
+            "tessera-chunk",
+            "tessera-planner",
+            "tessera-status"
+        ]
+    );
+}
+
+#[test]
+fn http_routes_are_authorised_except_health() {
+    let t = template();
+    let api = props(&t, "HttpApi");
+    assert_eq!(str_of(at(api, &["Auth", "DefaultAuthorizer"])), "JwtAuth");
+    let jwt = at(api, &["Auth", "Authorizers", "JwtAuth"]);
+    assert_eq!(
+        str_of(at(jwt, &["IdentitySource"])),
+        "$request.header.Authorization"
+    );
+    assert_eq!(
+        at(jwt, &["JwtConfiguration", "issuer"]),
+        &reference("JwtIssuer")
+    );
+
+    let mut routes: Vec<(String, bool)> = function_events(&t, "HttpApi")
+        .into_iter()
+        .map(|(_, ev)| {
+            let p = at(ev, &["Properties"]);
+            assert_eq!(at(p, &["ApiId"]), &reference("HttpApi"));
+            let open = p
+                .get("Auth")
+                .and_then(|a| a.get("Authorizer"))
+                .and_then(Value::as_str)
+                == Some("NONE");
+            (
+                format!(
+                    "{} {}",
+                    str_of(at(p, &["Method"])),
+                    str_of(at(p, &["Path"]))
+                ),
+                open,
+            )
+        })
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            ("GET /v1/health".to_string(), true),
+            ("GET /v1/jobs".to_string(), false),
+            ("GET /v1/jobs/{id}".to_string(), false),
+            ("POST /v1/uploads".to_string(), false),
+        ]
+    );
+}
+
+/// Every policy statement anywhere in the template (function policies, queue policies, roles).
+fn statements(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m {
+                if k.as_str() == Some("Statement") {
+                    match child {
+                        Value::Sequence(s) => out.extend(s.iter().cloned()),
+                        other => out.push(other.clone()),
+                    }
+                } else {
+                    statements(child, out);
+                }
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|c| statements(c, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn iam_statements_are_least_privilege() {
+    let t = template();
+    let mut all = Vec::new();
+    statements(&t, &mut all);
+    // The four functions' statements plus the queue policy: a walk that finds nothing is a bug.
+    assert!(all.len() >= 10, "found only {} statements", all.len());
+    for st in &all {
+        let sid = st.get("Sid").and_then(Value::as_str).unwrap_or("<no Sid>");
+        assert!(
+            st.get("NotAction").is_none() && st.get("NotResource").is_none(),
+            "{sid}: NotAction/NotResource"
+        );
+        let actions = seq_of_str(at(st, &["Action"]));
+        assert!(!actions.is_empty(), "{sid}: no actions");
+        for a in actions {
+            assert!(!a.contains('*'), "{sid}: wildcard action {a}");
+        }
+        if st.get("Effect").and_then(Value::as_str) == Some("Allow") {
+            let resources = match at(st, &["Resource"]) {
+                Value::Sequence(s) => s.clone(),
+                one => vec![one.clone()],
+            };
+            for r in resources {
+                assert_ne!(r.as_str(), Some("*"), "{sid}: unscoped resource");
+            }
+        }
+    }
+}
