@@ -1,1 +1,361 @@
-fn main() {}
+//! `cargo bench -p tessera-engine --bench engine`
+//!
+//! Generates a deterministic CSV (mixed types, ~10% quoted fields, some embedded newlines, ~2%
+//! empty values) under `<workspace>/bench-data/` (size: `TESSERA_BENCH_BYTES`, default 1 GiB),
+//! then measures, each in a child process of this binary so peak RSS is per measurement:
+//! - bare parse (the state machine only) and full profile (chunk processor, profile on, no
+//!   outputs) with one worker, over a 64 MiB range and over the whole file;
+//! - DuckDB `SUMMARIZE` (threads=1) and polars `describe()` (POLARS_MAX_THREADS=1) on the same
+//!   file, when the Python modules are importable.
+//!
+//! Throughput is MB of input per CPU-second (user + system, from getrusage), so other work on
+//! the machine does not distort it. Results are printed as a table and as JSON lines.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tessera_engine::chunk::ChunkOptions;
+use tessera_engine::dialect::{sniff_with_size, DialectOverrides};
+use tessera_engine::file::{run_chunk, ReadAt};
+use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
+use tessera_engine::split::ChunkTask;
+
+const MIB: u64 = 1 << 20;
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const WORDS: &[&str] = &[
+    "alpha", "beta", "gamma", "delta", "Zürich", "東京", "naïve", "north", "south", "quartz",
+    "lorem", "ipsum", "dolor", "sit", "amet",
+];
+
+fn generate(path: &Path, size: u64) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() >= size) {
+        return;
+    }
+    eprintln!("generating {} ({} MiB)...", path.display(), size / MIB);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let tmp = path.with_extension("tmp");
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut written: u64 = 0;
+    let header = b"id,name,score,amount,day,active,category,comment\n";
+    w.write_all(header).unwrap();
+    written += header.len() as u64;
+    let mut line = String::with_capacity(256);
+    let mut id: u64 = 0;
+    while written < size {
+        line.clear();
+        id += 1;
+        let empty = |r: &mut Rng| r.below(50) == 0; // ~2% empty values
+        use std::fmt::Write as _;
+        let _ = write!(line, "{id},");
+        if !empty(&mut r) {
+            let a = WORDS[r.below(WORDS.len() as u64) as usize];
+            let b = WORDS[r.below(WORDS.len() as u64) as usize];
+            if r.below(10) == 0 {
+                let _ = write!(line, "\"{a}, {b}\"");
+            } else {
+                let _ = write!(line, "{a} {b}");
+            }
+        }
+        line.push(',');
+        if !empty(&mut r) {
+            let _ = write!(line, "{}", r.below(1000));
+        }
+        line.push(',');
+        if !empty(&mut r) {
+            let _ = write!(line, "{}.{:02}", r.below(100_000), r.below(100));
+        }
+        line.push(',');
+        if !empty(&mut r) {
+            let _ = write!(
+                line,
+                "20{:02}-{:02}-{:02}",
+                r.below(30),
+                1 + r.below(12),
+                1 + r.below(28)
+            );
+        }
+        line.push(',');
+        if !empty(&mut r) {
+            line.push_str(if r.below(2) == 0 { "true" } else { "false" });
+        }
+        line.push(',');
+        if !empty(&mut r) {
+            line.push_str(["A", "B", "C", "D"][r.below(4) as usize]);
+        }
+        line.push(',');
+        if !empty(&mut r) {
+            let n = 1 + r.below(6);
+            let words: Vec<&str> = (0..n)
+                .map(|_| WORDS[r.below(WORDS.len() as u64) as usize])
+                .collect();
+            match r.below(20) {
+                0 => {
+                    let _ = write!(line, "\"{}\n\"\"{}\"\"\"", words.join(" "), words[0]);
+                }
+                1 => {
+                    let _ = write!(line, "\"{}\"", words.join(", "));
+                }
+                _ => line.push_str(&words.join(" ")),
+            }
+        }
+        line.push('\n');
+        w.write_all(line.as_bytes()).unwrap();
+        written += line.len() as u64;
+    }
+    w.flush().unwrap();
+    drop(w);
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn bare_parse(file: &std::fs::File, start: u64, end: u64) -> u64 {
+    let mut p = Parser::new(
+        ParserConfig::default(),
+        tessera_engine::parse::State::LineStart,
+        start,
+        end,
+    );
+    let mut rec = RecordBuf::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = start;
+    let mut records = 0u64;
+    'outer: loop {
+        let n = file.read_at(&mut buf, pos).unwrap();
+        if n == 0 {
+            break;
+        }
+        pos += n as u64;
+        let mut off = 0;
+        while off < n {
+            let (o, used) = p.parse(&buf[off..n], &mut rec);
+            off += used;
+            match o {
+                Outcome::Record => records += 1,
+                Outcome::Stop => break 'outer,
+                Outcome::NeedInput => {}
+            }
+        }
+    }
+    if !matches!(p.state(), tessera_engine::parse::State::LineStart) {
+        records += 1;
+    }
+    records
+}
+
+/// Runs in the child: one measurement, printed as one JSON line.
+fn child(mode: &str, path: &Path, range: u64) {
+    let file = std::fs::File::open(path).unwrap();
+    let size = file.metadata().unwrap().len();
+    let mut head = vec![0u8; (size as usize).min(1 << 20)];
+    let n = file.read_at(&mut head, 0).unwrap();
+    let sn = sniff_with_size(&head[..n], size, &DialectOverrides::default()).unwrap();
+    let start = sn.header_len;
+    let end = (start + range).min(size);
+    let c0 = cpu_seconds();
+    let records = match mode {
+        "parse" => bare_parse(&file, start, end),
+        "profile" => {
+            let task = ChunkTask {
+                index: 0,
+                start,
+                end,
+                start_in_quotes: Some(false),
+            };
+            let opts = ChunkOptions {
+                emit_rows: false,
+                ..ChunkOptions::default()
+            };
+            let r = run_chunk(
+                &file,
+                size,
+                &task,
+                &sn.dialect,
+                &sn.columns,
+                &opts,
+                256 * 1024,
+                &mut std::io::sink(),
+                &mut std::io::sink(),
+            )
+            .unwrap();
+            let _report = r.profile.report();
+            r.rows + r.rejected_rows
+        }
+        _ => panic!("unknown mode {mode}"),
+    };
+    let cpu = cpu_seconds() - c0;
+    let bytes = end - start;
+    println!(
+        "{{\"mode\":\"{mode}\",\"bytes\":{bytes},\"records\":{records},\"cpu_s\":{cpu:.3},\"mb_per_cpu_s\":{:.1},\"peak_rss_mib\":{:.1}}}",
+        bytes as f64 / 1e6 / cpu,
+        peak_rss_mib()
+    );
+}
+
+fn run_child(mode: &str, path: &Path, range: u64) -> Option<serde_json::Value> {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--child", mode, path.to_str().unwrap(), &range.to_string()])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("{mode} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()?
+        .to_string();
+    println!("{line}");
+    serde_json::from_str(&line).ok()
+}
+
+const DUCKDB: &str = r#"
+import sys, time, resource, duckdb
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
+con = duckdb.connect()
+con.execute("SET threads=1")
+c0 = cpu()
+con.execute("SUMMARIZE SELECT * FROM read_csv_auto(?)", [sys.argv[1]]).fetchall()
+c1 = cpu()
+print('{"mode":"duckdb_summarize","cpu_s":%.3f,"peak_rss_mib":%.1f}' % (c1 - c0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+"#;
+
+const POLARS: &str = r#"
+import sys, resource, polars as pl
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
+c0 = cpu()
+try:
+    d = pl.scan_csv(sys.argv[1]).describe()
+except Exception:
+    d = pl.read_csv(sys.argv[1]).describe()
+c1 = cpu()
+print('{"mode":"polars_describe","cpu_s":%.3f,"peak_rss_mib":%.1f}' % (c1 - c0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+"#;
+
+fn run_python(script: &str, module: &str, path: &Path) -> Option<serde_json::Value> {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("{{\"mode\":\"{module}\",\"skipped\":\"python module not importable (pip install duckdb polars)\"}}");
+        return None;
+    }
+    let out = Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap()])
+        .env("POLARS_MAX_THREADS", "1")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("{module} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()?
+        .to_string();
+    println!("{line}");
+    serde_json::from_str(&line).ok()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 5 && args[1] == "--child" {
+        child(&args[2], Path::new(&args[3]), args[4].parse().unwrap());
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo test --benches` probes; nothing to list
+    }
+    let size: u64 = std::env::var("TESSERA_BENCH_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 30);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench-data");
+    let path = root.join(format!("engine-{}mib.csv", size / MIB));
+    generate(&path, size);
+    let file_size = std::fs::metadata(&path).unwrap().len();
+    println!("file: {} ({} bytes)", path.display(), file_size);
+
+    let small = 64 * MIB;
+    let parse_s = run_child("parse", &path, small);
+    let parse_l = run_child("parse", &path, file_size);
+    let prof_s = run_child("profile", &path, small);
+    let prof_l = run_child("profile", &path, file_size);
+    let duck = run_python(DUCKDB, "duckdb", &path);
+    let pol = run_python(POLARS, "polars", &path);
+
+    let f = |v: &Option<serde_json::Value>, k: &str| {
+        v.as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    let mb = file_size as f64 / 1e6;
+    println!("\n| measurement | range | CPU s | MB per CPU-s | peak RSS MiB |");
+    println!("|---|---|---|---|---|");
+    for (name, v, range) in [
+        ("bare parse", &parse_s, "64 MiB"),
+        ("bare parse", &parse_l, "whole file"),
+        ("full profile (1 worker)", &prof_s, "64 MiB"),
+        ("full profile (1 worker)", &prof_l, "whole file"),
+    ] {
+        println!(
+            "| {name} | {range} | {:.2} | {:.0} | {:.1} |",
+            f(v, "cpu_s"),
+            f(v, "mb_per_cpu_s"),
+            f(v, "peak_rss_mib")
+        );
+    }
+    for (name, v) in [
+        ("DuckDB SUMMARIZE (threads=1)", &duck),
+        ("polars describe (1 thread)", &pol),
+    ] {
+        println!(
+            "| {name} | whole file | {:.2} | {:.0} | {:.1} |",
+            f(v, "cpu_s"),
+            mb / f(v, "cpu_s"),
+            f(v, "peak_rss_mib")
+        );
+    }
+    let ours = f(&prof_l, "cpu_s");
+    println!(
+        "\nfull profile speed-up per CPU-second: {:.2}x DuckDB SUMMARIZE (target >= 2.5x), {:.2}x polars describe (target >= 1.2x)",
+        f(&duck, "cpu_s") / ours,
+        f(&pol, "cpu_s") / ours
+    );
+}

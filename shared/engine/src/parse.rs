@@ -162,6 +162,11 @@ pub struct Parser {
     blank_lines: u64,
     quoted_cr: bool,
     quote_open_at: u64,
+    /// Memo of the CR search across calls (a call returns after every record, and re-searching
+    /// the rest of the buffer each time would be quadratic): if `cr_hit`, the next CR at or
+    /// after the last search point is at `cr_abs`; if not, there is none before `cr_abs`.
+    cr_abs: u64,
+    cr_hit: bool,
 }
 
 impl Parser {
@@ -178,6 +183,8 @@ impl Parser {
             blank_lines: 0,
             quoted_cr: false,
             quote_open_at: pos,
+            cr_abs: 0,
+            cr_hit: false,
         }
     }
 
@@ -255,8 +262,29 @@ impl Parser {
         let mut i = 0usize;
         // Index of the next CR at or after `i` (or n); CR is the one special byte memchr3
         // cannot also look for in unquoted fields, and it is rare in most files.
-        let mut cr_next = 0usize;
-        let mut cr_valid = false;
+        let base = self.pos;
+        let end_abs = base + n as u64;
+        let (mut cr_next, mut cr_valid) =
+            if self.cr_hit && self.cr_abs >= base && self.cr_abs < end_abs {
+                ((self.cr_abs - base) as usize, true)
+            } else if !self.cr_hit && self.cr_abs >= end_abs && self.cr_abs > base {
+                (n, true)
+            } else {
+                (0, false)
+            };
+        macro_rules! save_cr {
+            () => {
+                if cr_valid {
+                    if cr_next < n {
+                        self.cr_hit = true;
+                        self.cr_abs = base + cr_next as u64;
+                    } else {
+                        self.cr_hit = false;
+                        self.cr_abs = end_abs;
+                    }
+                }
+            };
+        }
 
         macro_rules! end_record {
             ($b:expr) => {{
@@ -270,6 +298,7 @@ impl Parser {
                 };
                 i += 1;
                 self.pos += i as u64;
+                save_cr!();
                 return (Outcome::Record, i);
             }};
         }
@@ -421,6 +450,7 @@ impl Parser {
             }
         }
         self.pos += n as u64;
+        save_cr!();
         (Outcome::NeedInput, n)
     }
 
