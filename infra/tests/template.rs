@@ -648,3 +648,102 @@ fn iam_statements_are_least_privilege() {
         }
     }
 }
+
+/// A statement resource as a short readable name: `JobsTable`, `JobsTable/index/by_owner`,
+/// `DataBucket/uploads/*`, `ChunkTasksQueue`.
+fn resource_name(r: &Value) -> String {
+    if let Some(att) = r.get("Fn::GetAtt") {
+        assert_eq!(
+            str_of(at(att, &["1"])),
+            "Arn",
+            "only ARNs are policy resources"
+        );
+        return str_of(at(att, &["0"])).to_string();
+    }
+    let sub = sub_text(r);
+    let (var, rest) = sub
+        .strip_prefix("${")
+        .and_then(|s| s.split_once(".Arn}"))
+        .unwrap_or_else(|| panic!("resource {sub} is not ${{Res.Arn}}..."));
+    format!("{var}{rest}")
+}
+
+/// What each function may do, as `action resource` lines. Changing a permission means changing
+/// this list too, so a grant is always a deliberate, reviewed decision (docs/deploy.md says why).
+#[test]
+fn function_permissions_are_exactly_these() {
+    let t = template();
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "ApiFunction",
+            &[
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:PutItem JobsTable",
+                "dynamodb:Query JobsTable/index/by_owner",
+                "s3:PutObject DataBucket/uploads/*",
+            ],
+        ),
+        (
+            "ChunkFunction",
+            &[
+                "dynamodb:ConditionCheckItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:PutItem JobsTable",
+                "dynamodb:Query JobsTable",
+                "dynamodb:UpdateItem JobsTable",
+                "s3:AbortMultipartUpload DataBucket/results/*",
+                "s3:GetObject DataBucket/results/*",
+                "s3:GetObject DataBucket/uploads/*",
+                "s3:ListMultipartUploadParts DataBucket/results/*",
+                "s3:PutObject DataBucket/results/*",
+            ],
+        ),
+        (
+            "PlannerFunction",
+            &[
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:UpdateItem JobsTable",
+                "s3:AbortMultipartUpload DataBucket/results/*",
+                "s3:GetObject DataBucket/results/*",
+                "s3:GetObject DataBucket/uploads/*",
+                "s3:ListMultipartUploadParts DataBucket/results/*",
+                "s3:PutObject DataBucket/results/*",
+                "sqs:SendMessage ChunkTasksQueue",
+            ],
+        ),
+        ("StatusFunction", &["dynamodb:GetItem JobsTable"]),
+    ];
+    let mut actual = Vec::new();
+    for (id, f) in resources_of(&t, "AWS::Serverless::Function") {
+        let policies = at(f, &["Properties", "Policies"])
+            .as_sequence()
+            .expect("Policies is a list");
+        let mut lines = Vec::new();
+        for p in policies {
+            // Only inline statements: a managed policy or SAM policy template would grant
+            // actions this test cannot see.
+            let stmts = p
+                .get("Statement")
+                .unwrap_or_else(|| panic!("{id}: policy without Statement: {p:?}"));
+            for st in stmts.as_sequence().expect("Statement is a list") {
+                assert_eq!(str_of(at(st, &["Effect"])), "Allow");
+                let resources = match at(st, &["Resource"]) {
+                    Value::Sequence(s) => s.iter().map(resource_name).collect(),
+                    one => vec![resource_name(one)],
+                };
+                for a in seq_of_str(at(st, &["Action"])) {
+                    lines.extend(resources.iter().map(|r| format!("{a} {r}")));
+                }
+            }
+        }
+        lines.sort();
+        lines.dedup();
+        actual.push((id.to_string(), lines));
+    }
+    actual.sort();
+    let expected: Vec<(String, Vec<String>)> = expected
+        .iter()
+        .map(|(id, l)| (id.to_string(), l.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    assert_eq!(actual, expected);
+}
