@@ -138,6 +138,8 @@ pub struct ChunkProcessor {
     rej_out: Vec<u8>,
     assumed: bool,
     at_end: Option<(u64, u64)>,
+    /// Records within `[slice start, utf8_valid_until)` of the current slice are valid UTF-8.
+    utf8_valid_until: u64,
     rows: u64,
     rejected_rows: u64,
     done: bool,
@@ -176,6 +178,7 @@ impl ChunkProcessor {
             rej_out: Vec::new(),
             assumed: false,
             at_end: None,
+            utf8_valid_until: 0,
             rows: 0,
             rejected_rows: 0,
             done: false,
@@ -345,6 +348,13 @@ impl ChunkProcessor {
 
     fn run_part(&mut self, input: &[u8]) {
         let base = self.pos;
+        // One UTF-8 validation per slice instead of one per record: records lying inside the
+        // valid prefix need no check of their own.
+        self.utf8_valid_until = base
+            + match std::str::from_utf8(input) {
+                Ok(_) => input.len(),
+                Err(e) => e.valid_up_to(),
+            } as u64;
         let mut off = 0;
         loop {
             let parser = self.parser.as_mut().expect("parser started");
@@ -393,6 +403,7 @@ impl ChunkProcessor {
             &self.raw
         };
         let text = &rec.text;
+        let raw_is_utf8 = rec.start >= base && rec.content_end <= self.utf8_valid_until;
         let verdict = if rec.too_large {
             Err(RejectReason::FieldTooLarge)
         } else if rec.stray_quote {
@@ -400,7 +411,7 @@ impl ChunkProcessor {
         } else if memchr(0, text).is_some() {
             Err(RejectReason::NulByte)
         } else {
-            match utf8_fields(text, &rec.ends) {
+            match utf8_fields(text, &rec.ends, raw_is_utf8) {
                 None => Err(RejectReason::InvalidUtf8),
                 Some(_) if rec.ends.len() != self.ncols => Err(RejectReason::RaggedRow),
                 Some(s) => Ok(s),
@@ -461,7 +472,17 @@ impl ChunkProcessor {
 
 /// The record text as `&str` if it is valid UTF-8 and every field boundary is a char boundary
 /// (which together mean every field, and so the raw record, is valid UTF-8).
-fn utf8_fields<'a>(text: &'a [u8], ends: &[usize]) -> Option<&'a str> {
+///
+/// `raw_is_utf8`: the record's raw bytes are known to be valid UTF-8. Then so is the text, which
+/// is the raw bytes minus some ASCII bytes (quotes, delimiters), with every field end where such
+/// an ASCII byte was; the text is complete because `too_large` records never get here.
+fn utf8_fields<'a>(text: &'a [u8], ends: &[usize], raw_is_utf8: bool) -> Option<&'a str> {
+    if raw_is_utf8 {
+        debug_assert!(std::str::from_utf8(text).is_ok());
+        // SAFETY: see above: removing whole ASCII characters from valid UTF-8 leaves valid
+        // UTF-8, and field ends sit where such characters were removed.
+        return Some(unsafe { std::str::from_utf8_unchecked(text) });
+    }
     let s = std::str::from_utf8(text).ok()?;
     if ends.iter().all(|&e| s.is_char_boundary(e)) {
         Some(s)

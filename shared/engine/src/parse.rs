@@ -167,6 +167,8 @@ pub struct Parser {
     /// after the last search point is at `cr_abs`; if not, there is none before `cr_abs`.
     cr_abs: u64,
     cr_hit: bool,
+    /// Bytes that end an unquoted run: delimiter, quote, CR, LF.
+    special: [bool; 256],
 }
 
 impl Parser {
@@ -185,6 +187,13 @@ impl Parser {
             quote_open_at: pos,
             cr_abs: 0,
             cr_hit: false,
+            special: {
+                let mut t = [false; 256];
+                for b in [cfg.delimiter, cfg.quote, CR, LF] {
+                    t[b as usize] = true;
+                }
+                t
+            },
         }
     }
 
@@ -351,22 +360,28 @@ impl Parser {
                     }
                 }
                 State::Unquoted => {
-                    if !cr_valid || cr_next < i {
-                        cr_next = memchr(CR, &input[i..]).map_or(n, |k| k + i);
-                        cr_valid = true;
+                    // Fields are short in most files: a table lookup per byte beats a memchr
+                    // call per field; long runs switch to memchr3 + the memoised CR search.
+                    let mut j = i;
+                    let stop = n.min(i + 32);
+                    while j < stop && !self.special[input[j] as usize] {
+                        j += 1;
                     }
-                    let hit = memchr3(d, q, LF, &input[i..cr_next]).map(|k| k + i);
-                    let j = match hit {
-                        Some(j) => j,
-                        None if cr_next < n => cr_next,
-                        None => {
-                            rec.push(&input[i..]);
-                            i = n;
-                            continue;
+                    if j == stop && j < n {
+                        if !cr_valid || cr_next < j {
+                            cr_next = memchr(CR, &input[j..]).map_or(n, |k| k + j);
+                            cr_valid = true;
                         }
-                    };
+                        j = match memchr3(d, q, LF, &input[j..cr_next]) {
+                            Some(k) => k + j,
+                            None => cr_next,
+                        };
+                    }
                     rec.push(&input[i..j]);
                     i = j;
+                    if i == n {
+                        continue;
+                    }
                     let b = input[i];
                     if b == d {
                         rec.end_field();
