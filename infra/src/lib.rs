@@ -1,1 +1,18 @@
+//! Tessera outside AWS: the local runtime that runs the same handler code in one process
+//! against an AWS emulator (moto server) speaking the real wire protocols.
+//!
+//! - [`emulator`]: find, install (pinned) and start moto on 127.0.0.1;
+//! - [`provision`]: create the bucket, table and queues of [`resources::spec`] in it;
+//! - [`gateway`]: API Gateway's HTTP API (routing, JWT check, payload limit, request context);
+//! - [`esm`]: Lambda's SQS event-source mappings (long polls, batches, partial failures);
+//! - [`stack`]: all of the above started together, as `tessera up` and the tests use it.
+//!
+//! The `tessera` command (`src/main.rs`) is a thin layer over [`stack`] and [`auth`].
+
+pub mod auth;
+pub mod emulator;
+pub mod esm;
+pub mod gateway;
+pub mod provision;
 pub mod resources;
+pub mod stack;

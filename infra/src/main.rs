@@ -1,1 +1,385 @@
-fn main() {}
+//! The `tessera` command: run the local stack (`up`), try it end to end (`demo`), mint a token
+//! the local gateway accepts (`token`), and process a local file without any AWS (`process`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use tessera_infra::auth::{tessera_home, JwtKey};
+use tessera_infra::stack::{KeySource, LocalStack, StackOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Tessera's local runtime: the whole serverless stack on one machine."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the AWS emulator (if none runs), create the resources, serve the API on
+    /// 127.0.0.1 and run the queue pollers until Ctrl-C.
+    Up(StackArgs),
+    /// Upload FILE through the API (presigned PUT), follow the job, print the totals.
+    Demo {
+        /// The CSV file to upload.
+        file: PathBuf,
+        /// Print the final job snapshot as JSON on stdout instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Print a token the local gateway accepts (`Authorization: Bearer <token>`).
+    Token {
+        /// The `sub` claim: the owner of the jobs made with this token.
+        #[arg(long, default_value = "demo-user")]
+        sub: String,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = 12)]
+        hours: u64,
+    },
+    /// Process a local file with the chunk engine on this machine's cores (no AWS, no emulator):
+    /// writes clean.csv, rejected.csv and profile.json.
+    Process {
+        file: PathBuf,
+        /// Bytes per chunk.
+        #[arg(long, default_value_t = 64 << 20)]
+        chunk_size: u64,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Only write profile.json.
+        #[arg(long)]
+        profile_only: bool,
+        /// Field delimiter (one ASCII character, `\t` for tab); sniffed when absent.
+        #[arg(long)]
+        delimiter: Option<String>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct StackArgs {
+    /// Port of the local API on 127.0.0.1.
+    #[arg(long, env = "TESSERA_HTTP_PORT", default_value_t = 3000)]
+    port: u16,
+    /// Port of the AWS emulator on 127.0.0.1 (started there when none answers).
+    #[arg(long, env = "TESSERA_EMULATOR_PORT", default_value_t = tessera_infra::emulator::DEFAULT_PORT)]
+    emulator_port: u16,
+    /// Byte-range size of chunk tasks.
+    #[arg(long, env = "TESSERA_CHUNK_SIZE", default_value_t = tessera_shared::config::DEFAULT_CHUNK_SIZE)]
+    chunk_size: u64,
+    /// Concurrent chunk workers (Lambda concurrency).
+    #[arg(long, default_value_t = 2)]
+    chunk_concurrency: usize,
+}
+
+impl StackArgs {
+    fn options(&self) -> StackOptions {
+        StackOptions {
+            http_port: self.port,
+            emulator_port: self.emulator_port,
+            chunk_size: self.chunk_size,
+            chunk_concurrency: self.chunk_concurrency,
+            ..StackOptions::default()
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,tessera_infra=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Token { sub, hours } => {
+            let key = JwtKey::load_or_create(&tessera_home())?;
+            println!("{}", key.mint(&sub, Duration::from_secs(hours * 3600)));
+            Ok(())
+        }
+        Command::Process {
+            file,
+            chunk_size,
+            workers,
+            out,
+            profile_only,
+            delimiter,
+        } => process(&file, chunk_size, workers, out, profile_only, delimiter),
+        Command::Up(args) => runtime()?.block_on(up(args)),
+        Command::Demo { file, json, stack } => runtime()?.block_on(demo(&file, json, stack)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn up(args: StackArgs) -> Result<()> {
+    let opts = args.options();
+    let stack = LocalStack::start(opts.clone())
+        .await
+        .context("the local stack could not start")?;
+    let home = match &opts.key {
+        KeySource::File(d) => d.display().to_string(),
+        KeySource::Random => "-".into(),
+    };
+    eprintln!(
+        "Tessera is running.\n  API:       {}/v1 (try: curl {}/v1/health)\n  emulator:  {}{}\n  bucket:    {}\n  table:     {}\n  queues:    {}, {}\n  token key: {home}/jwt.key\n\nGet a token with `tessera token`, or try `tessera demo tests/data/sample.csv` in another terminal.\nCtrl-C stops everything.",
+        stack.http_url,
+        stack.http_url,
+        stack.emulator_url,
+        if stack.started_emulator() { " (started here; stopped on exit)" } else { " (already running; left running)" },
+        stack.resources.bucket,
+        stack.resources.table,
+        stack.resources.upload_events.name,
+        stack.resources.chunk_tasks.name,
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    eprintln!("stopping...");
+    stack.shutdown().await;
+    Ok(())
+}
+
+async fn demo(file: &Path, json: bool, args: StackArgs) -> Result<()> {
+    let meta = tokio::fs::metadata(file).await.with_context(|| {
+        format!(
+            "cannot read {}; pass the path of a CSV file",
+            file.display()
+        )
+    })?;
+    let size = meta.len();
+    let filename = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("upload.csv")
+        .to_string();
+
+    // Use a running `tessera up` on the port, or start the stack here for the demo's duration.
+    let port = args.port;
+    let running =
+        tokio::task::spawn_blocking(move || tessera_infra::emulator::answers(port)).await?;
+    let (base, key, stack) = if running {
+        (
+            format!("http://127.0.0.1:{port}"),
+            JwtKey::load_or_create(&tessera_home())?,
+            None,
+        )
+    } else {
+        eprintln!("No API answers on 127.0.0.1:{port}; starting the local stack for this demo...");
+        let stack = LocalStack::start(args.options())
+            .await
+            .context("the local stack could not start")?;
+        (stack.http_url.clone(), stack.key.clone(), Some(stack))
+    };
+    let result = run_demo(&base, &key, file, &filename, size, json).await;
+    if let Some(stack) = stack {
+        stack.shutdown().await;
+    }
+    result
+}
+
+async fn run_demo(
+    base: &str,
+    key: &JwtKey,
+    file: &Path,
+    filename: &str,
+    size: u64,
+    json: bool,
+) -> Result<()> {
+    let token = key.mint("demo-user", Duration::from_secs(3600));
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let resp = http
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(&token)
+        .json(
+            &serde_json::json!({ "filename": filename, "size": size, "content_type": "text/csv" }),
+        )
+        .send()
+        .await
+        .with_context(|| format!("POST {base}/v1/uploads"))?;
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .context("reading the answer of POST /v1/uploads")?;
+    if status != reqwest::StatusCode::CREATED {
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!("the API at {base} rejected the token: is it a `tessera up` started in another directory (another TESSERA_HOME)? {body}");
+        }
+        bail!("POST /v1/uploads answered {status}: {}", error_text(&body));
+    }
+    let job_id = body["job_id"]
+        .as_str()
+        .context("no job_id in the upload answer")?
+        .to_string();
+    let url = body["upload"]["url"]
+        .as_str()
+        .context("no upload.url in the upload answer")?;
+    eprintln!("job {job_id}: uploading {filename} ({size} bytes)...");
+
+    // Stream the file to the presigned URL, like a browser's PUT.
+    let f = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let mut put = http
+        .put(url)
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::from(f));
+    if let Some(headers) = body["upload"]["headers"].as_object() {
+        for (k, v) in headers {
+            put = put.header(k.as_str(), v.as_str().unwrap_or_default());
+        }
+    }
+    let put = put.send().await.context("uploading to the presigned URL")?;
+    if !put.status().is_success() {
+        let status = put.status();
+        bail!(
+            "the upload PUT answered {status}: {}",
+            put.text().await.unwrap_or_default()
+        );
+    }
+
+    // Follow the job.
+    let mut last_line = String::new();
+    let snapshot = loop {
+        let resp = http
+            .get(format!("{base}/v1/jobs/{job_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .context("polling the job")?;
+        let status = resp.status();
+        let snap: Value = resp.json().await.context("reading the job snapshot")?;
+        if !status.is_success() {
+            bail!(
+                "GET /v1/jobs/{job_id} answered {status}: {}",
+                error_text(&snap)
+            );
+        }
+        let state = snap["state"].as_str().unwrap_or("?").to_string();
+        let line = progress_line(&snap, started.elapsed());
+        if line != last_line {
+            eprint!("\r{line}\x1b[K");
+            last_line = line;
+        }
+        if matches!(state.as_str(), "completed" | "failed" | "cancelled") {
+            eprintln!();
+            break snap;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let elapsed = started.elapsed();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    }
+    match snapshot["state"].as_str() {
+        Some("completed") => {
+            if !json {
+                let columns = snapshot["columns"].as_array().map(|c| c.len()).unwrap_or(0);
+                println!(
+                    "completed {filename}: {} rows, {} rejected, {columns} columns, {} bytes in {:.1} s (job {job_id})",
+                    snapshot["rows"], snapshot["rejected_rows"], size, elapsed.as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Some(state) => bail!(
+            "job {job_id} {state}: {}",
+            snapshot["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason recorded")
+        ),
+        None => bail!("job {job_id}: the snapshot has no state: {snapshot}"),
+    }
+}
+
+fn progress_line(snap: &Value, elapsed: Duration) -> String {
+    let p = &snap["progress"];
+    let fraction = p["fraction"].as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
+    let width = 30;
+    let filled = (fraction * width as f64).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}% {:<11} chunks {}/{} rows {} ({:.1} s)",
+        "#".repeat(filled),
+        ".".repeat(width - filled),
+        fraction * 100.0,
+        snap["state"].as_str().unwrap_or("?"),
+        p["chunks_done"],
+        p["chunks_total"],
+        snap["rows"],
+        elapsed.as_secs_f64()
+    )
+}
+
+fn error_text(body: &Value) -> String {
+    match body["error"]["message"].as_str() {
+        Some(m) => format!("{} ({})", m, body["error"]["code"].as_str().unwrap_or("")),
+        None => body.to_string(),
+    }
+}
+
+fn process(
+    file: &Path,
+    chunk_size: u64,
+    workers: usize,
+    out: PathBuf,
+    profile_only: bool,
+    delimiter: Option<String>,
+) -> Result<()> {
+    use tessera_shared::engine::file::{process_file, ProcessOptions};
+    if chunk_size == 0 {
+        bail!("--chunk-size must be at least 1 byte");
+    }
+    let mut opts = ProcessOptions {
+        chunk_size,
+        workers,
+        out_dir: out.clone(),
+        profile_only,
+        ..ProcessOptions::default()
+    };
+    if let Some(d) = delimiter {
+        let b = match d.as_str() {
+            "\\t" | "tab" | "\t" => b'\t',
+            s if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
+            _ => bail!("--delimiter must be one ASCII character (or \\t for tab), got {d:?}"),
+        };
+        opts.dialect.delimiter = Some(b);
+    }
+    let summary =
+        process_file(file, &opts).with_context(|| format!("processing {}", file.display()))?;
+    println!(
+        "{}: {} rows, {} rejected, {} columns, {} bytes in {} chunks ({} re-run) in {:.2} s -> {}",
+        file.display(),
+        summary.rows,
+        summary.rejected_rows,
+        summary.columns.len(),
+        summary.bytes,
+        summary.chunks,
+        summary.reruns,
+        summary.elapsed_seconds,
+        out.display()
+    );
+    Ok(())
+}

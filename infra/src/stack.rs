@@ -1,0 +1,359 @@
+//! The whole local stack in one process, as a library: the emulator (found or started), the
+//! resources (created idempotently), the gateway over the api and status routers, and the
+//! event-source mappings that feed the planner and chunk handlers from their queues.
+//!
+//! `tessera up` and `tessera demo` start it with the spec's names; tests start one per test
+//! with unique names against one shared emulator, so stacks never see each other's messages.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_shared::aws::Clients;
+use tessera_shared::config::{Config, ConfigError, DEFAULT_CHUNK_SIZE};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::{JwtKey, KeyError};
+use crate::emulator::{Emulator, EmulatorError};
+use crate::esm::{self, Handler, Mapping};
+use crate::provision::{self, ProvisionError, Provisioned, QueueOverrides};
+
+/// Where the gateway's token key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// `<dir>/jwt.key`, created when missing (what `tessera up` and `tessera token` share).
+    File(PathBuf),
+    /// Random, in memory (tests).
+    Random,
+}
+
+/// How to start a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Use the emulator at this URL (e.g. one shared by a test binary). `None`: use the one
+    /// answering on `emulator_port`, or install and start one there.
+    pub emulator_url: Option<String>,
+    pub emulator_port: u16,
+    /// Gateway port on 127.0.0.1; 0 picks a free one.
+    pub http_port: u16,
+    /// Append `-<random>` to every resource name, so stacks can share one emulator.
+    pub unique_names: bool,
+    pub chunk_size: u64,
+    pub max_upload_bytes: Option<u64>,
+    /// Concurrent pollers of the chunk queue (Lambda concurrency).
+    pub chunk_concurrency: usize,
+    /// Visibility timeout overrides (tests shorten them to see redelivery quickly).
+    pub chunk_visibility_secs: Option<u32>,
+    pub upload_visibility_secs: Option<u32>,
+    /// Override of both queues' maxReceiveCount.
+    pub max_receive_count: Option<u32>,
+    /// Long-poll wait of the pollers (at most 20 s).
+    pub poll_wait_secs: u32,
+    /// Test hook: every chunk message is delivered twice (see [`esm::Mapping::duplicate_messages`]).
+    pub duplicate_chunk_messages: bool,
+    /// Do not run the planner/chunk pollers (tests that drive the queues by hand).
+    pub no_pollers: bool,
+    pub key: KeySource,
+    /// Where the emulator log goes when this stack starts one.
+    pub home: PathBuf,
+    pub region: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        let home = crate::auth::tessera_home();
+        StackOptions {
+            emulator_url: None,
+            emulator_port: crate::emulator::DEFAULT_PORT,
+            http_port: 3000,
+            unique_names: false,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            max_upload_bytes: None,
+            chunk_concurrency: 2,
+            chunk_visibility_secs: None,
+            upload_visibility_secs: None,
+            max_receive_count: None,
+            poll_wait_secs: 20,
+            duplicate_chunk_messages: false,
+            no_pollers: false,
+            key: KeySource::File(home.clone()),
+            home,
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+impl StackOptions {
+    /// Options for a test: the given emulator, unique names, any free port, an in-memory key,
+    /// 64 KiB chunks, short polls and a 20 s chunk visibility timeout.
+    pub fn for_tests(emulator_url: &str) -> Self {
+        StackOptions {
+            emulator_url: Some(emulator_url.to_string()),
+            http_port: 0,
+            unique_names: true,
+            chunk_size: 64 * 1024,
+            poll_wait_secs: 1,
+            chunk_visibility_secs: Some(20),
+            upload_visibility_secs: Some(20),
+            key: KeySource::Random,
+            home: std::env::temp_dir().join("tessera-tests"),
+            ..StackOptions::default()
+        }
+    }
+}
+
+/// Why the stack could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot listen on 127.0.0.1:{port}: {source}. Stop whatever uses the port or pick another with --port")]
+    Bind { port: u16, source: std::io::Error },
+}
+
+/// A running stack. Call [`LocalStack::shutdown`] to stop it (dropping it stops the tasks too).
+pub struct LocalStack {
+    /// `http://127.0.0.1:<port>`, the gateway.
+    pub http_url: String,
+    /// The emulator's URL (also `config.endpoint`).
+    pub emulator_url: String,
+    /// The configuration every handler of this stack runs with.
+    pub config: Arc<Config>,
+    /// SDK clients against the emulator.
+    pub clients: Clients,
+    /// The concrete resource names.
+    pub resources: Provisioned,
+    /// The gateway's token key.
+    pub key: JwtKey,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    emulator: Option<Emulator>,
+}
+
+impl std::fmt::Debug for LocalStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStack")
+            .field("http_url", &self.http_url)
+            .field("emulator_url", &self.emulator_url)
+            .finish()
+    }
+}
+
+impl LocalStack {
+    /// Starts everything and returns once the gateway listens and the pollers run.
+    pub async fn start(opts: StackOptions) -> Result<LocalStack, StackError> {
+        let (emulator_url, emulator) = match &opts.emulator_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let (port, home) = (opts.emulator_port, opts.home.clone());
+                let em = tokio::task::spawn_blocking(move || Emulator::ensure(port, &home))
+                    .await
+                    .expect("emulator start does not panic")?;
+                (em.url(), Some(em))
+            }
+        };
+        let key = match &opts.key {
+            KeySource::File(dir) => JwtKey::load_or_create(dir)?,
+            KeySource::Random => JwtKey::random(),
+        };
+        let suffix = if opts.unique_names {
+            format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+        } else {
+            String::new()
+        };
+        // Resource creation needs clients, clients need a config; the config needs the names.
+        // Build a bootstrap config first, then the real one.
+        let spec = crate::resources::spec();
+        let boot = stack_config(
+            &opts,
+            &emulator_url,
+            "bootstrap",
+            "bootstrap",
+            "http://bootstrap",
+        )?;
+        let clients = Clients::from_config(&boot).await;
+        let resources = provision::provision(
+            &clients,
+            &spec,
+            &suffix,
+            QueueOverrides {
+                visibility_timeout_secs: opts.upload_visibility_secs,
+                max_receive_count: opts.max_receive_count,
+            },
+            QueueOverrides {
+                visibility_timeout_secs: opts.chunk_visibility_secs,
+                max_receive_count: opts.max_receive_count,
+            },
+        )
+        .await?;
+        let config = Arc::new(stack_config(
+            &opts,
+            &emulator_url,
+            &resources.bucket,
+            &resources.table,
+            &resources.chunk_tasks.url,
+        )?);
+        let clients = Clients::from_config(&config).await;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // The gateway.
+        let api = tessera_api::app(tessera_api::ApiState::new(config.clone(), &clients));
+        let status =
+            tessera_status::app(tessera_status::StatusState::new(config.clone(), &clients));
+        let app = crate::gateway::router(api, status, key.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.http_port))
+            .await
+            .map_err(|source| StackError::Bind {
+                port: opts.http_port,
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StackError::Bind {
+                port: opts.http_port,
+                source,
+            })?
+            .port();
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|v| *v).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "gateway stopped");
+            }
+        }));
+
+        // The event-source mappings.
+        if !opts.no_pollers {
+            let planner = tessera_planner::PlannerState::new(config.clone(), &clients);
+            let planner_handler: Handler = Arc::new(move |ev| {
+                let st = planner.clone();
+                Box::pin(async move { tessera_planner::handle(&st, ev).await })
+            });
+            let chunk = tessera_chunk::ChunkState::new(config.clone(), &clients);
+            let chunk_handler: Handler = Arc::new(move |ev| {
+                let st = chunk.clone();
+                Box::pin(async move { tessera_chunk::handle(&st, ev).await })
+            });
+            let mapping = |function, q: &provision::QueueNames, batch_size, duplicate| Mapping {
+                function,
+                queue_url: q.url.clone(),
+                queue_arn: q.arn.clone(),
+                region: config.region.clone(),
+                batch_size,
+                wait_secs: opts.poll_wait_secs,
+                duplicate_messages: duplicate,
+            };
+            tasks.push(tokio::spawn(esm::run(
+                mapping(
+                    "planner",
+                    &resources.upload_events,
+                    spec.upload_events.batch_size,
+                    false,
+                ),
+                clients.sqs.clone(),
+                planner_handler,
+                shutdown_rx.clone(),
+            )));
+            for _ in 0..opts.chunk_concurrency.max(1) {
+                tasks.push(tokio::spawn(esm::run(
+                    mapping(
+                        "chunk",
+                        &resources.chunk_tasks,
+                        spec.chunk_tasks.batch_size,
+                        opts.duplicate_chunk_messages,
+                    ),
+                    clients.sqs.clone(),
+                    chunk_handler.clone(),
+                    shutdown_rx.clone(),
+                )));
+            }
+        }
+        tracing::info!(http = port, emulator = %emulator_url, "local stack running");
+        Ok(LocalStack {
+            http_url: format!("http://127.0.0.1:{port}"),
+            emulator_url,
+            config,
+            clients,
+            resources,
+            key,
+            shutdown,
+            tasks,
+            emulator,
+        })
+    }
+
+    /// A token the gateway accepts, for `sub`, valid for 12 hours.
+    pub fn token(&self, sub: &str) -> String {
+        self.key.mint(sub, Duration::from_secs(12 * 3600))
+    }
+
+    /// Whether this stack started the emulator (and will stop it).
+    pub fn started_emulator(&self) -> bool {
+        self.emulator.as_ref().is_some_and(Emulator::started_here)
+    }
+
+    /// Stops the gateway and pollers (in-flight handlers finish their batch), then the emulator
+    /// if this stack started it.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a stack task did not stop within 30 s");
+            }
+        }
+        if let Some(em) = self.emulator.take() {
+            let _ = tokio::task::spawn_blocking(move || em.stop()).await;
+        }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The stack's configuration: its own names and settings first, then `TESSERA_*` variables from
+/// the environment for everything it does not set (presign TTL, sniff bytes, job TTL).
+fn stack_config(
+    opts: &StackOptions,
+    endpoint: &str,
+    bucket: &str,
+    table: &str,
+    queue: &str,
+) -> Result<Config, ConfigError> {
+    let mut m: HashMap<&str, String> = HashMap::new();
+    m.insert("TESSERA_AWS_ENDPOINT", endpoint.to_string());
+    m.insert("TESSERA_BUCKET", bucket.to_string());
+    m.insert("TESSERA_JOBS_TABLE", table.to_string());
+    m.insert("TESSERA_CHUNK_QUEUE_URL", queue.to_string());
+    m.insert("TESSERA_CHUNK_SIZE", opts.chunk_size.to_string());
+    m.insert("AWS_REGION", opts.region.clone());
+    if let Some(max) = opts.max_upload_bytes {
+        m.insert("TESSERA_MAX_UPLOAD_BYTES", max.to_string());
+    }
+    Config::from_lookup(|k| m.get(k).cloned().or_else(|| std::env::var(k).ok()))
+}
