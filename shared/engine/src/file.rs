@@ -440,6 +440,10 @@ impl<R: ReadAt + ?Sized, P: PartStore> RunCtx<'_, R, P> {
     where
         R: Sync,
     {
+        if workers <= 1 || tasks.len() <= 1 {
+            // No thread for a single worker (cheaper for small files and the fuzz target).
+            return tasks.iter().map(|t| self.run_one(t)).collect();
+        }
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let slots: Mutex<Vec<Option<Result<ChunkResult, EngineError>>>> =

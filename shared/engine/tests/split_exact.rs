@@ -352,7 +352,11 @@ fn soup() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    // PROPTEST_CASES=<n> for a long run (the fuzz target's check without nightly).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn well_formed_files_split_exactly(data in good_file(), cs in 1u64..40, buf in 1usize..9) {
@@ -364,6 +368,22 @@ proptest! {
         let exp = reference(&data, true).unwrap();
         prop_assert!(exp.rejected.is_empty());
         prop_assert_eq!(exp.clean, want);
+    }
+
+    #[test]
+    fn one_chunk_equals_many_chunks(data in soup(), cs in 1u64..64, buf in 1usize..16, header in any::<bool>()) {
+        // The fuzz target's property, on the soup alphabet: no reference needed.
+        let one = process_bytes(&data, &opts(u64::MAX / 2, 1 << 16, header));
+        let many = process_bytes(&data, &opts(cs, buf, header));
+        match (one, many) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a.clean, b.clean);
+                prop_assert_eq!(a.rejected, b.rejected);
+                prop_assert_eq!(a.summary.blank_lines, b.summary.blank_lines);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "{:?} vs {:?}", a.map(|o| o.summary), b.map(|o| o.summary)),
+        }
     }
 
     #[test]
