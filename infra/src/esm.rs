@@ -38,8 +38,9 @@ pub struct Mapping {
     pub batch_size: u32,
     /// Long-poll wait per ReceiveMessage (at most 20 s).
     pub wait_secs: u32,
-    /// Test hook: before handling, send a copy of every message back to the queue, so each
-    /// task is delivered (at least) twice.
+    /// Test hook for at-least-once delivery: before handling, send a copy of every message back
+    /// to the queue (a concurrent duplicate, possibly picked up by another poller), and after
+    /// handling, hand the same batch to the handler once more (a redelivery after success).
     pub duplicate_messages: bool,
 }
 
@@ -88,7 +89,13 @@ pub async fn run(
         if mapping.duplicate_messages {
             duplicate(&mapping, &sqs, &messages).await;
         }
+        let again = mapping
+            .duplicate_messages
+            .then(|| event(&mapping, &messages));
         handle_batch(&mapping, &sqs, &handler, messages).await;
+        if let Some(ev) = again {
+            let _ = tokio::spawn(handler(ev)).await;
+        }
     }
 }
 
