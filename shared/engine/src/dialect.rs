@@ -162,11 +162,12 @@ pub fn sniff_with_size(
     let Some(first) = first else {
         // Empty (or blank-lines-only) file: no columns, no data.
         dialect.has_header = overrides.has_header.unwrap_or(false);
+        // Blank lines, if any, are data-region blank lines (counted by the chunks).
         return Ok(Sniffed {
             dialect,
             columns: Vec::new(),
-            header_len: first_bytes.len() as u64,
-            header_lines: count_line_breaks(first_bytes, false),
+            header_len: bom_len as u64,
+            header_lines: 0,
         });
     };
     let end = first.content_end as usize;
