@@ -104,6 +104,32 @@ fn run(d: &Data, opts: &ProfileOptions) -> (f64, ProfileState) {
     (cpu_seconds() - t0, black_box(p))
 }
 
+/// ns per value when each column is profiled alone (PER_COLUMN=1), to find the slow kind.
+fn per_column(d: &Data, opts: &ProfileOptions) {
+    let only: Option<usize> = std::env::var("ONLY_COLUMN")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    for c in 0..10 {
+        if only.is_some_and(|o| o != c) {
+            continue;
+        }
+        let mut p = ProfileState::new(vec![format!("c{c}")], opts);
+        let t0 = cpu_seconds();
+        for (r, &(s, _)) in d.rows.iter().enumerate() {
+            let a = if c == 0 { 0 } else { d.ends[r * 10 + c - 1] };
+            let b = d.ends[r * 10 + c];
+            let ends = [b - a];
+            p.observe(r as u64, &Record::new(&d.text[s + a..s + b], &ends));
+        }
+        let ns = (cpu_seconds() - t0) * 1e9 / d.rows.len() as f64;
+        let col = &black_box(p.report()).columns[0];
+        println!(
+            "  column {c}: {ns:5.1} ns/value  type {:?} distinct {}",
+            col.r#type, col.distinct
+        );
+    }
+}
+
 fn main() {
     let rows: usize = std::env::var("ROWS")
         .ok()
@@ -111,7 +137,19 @@ fn main() {
         .unwrap_or(1_000_000);
     let d = generate(rows);
     let mb = d.csv_bytes as f64 / 1e6;
-    let opts = ProfileOptions::default();
+    let mut opts = ProfileOptions::default();
+    if let Some(c) = std::env::var("TOP_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.top_capacity = c;
+    }
+    if std::env::var_os("PER_COLUMN").is_some() {
+        per_column(&d, &opts);
+        if std::env::var_os("ONLY_COLUMN").is_some() {
+            return;
+        }
+    }
     let mut rates = Vec::new();
     for _ in 0..5 {
         let (secs, p) = run(&d, &opts);

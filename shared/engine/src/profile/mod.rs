@@ -14,6 +14,7 @@
 
 mod classify;
 mod distinct;
+mod quantiles;
 mod topk;
 
 #[cfg(test)]
@@ -23,12 +24,13 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
-use sketches_ddsketch::{Config as DdConfig, DDSketch};
+use sketches_ddsketch::DDSketch;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::record::{Record, RejectReason};
-use classify::{civil_from_days, classify, Class};
+use classify::{civil_from_days, Class};
 use distinct::Distinct;
+use quantiles::Quant;
 use topk::TopK;
 
 /// Version of the `to_bytes` state format and of the `profile.json` schema.
@@ -210,10 +212,13 @@ struct ColumnState {
     num_max: f64,
     date_min: i32,
     date_max: i32,
+    /// Over timestamp-class values only; dates join in at report time (see `ts_bounds`).
     ts_min: Option<TsKey>,
     ts_max: Option<TsKey>,
     str_min: String,
     str_max: String,
+    str_min_prefix: u64,
+    str_max_prefix: u64,
     min_len: u64,
     max_len: u64,
     moments: Moments,
@@ -239,10 +244,12 @@ impl ColumnState {
             ts_max: None,
             str_min: String::new(),
             str_max: String::new(),
+            str_min_prefix: 0,
+            str_max_prefix: 0,
             min_len: u64::MAX,
             max_len: 0,
             moments: Moments::default(),
-            quantiles: Quant(DDSketch::new(dd_config(opts))),
+            quantiles: Quant::new(opts.quantile_accuracy),
             distinct: Distinct::new(opts.hll_precision, opts.exact_distinct_limit),
             top: TopK::new(opts.top_capacity),
         }
@@ -255,6 +262,32 @@ impl ColumnState {
             return;
         }
         let b = v.as_bytes();
+        self.non_null += 1;
+        let h = xxh3_64(b);
+        let (class, seen) = self.top.insert(h, v);
+        if seen {
+            // A value already in the heavy-hitters table was seen before: it is within
+            // min/max (type and lexical) and lengths already, and its hash is in `distinct`.
+            match class {
+                Class::Int(i) => {
+                    self.counts.int += 1;
+                    self.moments.push(i as f64);
+                    self.quantiles.add(i as f64);
+                }
+                Class::Dec(x) => {
+                    self.counts.dec += 1;
+                    self.moments.push(x);
+                    self.quantiles.add(x);
+                }
+                Class::Bool(true) => self.counts.bool_true += 1,
+                Class::Bool(false) => self.counts.bool_false += 1,
+                Class::Date(_) => self.counts.date += 1,
+                Class::Timestamp(..) => self.counts.ts += 1,
+                Class::Str => self.counts.other += 1,
+            }
+            return;
+        }
+        self.distinct.insert(h);
         let chars = if b.is_ascii() {
             b.len()
         } else {
@@ -262,21 +295,20 @@ impl ColumnState {
         } as u64;
         self.min_len = self.min_len.min(chars);
         self.max_len = self.max_len.max(chars);
-        if self.non_null == 0 {
-            self.str_min.push_str(v);
-            self.str_max.push_str(v);
-        } else if v < self.str_min.as_str() {
-            self.str_min.clear();
-            self.str_min.push_str(v);
-        } else if v > self.str_max.as_str() {
-            self.str_max.clear();
-            self.str_max.push_str(v);
+        // Compare 8-byte big-endian prefixes first: a strict difference decides the byte-wise
+        // order, so the full comparison (a memcmp call) runs only on equal prefixes.
+        let p = prefix8(b);
+        if self.non_null == 1 {
+            self.set_str_min(v, p);
+            self.set_str_max(v, p);
+        } else if p < self.str_min_prefix || (p == self.str_min_prefix && v < self.str_min.as_str())
+        {
+            self.set_str_min(v, p);
+        } else if p > self.str_max_prefix || (p == self.str_max_prefix && v > self.str_max.as_str())
+        {
+            self.set_str_max(v, p);
         }
-        self.non_null += 1;
-        let h = xxh3_64(b);
-        self.distinct.insert(h);
-        self.top.insert(h, v);
-        match classify(v) {
+        match class {
             Class::Int(i) => {
                 self.counts.int += 1;
                 self.int_min = self.int_min.min(i);
@@ -293,7 +325,6 @@ impl ColumnState {
                 self.counts.date += 1;
                 self.date_min = self.date_min.min(d);
                 self.date_max = self.date_max.max(d);
-                self.instant(i64::from(d) * 86_400, 0, v);
             }
             Class::Timestamp(s, n) => {
                 self.counts.ts += 1;
@@ -301,6 +332,18 @@ impl ColumnState {
             }
             Class::Str => self.counts.other += 1,
         }
+    }
+
+    fn set_str_min(&mut self, v: &str, p: u64) {
+        self.str_min.clear();
+        self.str_min.push_str(v);
+        self.str_min_prefix = p;
+    }
+
+    fn set_str_max(&mut self, v: &str, p: u64) {
+        self.str_max.clear();
+        self.str_max.push_str(v);
+        self.str_max_prefix = p;
     }
 
     #[inline]
@@ -312,7 +355,7 @@ impl ColumnState {
             self.num_max = x;
         }
         self.moments.push(x);
-        self.quantiles.0.add(x);
+        self.quantiles.add(x);
     }
 
     fn instant(&mut self, secs: i64, nanos: u32, text: &str) {
@@ -332,6 +375,29 @@ impl ColumnState {
                 text: text.to_owned(),
             });
         }
+    }
+
+    /// Timestamp min/max over timestamps and dates (a date is midnight UTC, written as itself).
+    fn ts_bounds(&self) -> (Option<TsKey>, Option<TsKey>) {
+        let date = |d: i32| TsKey {
+            secs: i64::from(d) * 86_400,
+            nanos: 0,
+            text: civil_from_days(i64::from(d)),
+        };
+        let has_dates = self.counts.date > 0;
+        let min = match (&self.ts_min, has_dates) {
+            (Some(t), true) => Some(t.clone().min(date(self.date_min))),
+            (Some(t), false) => Some(t.clone()),
+            (None, true) => Some(date(self.date_min)),
+            (None, false) => None,
+        };
+        let max = match (&self.ts_max, has_dates) {
+            (Some(t), true) => Some(t.clone().max(date(self.date_max))),
+            (Some(t), false) => Some(t.clone()),
+            (None, true) => Some(date(self.date_max)),
+            (None, false) => None,
+        };
+        (min, max)
     }
 
     fn merge(&mut self, o: &ColumnState) {
@@ -371,19 +437,14 @@ impl ColumnState {
             if self.non_null == 0 || o.str_max > self.str_max {
                 self.str_max.clone_from(&o.str_max);
             }
+            self.str_min_prefix = prefix8(self.str_min.as_bytes());
+            self.str_max_prefix = prefix8(self.str_max.as_bytes());
         }
         self.non_null += o.non_null;
         self.min_len = self.min_len.min(o.min_len);
         self.max_len = self.max_len.max(o.max_len);
         self.moments.merge(&o.moments);
-        if self.quantiles.0.count() == 0 {
-            self.quantiles = o.quantiles.clone();
-        } else if o.quantiles.0.count() > 0 {
-            self.quantiles
-                .0
-                .merge(&o.quantiles.0)
-                .expect("quantile sketches share one config (checked with the options)");
-        }
+        self.quantiles.merge(&o.quantiles);
         self.distinct.merge(&o.distinct);
         self.top.merge(&o.top);
     }
@@ -430,8 +491,8 @@ impl ColumnState {
                 Some(Scalar::Text(civil_from_days(i64::from(self.date_max)))),
             ),
             ColumnType::Timestamp => (
-                self.ts_min.as_ref().map(|k| Scalar::Text(k.text.clone())),
-                self.ts_max.as_ref().map(|k| Scalar::Text(k.text.clone())),
+                self.ts_bounds().0.map(|k| Scalar::Text(k.text)),
+                self.ts_bounds().1.map(|k| Scalar::Text(k.text)),
             ),
             ColumnType::String => (
                 Some(Scalar::Text(self.str_min.clone())),
@@ -439,14 +500,12 @@ impl ColumnState {
             ),
         };
         let numeric = matches!(ty, ColumnType::Integer | ColumnType::Decimal);
-        let q = |p: f64| {
-            self.quantiles
-                .0
-                .quantile(p)
-                .ok()
-                .flatten()
-                .unwrap_or(f64::NAN)
+        let sketch = if numeric {
+            self.quantiles.flushed()
+        } else {
+            DDSketch::default()
         };
+        let q = |p: f64| sketch.quantile(p).ok().flatten().unwrap_or(f64::NAN);
         ColumnReport {
             name: self.name.clone(),
             r#type: ty,
@@ -487,32 +546,6 @@ impl ColumnState {
     }
 }
 
-/// The quantile sketch. An empty DDSketch holds infinite min/max, which JSON cannot carry,
-/// so an empty sketch is serialised as `null` and rebuilt from the options on decode.
-#[derive(Clone)]
-struct Quant(DDSketch);
-
-impl std::fmt::Debug for Quant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DDSketch(n={})", self.0.count())
-    }
-}
-
-impl Serialize for Quant {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (self.0.count() > 0).then_some(&self.0).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Quant {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // The empty sketch's config is fixed up by `ProfileState::from_bytes`.
-        Ok(Quant(
-            Option::<DDSketch>::deserialize(d)?.unwrap_or_default(),
-        ))
-    }
-}
-
 /// f64 state fields as their bit patterns: exact, and infinities survive JSON.
 mod f64_bits {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -524,8 +557,14 @@ mod f64_bits {
     }
 }
 
-fn dd_config(opts: &ProfileOptions) -> DdConfig {
-    DdConfig::new(opts.quantile_accuracy, 2048, 1.0e-9)
+/// The first 8 bytes as a big-endian integer, zero-padded: comparing two prefixes compares
+/// the strings byte-wise whenever the prefixes differ.
+#[inline]
+fn prefix8(b: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = b.len().min(8);
+    buf[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(buf)
 }
 
 /// One sampled row: its priority (a fixed hash of the byte offset), offset and field texts.
@@ -734,11 +773,9 @@ impl ProfileState {
         if state.format != FORMAT_VERSION {
             return Err(ProfileError::Version(state.format));
         }
-        let config = dd_config(&state.options);
         for c in &mut state.columns {
-            if c.quantiles.0.count() == 0 {
-                c.quantiles = Quant(DDSketch::new(config));
-            }
+            c.str_min_prefix = prefix8(c.str_min.as_bytes());
+            c.str_max_prefix = prefix8(c.str_max.as_bytes());
         }
         Ok(state)
     }

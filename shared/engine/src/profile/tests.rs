@@ -1,6 +1,7 @@
 //! Unit and property tests of the profile as a whole (per-sketch tests live with each sketch).
 
 use super::*;
+use crate::profile::classify::classify;
 use proptest::prelude::*;
 use std::collections::HashMap;
 

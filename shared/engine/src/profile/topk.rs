@@ -11,8 +11,11 @@
 //!
 //! Not here: choosing the top k to report (see [`TopK::top`]).
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
+
+use super::classify::{classify, Class};
 
 #[derive(Clone, Copy, Debug)]
 struct Slot {
@@ -20,6 +23,8 @@ struct Slot {
     start: u32,
     len: u32,
     count: u64,
+    /// The value's class, cached so a repeated value is not classified again.
+    class: Class,
 }
 
 /// Mergeable heavy-hitters summary.
@@ -31,6 +36,9 @@ pub(crate) struct TopK {
     error: u64,
     table: HashTable<Slot>,
     arena: String,
+    /// Bytes of `arena` still referenced by slots (the rest is garbage from reductions).
+    live: usize,
+    scratch: Vec<u64>,
 }
 
 impl TopK {
@@ -40,6 +48,8 @@ impl TopK {
             error: 0,
             table: HashTable::new(),
             arena: String::new(),
+            live: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -47,67 +57,96 @@ impl TopK {
         self.error
     }
 
+    /// Count one occurrence of `value` (whose hash is `hash`). Returns the value's class and
+    /// whether the value was already stored (then it has been seen before: callers skip the
+    /// work that a repeated value cannot change, such as min/max and distinct).
     #[inline]
-    pub(crate) fn insert(&mut self, hash: u64, value: &str) {
-        self.add(hash, value, 1);
-        if self.table.len() > self.capacity {
+    pub(crate) fn insert(&mut self, hash: u64, value: &str) -> (Class, bool) {
+        let r = self.add(hash, value, 1, None);
+        if !r.1 && self.table.len() > self.capacity {
             self.reduce();
         }
+        r
     }
 
     #[inline]
-    fn add(&mut self, hash: u64, value: &str, count: u64) {
+    fn add(&mut self, hash: u64, value: &str, count: u64, class: Option<Class>) -> (Class, bool) {
         let arena = &self.arena;
-        let found = self.table.find_mut(hash, |s| {
-            s.hash == hash && &arena[s.start as usize..(s.start + s.len) as usize] == value
-        });
-        if let Some(slot) = found {
-            slot.count += count;
-            return;
-        }
-        let start = self.arena.len() as u32;
-        self.arena.push_str(value);
-        let slot = Slot {
+        let entry = self.table.entry(
             hash,
-            start,
-            len: value.len() as u32,
-            count,
-        };
-        self.table.insert_unique(hash, slot, |s| s.hash);
+            |s| {
+                s.hash == hash
+                    && s.len as usize == value.len()
+                    && eq_bytes(
+                        &arena.as_bytes()[s.start as usize..(s.start + s.len) as usize],
+                        value.as_bytes(),
+                    )
+            },
+            |s| s.hash,
+        );
+        match entry {
+            Entry::Occupied(mut e) => {
+                let slot = e.get_mut();
+                slot.count += count;
+                (slot.class, true)
+            }
+            Entry::Vacant(e) => {
+                let class = class.unwrap_or_else(|| classify(value));
+                let start = self.arena.len() as u32;
+                self.arena.push_str(value);
+                self.live += value.len();
+                e.insert(Slot {
+                    hash,
+                    start,
+                    len: value.len() as u32,
+                    count,
+                    class,
+                });
+                (class, false)
+            }
+        }
     }
 
     /// Subtract the (capacity/2 + 1)-th largest count from every counter and drop the ones
     /// that reach zero; at most capacity/2 entries survive.
     fn reduce(&mut self) {
         let keep = self.capacity / 2;
-        let mut counts: Vec<u64> = self.table.iter().map(|s| s.count).collect();
+        let counts = &mut self.scratch;
+        counts.clear();
+        counts.extend(self.table.iter().map(|s| s.count));
         if counts.len() <= keep {
             return;
         }
         counts.select_nth_unstable_by(keep, |a, b| b.cmp(a));
         let c = counts[keep];
         self.error += c;
+        let mut live = 0;
         self.table.retain(|s| {
             if s.count > c {
                 s.count -= c;
+                live += s.len as usize;
                 true
             } else {
                 false
             }
         });
-        let mut arena = String::with_capacity(self.arena.len() / 2 + 16);
-        for s in self.table.iter_mut() {
-            let start = arena.len() as u32;
-            arena.push_str(&self.arena[s.start as usize..(s.start + s.len) as usize]);
-            s.start = start;
+        self.live = live;
+        // Compact the arena only once most of it is garbage: amortised O(1) per value.
+        if self.arena.len() > 4 * self.live + 4096 {
+            let mut arena = String::with_capacity(2 * self.live + 4096);
+            for s in self.table.iter_mut() {
+                let start = arena.len() as u32;
+                arena.push_str(&self.arena[s.start as usize..(s.start + s.len) as usize]);
+                s.start = start;
+            }
+            self.arena = arena;
         }
-        self.arena = arena;
     }
 
     pub(crate) fn merge(&mut self, other: &TopK) {
         for s in other.table.iter() {
             let v = &other.arena[s.start as usize..(s.start + s.len) as usize];
-            self.add(s.hash, v, s.count);
+            self.add(s.hash, v, s.count, Some(s.class));
         }
         self.error += other.error;
         if self.table.len() > self.capacity {
@@ -139,6 +178,17 @@ impl TopK {
     }
 }
 
+/// Equality of two equally long byte strings; short ones compared inline (a hit compares
+/// every value once, and a memcmp call per value was visible in profiles).
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() <= 16 {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    } else {
+        a == b
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(crate) struct TopKWire {
     capacity: usize,
@@ -165,7 +215,7 @@ impl From<TopKWire> for TopK {
         let mut t = TopK::new(w.capacity);
         t.error = w.error;
         for (v, c) in &w.entries {
-            t.add(xxhash_rust::xxh3::xxh3_64(v.as_bytes()), v, *c);
+            t.add(xxhash_rust::xxh3::xxh3_64(v.as_bytes()), v, *c, None);
         }
         if t.table.len() > t.capacity {
             t.reduce();

@@ -1,0 +1,258 @@
+//! Quantiles: `sketches-ddsketch`'s DDSketch, fed in batches.
+//!
+//! DDSketch puts a value v > 0 in bucket `floor(ln(v) / ln(gamma))`; `DDSketch::add` per
+//! value (a logarithm, a libm `floor` call, and the store's range checks) was the largest
+//! single cost of the profile. So values go first through a small direct-mapped cache of
+//! (value, pending count), where a repeated value costs one compare; evicted values are
+//! counted per bucket in a local dense array, with the bucket computed by the crate's own
+//! expression (so bit-identical). Counts reach the sketch via
+//! `add_with_count(a_value_of_that_bucket, n)`, which the crate documents as equivalent to n
+//! single adds: the resulting bins are identical to adding every value one by one.
+//!
+//! Not here: the choice of sketch (see docs/profile.md) or the report.
+
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::{Config, DDSketch};
+
+/// Local bucket counts are flushed into the sketch when they span more keys than this.
+const MAX_LOCAL_KEYS: usize = 4096;
+
+/// Dense per-key counts with one representative value per key.
+#[derive(Clone, Default)]
+struct Bins {
+    offset: i32,
+    counts: Vec<u64>,
+    reps: Vec<f64>,
+}
+
+impl Bins {
+    #[inline]
+    fn add(&mut self, key: i32, v: f64, n: u64) -> bool {
+        if self.counts.is_empty() {
+            self.offset = key;
+        }
+        if key < self.offset {
+            let grow = (self.offset - key) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.reps.splice(0..0, std::iter::repeat_n(0.0, grow));
+            self.offset = key;
+        }
+        let idx = (key - self.offset) as usize;
+        if idx >= self.counts.len() {
+            self.counts.resize(idx + 1, 0);
+            self.reps.resize(idx + 1, 0.0);
+        }
+        let c = &mut self.counts[idx];
+        if *c == 0 {
+            self.reps[idx] = v;
+        }
+        *c += n;
+        self.counts.len() > MAX_LOCAL_KEYS
+    }
+
+    fn flush_into(&self, s: &mut DDSketch) {
+        for (&n, &v) in self.counts.iter().zip(&self.reps) {
+            if n > 0 {
+                s.add_with_count(v, n);
+            }
+        }
+    }
+}
+
+/// Batched front end of a DDSketch.
+#[derive(Clone)]
+pub(crate) struct Quant {
+    accuracy: f64,
+    sketch: DDSketch,
+    gamma_ln: f64,
+    min_value: f64,
+    pos: Bins,
+    neg: Bins,
+    zeros: u64,
+    /// Direct-mapped (value bits, pending count): a repeated value costs one compare.
+    cache: Box<[(u64, u64); CACHE]>,
+}
+
+const CACHE: usize = 256;
+
+impl Quant {
+    /// A sketch with relative accuracy `accuracy` (DDSketch alpha), 2048 bins, and values in
+    /// (-1e-9, 1e-9) counted as zero.
+    pub(crate) fn new(accuracy: f64) -> Self {
+        let min_value = 1.0e-9;
+        let config = Config::new(accuracy, 2048, min_value);
+        Quant {
+            accuracy,
+            sketch: DDSketch::new(config),
+            gamma_ln: config.gamma.ln(),
+            min_value,
+            pos: Bins::default(),
+            neg: Bins::default(),
+            zeros: 0,
+            cache: Box::new([(0, 0); CACHE]),
+        }
+    }
+
+    /// The crate's bucket of `a` (> min_value): the same expression as `Config::key`
+    /// (`floor(ln(a) / ln(gamma))`, so bit-identical), with an inline floor instead of the
+    /// libm call that baseline x86-64 makes.
+    #[inline]
+    fn key(&self, a: f64) -> i32 {
+        let x = a.ln() / self.gamma_ln;
+        let t = x as i64;
+        (if (t as f64) > x { t - 1 } else { t }) as i32
+    }
+
+    #[inline]
+    pub(crate) fn add(&mut self, v: f64) {
+        let bits = v.to_bits();
+        let idx = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
+        let slot = &mut self.cache[idx];
+        if slot.0 == bits && slot.1 > 0 {
+            slot.1 += 1;
+            return;
+        }
+        let (old, n) = std::mem::replace(slot, (bits, 1));
+        if n > 0 {
+            self.add_n(f64::from_bits(old), n);
+        }
+    }
+
+    fn add_n(&mut self, v: f64, n: u64) {
+        if v > self.min_value {
+            let k = self.key(v);
+            if self.pos.add(k, v, n) {
+                self.pos.flush_into(&mut self.sketch);
+                self.pos = Bins::default();
+            }
+        } else if v < -self.min_value {
+            let k = self.key(-v);
+            if self.neg.add(k, v, n) {
+                self.neg.flush_into(&mut self.sketch);
+                self.neg = Bins::default();
+            }
+        } else {
+            self.zeros += n;
+        }
+    }
+
+    /// The sketch with the local counts added.
+    pub(crate) fn flushed(&self) -> DDSketch {
+        let mut s = self.sketch.clone();
+        for &(bits, n) in self.cache.iter() {
+            if n > 0 {
+                s.add_with_count(f64::from_bits(bits), n);
+            }
+        }
+        self.pos.flush_into(&mut s);
+        self.neg.flush_into(&mut s);
+        if self.zeros > 0 {
+            s.add_with_count(0.0, self.zeros);
+        }
+        s
+    }
+
+    pub(crate) fn merge(&mut self, o: &Quant) {
+        let theirs = o.flushed();
+        if theirs.count() == 0 {
+            return;
+        }
+        if self.sketch.count() == 0 {
+            self.sketch = theirs;
+        } else {
+            self.sketch
+                .merge(&theirs)
+                .expect("quantile sketches share one config (checked with the options)");
+        }
+    }
+}
+
+impl std::fmt::Debug for Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DDSketch(n={})", self.flushed().count())
+    }
+}
+
+/// Wire form: the accuracy (to rebuild the config) and the flushed sketch. An empty DDSketch
+/// holds infinite min/max, which JSON cannot carry, so an empty sketch is written as `null`.
+#[derive(Serialize, Deserialize)]
+struct QuantWire {
+    accuracy: f64,
+    sketch: Option<DDSketch>,
+}
+
+impl Serialize for Quant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.flushed();
+        QuantWire {
+            accuracy: self.accuracy,
+            sketch: (f.count() > 0).then_some(f),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = QuantWire::deserialize(d)?;
+        if !(w.accuracy > 0.0 && w.accuracy < 1.0) {
+            return Err(serde::de::Error::custom(
+                "quantile accuracy must be in (0, 1)",
+            ));
+        }
+        let mut q = Quant::new(w.accuracy);
+        if let Some(s) = w.sketch {
+            q.sketch = s;
+        }
+        Ok(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_key_matches_the_crate() {
+        let q = Quant::new(0.01);
+        let config = Config::new(0.01, 2048, 1.0e-9);
+        let mut x = 1u64;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = match i % 4 {
+                0 => (x % 1_000_000) as f64 + 1.0,
+                1 => (x % 100_000) as f64 / 100.0 + 0.01,
+                2 => f64::from_bits((x >> 2) | (1u64 << 61)) % 1e300 + 1e-8,
+                _ => 1.0e-9 * (1.0 + (x % 1000) as f64),
+            };
+            if v > 1.0e-9 && v.is_finite() {
+                assert_eq!(q.key(v), config.key(v), "{v}");
+            }
+        }
+        // Exact bucket boundaries.
+        for k in -1000..1000 {
+            let v = config.pow_gamma(k);
+            if v > 1.0e-9 {
+                assert_eq!(q.key(v), config.key(v), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn batched_equals_one_by_one() {
+        let mut q = Quant::new(0.01);
+        let mut plain = DDSketch::new(Config::defaults());
+        for i in -3000..3000 {
+            let v = i as f64 * 0.37;
+            q.add(v);
+            plain.add(v);
+        }
+        let f = q.flushed();
+        for p in [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99] {
+            assert_eq!(f.quantile(p).unwrap(), plain.quantile(p).unwrap());
+        }
+        assert_eq!(f.count(), plain.count());
+    }
+}
