@@ -22,7 +22,11 @@ impl Clients {
             // so a fresh machine without ~/.aws works.
             if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
                 loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                    "testing", "testing", None, None, "tessera-local",
+                    "testing",
+                    "testing",
+                    None,
+                    None,
+                    "tessera-local",
                 ));
             }
         }
@@ -31,8 +35,12 @@ impl Clients {
             .force_path_style(cfg.endpoint.is_some())
             // Only checksum when S3 requires it: default request checksums would add
             // x-amz-checksum-* to presigned URLs, which a browser or curl cannot match.
-            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
             .build();
         Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),

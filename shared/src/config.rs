@@ -55,7 +55,11 @@ impl Config {
 
     /// Reads the configuration through `get` (testable without touching the environment).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let req = |name: &'static str| get(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
+        let req = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
         let num = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(name).filter(|v| !v.is_empty()) {
                 None => Ok(default),
@@ -106,7 +110,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -119,7 +126,10 @@ mod tests {
     #[test]
     fn missing_variable_is_named() {
         let err = cfg(&BASE[..2]).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable TESSERA_CHUNK_QUEUE_URL is required but not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable TESSERA_CHUNK_QUEUE_URL is required but not set"
+        );
     }
 
     #[test]
@@ -140,7 +150,10 @@ mod tests {
     fn invalid_numbers_are_rejected_with_the_reason() {
         let mut v = BASE.to_vec();
         v.push(("TESSERA_PRESIGN_TTL_SECS", "3600"));
-        assert!(cfg(&v).unwrap_err().to_string().contains("between 1 and 900"));
+        assert!(cfg(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("between 1 and 900"));
         let mut v = BASE.to_vec();
         v.push(("TESSERA_CHUNK_SIZE", "abc"));
         assert!(cfg(&v).unwrap_err().to_string().contains("whole number"));

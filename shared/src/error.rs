@@ -20,7 +20,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -33,7 +37,11 @@ impl ApiError {
         )
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("No {what} with that id exists for this account."))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("No {what} with that id exists for this account."),
+        )
     }
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
@@ -87,5 +95,7 @@ tokio::task_local! {
 
 /// The current request's id, or `-` outside a request.
 pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(|s| s.clone()).unwrap_or_else(|_| "-".into())
+    REQUEST_ID
+        .try_with(|s| s.clone())
+        .unwrap_or_else(|_| "-".into())
 }

@@ -22,7 +22,9 @@ pub struct Caller {
     pub owner: String,
 }
 
-fn context(parts: &Parts) -> Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext> {
+fn context(
+    parts: &Parts,
+) -> Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext> {
     match parts.extensions.get::<RequestContext>()? {
         RequestContext::ApiGatewayV2(ctx) => Some(ctx),
         _ => None,
@@ -39,7 +41,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .and_then(|j| j.claims.get("sub"))
             .filter(|s| !s.is_empty())
             .cloned();
-        sub.map(|owner| Caller { owner }).ok_or_else(ApiError::unauthorized)
+        sub.map(|owner| Caller { owner })
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
@@ -53,7 +56,10 @@ pub async fn request_id_layer(req: Request, next: Next) -> Response {
     let req = Request::from_parts(parts, body);
     let span = tracing::info_span!("request", request_id = %id);
     let mut resp = REQUEST_ID
-        .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span))
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span),
+        )
         .await;
     if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -78,7 +84,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             )),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::unprocessable(
                 "invalid_request",
-                format!("The JSON body does not match the expected fields: {}", e.body_text()),
+                format!(
+                    "The JSON body does not match the expected fields: {}",
+                    e.body_text()
+                ),
             )),
             Err(e) => Err(ApiError::bad_request(
                 "malformed_json",

@@ -48,7 +48,10 @@ impl JobState {
 
     /// Completed, failed and cancelled never change again.
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -185,7 +188,10 @@ mod tests {
             JobState::Cancelled,
         ] {
             assert_eq!(JobState::parse(s.as_str()), Some(s));
-            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
         }
         assert!(JobState::Failed.is_final() && !JobState::Processing.is_final());
         assert_eq!(JobState::parse("done"), None);

@@ -33,7 +33,8 @@ pub fn part_key(owner: &str, job_id: &str, kind: &str, index: u32) -> String {
 pub fn parse_source_key(key: &str) -> Option<(String, String)> {
     let mut it = key.split('/');
     let (a, owner, job, b) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    if a != "uploads" || b != "source" || it.next().is_some() || owner.is_empty() || job.is_empty() {
+    if a != "uploads" || b != "source" || it.next().is_some() || owner.is_empty() || job.is_empty()
+    {
         return None;
     }
     let owner = percent_decode_str(owner).decode_utf8().ok()?.into_owned();
@@ -50,7 +51,10 @@ mod tests {
         for owner in ["alice", "auth0|12/34", "ünï cödé", "a+b=c"] {
             let k = source_key(owner, "job-1");
             assert_eq!(k.matches('/').count(), 3, "{k}");
-            assert_eq!(parse_source_key(&k), Some((owner.to_string(), "job-1".to_string())));
+            assert_eq!(
+                parse_source_key(&k),
+                Some((owner.to_string(), "job-1".to_string()))
+            );
         }
     }
 

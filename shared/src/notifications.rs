@@ -92,10 +92,15 @@ pub fn parse(body: &str) -> Result<Notification, NotificationError> {
                     sequencer: r.s3.object.sequencer,
                 });
             }
-            return Ok(Notification::Records(out.into_iter().filter(|o| o.event_name.starts_with("ObjectCreated")).collect()));
+            return Ok(Notification::Records(
+                out.into_iter()
+                    .filter(|o| o.event_name.starts_with("ObjectCreated"))
+                    .collect(),
+            ));
         }
     }
-    let lenient: Lenient = serde_json::from_str(body).map_err(|e| NotificationError(e.to_string()))?;
+    let lenient: Lenient =
+        serde_json::from_str(body).map_err(|e| NotificationError(e.to_string()))?;
     if lenient.event.as_deref() == Some("s3:TestEvent") {
         return Ok(Notification::Test);
     }
@@ -105,7 +110,12 @@ pub fn parse(body: &str) -> Result<Notification, NotificationError> {
     Ok(Notification::Records(
         records
             .into_iter()
-            .filter(|r| r.event_name.as_deref().unwrap_or("").starts_with("ObjectCreated"))
+            .filter(|r| {
+                r.event_name
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("ObjectCreated")
+            })
             .map(|r| ObjectCreated {
                 event_name: r.event_name.unwrap_or_default(),
                 bucket: r.s3.bucket.name,
@@ -121,7 +131,9 @@ pub fn parse(body: &str) -> Result<Notification, NotificationError> {
 /// Decodes an S3 event key: form encoding (`+` = space) then percent-decoding.
 pub fn decode_key(key: &str) -> String {
     let plus = key.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -133,7 +145,9 @@ mod tests {
         let body = include_str!("../../events/planner-s3-put.json");
         let outer: serde_json::Value = serde_json::from_str(body).unwrap();
         let inner = outer["Records"][0]["body"].as_str().unwrap();
-        let Notification::Records(r) = parse(inner).unwrap() else { panic!("not records") };
+        let Notification::Records(r) = parse(inner).unwrap() else {
+            panic!("not records")
+        };
         assert_eq!(r.len(), 1);
         assert!(r[0].key.starts_with("uploads/"), "{}", r[0].key);
         assert!(r[0].key.ends_with("/source"));
@@ -142,7 +156,9 @@ mod tests {
     #[test]
     fn emulator_shape_without_user_identity() {
         let body = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-11-26T08:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"s3SchemaVersion":"1.0","configurationId":"c","bucket":{"name":"b","arn":"arn:aws:s3:::b"},"object":{"key":"uploads%2Fa%2Bb%2Fj1%2Fsource","size":12,"eTag":"e","versionId":null,"sequencer":"0"}}}]}"#;
-        let Notification::Records(r) = parse(body).unwrap() else { panic!("not records") };
+        let Notification::Records(r) = parse(body).unwrap() else {
+            panic!("not records")
+        };
         assert_eq!(r[0].key, "uploads/a+b/j1/source");
         assert_eq!(r[0].size, Some(12));
     }

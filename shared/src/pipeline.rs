@@ -57,7 +57,10 @@ pub struct Pipeline {
 }
 
 fn job_error(code: &str, message: impl Into<String>) -> JobError {
-    JobError { code: code.into(), message: message.into() }
+    JobError {
+        code: code.into(),
+        message: message.into(),
+    }
 }
 
 impl Pipeline {
@@ -107,7 +110,9 @@ impl Pipeline {
             match job.state {
                 JobState::AwaitingUpload => self.plan(&job).await?,
                 JobState::Queued => self.enqueue(&job).await?,
-                s => tracing::info!(job_id = %job.id, state = s.as_str(), "duplicate notification; job already planned"),
+                s => {
+                    tracing::info!(job_id = %job.id, state = s.as_str(), "duplicate notification; job already planned")
+                }
             }
         }
         Ok(())
@@ -115,14 +120,20 @@ impl Pipeline {
 
     async fn fail(&self, job: &Job, code: &str, message: String) -> Result<(), PipelineError> {
         tracing::warn!(job_id = %job.id, code, %message, "job failed");
-        self.jobs.mark_failed(&job.id, &job_error(code, message)).await?;
+        self.jobs
+            .mark_failed(&job.id, &job_error(code, message))
+            .await?;
         Ok(())
     }
 
     async fn plan(&self, job: &Job) -> Result<(), PipelineError> {
         let Some(size) = self.objects.size(&job.source_key).await? else {
             return self
-                .fail(job, "upload_missing", "The uploaded object is gone; create a new upload.".into())
+                .fail(
+                    job,
+                    "upload_missing",
+                    "The uploaded object is gone; create a new upload.".into(),
+                )
                 .await;
         };
         if size != job.declared_size {
@@ -138,14 +149,22 @@ impl Pipeline {
                 .await;
         }
         if size == 0 {
-            return self.fail(job, "empty_file", "The uploaded file is empty.".into()).await;
+            return self
+                .fail(job, "empty_file", "The uploaded file is empty.".into())
+                .await;
         }
         let mut window = self.config.sniff_bytes.min(size);
         let sniffed = loop {
             let head = self.objects.read_range(&job.source_key, 0, window).await?;
-            match tessera_engine::dialect::sniff_with_size(&head, size, &DialectOverrides::default()) {
+            match tessera_engine::dialect::sniff_with_size(
+                &head,
+                size,
+                &DialectOverrides::default(),
+            ) {
                 Ok(s) => break s,
-                Err(EngineError::HeaderTooLong { .. }) if window < size && window < MAX_SNIFF_BYTES => {
+                Err(EngineError::HeaderTooLong { .. })
+                    if window < size && window < MAX_SNIFF_BYTES =>
+                {
                     window = (window * 4).min(size).min(MAX_SNIFF_BYTES);
                 }
                 Err(e) => return self.fail(job, e.code(), e.to_string()).await,
@@ -153,7 +172,8 @@ impl Pipeline {
         };
         let tasks = split::plan(size, sniffed.header_len, self.config.chunk_size);
         let plan = Plan {
-            dialect: serde_json::to_value(&sniffed.dialect).map_err(|e| PipelineError::Malformed(e.to_string()))?,
+            dialect: serde_json::to_value(sniffed.dialect)
+                .map_err(|e| PipelineError::Malformed(e.to_string()))?,
             columns: sniffed.columns.clone(),
             header_len: sniffed.header_len,
             chunk_size: self.config.chunk_size,
@@ -164,7 +184,9 @@ impl Pipeline {
             return Ok(());
         }
         tracing::info!(job_id = %job.id, size, chunks = tasks.len(), "planned");
-        let Some(job) = self.jobs.get(&job.id).await? else { return Ok(()) };
+        let Some(job) = self.jobs.get(&job.id).await? else {
+            return Ok(());
+        };
         if tasks.is_empty() {
             // Header only: nothing to hand out; finalise right here.
             return self.finalize(&job).await;
@@ -198,8 +220,13 @@ impl Pipeline {
 
     /// Finalises the job if every chunk is done and this caller wins the move to `finalizing`.
     async fn finalize_if_done(&self, job_id: &str) -> Result<(), PipelineError> {
-        let Some(job) = self.jobs.get(job_id).await? else { return Ok(()) };
-        if job.state == JobState::Processing && job.chunks_done >= job.chunk_count && self.jobs.mark_finalizing(&job.id).await? {
+        let Some(job) = self.jobs.get(job_id).await? else {
+            return Ok(());
+        };
+        if job.state == JobState::Processing
+            && job.chunks_done >= job.chunk_count
+            && self.jobs.mark_finalizing(&job.id).await?
+        {
             let job = self.jobs.get(&job.id).await?.unwrap_or(job);
             self.finalize(&job).await?;
         }
@@ -229,7 +256,12 @@ impl Pipeline {
             tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "job not active; chunk skipped");
             return Ok(());
         }
-        let engine_task = ChunkTask { index: task.index, start: task.start, end: task.end, start_in_quotes: task.start_in_quotes };
+        let engine_task = ChunkTask {
+            index: task.index,
+            start: task.start,
+            end: task.end,
+            start_in_quotes: task.start_in_quotes,
+        };
         let result = match self.run_chunk(&job, &engine_task).await {
             Ok(r) => r,
             Err(PipelineError::Engine(e)) => {
@@ -246,8 +278,14 @@ impl Pipeline {
             result_key: keys::part_key(&job.owner, &job.id, "result", task.index),
             completed_at: now_rfc3339(),
         };
-        match self.jobs.complete_chunk(&job.id, &record, job.expires_at).await? {
-            ChunkCommit::Committed => tracing::info!(job_id = %job.id, chunk = task.index, rows = result.rows, "chunk done"),
+        match self
+            .jobs
+            .complete_chunk(&job.id, &record, job.expires_at)
+            .await?
+        {
+            ChunkCommit::Committed => {
+                tracing::info!(job_id = %job.id, chunk = task.index, rows = result.rows, "chunk done")
+            }
             ChunkCommit::AlreadyDone => {
                 tracing::info!(job_id = %job.id, chunk = task.index, "chunk was already done (redelivery)");
                 return Ok(());
@@ -263,18 +301,26 @@ impl Pipeline {
             .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))?;
         let mut proc = ChunkProcessor::new(task, &dialect, &job.columns, &ChunkOptions::default());
         let read_from = tessera_engine::chunk::read_start(task);
-        let mut clean = PartSink::new(self.objects.clone(), keys::part_key(&job.owner, &job.id, "clean", task.index));
-        let mut rejected = PartSink::new(self.objects.clone(), keys::part_key(&job.owner, &job.id, "rejected", task.index));
+        let mut clean = PartSink::new(
+            self.objects.clone(),
+            keys::part_key(&job.owner, &job.id, "clean", task.index),
+        );
+        let mut rejected = PartSink::new(
+            self.objects.clone(),
+            keys::part_key(&job.owner, &job.id, "rejected", task.index),
+        );
         if task.index == 0 {
             // Chunk 0's clean part begins with the header, so stitching is a plain concatenation.
             clean.buf.extend_from_slice(&clean_header(&job.columns));
         }
         let mut body = self.objects.stream_from(&job.source_key, read_from).await?;
         loop {
-            let next = body
-                .try_next()
-                .await
-                .map_err(|e| PipelineError::Store(StoreError::Service { op: "GetObject(stream)", detail: e.to_string() }))?;
+            let next = body.try_next().await.map_err(|e| {
+                PipelineError::Store(StoreError::Service {
+                    op: "GetObject(stream)",
+                    detail: e.to_string(),
+                })
+            })?;
             let Some(bytes) = next else { break };
             let state = proc.feed(&bytes, &mut clean.buf, &mut rejected.buf)?;
             clean.flush_if_full().await?;
@@ -287,9 +333,14 @@ impl Pipeline {
         let result = proc.finish(&mut clean.buf, &mut rejected.buf)?;
         clean.close().await?;
         rejected.close().await?;
-        let encoded = serde_json::to_vec(&result).map_err(|e| PipelineError::Malformed(e.to_string()))?;
+        let encoded =
+            serde_json::to_vec(&result).map_err(|e| PipelineError::Malformed(e.to_string()))?;
         self.objects
-            .put(&keys::part_key(&job.owner, &job.id, "result", task.index), encoded, "application/json")
+            .put(
+                &keys::part_key(&job.owner, &job.id, "result", task.index),
+                encoded,
+                "application/json",
+            )
             .await?;
         Ok(result)
     }
@@ -324,7 +375,7 @@ impl Pipeline {
         }
         let reruns = split::validate(&summaries);
         for (index, in_quotes) in &reruns {
-            let mut t = tasks[*index as usize].clone();
+            let mut t = tasks[*index as usize];
             t.start_in_quotes = Some(*in_quotes);
             tracing::info!(job_id = %job.id, chunk = index, in_quotes, "re-running a chunk whose quote state was mispredicted");
             let r = self.run_chunk(job, &t).await?;
@@ -334,7 +385,11 @@ impl Pipeline {
 
         // Merge profiles in chunk order, one state in memory at a time.
         let mut profile = ProfileState::new(job.columns.clone(), &ProfileOptions::default());
-        let mut totals = Totals { rows: 0, rejected_rows: 0, bytes: job.declared_size };
+        let mut totals = Totals {
+            rows: 0,
+            rejected_rows: 0,
+            bytes: job.declared_size,
+        };
         for t in &tasks {
             let r = self.load_result(job, t.index).await?;
             totals.rows += r.rows;
@@ -343,15 +398,26 @@ impl Pipeline {
         }
         profile.add_bytes(job.header_len);
         let prefix = keys::results_prefix(&job.owner, &job.id);
-        let report = serde_json::to_vec_pretty(&profile.report()).map_err(|e| PipelineError::Malformed(e.to_string()))?;
+        let report = serde_json::to_vec_pretty(&profile.report())
+            .map_err(|e| PipelineError::Malformed(e.to_string()))?;
         let profile_key = format!("{prefix}/profile.json");
-        self.objects.put(&profile_key, report, "application/json").await?;
+        self.objects
+            .put(&profile_key, report, "application/json")
+            .await?;
 
-        let (clean_key, rejected_key) = (format!("{prefix}/clean.csv"), format!("{prefix}/rejected.csv"));
+        let (clean_key, rejected_key) = (
+            format!("{prefix}/clean.csv"),
+            format!("{prefix}/rejected.csv"),
+        );
         if tasks.is_empty() {
-            self.objects.put(&clean_key, clean_header(&job.columns), "text/csv").await?;
+            self.objects
+                .put(&clean_key, clean_header(&job.columns), "text/csv")
+                .await?;
         } else {
-            let parts: Vec<String> = tasks.iter().map(|t| keys::part_key(&job.owner, &job.id, "clean", t.index)).collect();
+            let parts: Vec<String> = tasks
+                .iter()
+                .map(|t| keys::part_key(&job.owner, &job.id, "clean", t.index))
+                .collect();
             self.objects.concat(&clean_key, &parts, "text/csv").await?;
         }
         self.stitch_rejected(job, &tasks, &rejected_key).await?;
@@ -374,7 +440,11 @@ impl Pipeline {
             "completed_at": now_rfc3339(),
         });
         self.objects
-            .put(results.manifest.as_deref().unwrap_or_default(), serde_json::to_vec_pretty(&manifest).unwrap_or_default(), "application/json")
+            .put(
+                results.manifest.as_deref().unwrap_or_default(),
+                serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+                "application/json",
+            )
             .await?;
         if self.jobs.mark_completed(&job.id, &totals, &results).await? {
             tracing::info!(job_id = %job.id, rows = totals.rows, rejected = totals.rejected_rows, reruns = reruns.len(), "job completed");
@@ -386,17 +456,31 @@ impl Pipeline {
     /// line numbers made absolute (line base = 1 + header lines + earlier chunks' line breaks).
     /// A chunk's rejected part is rebased in memory (rejected parts are usually small; streaming
     /// this step is tracked with the outputs work).
-    async fn stitch_rejected(&self, job: &Job, tasks: &[ChunkTask], dest: &str) -> Result<(), PipelineError> {
+    async fn stitch_rejected(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        dest: &str,
+    ) -> Result<(), PipelineError> {
         let header_key = keys::part_key(&job.owner, &job.id, "rejected-header", 0);
-        self.objects.put(&header_key, REJECTED_HEADER.as_bytes().to_vec(), "text/csv").await?;
+        self.objects
+            .put(&header_key, REJECTED_HEADER.as_bytes().to_vec(), "text/csv")
+            .await?;
         let mut parts = vec![header_key];
         let mut line_base = 1 + self.header_lines(job).await?;
         for t in tasks {
             let r = self.load_result(job, t.index).await?;
             if r.rejected_rows > 0 {
-                let raw = self.objects.read_all(&keys::part_key(&job.owner, &job.id, "rejected", t.index)).await?;
+                let raw = self
+                    .objects
+                    .read_all(&keys::part_key(&job.owner, &job.id, "rejected", t.index))
+                    .await?;
                 let mut rebased = Vec::with_capacity(raw.len() + 64);
-                tessera_engine::chunk::rebase_rejected(std::io::Cursor::new(raw), line_base, &mut rebased)?;
+                tessera_engine::chunk::rebase_rejected(
+                    std::io::Cursor::new(raw),
+                    line_base,
+                    &mut rebased,
+                )?;
                 let key = keys::part_key(&job.owner, &job.id, "rejected-final", t.index);
                 self.objects.put(&key, rebased, "text/csv").await?;
                 parts.push(key);
@@ -412,13 +496,24 @@ impl Pipeline {
         if job.header_len == 0 {
             return Ok(0);
         }
-        let head = self.objects.read_range(&job.source_key, 0, job.header_len).await?;
-        Ok(head.iter().enumerate().filter(|&(i, &b)| b == b'\n' || (b == b'\r' && head.get(i + 1) != Some(&b'\n'))).count() as u64)
+        let head = self
+            .objects
+            .read_range(&job.source_key, 0, job.header_len)
+            .await?;
+        Ok(head
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && head.get(i + 1) != Some(&b'\n')))
+            .count() as u64)
     }
 
     async fn load_result(&self, job: &Job, index: u32) -> Result<ChunkResult, PipelineError> {
-        let bytes = self.objects.read_all(&keys::part_key(&job.owner, &job.id, "result", index)).await?;
-        serde_json::from_slice(&bytes).map_err(|e| PipelineError::Malformed(format!("chunk {index} result: {e}")))
+        let bytes = self
+            .objects
+            .read_all(&keys::part_key(&job.owner, &job.id, "result", index))
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| PipelineError::Malformed(format!("chunk {index} result: {e}")))
     }
 }
 
@@ -450,7 +545,12 @@ struct PartSink {
 
 impl PartSink {
     fn new(objects: ObjectStore, key: String) -> Self {
-        PartSink { objects, key, buf: Vec::new(), upload: None }
+        PartSink {
+            objects,
+            key,
+            buf: Vec::new(),
+            upload: None,
+        }
     }
 
     async fn flush_if_full(&mut self) -> Result<(), StoreError> {
@@ -461,12 +561,20 @@ impl PartSink {
             self.upload = Some(self.objects.start_multipart(&self.key, "text/csv").await?);
         }
         let data = std::mem::take(&mut self.buf);
-        self.upload.as_mut().expect("started").write_part(data).await
+        self.upload
+            .as_mut()
+            .expect("started")
+            .write_part(data)
+            .await
     }
 
     async fn close(mut self) -> Result<(), StoreError> {
         match self.upload.take() {
-            None => self.objects.put(&self.key, std::mem::take(&mut self.buf), "text/csv").await,
+            None => {
+                self.objects
+                    .put(&self.key, std::mem::take(&mut self.buf), "text/csv")
+                    .await
+            }
             Some(mut up) => {
                 if !self.buf.is_empty() {
                     up.write_part(std::mem::take(&mut self.buf)).await?;

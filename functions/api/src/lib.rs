@@ -52,7 +52,9 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/jobs", get(list_jobs))
         .fallback(tessera_shared::http::not_found)
         .with_state(state)
-        .layer(axum::middleware::from_fn(tessera_shared::http::request_id_layer))
+        .layer(axum::middleware::from_fn(
+            tessera_shared::http::request_id_layer,
+        ))
 }
 
 #[derive(Serialize)]
@@ -62,7 +64,10 @@ struct Health {
 }
 
 async fn health() -> Json<Health> {
-    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// `POST /v1/uploads` body.
@@ -97,13 +102,22 @@ pub struct UploadTarget {
 
 fn validate(req: &CreateUpload, cfg: &Config) -> Result<(), ApiError> {
     let name = req.filename.trim();
-    if name.is_empty() || req.filename.chars().count() > 255 || req.filename.chars().any(|c| c.is_control()) {
+    if name.is_empty()
+        || req.filename.chars().count() > 255
+        || req.filename.chars().any(|c| c.is_control())
+    {
         return Err(ApiError::unprocessable(
             "invalid_filename",
             "`filename` must be 1 to 255 characters with no control characters.",
         ));
     }
-    let ct = req.content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = req
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if !ALLOWED_CONTENT_TYPES.contains(&ct.as_str()) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -142,7 +156,8 @@ async fn create_upload(
     validate(&req, &st.config)?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
-    let expires_at = time::OffsetDateTime::now_utc().unix_timestamp() + st.config.job_ttl_days as i64 * 86_400;
+    let expires_at =
+        time::OffsetDateTime::now_utc().unix_timestamp() + st.config.job_ttl_days as i64 * 86_400;
     let job = Job {
         id: id.clone(),
         owner: caller.owner.clone(),
@@ -207,10 +222,15 @@ async fn list_jobs(
 ) -> Result<Json<JobList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::unprocessable("invalid_limit", "`limit` must be between 1 and 100."));
+        return Err(ApiError::unprocessable(
+            "invalid_limit",
+            "`limit` must be between 1 and 100.",
+        ));
     }
     let jobs = st.jobs.list_for_owner(&caller.owner, limit).await?;
-    Ok(Json(JobList { jobs: jobs.iter().map(Job::snapshot).collect() }))
+    Ok(Json(JobList {
+        jobs: jobs.iter().map(Job::snapshot).collect(),
+    }))
 }
 
 #[cfg(test)]
@@ -229,7 +249,11 @@ mod tests {
     }
 
     fn req(name: &str, size: u64, ct: &str) -> CreateUpload {
-        CreateUpload { filename: name.into(), size, content_type: ct.into() }
+        CreateUpload {
+            filename: name.into(),
+            size,
+            content_type: ct.into(),
+        }
     }
 
     #[test]
@@ -238,12 +262,30 @@ mod tests {
         assert!(validate(&req("a.csv", 10, "text/csv"), &c).is_ok());
         assert!(validate(&req("a.csv", 10, "text/csv; charset=utf-8"), &c).is_ok());
         let e = validate(&req("a.csv", 1001, "text/csv"), &c).unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::PAYLOAD_TOO_LARGE, "file_too_large"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "file_too_large")
+        );
         assert!(e.message.contains("1000 bytes"), "{}", e.message);
-        assert_eq!(validate(&req("a.csv", 0, "text/csv"), &c).unwrap_err().code, "empty_file");
-        assert_eq!(validate(&req(" ", 1, "text/csv"), &c).unwrap_err().code, "invalid_filename");
-        assert_eq!(validate(&req("a\nb", 1, "text/csv"), &c).unwrap_err().code, "invalid_filename");
+        assert_eq!(
+            validate(&req("a.csv", 0, "text/csv"), &c).unwrap_err().code,
+            "empty_file"
+        );
+        assert_eq!(
+            validate(&req(" ", 1, "text/csv"), &c).unwrap_err().code,
+            "invalid_filename"
+        );
+        assert_eq!(
+            validate(&req("a\nb", 1, "text/csv"), &c).unwrap_err().code,
+            "invalid_filename"
+        );
         let e = validate(&req("a.png", 1, "image/png"), &c).unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_type"));
+        assert_eq!(
+            (e.status, e.code),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_type"
+            )
+        );
     }
 }

@@ -16,7 +16,9 @@ pub struct ChunkState {
 
 impl ChunkState {
     pub fn new(config: Arc<Config>, clients: &Clients) -> Self {
-        ChunkState { pipeline: Pipeline::new(config, clients) }
+        ChunkState {
+            pipeline: Pipeline::new(config, clients),
+        }
     }
 }
 

@@ -16,7 +16,9 @@ pub struct PlannerState {
 
 impl PlannerState {
     pub fn new(config: Arc<Config>, clients: &Clients) -> Self {
-        PlannerState { pipeline: Pipeline::new(config, clients) }
+        PlannerState {
+            pipeline: Pipeline::new(config, clients),
+        }
     }
 }
 

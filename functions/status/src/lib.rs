@@ -21,7 +21,10 @@ pub struct StatusState {
 
 impl StatusState {
     pub fn new(config: Arc<Config>, clients: &tessera_shared::aws::Clients) -> Self {
-        StatusState { jobs: JobStore::new(clients.dynamodb.clone(), &config.jobs_table), config }
+        StatusState {
+            jobs: JobStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            config,
+        }
     }
 }
 
@@ -31,10 +34,16 @@ pub fn app(state: StatusState) -> Router {
         .route("/v1/jobs/{id}", get(get_job))
         .fallback(tessera_shared::http::not_found)
         .with_state(state)
-        .layer(axum::middleware::from_fn(tessera_shared::http::request_id_layer))
+        .layer(axum::middleware::from_fn(
+            tessera_shared::http::request_id_layer,
+        ))
 }
 
-async fn get_job(State(st): State<StatusState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobSnapshot>, ApiError> {
+async fn get_job(
+    State(st): State<StatusState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobSnapshot>, ApiError> {
     // Another owner's job is indistinguishable from a missing one (404, not 403).
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::not_found("job"));

@@ -7,5 +7,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     tessera_shared::telemetry::init();
     let config = Arc::new(tessera_shared::config::Config::from_env()?);
     let clients = tessera_shared::aws::Clients::from_config(&config).await;
-    lambda_http::run(tessera_status::app(tessera_status::StatusState::new(config, &clients))).await
+    lambda_http::run(tessera_status::app(tessera_status::StatusState::new(
+        config, &clients,
+    )))
+    .await
 }

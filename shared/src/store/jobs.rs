@@ -104,7 +104,10 @@ pub struct JobStore {
 
 impl JobStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        JobStore { client, table: table.into() }
+        JobStore {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Creates a job; fails if the id exists.
@@ -116,8 +119,11 @@ impl JobStore {
             gsi1sk: format!("{}#{}", job.created_at, job.id),
             job: job.clone(),
         };
-        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(item)
-            .map_err(|e| StoreError::Malformed { what: "job", detail: e.to_string() })?;
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(item).map_err(|e| StoreError::Malformed {
+                what: "job",
+                detail: e.to_string(),
+            })?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -144,8 +150,11 @@ impl JobStore {
         match out.item {
             None => Ok(None),
             Some(item) => {
-                let it: JobItem = serde_dynamo::from_item(item)
-                    .map_err(|e| StoreError::Malformed { what: "job", detail: e.to_string() })?;
+                let it: JobItem =
+                    serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
+                        what: "job",
+                        detail: e.to_string(),
+                    })?;
                 Ok(Some(it.job))
             }
         }
@@ -171,7 +180,10 @@ impl JobStore {
             .map(|i| {
                 serde_dynamo::from_item::<_, JobItem>(i)
                     .map(|it| it.job)
-                    .map_err(|e| StoreError::Malformed { what: "job", detail: e.to_string() })
+                    .map_err(|e| StoreError::Malformed {
+                        what: "job",
+                        detail: e.to_string(),
+                    })
             })
             .collect()
     }
@@ -208,7 +220,10 @@ impl JobStore {
         }
         let res = req
             .update_expression(format!("SET {}", set.join(", ")))
-            .condition_expression(format!("attribute_exists(pk) AND #state IN ({})", conds.join(", ")))
+            .condition_expression(format!(
+                "attribute_exists(pk) AND #state IN ({})",
+                conds.join(", ")
+            ))
             .send()
             .await;
         match res {
@@ -220,10 +235,16 @@ impl JobStore {
 
     /// `awaiting_upload -> queued` with the planner's facts. False if the job was already planned.
     pub async fn mark_planned(&self, id: &str, plan: &Plan) -> Result<bool, StoreError> {
-        let dialect = serde_dynamo::to_attribute_value(&plan.dialect)
-            .map_err(|e| StoreError::Malformed { what: "dialect", detail: e.to_string() })?;
-        let columns = serde_dynamo::to_attribute_value(&plan.columns)
-            .map_err(|e| StoreError::Malformed { what: "columns", detail: e.to_string() })?;
+        let dialect =
+            serde_dynamo::to_attribute_value(&plan.dialect).map_err(|e| StoreError::Malformed {
+                what: "dialect",
+                detail: e.to_string(),
+            })?;
+        let columns =
+            serde_dynamo::to_attribute_value(&plan.columns).map_err(|e| StoreError::Malformed {
+                what: "columns",
+                detail: e.to_string(),
+            })?;
         self.transition(
             id,
             &[JobState::AwaitingUpload],
@@ -241,18 +262,28 @@ impl JobStore {
 
     /// `queued -> processing` once every chunk task is enqueued.
     pub async fn mark_processing(&self, id: &str) -> Result<bool, StoreError> {
-        self.transition(id, &[JobState::Queued], JobState::Processing, vec![]).await
+        self.transition(id, &[JobState::Queued], JobState::Processing, vec![])
+            .await
     }
 
     /// `processing -> finalizing`; exactly one caller wins.
     pub async fn mark_finalizing(&self, id: &str) -> Result<bool, StoreError> {
-        self.transition(id, &[JobState::Processing], JobState::Finalizing, vec![]).await
+        self.transition(id, &[JobState::Processing], JobState::Finalizing, vec![])
+            .await
     }
 
     /// `finalizing` (or `queued` for a job with no chunks) `-> completed` with exact totals.
-    pub async fn mark_completed(&self, id: &str, totals: &Totals, results: &ResultKeys) -> Result<bool, StoreError> {
-        let results = serde_dynamo::to_attribute_value(results)
-            .map_err(|e| StoreError::Malformed { what: "results", detail: e.to_string() })?;
+    pub async fn mark_completed(
+        &self,
+        id: &str,
+        totals: &Totals,
+        results: &ResultKeys,
+    ) -> Result<bool, StoreError> {
+        let results =
+            serde_dynamo::to_attribute_value(results).map_err(|e| StoreError::Malformed {
+                what: "results",
+                detail: e.to_string(),
+            })?;
         self.transition(
             id,
             &[JobState::Finalizing, JobState::Queued],
@@ -269,11 +300,18 @@ impl JobStore {
 
     /// Any non-final state `-> failed` with a safe, coded error.
     pub async fn mark_failed(&self, id: &str, error: &JobError) -> Result<bool, StoreError> {
-        let err = serde_dynamo::to_attribute_value(error)
-            .map_err(|e| StoreError::Malformed { what: "error", detail: e.to_string() })?;
+        let err = serde_dynamo::to_attribute_value(error).map_err(|e| StoreError::Malformed {
+            what: "error",
+            detail: e.to_string(),
+        })?;
         self.transition(
             id,
-            &[JobState::AwaitingUpload, JobState::Queued, JobState::Processing, JobState::Finalizing],
+            &[
+                JobState::AwaitingUpload,
+                JobState::Queued,
+                JobState::Processing,
+                JobState::Finalizing,
+            ],
             JobState::Failed,
             vec![("error", err)],
         )
@@ -281,15 +319,23 @@ impl JobStore {
     }
 
     /// Records a chunk's completion and adds its counters to the job, once.
-    pub async fn complete_chunk(&self, job_id: &str, chunk: &ChunkRecord, expires_at: i64) -> Result<ChunkCommit, StoreError> {
+    pub async fn complete_chunk(
+        &self,
+        job_id: &str,
+        chunk: &ChunkRecord,
+        expires_at: i64,
+    ) -> Result<ChunkCommit, StoreError> {
         let item = ChunkItem {
             pk: job_pk(job_id),
             sk: format!("CHUNK#{:06}", chunk.index),
             chunk: chunk.clone(),
             expires_at,
         };
-        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(item)
-            .map_err(|e| StoreError::Malformed { what: "chunk", detail: e.to_string() })?;
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(item).map_err(|e| StoreError::Malformed {
+                what: "chunk",
+                detail: e.to_string(),
+            })?;
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -373,8 +419,11 @@ impl JobStore {
                 .await
                 .map_err(|e| StoreError::service("Query(chunks)", e))?;
             for item in page.items.unwrap_or_default() {
-                let it: ChunkItem = serde_dynamo::from_item(item)
-                    .map_err(|e| StoreError::Malformed { what: "chunk", detail: e.to_string() })?;
+                let it: ChunkItem =
+                    serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
+                        what: "chunk",
+                        detail: e.to_string(),
+                    })?;
                 out.push(it.chunk);
             }
             match page.last_evaluated_key {

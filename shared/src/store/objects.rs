@@ -33,7 +33,10 @@ pub struct ObjectStore {
 
 impl ObjectStore {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        ObjectStore { client, bucket: bucket.into() }
+        ObjectStore {
+            client,
+            bucket: bucket.into(),
+        }
     }
 
     pub fn bucket(&self) -> &str {
@@ -44,7 +47,8 @@ impl ObjectStore {
     /// `curl --upload-file` works (the S3 client is built without default request checksums;
     /// see `aws::Clients`).
     pub async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
-        let conf = PresigningConfig::expires_in(ttl).map_err(|e| StoreError::service("PresigningConfig", e))?;
+        let conf = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::service("PresigningConfig", e))?;
         let req = self
             .client
             .put_object()
@@ -66,9 +70,22 @@ impl ObjectStore {
 
     /// Size of an object, or `None` when it does not exist.
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(o) => Ok(Some(o.content_length.unwrap_or(0).max(0) as u64)),
-            Err(e) if e.as_service_error().map(|s| s.is_not_found()).unwrap_or(false) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .map(|s| s.is_not_found())
+                    .unwrap_or(false) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(StoreError::service("HeadObject", e)),
         }
     }
@@ -129,7 +146,12 @@ impl ObjectStore {
     }
 
     /// Writes a whole object from memory.
-    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -143,7 +165,11 @@ impl ObjectStore {
     }
 
     /// Starts a multipart upload that the caller feeds part by part.
-    pub async fn start_multipart(&self, key: &str, content_type: &str) -> Result<MultipartWriter, StoreError> {
+    pub async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<MultipartWriter, StoreError> {
         let out = self
             .client
             .create_multipart_upload()
@@ -164,7 +190,12 @@ impl ObjectStore {
     /// Concatenates `parts` (in order) into `dest`. Parts of at least 5 MiB are copied inside S3
     /// (UploadPartCopy); small parts are gathered in an 8 MiB buffer. Memory is bounded by the
     /// buffer. Returns the total size.
-    pub async fn concat(&self, dest: &str, parts: &[String], content_type: &str) -> Result<u64, StoreError> {
+    pub async fn concat(
+        &self,
+        dest: &str,
+        parts: &[String],
+        content_type: &str,
+    ) -> Result<u64, StoreError> {
         let mut sizes = Vec::with_capacity(parts.len());
         for p in parts {
             sizes.push(self.size(p).await?.ok_or_else(|| StoreError::Service {
@@ -199,7 +230,11 @@ impl ObjectStore {
                     .bucket(&self.bucket)
                     .key(dest)
                     .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(done))
+                            .build(),
+                    )
                     .send()
                     .await
                     .map_err(|e| StoreError::service("CompleteMultipartUpload", e))?;
@@ -242,7 +277,10 @@ impl ObjectStore {
                     .send()
                     .await
                     .map_err(|e| StoreError::service("UploadPartCopy", e))?;
-                let etag = out.copy_part_result.and_then(|r| r.e_tag).unwrap_or_default();
+                let etag = out
+                    .copy_part_result
+                    .and_then(|r| r.e_tag)
+                    .unwrap_or_default();
                 done.push(CompletedPart::builder().part_number(n).e_tag(etag).build());
                 continue;
             }
@@ -254,12 +292,14 @@ impl ObjectStore {
             {
                 buf.extend_from_slice(&bytes);
                 if buf.len() >= BUFFER_PART {
-                    self.upload_part(dest, upload_id, &mut done, &mut buf).await?;
+                    self.upload_part(dest, upload_id, &mut done, &mut buf)
+                        .await?;
                 }
             }
         }
         if !buf.is_empty() || done.is_empty() {
-            self.upload_part(dest, upload_id, &mut done, &mut buf).await?;
+            self.upload_part(dest, upload_id, &mut done, &mut buf)
+                .await?;
         }
         Ok(done)
     }
@@ -284,7 +324,12 @@ impl ObjectStore {
             .send()
             .await
             .map_err(|e| StoreError::service("UploadPart", e))?;
-        done.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag.unwrap_or_default()).build());
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag.unwrap_or_default())
+                .build(),
+        );
         Ok(())
     }
 }
@@ -302,7 +347,9 @@ impl MultipartWriter {
     /// Uploads the next part.
     pub async fn write_part(&mut self, data: Vec<u8>) -> Result<(), StoreError> {
         let mut data = data;
-        self.store.upload_part(&self.key, &self.upload_id, &mut self.done, &mut data).await
+        self.store
+            .upload_part(&self.key, &self.upload_id, &mut self.done, &mut data)
+            .await
     }
 
     /// Completes the upload (aborting it if completion fails).
@@ -314,7 +361,11 @@ impl MultipartWriter {
             .bucket(&self.store.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.done.clone())).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(self.done.clone()))
+                    .build(),
+            )
             .send()
             .await;
         if let Err(e) = res {

@@ -15,7 +15,10 @@ pub struct TaskQueue {
 
 impl TaskQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        TaskQueue { client, url: url.into() }
+        TaskQueue {
+            client,
+            url: url.into(),
+        }
     }
 
     /// Enqueues every task with SendMessageBatch (10 per call, SQS's limit). Entries SQS reports
