@@ -162,13 +162,10 @@ pub struct Parser {
     blank_lines: u64,
     quoted_cr: bool,
     quote_open_at: u64,
-    /// Memo of the CR search across calls (a call returns after every record, and re-searching
-    /// the rest of the buffer each time would be quadratic): if `cr_hit`, the next CR at or
-    /// after the last search point is at `cr_abs`; if not, there is none before `cr_abs`.
-    cr_abs: u64,
-    cr_hit: bool,
     /// Bytes that end an unquoted run: delimiter, quote, CR, LF.
     special: [bool; 256],
+    /// The same four bytes broadcast to every byte of a word.
+    splat: [u64; 4],
 }
 
 impl Parser {
@@ -185,8 +182,6 @@ impl Parser {
             blank_lines: 0,
             quoted_cr: false,
             quote_open_at: pos,
-            cr_abs: 0,
-            cr_hit: false,
             special: {
                 let mut t = [false; 256];
                 for b in [cfg.delimiter, cfg.quote, CR, LF] {
@@ -194,6 +189,7 @@ impl Parser {
                 }
                 t
             },
+            splat: [cfg.delimiter, cfg.quote, CR, LF].map(|b| u64::from(b) * 0x0101_0101_0101_0101),
         }
     }
 
@@ -240,6 +236,33 @@ impl Parser {
         )
     }
 
+    /// Index of the first delimiter, quote, CR or LF in `hay` (or its length). Word-at-a-time
+    /// (SWAR, portable to the arm64 Lambdas): fields are short, so this beats a memchr call per
+    /// field; the lowest flagged byte of `has_zero` is exact.
+    #[inline]
+    fn find_special(&self, hay: &[u8]) -> usize {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        #[inline(always)]
+        fn has_zero(v: u64) -> u64 {
+            v.wrapping_sub(LO) & !v & HI
+        }
+        let [bd, bq, bcr, blf] = self.splat;
+        let mut i = 0;
+        while i + 8 <= hay.len() {
+            let w = u64::from_le_bytes(hay[i..i + 8].try_into().expect("8 bytes"));
+            let m = has_zero(w ^ bd) | has_zero(w ^ bq) | has_zero(w ^ bcr) | has_zero(w ^ blf);
+            if m != 0 {
+                return i + (m.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
+        }
+        while i < hay.len() && !self.special[hay[i] as usize] {
+            i += 1;
+        }
+        i
+    }
+
     #[inline]
     fn count_breaks(&mut self, run: &[u8]) {
         if run.is_empty() {
@@ -269,32 +292,6 @@ impl Parser {
         let q = self.cfg.quote;
         let n = input.len();
         let mut i = 0usize;
-        // Index of the next CR at or after `i` (or n); CR is the one special byte memchr3
-        // cannot also look for in unquoted fields, and it is rare in most files.
-        let base = self.pos;
-        let end_abs = base + n as u64;
-        let (mut cr_next, mut cr_valid) =
-            if self.cr_hit && self.cr_abs >= base && self.cr_abs < end_abs {
-                ((self.cr_abs - base) as usize, true)
-            } else if !self.cr_hit && self.cr_abs >= end_abs && self.cr_abs > base {
-                (n, true)
-            } else {
-                (0, false)
-            };
-        macro_rules! save_cr {
-            () => {
-                if cr_valid {
-                    if cr_next < n {
-                        self.cr_hit = true;
-                        self.cr_abs = base + cr_next as u64;
-                    } else {
-                        self.cr_hit = false;
-                        self.cr_abs = end_abs;
-                    }
-                }
-            };
-        }
-
         macro_rules! end_record {
             ($b:expr) => {{
                 rec.end_field();
@@ -307,7 +304,6 @@ impl Parser {
                 };
                 i += 1;
                 self.pos += i as u64;
-                save_cr!();
                 return (Outcome::Record, i);
             }};
         }
@@ -360,23 +356,7 @@ impl Parser {
                     }
                 }
                 State::Unquoted => {
-                    // Fields are short in most files: a table lookup per byte beats a memchr
-                    // call per field; long runs switch to memchr3 + the memoised CR search.
-                    let mut j = i;
-                    let stop = n.min(i + 32);
-                    while j < stop && !self.special[input[j] as usize] {
-                        j += 1;
-                    }
-                    if j == stop && j < n {
-                        if !cr_valid || cr_next < j {
-                            cr_next = memchr(CR, &input[j..]).map_or(n, |k| k + j);
-                            cr_valid = true;
-                        }
-                        j = match memchr3(d, q, LF, &input[j..cr_next]) {
-                            Some(k) => k + j,
-                            None => cr_next,
-                        };
-                    }
+                    let j = i + self.find_special(&input[i..]);
                     rec.push(&input[i..j]);
                     i = j;
                     if i == n {
@@ -465,7 +445,6 @@ impl Parser {
             }
         }
         self.pos += n as u64;
-        save_cr!();
         (Outcome::NeedInput, n)
     }
 
