@@ -138,21 +138,50 @@ impl NullMatcher {
     }
 }
 
-/// Running count, mean and sum of squared deviations (Welford), merged with Chan et al.
+/// Count, mean and sum of squared deviations. Per value this keeps shifted sums
+/// (`s1 = sum(x - shift)`, `s2 = sum((x - shift)^2)`; no division, unlike Welford), and
+/// re-centres the shift on the running mean every 1024 values so that the cancellation in
+/// `s2 - s1^2/n` stays below ~1e-13 relative (the shift is always a value or mean of the data,
+/// so `(mean - shift)^2 <= m2`). Merged with Chan et al.'s pairwise formula.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Moments {
     n: u64,
-    mean: f64,
-    m2: f64,
+    #[serde(with = "f64_bits")]
+    shift: f64,
+    #[serde(with = "f64_bits")]
+    s1: f64,
+    #[serde(with = "f64_bits")]
+    s2: f64,
 }
 
 impl Moments {
     #[inline]
     fn push(&mut self, x: f64) {
+        if self.n == 0 {
+            self.shift = x;
+        }
         self.n += 1;
-        let d = x - self.mean;
-        self.mean += d / self.n as f64;
-        self.m2 += d * (x - self.mean);
+        let d = x - self.shift;
+        self.s1 += d;
+        self.s2 += d * d;
+        if self.n % 1024 == 0 {
+            self.recentre();
+        }
+    }
+
+    fn mean(&self) -> f64 {
+        self.shift + self.s1 / self.n as f64
+    }
+
+    fn m2(&self) -> f64 {
+        (self.s2 - self.s1 * self.s1 / self.n as f64).max(0.0)
+    }
+
+    fn recentre(&mut self) {
+        let (mean, m2) = (self.mean(), self.m2());
+        self.shift = mean;
+        self.s1 = 0.0;
+        self.s2 = m2;
     }
 
     fn merge(&mut self, o: &Moments) {
@@ -163,17 +192,19 @@ impl Moments {
             *self = *o;
             return;
         }
+        let (ma, m2a, mb, m2b) = (self.mean(), self.m2(), o.mean(), o.m2());
         let n = self.n + o.n;
-        let d = o.mean - self.mean;
+        let d = mb - ma;
         let (na, nb, nf) = (self.n as f64, o.n as f64, n as f64);
-        self.mean += d * nb / nf;
-        self.m2 += o.m2 + d * d * na * nb / nf;
         self.n = n;
+        self.shift = ma + d * nb / nf;
+        self.s1 = 0.0;
+        self.s2 = m2a + m2b + d * d * na * nb / nf;
     }
 
     /// Sample standard deviation (n - 1 in the denominator).
     fn stddev(&self) -> Option<f64> {
-        (self.n >= 2).then(|| (self.m2.max(0.0) / (self.n - 1) as f64).sqrt())
+        (self.n >= 2).then(|| (self.m2() / (self.n - 1) as f64).sqrt())
     }
 }
 
@@ -521,7 +552,7 @@ impl ColumnState {
             nulls: self.nulls,
             min,
             max,
-            mean: (numeric && self.moments.n > 0).then_some(self.moments.mean),
+            mean: (numeric && self.moments.n > 0).then(|| self.moments.mean()),
             stddev: if numeric { self.moments.stddev() } else { None },
             distinct: self.distinct.estimate(),
             distinct_exact: self.distinct.is_exact(),
@@ -561,10 +592,13 @@ mod f64_bits {
 /// the strings byte-wise whenever the prefixes differ.
 #[inline]
 fn prefix8(b: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    let n = b.len().min(8);
-    buf[..n].copy_from_slice(&b[..n]);
-    u64::from_be_bytes(buf)
+    match b.first_chunk::<8>() {
+        Some(c) => u64::from_be_bytes(*c),
+        None => b
+            .iter()
+            .enumerate()
+            .fold(0, |v, (i, &x)| v | (u64::from(x) << (56 - 8 * i))),
+    }
 }
 
 /// One sampled row: its priority (a fixed hash of the byte offset), offset and field texts.

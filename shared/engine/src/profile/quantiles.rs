@@ -69,6 +69,11 @@ pub(crate) struct Quant {
     pos: Bins,
     neg: Bins,
     zeros: u64,
+    /// The last positive key with a safe value range `(lo, hi)` around it, set once two
+    /// consecutive evicted values shared a key (sorted data such as ids): values inside skip
+    /// the logarithm.
+    run: (f64, f64, i32),
+    prev_key: i32,
     /// Direct-mapped (value bits, pending count): a repeated value costs one compare.
     cache: Box<[(u64, u64); CACHE]>,
 }
@@ -89,6 +94,8 @@ impl Quant {
             pos: Bins::default(),
             neg: Bins::default(),
             zeros: 0,
+            run: (f64::INFINITY, f64::NEG_INFINITY, 0),
+            prev_key: i32::MIN,
             cache: Box::new([(0, 0); CACHE]),
         }
     }
@@ -120,7 +127,20 @@ impl Quant {
 
     fn add_n(&mut self, v: f64, n: u64) {
         if v > self.min_value {
-            let k = self.key(v);
+            let k = if v > self.run.0 && v < self.run.1 {
+                self.run.2
+            } else {
+                let k = self.key(v);
+                if k == self.prev_key {
+                    // Bucket k is [gamma^k, gamma^(k+1)); 1e-10 of margin dwarfs the error
+                    // of ln/exp, so every value strictly inside maps to k under `key`.
+                    let lo = (f64::from(k) * self.gamma_ln).exp() * (1.0 + 1e-10);
+                    let hi = (f64::from(k + 1) * self.gamma_ln).exp() * (1.0 - 1e-10);
+                    self.run = (lo, hi, k);
+                }
+                self.prev_key = k;
+                k
+            };
             if self.pos.add(k, v, n) {
                 self.pos.flush_into(&mut self.sketch);
                 self.pos = Bins::default();
@@ -254,5 +274,24 @@ mod tests {
             assert_eq!(f.quantile(p).unwrap(), plain.quantile(p).unwrap());
         }
         assert_eq!(f.count(), plain.count());
+    }
+
+    #[test]
+    fn sorted_runs_land_in_the_same_buckets() {
+        // Sorted ids exercise the run cache; every rank must match one-by-one adds.
+        let mut q = Quant::new(0.01);
+        let mut plain = DDSketch::new(Config::new(0.01, 2048, 1.0e-9));
+        for i in 1..300_000u64 {
+            let v = (i * 7) as f64;
+            q.add(v);
+            plain.add(v);
+        }
+        let f = q.flushed();
+        for i in 0..=1000 {
+            let p = f64::from(i) / 1000.0;
+            if p > 0.0 && p < 1.0 {
+                assert_eq!(f.quantile(p).unwrap(), plain.quantile(p).unwrap(), "{p}");
+            }
+        }
     }
 }

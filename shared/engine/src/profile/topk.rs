@@ -36,9 +36,8 @@ pub(crate) struct TopK {
     error: u64,
     table: HashTable<Slot>,
     arena: String,
-    /// Bytes of `arena` still referenced by slots (the rest is garbage from reductions).
-    live: usize,
     scratch: Vec<u64>,
+    survivors: Vec<Slot>,
 }
 
 impl TopK {
@@ -48,8 +47,8 @@ impl TopK {
             error: 0,
             table: HashTable::new(),
             arena: String::new(),
-            live: 0,
             scratch: Vec::new(),
+            survivors: Vec::new(),
         }
     }
 
@@ -94,7 +93,6 @@ impl TopK {
                 let class = class.unwrap_or_else(|| classify(value));
                 let start = self.arena.len() as u32;
                 self.arena.push_str(value);
-                self.live += value.len();
                 e.insert(Slot {
                     hash,
                     start,
@@ -120,27 +118,30 @@ impl TopK {
         counts.select_nth_unstable_by(keep, |a, b| b.cmp(a));
         let c = counts[keep];
         self.error += c;
-        let mut live = 0;
-        self.table.retain(|s| {
-            if s.count > c {
-                s.count -= c;
-                live += s.len as usize;
-                true
-            } else {
-                false
-            }
-        });
-        self.live = live;
+        // Rebuild instead of `retain`: erasing most of the entries one by one (the usual case
+        // on high-cardinality columns) cost more than clearing and re-inserting the few left.
+        let mut survivors = std::mem::take(&mut self.survivors);
+        survivors.clear();
+        survivors.extend(self.table.iter().filter(|s| s.count > c).map(|s| Slot {
+            count: s.count - c,
+            ..*s
+        }));
+        self.table.clear();
+        let live: usize = survivors.iter().map(|s| s.len as usize).sum();
         // Compact the arena only once most of it is garbage: amortised O(1) per value.
-        if self.arena.len() > 4 * self.live + 4096 {
-            let mut arena = String::with_capacity(2 * self.live + 4096);
-            for s in self.table.iter_mut() {
+        if self.arena.len() > 4 * live + 4096 {
+            let mut arena = String::with_capacity(2 * live + 4096);
+            for s in survivors.iter_mut() {
                 let start = arena.len() as u32;
                 arena.push_str(&self.arena[s.start as usize..(s.start + s.len) as usize]);
                 s.start = start;
             }
             self.arena = arena;
         }
+        for s in survivors.drain(..) {
+            self.table.insert_unique(s.hash, s, |s| s.hash);
+        }
+        self.survivors = survivors;
     }
 
     pub(crate) fn merge(&mut self, other: &TopK) {
