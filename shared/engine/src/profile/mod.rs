@@ -164,7 +164,7 @@ impl Moments {
         let d = x - self.shift;
         self.s1 += d;
         self.s2 += d * d;
-        if self.n % 1024 == 0 {
+        if self.n.is_multiple_of(1024) {
             self.recentre();
         }
     }
