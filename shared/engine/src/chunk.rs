@@ -351,7 +351,7 @@ impl ChunkProcessor {
         // One UTF-8 validation per slice instead of one per record: records lying inside the
         // valid prefix need no check of their own.
         self.utf8_valid_until = base
-            + match std::str::from_utf8(input) {
+            + match simdutf8::compat::from_utf8(input) {
                 Ok(_) => input.len(),
                 Err(e) => e.valid_up_to(),
             } as u64;
