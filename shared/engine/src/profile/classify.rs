@@ -28,6 +28,54 @@ pub(crate) enum Class {
     Str,
 }
 
+/// The payload-free class of a value: what the heavy-hitters table remembers about a value
+/// (with its numeric value) so that a repeated value is not classified again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Int,
+    Dec,
+    True,
+    False,
+    Date,
+    Timestamp,
+    Str,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 7] = [
+        Kind::Int,
+        Kind::Dec,
+        Kind::True,
+        Kind::False,
+        Kind::Date,
+        Kind::Timestamp,
+        Kind::Str,
+    ];
+}
+
+impl Class {
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Class::Int(_) => Kind::Int,
+            Class::Dec(_) => Kind::Dec,
+            Class::Bool(true) => Kind::True,
+            Class::Bool(false) => Kind::False,
+            Class::Date(_) => Kind::Date,
+            Class::Timestamp(..) => Kind::Timestamp,
+            Class::Str => Kind::Str,
+        }
+    }
+
+    /// The value as f64 for numeric classes (0 otherwise).
+    pub(crate) fn num(&self) -> f64 {
+        match *self {
+            Class::Int(i) => i as f64,
+            Class::Dec(x) => x,
+            _ => 0.0,
+        }
+    }
+}
+
 /// Exact powers of ten as f64 (all exactly representable up to 1e22).
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -56,7 +104,7 @@ pub(crate) fn classify(s: &str) -> Class {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn parse_number(b: &[u8], s: &str) -> Class {
     let len = b.len();
     let mut i = 0;
@@ -166,6 +214,7 @@ fn parse_date_or_timestamp(b: &[u8]) -> Class {
     }
 }
 
+#[inline(always)]
 fn parse_date_or_timestamp_opt(b: &[u8]) -> Option<Class> {
     let y = d2(b, 0)? * 100 + d2(b, 2)?;
     if b[4] != b'-' || b[7] != b'-' {
@@ -256,6 +305,7 @@ fn days_in_month(y: u32, m: u32) -> u32 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+#[inline]
 pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;

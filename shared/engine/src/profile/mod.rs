@@ -28,10 +28,10 @@ use sketches_ddsketch::DDSketch;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::record::{Record, RejectReason};
-use classify::{civil_from_days, Class};
+use classify::{civil_from_days, Class, Kind};
 use distinct::Distinct;
 use quantiles::Quant;
-use topk::TopK;
+use topk::{Seen, TopK};
 
 /// Version of the `to_bytes` state format and of the `profile.json` schema.
 pub const FORMAT_VERSION: u32 = 1;
@@ -295,29 +295,31 @@ impl ColumnState {
         let b = v.as_bytes();
         self.non_null += 1;
         let h = xxh3_64(b);
-        let (class, seen) = self.top.insert(h, v);
-        if seen {
-            // A value already in the heavy-hitters table was seen before: it is within
-            // min/max (type and lexical) and lengths already, and its hash is in `distinct`.
-            match class {
-                Class::Int(i) => {
-                    self.counts.int += 1;
-                    self.moments.push(i as f64);
-                    self.quantiles.add(i as f64);
+        let class = match self.top.insert(h, v) {
+            Seen::New(class) => class,
+            Seen::Again(kind, x) => {
+                // Stored in the heavy-hitters table, so seen before: it is within min/max
+                // (typed and lexical) and lengths already, and its hash is in `distinct`.
+                match kind {
+                    Kind::Int => {
+                        self.counts.int += 1;
+                        self.moments.push(x);
+                        self.quantiles.add(x);
+                    }
+                    Kind::Dec => {
+                        self.counts.dec += 1;
+                        self.moments.push(x);
+                        self.quantiles.add(x);
+                    }
+                    Kind::True => self.counts.bool_true += 1,
+                    Kind::False => self.counts.bool_false += 1,
+                    Kind::Date => self.counts.date += 1,
+                    Kind::Timestamp => self.counts.ts += 1,
+                    Kind::Str => self.counts.other += 1,
                 }
-                Class::Dec(x) => {
-                    self.counts.dec += 1;
-                    self.moments.push(x);
-                    self.quantiles.add(x);
-                }
-                Class::Bool(true) => self.counts.bool_true += 1,
-                Class::Bool(false) => self.counts.bool_false += 1,
-                Class::Date(_) => self.counts.date += 1,
-                Class::Timestamp(..) => self.counts.ts += 1,
-                Class::Str => self.counts.other += 1,
+                return;
             }
-            return;
-        }
+        };
         self.distinct.insert(h);
         let chars = if b.is_ascii() {
             b.len()

@@ -15,16 +15,46 @@ use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use super::classify::{classify, Class};
+use xxhash_rust::xxh3::xxh3_64;
 
+use super::classify::{classify, Class, Kind};
+
+/// One counter, 24 bytes (the table's cache footprint is most of the per-value cost).
+/// The value's hash is not stored: rehashing re-reads the arena, which is rare.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
-    hash: u64,
-    start: u32,
-    len: u32,
     count: u64,
-    /// The value's class, cached so a repeated value is not classified again.
-    class: Class,
+    /// The numeric value for `Kind::Int`/`Kind::Dec` (so a repeated value is not parsed again).
+    num: f64,
+    start: u32,
+    /// `len << 3 | kind index`.
+    len_kind: u32,
+}
+
+impl Slot {
+    #[inline]
+    fn len(&self) -> usize {
+        (self.len_kind >> 3) as usize
+    }
+    #[inline]
+    fn kind(&self) -> Kind {
+        Kind::ALL[(self.len_kind & 7) as usize]
+    }
+    #[inline]
+    fn text<'a>(&self, arena: &'a str) -> &'a str {
+        &arena[self.start as usize..self.start as usize + self.len()]
+    }
+}
+
+/// Values at least this long are not tracked (they cannot be stored in `len_kind`).
+const MAX_VALUE_LEN: usize = 1 << 28;
+
+/// What [`TopK::insert`] learned about a value.
+pub(crate) enum Seen {
+    /// Stored already, so seen before: its kind and numeric value.
+    Again(Kind, f64),
+    /// Not stored (new, or evicted earlier): its full class.
+    New(Class),
 }
 
 /// Mergeable heavy-hitters summary.
@@ -56,51 +86,52 @@ impl TopK {
         self.error
     }
 
-    /// Count one occurrence of `value` (whose hash is `hash`). Returns the value's class and
-    /// whether the value was already stored (then it has been seen before: callers skip the
-    /// work that a repeated value cannot change, such as min/max and distinct).
+    /// Count one occurrence of `value` (whose hash is `hash`). A value that is already stored
+    /// has been seen before: callers skip the work a repeated value cannot change (min/max,
+    /// lengths, distinct).
     #[inline]
-    pub(crate) fn insert(&mut self, hash: u64, value: &str) -> (Class, bool) {
+    pub(crate) fn insert(&mut self, hash: u64, value: &str) -> Seen {
         let r = self.add(hash, value, 1, None);
-        if !r.1 && self.table.len() > self.capacity {
+        if matches!(r, Seen::New(_)) && self.table.len() > self.capacity {
             self.reduce();
         }
         r
     }
 
     #[inline]
-    fn add(&mut self, hash: u64, value: &str, count: u64, class: Option<Class>) -> (Class, bool) {
+    fn add(&mut self, hash: u64, value: &str, count: u64, class: Option<Class>) -> Seen {
         let arena = &self.arena;
         let entry = self.table.entry(
             hash,
-            |s| {
-                s.hash == hash
-                    && s.len as usize == value.len()
-                    && eq_bytes(
-                        &arena.as_bytes()[s.start as usize..(s.start + s.len) as usize],
-                        value.as_bytes(),
-                    )
-            },
-            |s| s.hash,
+            |s| s.len() == value.len() && eq_bytes(s.text(arena).as_bytes(), value.as_bytes()),
+            |s| xxh3_64(s.text(arena).as_bytes()),
         );
         match entry {
             Entry::Occupied(mut e) => {
                 let slot = e.get_mut();
                 slot.count += count;
-                (slot.class, true)
+                Seen::Again(slot.kind(), slot.num)
             }
             Entry::Vacant(e) => {
                 let class = class.unwrap_or_else(|| classify(value));
+                if value.len() >= MAX_VALUE_LEN
+                    || self.arena.len() + value.len() > u32::MAX as usize
+                {
+                    return Seen::New(class);
+                }
                 let start = self.arena.len() as u32;
                 self.arena.push_str(value);
+                let kind = Kind::ALL
+                    .iter()
+                    .position(|&k| k == class.kind())
+                    .unwrap_or(6);
                 e.insert(Slot {
-                    hash,
-                    start,
-                    len: value.len() as u32,
                     count,
-                    class,
+                    num: class.num(),
+                    start,
+                    len_kind: (value.len() as u32) << 3 | kind as u32,
                 });
-                (class, false)
+                Seen::New(class)
             }
         }
     }
@@ -127,27 +158,30 @@ impl TopK {
             ..*s
         }));
         self.table.clear();
-        let live: usize = survivors.iter().map(|s| s.len as usize).sum();
+        let live: usize = survivors.iter().map(|s| s.len()).sum();
         // Compact the arena only once most of it is garbage: amortised O(1) per value.
         if self.arena.len() > 4 * live + 4096 {
             let mut arena = String::with_capacity(2 * live + 4096);
             for s in survivors.iter_mut() {
                 let start = arena.len() as u32;
-                arena.push_str(&self.arena[s.start as usize..(s.start + s.len) as usize]);
+                arena.push_str(s.text(&self.arena));
                 s.start = start;
             }
             self.arena = arena;
         }
+        let arena = &self.arena;
         for s in survivors.drain(..) {
-            self.table.insert_unique(s.hash, s, |s| s.hash);
+            let h = xxh3_64(s.text(arena).as_bytes());
+            self.table
+                .insert_unique(h, s, |s| xxh3_64(s.text(arena).as_bytes()));
         }
         self.survivors = survivors;
     }
 
     pub(crate) fn merge(&mut self, other: &TopK) {
         for s in other.table.iter() {
-            let v = &other.arena[s.start as usize..(s.start + s.len) as usize];
-            self.add(s.hash, v, s.count, Some(s.class));
+            let v = s.text(&other.arena);
+            self.add(xxh3_64(v.as_bytes()), v, s.count, None);
         }
         self.error += other.error;
         if self.table.len() > self.capacity {
@@ -160,12 +194,7 @@ impl TopK {
         let mut v: Vec<(&str, u64)> = self
             .table
             .iter()
-            .map(|s| {
-                (
-                    &self.arena[s.start as usize..(s.start + s.len) as usize],
-                    s.count,
-                )
-            })
+            .map(|s| (s.text(&self.arena), s.count))
             .collect();
         v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         v
@@ -216,7 +245,7 @@ impl From<TopKWire> for TopK {
         let mut t = TopK::new(w.capacity);
         t.error = w.error;
         for (v, c) in &w.entries {
-            t.add(xxhash_rust::xxh3::xxh3_64(v.as_bytes()), v, *c, None);
+            t.add(xxh3_64(v.as_bytes()), v, *c, None);
         }
         if t.table.len() > t.capacity {
             t.reduce();
