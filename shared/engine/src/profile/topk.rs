@@ -140,14 +140,21 @@ impl TopK {
     /// that reach zero; at most capacity/2 entries survive.
     fn reduce(&mut self) {
         let keep = self.capacity / 2;
-        let counts = &mut self.scratch;
-        counts.clear();
-        counts.extend(self.table.iter().map(|s| s.count));
-        if counts.len() <= keep {
+        if self.table.len() <= keep {
             return;
         }
-        counts.select_nth_unstable_by(keep, |a, b| b.cmp(a));
-        let c = counts[keep];
+        // On high-cardinality columns nearly every count is 1: then the (keep+1)-th largest
+        // count is 1, found with one counting pass instead of a selection.
+        let above_one = self.table.iter().filter(|s| s.count > 1).count();
+        let c = if above_one <= keep {
+            1
+        } else {
+            let counts = &mut self.scratch;
+            counts.clear();
+            counts.extend(self.table.iter().map(|s| s.count));
+            counts.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+            counts[keep]
+        };
         self.error += c;
         // Rebuild instead of `retain`: erasing most of the entries one by one (the usual case
         // on high-cardinality columns) cost more than clearing and re-inserting the few left.
