@@ -242,3 +242,41 @@ fn process_file_writes_the_three_outputs() {
     assert!(!out_dir.join(".parts").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn option_and_io_errors_have_codes() {
+    let o = DialectOverrides {
+        delimiter: Some(b'"'),
+        ..DialectOverrides::default()
+    };
+    assert_eq!(sniff(b"a,b\n", &o).unwrap_err().code(), "invalid_option");
+    let e = process_file(
+        std::path::Path::new("/nonexistent/tessera/in.csv"),
+        &ProcessOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "io_error");
+    assert!(e.to_string().contains("/nonexistent/tessera/in.csv"), "{e}");
+}
+
+#[test]
+fn profile_only_writes_just_the_profile() {
+    let dir = std::env::temp_dir().join(format!("tessera-engine-po-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.csv");
+    std::fs::write(&input, "a,b\n1,2\n3,4\n").unwrap();
+    let out_dir = dir.join("out");
+    let s = process_file(
+        &input,
+        &ProcessOptions {
+            out_dir: out_dir.clone(),
+            profile_only: true,
+            ..ProcessOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.rows, 2);
+    assert!(out_dir.join("profile.json").exists());
+    assert!(!out_dir.join("clean.csv").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
