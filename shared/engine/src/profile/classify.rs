@@ -31,24 +31,27 @@ pub(crate) enum Class {
 /// The payload-free class of a value: what the heavy-hitters table remembers about a value
 /// (with its numeric value) so that a repeated value is not classified again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Kind {
-    Int,
-    Dec,
-    True,
-    False,
-    Date,
-    Timestamp,
-    Str,
+    Int = 0,
+    Dec = 1,
+    True = 2,
+    False = 3,
+    Date = 4,
+    Timestamp = 5,
+    Str = 6,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 7] = [
+    /// Indexed by the discriminant (3 bits; the 8th entry is never produced).
+    pub(crate) const BY_INDEX: [Kind; 8] = [
         Kind::Int,
         Kind::Dec,
         Kind::True,
         Kind::False,
         Kind::Date,
         Kind::Timestamp,
+        Kind::Str,
         Kind::Str,
     ];
 }

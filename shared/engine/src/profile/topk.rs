@@ -38,7 +38,7 @@ impl Slot {
     }
     #[inline]
     fn kind(&self) -> Kind {
-        Kind::ALL[(self.len_kind & 7) as usize]
+        Kind::BY_INDEX[(self.len_kind & 7) as usize]
     }
     #[inline]
     fn text<'a>(&self, arena: &'a str) -> &'a str {
@@ -121,10 +121,7 @@ impl TopK {
                 }
                 let start = self.arena.len() as u32;
                 self.arena.push_str(value);
-                let kind = Kind::ALL
-                    .iter()
-                    .position(|&k| k == class.kind())
-                    .unwrap_or(6);
+                let kind = class.kind() as u8;
                 e.insert(Slot {
                     count,
                     num: class.num(),
@@ -219,10 +216,16 @@ impl TopK {
 /// every value once, and a memcmp call per value was visible in profiles).
 #[inline]
 fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() <= 16 {
-        a.iter().zip(b).all(|(x, y)| x == y)
-    } else {
-        a == b
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        // Two overlapping loads cover any length in 8..=16.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
     }
 }
 
@@ -270,6 +273,19 @@ mod tests {
     fn feed(t: &mut TopK, values: &[String]) {
         for v in values {
             t.insert(xxh3_64(v.as_bytes()), v);
+        }
+    }
+
+    #[test]
+    fn eq_bytes_sees_every_byte() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(eq_bytes(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x40;
+                assert!(!eq_bytes(&a, &b), "len {n} byte {i}");
+            }
         }
     }
 
