@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName,
 };
 use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::watch;
@@ -64,9 +65,18 @@ pub async fn run(
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send();
+        tokio::pin!(receive);
         let out = tokio::select! {
-            r = receive => r,
-            _ = shutdown.changed() => return,
+            r = &mut receive => r,
+            _ = shutdown.changed() => {
+                // Abandoning the long poll would leave the emulator (and SQS) free to hand
+                // messages to a receiver that is gone, hiding them for a whole visibility
+                // timeout. Let it finish and hand back whatever it got.
+                if let Ok(o) = receive.await {
+                    release(&mapping, &sqs, &o.messages.unwrap_or_default()).await;
+                }
+                return;
+            }
         };
         let messages = match out {
             Ok(o) => {
@@ -96,6 +106,34 @@ pub async fn run(
         if let Some(ev) = again {
             let _ = tokio::spawn(handler(ev)).await;
         }
+    }
+}
+
+/// Makes received messages visible again at once (shutdown).
+async fn release(mapping: &Mapping, sqs: &aws_sdk_sqs::Client, messages: &[Message]) {
+    let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .receipt_handle(m.receipt_handle.clone()?)
+                .visibility_timeout(0)
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(e) = sqs
+        .change_message_visibility_batch()
+        .queue_url(&mapping.queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        tracing::warn!(function = mapping.function, error = %DisplayErrorContext(&e), "could not release messages on shutdown; they reappear after the visibility timeout");
     }
 }
 

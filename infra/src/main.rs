@@ -352,6 +352,12 @@ fn process(
     if chunk_size == 0 {
         bail!("--chunk-size must be at least 1 byte");
     }
+    if !file.is_file() {
+        bail!(
+            "{} is not a readable file; pass the path of a CSV file",
+            file.display()
+        );
+    }
     let mut opts = ProcessOptions {
         chunk_size,
         workers,
@@ -367,8 +373,13 @@ fn process(
         };
         opts.dialect.delimiter = Some(b);
     }
-    let summary =
-        process_file(file, &opts).with_context(|| format!("processing {}", file.display()))?;
+    let summary = process_file(file, &opts).with_context(|| {
+        format!(
+            "processing {} (outputs in {})",
+            file.display(),
+            out.display()
+        )
+    })?;
     println!(
         "{}: {} rows, {} rejected, {} columns, {} bytes in {} chunks ({} re-run) in {:.2} s -> {}",
         file.display(),

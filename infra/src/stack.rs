@@ -76,7 +76,9 @@ impl Default for StackOptions {
             chunk_visibility_secs: None,
             upload_visibility_secs: None,
             max_receive_count: None,
-            poll_wait_secs: 20,
+            // Long polls return as soon as a message arrives; the wait only bounds how long a
+            // shutdown waits for the last poll (which must finish: see `esm::run`).
+            poll_wait_secs: 5,
             duplicate_chunk_messages: false,
             no_pollers: false,
             key: KeySource::File(home.clone()),
