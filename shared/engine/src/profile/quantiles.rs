@@ -80,6 +80,8 @@ pub(crate) struct Quant {
 
 const CACHE: usize = 256;
 
+const MAX_MAGNITUDE: f64 = 1e250;
+
 impl Quant {
     /// A sketch with relative accuracy `accuracy` (DDSketch alpha), 2048 bins, and values in
     /// (-1e-9, 1e-9) counted as zero.
@@ -112,6 +114,9 @@ impl Quant {
 
     #[inline]
     pub(crate) fn add(&mut self, v: f64) {
+        // The sketch keeps a running sum that JSON cannot carry once it overflows to infinity;
+        // magnitudes beyond 1e250 are recorded as 1e250 (quantiles there are meaningless).
+        let v = v.clamp(-MAX_MAGNITUDE, MAX_MAGNITUDE);
         let bits = v.to_bits();
         let idx = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
         let slot = &mut self.cache[idx];
@@ -125,6 +130,7 @@ impl Quant {
         }
     }
 
+    #[inline]
     fn add_n(&mut self, v: f64, n: u64) {
         if v > self.min_value {
             let k = if v > self.run.0 && v < self.run.1 {
@@ -258,6 +264,18 @@ mod tests {
                 assert_eq!(q.key(v), config.key(v), "{v}");
             }
         }
+    }
+
+    #[test]
+    fn huge_values_keep_the_state_serialisable() {
+        let mut q = Quant::new(0.01);
+        for _ in 0..10 {
+            q.add(1e308);
+            q.add(-1e308);
+        }
+        let json = serde_json::to_string(&q).unwrap();
+        let back: Quant = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.flushed().count(), 20);
     }
 
     #[test]
