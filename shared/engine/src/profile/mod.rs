@@ -652,6 +652,9 @@ impl ProfileState {
     pub fn new(columns: Vec<String>, opts: &ProfileOptions) -> Self {
         let mut opts = opts.clone();
         opts.hll_precision = opts.hll_precision.clamp(4, 18);
+        if !(opts.quantile_accuracy > 0.0 && opts.quantile_accuracy < 1.0) {
+            opts.quantile_accuracy = ProfileOptions::default().quantile_accuracy;
+        }
         ProfileState {
             format: FORMAT_VERSION,
             null_matcher: NullMatcher::from(opts.null_tokens.clone()),

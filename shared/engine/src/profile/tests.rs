@@ -273,6 +273,50 @@ fn bytes_round_trip_and_keep_working() {
 }
 
 #[test]
+fn default_options_large_file_merges_within_bounds() {
+    // Past every exact threshold of the defaults: dense HLL, reduced heavy hitters, full sample.
+    let opts = ProfileOptions::default();
+    let mut x = 7u64;
+    let rows: Vec<(u64, Row)> = (0..40_000u64)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let heavy = if x % 5 == 0 {
+                "hot".to_string()
+            } else {
+                format!("k{}", x % 9000)
+            };
+            let fields = vec![
+                i.to_string(),
+                format!("{}.{:02}", x % 3000, (x >> 20) % 100),
+                heavy,
+                format!(
+                    "2020-{:02}-{:02}T{:02}:00:00Z",
+                    x % 12 + 1,
+                    (x >> 8) % 28 + 1,
+                    (x >> 16) % 24
+                ),
+            ];
+            (i * 40, Row::Clean(fields))
+        })
+        .collect();
+    let whole = profile(4, &rows, &opts);
+    let mut merged = ProfileState::new(names(4), &opts);
+    for piece in cut(&rows, &[3, 9_999, 10_000, 25_123, 39_998]).iter().rev() {
+        merged.merge(&ProfileState::from_bytes(&profile(4, piece, &opts).to_bytes()).unwrap());
+    }
+    assert_reports_match(&merged.report(), &whole.report(), &rows, &opts);
+    let r = merged.report();
+    assert_eq!(r.columns[2].top[0].value, "hot");
+    assert!(r.columns[2].top_error > 0);
+    assert_eq!(r.columns[3].r#type, ColumnType::Timestamp);
+    assert_eq!(r.sample.len(), 100);
+    let err = (r.columns[0].distinct as f64 - 40_000.0).abs() / 40_000.0;
+    assert!(err < 0.02, "{}", r.columns[0].distinct);
+}
+
+#[test]
 fn incompatible_states_do_not_merge() {
     let opts = ProfileOptions::default();
     let mut a = ProfileState::new(names(2), &opts);
