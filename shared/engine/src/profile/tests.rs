@@ -282,7 +282,7 @@ fn default_options_large_file_merges_within_bounds() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let heavy = if x % 5 == 0 {
+            let heavy = if x.is_multiple_of(5) {
                 "hot".to_string()
             } else {
                 format!("k{}", x % 9000)
