@@ -4,8 +4,8 @@
 //! value (a logarithm, a libm `floor` call, and the store's range checks) was the largest
 //! single cost of the profile. So values go first through a small direct-mapped cache of
 //! (value, pending count), where a repeated value costs one compare; evicted values are
-//! counted per bucket in a local dense array, with the bucket computed by the crate's own
-//! expression (so bit-identical). Counts reach the sketch via
+//! bucketed in batches of 64 (independent logarithms overlap) into a local dense array of
+//! counts, with exactly the crate's bucket for every value. Counts reach the sketch via
 //! `add_with_count(a_value_of_that_bucket, n)`, which the crate documents as equivalent to n
 //! single adds: the resulting bins are identical to adding every value one by one.
 //!
@@ -65,20 +65,24 @@ pub(crate) struct Quant {
     accuracy: f64,
     sketch: DDSketch,
     gamma_ln: f64,
+    inv_gamma_ln: f64,
     min_value: f64,
     pos: Bins,
     neg: Bins,
     zeros: u64,
-    /// The last positive key with a safe value range `(lo, hi)` around it, set once two
-    /// consecutive evicted values shared a key (sorted data such as ids): values inside skip
-    /// the logarithm.
+    /// A positive key with a safe value range `(lo, hi)` inside its bucket, set when a batch
+    /// ends with two values of one key (sorted data such as ids): values inside it skip the
+    /// logarithm.
     run: (f64, f64, i32),
-    prev_key: i32,
     /// Direct-mapped (value bits, pending count): a repeated value costs one compare.
     cache: Box<[(u64, u64); CACHE]>,
+    /// Values evicted from the cache, bucketed a batch at a time: the logarithms of a batch
+    /// are independent, so they overlap instead of each waiting for the previous one.
+    pending: Vec<(f64, u64)>,
 }
 
 const CACHE: usize = 256;
+const BATCH: usize = 64;
 
 const MAX_MAGNITUDE: f64 = 1e250;
 
@@ -88,28 +92,37 @@ impl Quant {
     pub(crate) fn new(accuracy: f64) -> Self {
         let min_value = 1.0e-9;
         let config = Config::new(accuracy, 2048, min_value);
+        let gamma_ln = config.gamma.ln();
         Quant {
             accuracy,
             sketch: DDSketch::new(config),
-            gamma_ln: config.gamma.ln(),
+            gamma_ln,
+            inv_gamma_ln: 1.0 / gamma_ln,
             min_value,
             pos: Bins::default(),
             neg: Bins::default(),
             zeros: 0,
             run: (f64::INFINITY, f64::NEG_INFINITY, 0),
-            prev_key: i32::MIN,
             cache: Box::new([(0, 0); CACHE]),
+            pending: Vec::with_capacity(BATCH),
         }
     }
 
-    /// The crate's bucket of `a` (> min_value): the same expression as `Config::key`
-    /// (`floor(ln(a) / ln(gamma))`, so bit-identical), with an inline floor instead of the
-    /// libm call that baseline x86-64 makes.
+    /// The crate's bucket of `a` (> min_value): `Config::key` is `floor(ln(a) / ln(gamma))`.
+    /// A multiplication by the inverse is within a few ulps of that quotient, so its floor is
+    /// the same unless the quotient is within 1e-9 of an integer; then the exact division
+    /// decides. The floor is inline instead of the libm call that baseline x86-64 makes.
     #[inline]
     fn key(&self, a: f64) -> i32 {
-        let x = a.ln() / self.gamma_ln;
-        let t = x as i64;
-        (if (t as f64) > x { t - 1 } else { t }) as i32
+        let l = a.ln();
+        let x = l * self.inv_gamma_ln;
+        let f = floor_i64(x);
+        let frac = x - f as f64;
+        if frac > 1e-9 && frac < 1.0 - 1e-9 {
+            f as i32
+        } else {
+            floor_i64(l / self.gamma_ln) as i32
+        }
     }
 
     #[inline]
@@ -126,40 +139,57 @@ impl Quant {
         }
         let (old, n) = std::mem::replace(slot, (bits, 1));
         if n > 0 {
-            self.add_n(f64::from_bits(old), n);
+            self.pending.push((f64::from_bits(old), n));
+            if self.pending.len() >= BATCH {
+                self.drain();
+            }
         }
     }
 
-    #[inline]
-    fn add_n(&mut self, v: f64, n: u64) {
-        if v > self.min_value {
-            let k = if v > self.run.0 && v < self.run.1 {
-                self.run.2
+    /// Bucket the pending values: keys first (independent), then the counts.
+    fn drain(&mut self) {
+        let mut keys = [0i32; BATCH];
+        let (min, run) = (self.min_value, self.run);
+        let pending = std::mem::take(&mut self.pending);
+        for (k, &(v, _)) in keys.iter_mut().zip(&pending) {
+            let a = v.abs();
+            *k = if a <= min {
+                0
+            } else if v > run.0 && v < run.1 {
+                run.2
             } else {
-                let k = self.key(v);
-                if k == self.prev_key {
-                    // Bucket k is [gamma^k, gamma^(k+1)); 1e-10 of margin dwarfs the error
-                    // of ln/exp, so every value strictly inside maps to k under `key`.
-                    let lo = (f64::from(k) * self.gamma_ln).exp() * (1.0 + 1e-10);
-                    let hi = (f64::from(k + 1) * self.gamma_ln).exp() * (1.0 - 1e-10);
-                    self.run = (lo, hi, k);
-                }
-                self.prev_key = k;
-                k
+                self.key(a)
             };
-            if self.pos.add(k, v, n) {
-                self.pos.flush_into(&mut self.sketch);
-                self.pos = Bins::default();
-            }
-        } else if v < -self.min_value {
-            let k = self.key(-v);
-            if self.neg.add(k, v, n) {
-                self.neg.flush_into(&mut self.sketch);
-                self.neg = Bins::default();
-            }
-        } else {
-            self.zeros += n;
         }
+        let n = pending.len();
+        if n >= 2 {
+            let (a, b) = (pending[n - 2].0, pending[n - 1].0);
+            let k = keys[n - 1];
+            if a > min && b > min && keys[n - 2] == k && k != run.2 {
+                // Bucket k is [gamma^k, gamma^(k+1)); 1e-10 of margin dwarfs the error of
+                // ln/exp, so every value strictly inside maps to k under `key`.
+                let lo = (f64::from(k) * self.gamma_ln).exp() * (1.0 + 1e-10);
+                let hi = (f64::from(k + 1) * self.gamma_ln).exp() * (1.0 - 1e-10);
+                self.run = (lo, hi, k);
+            }
+        }
+        for (&(v, c), &k) in pending.iter().zip(&keys) {
+            if v > min {
+                if self.pos.add(k, v, c) {
+                    self.pos.flush_into(&mut self.sketch);
+                    self.pos = Bins::default();
+                }
+            } else if v < -min {
+                if self.neg.add(k, v, c) {
+                    self.neg.flush_into(&mut self.sketch);
+                    self.neg = Bins::default();
+                }
+            } else {
+                self.zeros += c;
+            }
+        }
+        self.pending = pending;
+        self.pending.clear();
     }
 
     /// The sketch with the local counts added.
@@ -169,6 +199,9 @@ impl Quant {
             if n > 0 {
                 s.add_with_count(f64::from_bits(bits), n);
             }
+        }
+        for &(v, n) in &self.pending {
+            s.add_with_count(v, n);
         }
         self.pos.flush_into(&mut s);
         self.neg.flush_into(&mut s);
@@ -190,6 +223,16 @@ impl Quant {
                 .merge(&theirs)
                 .expect("quantile sketches share one config (checked with the options)");
         }
+    }
+}
+
+#[inline]
+fn floor_i64(x: f64) -> i64 {
+    let t = x as i64;
+    if (t as f64) > x {
+        t - 1
+    } else {
+        t
     }
 }
 
