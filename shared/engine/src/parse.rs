@@ -100,7 +100,7 @@ pub struct RecordBuf {
     pub too_large: bool,
     /// At least one field was quoted (the record's raw bytes differ from its fields).
     pub any_quoted: bool,
-    field_start: usize,
+    limit: usize,
     max_field: usize,
     max_record: usize,
 }
@@ -115,22 +115,21 @@ impl RecordBuf {
         self.stray_quote = false;
         self.too_large = false;
         self.any_quoted = false;
-        self.field_start = 0;
         self.max_field = cfg.max_field_bytes;
         self.max_record = cfg.max_record_bytes;
+        self.limit = self.max_field.min(self.max_record);
     }
 
     #[inline]
     fn push(&mut self, bytes: &[u8]) {
-        if self.too_large || bytes.is_empty() {
-            return;
-        }
-        let len = self.text.len();
-        if len - self.field_start + bytes.len() > self.max_field
-            || len + bytes.len() > self.max_record
-        {
-            // Bounded memory: stop buffering; the record will be rejected.
-            self.too_large = true;
+        // One comparison on the hot path: `limit` is where the current field (or the record)
+        // becomes too large; 0 once the record is too large.
+        if self.text.len() + bytes.len() > self.limit {
+            if !bytes.is_empty() {
+                // Bounded memory: stop buffering; the record will be rejected.
+                self.too_large = true;
+                self.limit = 0;
+            }
             return;
         }
         self.text.extend_from_slice(bytes);
@@ -143,10 +142,12 @@ impl RecordBuf {
         }
         if self.ends.len() * 8 >= self.max_record {
             self.too_large = true;
+            self.limit = 0;
             return;
         }
-        self.ends.push(self.text.len());
-        self.field_start = self.text.len();
+        let len = self.text.len();
+        self.ends.push(len);
+        self.limit = len.saturating_add(self.max_field).min(self.max_record);
     }
 }
 
