@@ -40,12 +40,23 @@ pub struct Config {
     pub sniff_bytes: u64,
     /// Days a job record is kept after it is created (`TESSERA_JOB_TTL_DAYS`, default 30).
     pub job_ttl_days: u64,
+    /// Declared sizes above this get a multipart upload (`TESSERA_MULTIPART_THRESHOLD`,
+    /// default 100 MiB); at or below it, one presigned PUT unless the client asks for multipart.
+    pub multipart_threshold: u64,
+    /// Smallest part size handed out for multipart uploads (`TESSERA_PART_SIZE`, default 8 MiB,
+    /// 5 MiB to 5 GiB). Larger files get larger parts so that no upload needs more than 10,000.
+    pub part_size: u64,
 }
 
 /// Defaults, also used by the local runtime and tests as a base.
 pub const DEFAULT_CHUNK_SIZE: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024 * 1024;
 pub const MAX_PRESIGN_TTL_SECS: u64 = 900;
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 100 * 1024 * 1024;
+pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// S3's part size limits: every part but the last is at least 5 MiB, none above 5 GiB.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -86,6 +97,14 @@ impl Config {
                 why: "must be between 1 and 900 seconds",
             });
         }
+        let part_size = num("TESSERA_PART_SIZE", DEFAULT_PART_SIZE)?;
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+            return Err(ConfigError::Invalid {
+                name: "TESSERA_PART_SIZE",
+                value: part_size.to_string(),
+                why: "must be between 5 MiB (5242880) and 5 GiB (5368709120), S3's part limits",
+            });
+        }
         Ok(Config {
             region: get("AWS_REGION")
                 .or_else(|| get("AWS_DEFAULT_REGION"))
@@ -100,6 +119,8 @@ impl Config {
             presign_ttl: Duration::from_secs(ttl),
             sniff_bytes: num("TESSERA_SNIFF_BYTES", 64 * 1024)?.max(1024),
             job_ttl_days: num("TESSERA_JOB_TTL_DAYS", 30)?,
+            multipart_threshold: num("TESSERA_MULTIPART_THRESHOLD", DEFAULT_MULTIPART_THRESHOLD)?,
+            part_size,
         })
     }
 }
@@ -157,5 +178,19 @@ mod tests {
         let mut v = BASE.to_vec();
         v.push(("TESSERA_CHUNK_SIZE", "abc"));
         assert!(cfg(&v).unwrap_err().to_string().contains("whole number"));
+        let mut v = BASE.to_vec();
+        v.push(("TESSERA_PART_SIZE", "1048576"));
+        let e = cfg(&v).unwrap_err().to_string();
+        assert!(
+            e.contains("TESSERA_PART_SIZE") && e.contains("5 MiB"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn multipart_defaults() {
+        let c = cfg(&BASE).unwrap();
+        assert_eq!(c.multipart_threshold, 100 * 1024 * 1024);
+        assert_eq!(c.part_size, 8 * 1024 * 1024);
     }
 }

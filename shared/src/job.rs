@@ -99,6 +99,24 @@ pub struct Job {
     pub results: ResultKeys,
     /// Epoch seconds after which DynamoDB deletes the record (TTL).
     pub expires_at: i64,
+    /// The S3 multipart upload of the source, when the upload is multipart (`None`: one PUT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// Part size and count of a multipart upload (0 for a single PUT).
+    #[serde(default)]
+    pub part_size: u64,
+    #[serde(default)]
+    pub part_count: u32,
+    /// Set once `CompleteMultipartUpload` succeeded, so a second `complete` gets the same answer
+    /// even before the planner has moved the job past `awaiting_upload`.
+    #[serde(default)]
+    pub upload_completed: bool,
+    /// Chunks whose failure failed the job. Non-empty means the owner may retry the job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_chunks: Vec<u32>,
+    /// How many times the owner retried the job.
+    #[serde(default)]
+    pub retries: u32,
 }
 
 /// What owners see of a job (`GET /v1/jobs/{id}`, WebSocket pushes). No internal keys.
@@ -119,6 +137,16 @@ pub struct JobSnapshot {
     pub dialect: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<JobError>,
+    /// Chunks whose failure failed the job (`POST /v1/jobs/{id}/retry` re-runs them).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub failed_chunks: Vec<u32>,
+    /// Times the owner retried the job.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Progress in bytes and chunks.
@@ -159,7 +187,15 @@ impl Job {
             columns: self.columns.clone(),
             dialect: self.dialect.clone(),
             error: self.error.clone(),
+            failed_chunks: self.failed_chunks.clone(),
+            retries: self.retries,
         }
+    }
+
+    /// Whether the owner may retry the job: it failed because of chunks (not of its data as a
+    /// whole, e.g. a size mismatch), so re-running those chunks can complete it.
+    pub fn is_retryable(&self) -> bool {
+        self.state == JobState::Failed && !self.failed_chunks.is_empty()
     }
 }
 

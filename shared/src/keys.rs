@@ -29,6 +29,31 @@ pub fn part_key(owner: &str, job_id: &str, kind: &str, index: u32) -> String {
     format!("{}/parts/{kind}/{index:06}", results_prefix(owner, job_id))
 }
 
+/// Every key a job may have written under its results prefix: the per-chunk parts (including
+/// the finaliser's rebased rejected parts) and the final outputs. Known without listing, so a
+/// cancelled job's outputs can be deleted with `DeleteObjects` alone (no `ListBucket` grant).
+pub fn job_output_keys(owner: &str, job_id: &str, chunk_count: u32) -> Vec<String> {
+    let mut keys = Vec::with_capacity(chunk_count as usize * 4 + 5);
+    for i in 0..chunk_count {
+        keys.extend(chunk_part_keys(owner, job_id, i));
+    }
+    keys.push(part_key(owner, job_id, "rejected-header", 0));
+    let prefix = results_prefix(owner, job_id);
+    for name in ["clean.csv", "rejected.csv", "profile.json", "manifest.json"] {
+        keys.push(format!("{prefix}/{name}"));
+    }
+    keys
+}
+
+/// The parts one chunk writes (`clean`, `rejected`, `result`, and the finaliser's
+/// `rejected-final`).
+pub fn chunk_part_keys(owner: &str, job_id: &str, index: u32) -> Vec<String> {
+    ["clean", "rejected", "result", "rejected-final"]
+        .iter()
+        .map(|k| part_key(owner, job_id, k, index))
+        .collect()
+}
+
 /// `(owner, job_id)` from a source key, or `None` when the key is not an upload's source.
 pub fn parse_source_key(key: &str) -> Option<(String, String)> {
     let mut it = key.split('/');
@@ -56,6 +81,16 @@ mod tests {
                 Some((owner.to_string(), "job-1".to_string()))
             );
         }
+    }
+
+    #[test]
+    fn output_keys_cover_parts_and_outputs() {
+        let keys = job_output_keys("a", "j", 2);
+        assert_eq!(keys.len(), 2 * 4 + 5);
+        assert!(keys.contains(&"results/a/j/parts/clean/000001".to_string()));
+        assert!(keys.contains(&"results/a/j/parts/rejected-header/000000".to_string()));
+        assert!(keys.contains(&"results/a/j/manifest.json".to_string()));
+        assert!(keys.iter().all(|k| k.starts_with("results/a/j/")));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub enum PipelineError {
     Malformed(String),
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
+    /// The source object is not the one the job was planned for (replaced with one of another
+    /// size, or deleted). SQS retries cannot fix that: the chunk fails the job.
+    #[error("source changed: {0}")]
+    SourceChanged(String),
 }
 
 /// The pipeline's dependencies.
@@ -196,21 +200,10 @@ impl Pipeline {
 
     /// Sends the chunk tasks of a planned job and moves it to `processing`.
     async fn enqueue(&self, job: &Job) -> Result<(), PipelineError> {
-        let tasks = split::plan(job.declared_size, job.header_len, job.chunk_size.max(1));
-        if tasks.is_empty() {
+        let msgs = chunk_tasks(job);
+        if msgs.is_empty() {
             return self.finalize(job).await;
         }
-        let msgs: Vec<ChunkTaskMessage> = tasks
-            .iter()
-            .map(|t| ChunkTaskMessage {
-                job_id: job.id.clone(),
-                owner: job.owner.clone(),
-                index: t.index,
-                start: t.start,
-                end: t.end,
-                start_in_quotes: t.start_in_quotes,
-            })
-            .collect();
         self.queue.send_all(&msgs).await?;
         self.jobs.mark_processing(&job.id).await?;
         // Chunk workers accept tasks while the job is still `queued`; if they all finished before
@@ -264,8 +257,22 @@ impl Pipeline {
         };
         let result = match self.run_chunk(&job, &engine_task).await {
             Ok(r) => r,
+            // Failures that redelivery cannot fix fail the job at once, naming the chunk, so the
+            // owner sees why and may retry it (`POST /v1/jobs/{id}/retry`) once the cause is gone.
             Err(PipelineError::Engine(e)) => {
-                self.fail(&job, e.code(), e.to_string()).await?;
+                self.fail_chunk(&job, task.index, e.code(), e.to_string())
+                    .await?;
+                return Ok(());
+            }
+            Err(PipelineError::SourceChanged(detail)) => {
+                let message = format!(
+                    "Chunk {} could not read the uploaded file as planned: {detail}. The file was \
+                     replaced or removed after its upload; put the original back and retry the \
+                     job, or upload it again as a new job.",
+                    task.index
+                );
+                self.fail_chunk(&job, task.index, "source_changed", message)
+                    .await?;
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -290,9 +297,34 @@ impl Pipeline {
                 tracing::info!(job_id = %job.id, chunk = task.index, "chunk was already done (redelivery)");
                 return Ok(());
             }
-            ChunkCommit::JobNotActive => return Ok(()),
+            ChunkCommit::JobNotActive => {
+                // Cancelled while this chunk ran: the cancel deleted the parts that existed then;
+                // this chunk's were written after, so it removes its own.
+                let state = self.jobs.get(&job.id).await?.map(|j| j.state);
+                if state == Some(JobState::Cancelled) {
+                    let keys = keys::chunk_part_keys(&job.owner, &job.id, task.index);
+                    if let Err(e) = self.objects.delete_keys(&keys).await {
+                        tracing::warn!(job_id = %job.id, chunk = task.index, error = %e, "could not delete the parts of a cancelled job's chunk; the bucket's expiry rule will");
+                    }
+                }
+                return Ok(());
+            }
         }
         self.finalize_if_done(&job.id).await
+    }
+
+    async fn fail_chunk(
+        &self,
+        job: &Job,
+        index: u32,
+        code: &str,
+        message: String,
+    ) -> Result<(), PipelineError> {
+        tracing::warn!(job_id = %job.id, chunk = index, code, %message, "chunk failed the job");
+        self.jobs
+            .mark_chunk_failed(&job.id, index, &job_error(code, message))
+            .await?;
+        Ok(())
     }
 
     /// Streams one chunk's range from S3 through the engine and writes its parts and result.
@@ -313,7 +345,21 @@ impl Pipeline {
             // Chunk 0's clean part begins with the header, so stitching is a plain concatenation.
             clean.buf.extend_from_slice(&clean_header(&job.columns));
         }
-        let mut body = self.objects.stream_from(&job.source_key, read_from).await?;
+        let Some((mut body, total)) = self
+            .objects
+            .stream_from_sized(&job.source_key, read_from)
+            .await?
+        else {
+            return Err(PipelineError::SourceChanged(format!(
+                "the object is gone or shorter than byte {read_from}"
+            )));
+        };
+        if let Some(total) = total.filter(|&t| t != job.declared_size) {
+            return Err(PipelineError::SourceChanged(format!(
+                "the object is {total} bytes, the job was planned for {}",
+                job.declared_size
+            )));
+        }
         loop {
             let next = body.try_next().await.map_err(|e| {
                 PipelineError::Store(StoreError::Service {
@@ -448,6 +494,13 @@ impl Pipeline {
             .await?;
         if self.jobs.mark_completed(&job.id, &totals, &results).await? {
             tracing::info!(job_id = %job.id, rows = totals.rows, rejected = totals.rejected_rows, reruns = reruns.len(), "job completed");
+        } else if self.jobs.get(&job.id).await?.map(|j| j.state) == Some(JobState::Cancelled) {
+            // Cancelled while finalising: the job cannot complete (the move is conditional), and
+            // the outputs written above must not outlive it.
+            let keys = keys::job_output_keys(&job.owner, &job.id, job.chunk_count);
+            if let Err(e) = self.objects.delete_keys(&keys).await {
+                tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
+            }
         }
         Ok(())
     }
@@ -515,6 +568,45 @@ impl Pipeline {
         serde_json::from_slice(&bytes)
             .map_err(|e| PipelineError::Malformed(format!("chunk {index} result: {e}")))
     }
+}
+
+/// The chunk tasks of a planned job, one per byte range (none for a header-only file).
+pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
+    split::plan(job.declared_size, job.header_len, job.chunk_size.max(1))
+        .iter()
+        .map(|t| ChunkTaskMessage {
+            job_id: job.id.clone(),
+            owner: job.owner.clone(),
+            index: t.index,
+            start: t.start,
+            end: t.end,
+            start_in_quotes: t.start_in_quotes,
+        })
+        .collect()
+}
+
+/// Re-enqueues the chunks of `job` that have no completion record (a retry: the failed chunks,
+/// and any that were skipped because the job had failed). Returns how many were sent. Chunks
+/// that completed keep their parts and counters; the finaliser recomputes the totals from every
+/// chunk's result, so they come out exact.
+pub async fn requeue_unfinished(
+    jobs: &JobStore,
+    queue: &TaskQueue,
+    job: &Job,
+) -> Result<u32, StoreError> {
+    let done: std::collections::HashSet<u32> = jobs
+        .chunks(&job.id)
+        .await?
+        .iter()
+        .map(|c| c.index)
+        .collect();
+    let todo: Vec<ChunkTaskMessage> = chunk_tasks(job)
+        .into_iter()
+        .filter(|t| !done.contains(&t.index))
+        .collect();
+    queue.send_all(&todo).await?;
+    tracing::info!(job_id = %job.id, requeued = todo.len(), done = done.len(), "job retried");
+    Ok(todo.len() as u32)
 }
 
 /// First line of every rejected output (the engine writes the rows below it).

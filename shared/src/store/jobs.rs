@@ -95,6 +95,63 @@ pub struct Totals {
     pub bytes: u64,
 }
 
+/// Where a page of a user's job list ends: the owner index's key of the last job returned.
+/// Callers turn it into an opaque cursor and back; [`JobStore::list_page`] checks it belongs to
+/// the owner before DynamoDB sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerPageKey {
+    pub pk: String,
+    pub sk: String,
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+}
+
+impl OwnerPageKey {
+    fn to_item(&self) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_string(), s(&self.pk)),
+            ("sk".to_string(), s(&self.sk)),
+            ("gsi1pk".to_string(), s(&self.gsi1pk)),
+            ("gsi1sk".to_string(), s(&self.gsi1sk)),
+        ])
+    }
+
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
+        let get = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        Some(OwnerPageKey {
+            pk: get("pk")?,
+            sk: get("sk")?,
+            gsi1pk: get("gsi1pk")?,
+            gsi1sk: get("gsi1sk")?,
+        })
+    }
+
+    /// Whether the key is a job key in `owner`'s partition of the index.
+    pub fn belongs_to(&self, owner: &str) -> bool {
+        self.gsi1pk == format!("OWNER#{owner}")
+            && self.sk == "META"
+            && self.pk.starts_with("JOB#")
+            && self.gsi1sk.ends_with(&self.pk["JOB#".len()..])
+    }
+}
+
+/// One page of a user's jobs.
+#[derive(Debug, Clone)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Where the next page starts; `None` when the index is exhausted.
+    pub next: Option<OwnerPageKey>,
+}
+
+/// The states a job can be cancelled from (every non-final one).
+const ACTIVE: [JobState; 4] = [
+    JobState::AwaitingUpload,
+    JobState::Queued,
+    JobState::Processing,
+    JobState::Finalizing,
+];
+
 /// The jobs table adapter.
 #[derive(Clone, Debug)]
 pub struct JobStore {
@@ -186,6 +243,79 @@ impl JobStore {
                     })
             })
             .collect()
+    }
+
+    /// A page of `owner`'s jobs, newest first, optionally only those in `state`, starting after
+    /// `start`. Reads index pages until `limit` jobs are found or the index is exhausted (the
+    /// state filter is applied by DynamoDB after each page is read, so a page may hold fewer).
+    pub async fn list_page(
+        &self,
+        owner: &str,
+        state: Option<JobState>,
+        limit: usize,
+        start: Option<&OwnerPageKey>,
+    ) -> Result<JobPage, StoreError> {
+        let mut jobs = Vec::new();
+        let mut from = start.map(OwnerPageKey::to_item);
+        loop {
+            let want = limit - jobs.len();
+            // With a filter, read more than needed per page: sparse states would otherwise cost
+            // one round trip per job.
+            let page_limit = if state.is_some() {
+                (want * 4).clamp(25, 200)
+            } else {
+                want
+            };
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("gsi1pk = :o")
+                .expression_attribute_values(":o", s(format!("OWNER#{owner}")))
+                .scan_index_forward(false)
+                .limit(page_limit as i32)
+                .set_exclusive_start_key(from.take());
+            if let Some(st) = state {
+                q = q
+                    .filter_expression("#state = :st")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":st", s(st.as_str()));
+            }
+            let out = q
+                .send()
+                .await
+                .map_err(|e| StoreError::service("Query(by_owner)", e))?;
+            let items = out.items.unwrap_or_default();
+            let more_in_index = out
+                .last_evaluated_key
+                .as_ref()
+                .is_some_and(|k| !k.is_empty());
+            let count = items.len();
+            for (i, item) in items.into_iter().enumerate() {
+                let key = OwnerPageKey::from_item(&item);
+                let it: JobItem =
+                    serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
+                        what: "job",
+                        detail: e.to_string(),
+                    })?;
+                jobs.push(it.job);
+                if jobs.len() == limit {
+                    // Stop after this job; the next page starts after it (its own key is a valid
+                    // ExclusiveStartKey), unless nothing can follow it.
+                    let next = if i + 1 < count || more_in_index {
+                        key
+                    } else {
+                        None
+                    };
+                    return Ok(JobPage { jobs, next });
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => from = Some(k),
+                _ => return Ok(JobPage { jobs, next: None }),
+            }
+        }
     }
 
     /// Moves a job from one of `from` to `to`, setting extra attributes in the same write.
@@ -304,18 +434,97 @@ impl JobStore {
             what: "error",
             detail: e.to_string(),
         })?;
+        self.transition(id, &ACTIVE, JobState::Failed, vec![("error", err)])
+            .await
+    }
+
+    /// Any non-final state `-> failed` because chunk `index` failed; the chunk is recorded so the
+    /// owner may retry the job. False when the job was already final (a second failing chunk
+    /// of a job that failed already: retry re-runs every chunk without a completion record, so
+    /// it need not be recorded).
+    pub async fn mark_chunk_failed(
+        &self,
+        id: &str,
+        index: u32,
+        error: &JobError,
+    ) -> Result<bool, StoreError> {
+        let err = serde_dynamo::to_attribute_value(error).map_err(|e| StoreError::Malformed {
+            what: "error",
+            detail: e.to_string(),
+        })?;
         self.transition(
             id,
-            &[
-                JobState::AwaitingUpload,
-                JobState::Queued,
-                JobState::Processing,
-                JobState::Finalizing,
-            ],
+            &ACTIVE,
             JobState::Failed,
-            vec![("error", err)],
+            vec![
+                ("error", err),
+                ("failed_chunks", AttributeValue::L(vec![n(index)])),
+            ],
         )
         .await
+    }
+
+    /// Any non-final state `-> cancelled`. False when the job was already final.
+    pub async fn mark_cancelled(&self, id: &str) -> Result<bool, StoreError> {
+        self.transition(id, &ACTIVE, JobState::Cancelled, vec![])
+            .await
+    }
+
+    /// `failed -> processing` for a retry by the owner: only a job that failed because of
+    /// chunks (`failed_chunks` non-empty). Clears the error and the failed chunks and counts the
+    /// retry, in one conditional write; exactly one of two concurrent retries wins.
+    pub async fn mark_retrying(&self, id: &str) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(id)))
+            .key("sk", s("META"))
+            .update_expression(
+                "SET #state = :to, updated_at = :now, retries = if_not_exists(retries, :zero) + :one \
+                 REMOVE #error, failed_chunks",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND #state = :failed AND size(failed_chunks) > :zero",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":to", s(JobState::Processing.as_str()))
+            .expression_attribute_values(":failed", s(JobState::Failed.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::service("UpdateItem(job retry)", e)),
+        }
+    }
+
+    /// Notes that the client's multipart upload was completed in S3 (the job stays
+    /// `awaiting_upload` until the planner sees the object). False if the job moved on already.
+    pub async fn mark_upload_completed(&self, id: &str) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(id)))
+            .key("sk", s("META"))
+            .update_expression("SET upload_completed = :t, updated_at = :now")
+            .condition_expression("attribute_exists(pk) AND #state = :awaiting")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":awaiting", s(JobState::AwaitingUpload.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::service("UpdateItem(upload completed)", e)),
+        }
     }
 
     /// Records a chunk's completion and adds its counters to the job, once.
@@ -444,4 +653,28 @@ where
         .and_then(|se| se.code())
         .map(|c| c == "ConditionalCheckFailedException")
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_keys_belong_to_their_owner_only() {
+        let k = OwnerPageKey {
+            pk: "JOB#j1".into(),
+            sk: "META".into(),
+            gsi1pk: "OWNER#alice".into(),
+            gsi1sk: "2026-11-26T08:00:00.000Z#j1".into(),
+        };
+        assert!(k.belongs_to("alice"));
+        assert!(!k.belongs_to("bob"));
+        let item = k.to_item();
+        assert_eq!(OwnerPageKey::from_item(&item), Some(k.clone()));
+        let chunk = OwnerPageKey {
+            sk: "CHUNK#000001".into(),
+            ..k
+        };
+        assert!(!chunk.belongs_to("alice"));
+    }
 }

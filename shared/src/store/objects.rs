@@ -24,6 +24,44 @@ pub struct Presigned {
     pub headers: Vec<(String, String)>,
 }
 
+/// A part S3 holds for a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub part_number: u32,
+    /// As S3 reports it (quoted).
+    pub etag: String,
+    pub size: u64,
+}
+
+/// A part the client says it uploaded, for `CompleteMultipartUpload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRef {
+    pub part_number: u32,
+    pub etag: String,
+}
+
+/// Outcome of an operation on a multipart upload that may no longer exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadLookup<T> {
+    Found(T),
+    /// S3 has no such upload (completed, aborted, or expired by the lifecycle rule).
+    NoSuchUpload,
+}
+
+fn is_no_such_upload<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|se| se.code())
+        .is_some_and(|c| c == "NoSuchUpload")
+}
+
+/// ETags compare without their quotes (browsers and SDKs differ in keeping them).
+pub fn same_etag(a: &str, b: &str) -> bool {
+    a.trim().trim_matches('"') == b.trim().trim_matches('"')
+}
+
 /// The bucket adapter.
 #[derive(Clone, Debug)]
 pub struct ObjectStore {
@@ -68,6 +106,178 @@ impl ObjectStore {
         })
     }
 
+    /// Starts the multipart upload of a client's file at `key`; returns the upload id.
+    pub async fn create_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("CreateMultipartUpload", e))?;
+        out.upload_id.ok_or_else(|| StoreError::Malformed {
+            what: "CreateMultipartUpload answer",
+            detail: "no upload id".into(),
+        })
+    }
+
+    /// A presigned `UploadPart` (PUT) for one part, valid for `ttl`. Like [`Self::presign_put`]
+    /// it signs only `host` and carries no checksum terms (the client is built with
+    /// `RequestChecksumCalculation::WhenRequired`), so a browser's plain PUT of the bytes works.
+    pub async fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        let conf = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::service("PresigningConfig", e))?;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number as i32)
+            .presigned(conf)
+            .await
+            .map_err(|e| StoreError::service("presign UploadPart", e))?;
+        Ok(req.uri().to_string())
+    }
+
+    /// Every part S3 holds for the upload, in part order (ListParts, all pages).
+    pub async fn list_upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadLookup<Vec<UploadedPart>>, StoreError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let res = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let out = match res {
+                Ok(o) => o,
+                Err(e) if is_no_such_upload(&e) => return Ok(UploadLookup::NoSuchUpload),
+                Err(e) => return Err(StoreError::service("ListParts", e)),
+            };
+            for p in out.parts.unwrap_or_default() {
+                parts.push(UploadedPart {
+                    part_number: p.part_number.unwrap_or(0).max(0) as u32,
+                    etag: p.e_tag.unwrap_or_default(),
+                    size: p.size.unwrap_or(0).max(0) as u64,
+                });
+            }
+            match (out.is_truncated, out.next_part_number_marker) {
+                (Some(true), Some(m)) if !m.is_empty() => marker = Some(m),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        parts.dedup_by_key(|p| p.part_number);
+        Ok(UploadLookup::Found(parts))
+    }
+
+    /// Completes a client's multipart upload with `parts` (ascending, validated by the caller).
+    pub async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartRef],
+    ) -> Result<UploadLookup<()>, StoreError> {
+        let done: Vec<CompletedPart> = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.part_number as i32)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        let res = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(UploadLookup::Found(())),
+            Err(e) if is_no_such_upload(&e) => Ok(UploadLookup::NoSuchUpload),
+            Err(e) => Err(StoreError::service("CompleteMultipartUpload", e)),
+        }
+    }
+
+    /// Aborts a client's multipart upload; an upload that is already gone is fine.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_no_such_upload(&e) => Ok(()),
+            Err(e) => Err(StoreError::service("AbortMultipartUpload", e)),
+        }
+    }
+
+    /// Deletes `keys` (missing ones are fine), 1,000 per `DeleteObjects` call.
+    pub async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for batch in keys.chunks(1000) {
+            let ids = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::service("ObjectIdentifier builder", e))?;
+            let delete = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::service("Delete builder", e))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| StoreError::service("DeleteObjects", e))?;
+            if let Some(err) = out.errors.unwrap_or_default().first() {
+                return Err(StoreError::Service {
+                    op: "DeleteObjects",
+                    detail: format!(
+                        "{}: {} {}",
+                        err.key.as_deref().unwrap_or("?"),
+                        err.code.as_deref().unwrap_or("?"),
+                        err.message.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Size of an object, or `None` when it does not exist.
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
         match self
@@ -103,6 +313,41 @@ impl ObjectStore {
             .await
             .map_err(|e| StoreError::service("GetObject(range)", e))?;
         Ok(out.body)
+    }
+
+    /// Like [`Self::stream_from`], and also returns the object's whole size as S3 reports it
+    /// in `Content-Range` (`None` if absent), so a reader can check the object is the one it
+    /// planned for without another request. An object shorter than `start` is `Ok(None)`.
+    pub async fn stream_from_sized(
+        &self,
+        key: &str,
+        start: u64,
+    ) -> Result<Option<(ByteStream, Option<u64>)>, StoreError> {
+        let res = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-"))
+            .send()
+            .await;
+        let out = match res {
+            Ok(o) => o,
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se))
+                    .is_some_and(|c| c == "InvalidRange" || c == "NoSuchKey") =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(StoreError::service("GetObject(range)", e)),
+        };
+        let total = out
+            .content_range
+            .as_deref()
+            .and_then(|r| r.rsplit_once('/'))
+            .and_then(|(_, t)| t.trim().parse::<u64>().ok());
+        Ok(Some((out.body, total)))
     }
 
     /// Reads bytes `[start, start+len)` (or fewer at the end) into memory. For small reads only.
@@ -386,5 +631,17 @@ impl MultipartWriter {
             .upload_id(&self.upload_id)
             .send()
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_compare_without_quotes() {
+        assert!(same_etag("\"abc\"", "abc"));
+        assert!(same_etag("abc", "\"abc\""));
+        assert!(!same_etag("\"abc\"", "\"abd\""));
     }
 }

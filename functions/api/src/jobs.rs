@@ -1,0 +1,226 @@
+//! Job control: `GET /v1/jobs` (the caller's jobs, newest first, by state, with a cursor),
+//! `POST /v1/jobs/{id}/cancel` and `POST /v1/jobs/{id}/retry`.
+//!
+//! Not here: `GET /v1/jobs/{id}` (the status function).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tessera_shared::error::ApiError;
+use tessera_shared::http::Caller;
+use tessera_shared::job::{Job, JobSnapshot, JobState};
+use tessera_shared::store::jobs::OwnerPageKey;
+
+use crate::{conflict, discard_outputs, owned_job, ApiState};
+
+/// `GET /v1/jobs` query. Strings, so every bad value gets a coded answer.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /v1/jobs` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<JobSnapshot>,
+    /// Pass as `?cursor=` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_cursor: Option<String>,
+}
+
+/// The opaque cursor: base64url (no padding) of the owner index key of the last job returned.
+pub fn encode_cursor(key: &OwnerPageKey) -> String {
+    let json = serde_json::to_vec(key).expect("a key of strings serialises");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+/// Decodes a cursor made by [`encode_cursor`] for `owner`; anything else is `invalid_cursor`.
+pub fn decode_cursor(cursor: &str, owner: &str) -> Result<OwnerPageKey, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "`cursor` is not one this API gave you; pass `next_cursor` from the previous page unchanged, or leave it out to start again.",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim_end_matches('='))
+        .map_err(|_| invalid())?;
+    let key: OwnerPageKey = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if !key.belongs_to(owner) {
+        return Err(invalid());
+    }
+    Ok(key)
+}
+
+/// `GET /v1/jobs?state=&limit=&cursor=`.
+pub async fn list_jobs(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = match q.limit.as_deref() {
+        None => 50,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::unprocessable("invalid_limit", "`limit` must be between 1 and 100.")
+            })?,
+    };
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(v) => Some(JobState::parse(v).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_state",
+                format!("`state` {v:?} is not a job state; use one of awaiting_upload, queued, processing, finalizing, completed, failed, cancelled."),
+            )
+        })?),
+    };
+    let start = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(decode_cursor(c, &caller.owner)?),
+    };
+    let page = st
+        .jobs
+        .list_page(&caller.owner, state, limit, start.as_ref())
+        .await?;
+    Ok(Json(JobList {
+        jobs: page.jobs.iter().map(Job::snapshot).collect(),
+        next_cursor: page.next.as_ref().map(encode_cursor),
+    }))
+}
+
+fn job_final(job: &Job) -> ApiError {
+    conflict(
+        "job_final",
+        format!(
+            "The job is already {}; a finished job cannot be cancelled.",
+            job.state.as_str()
+        ),
+    )
+}
+
+/// `POST /v1/jobs/{id}/cancel`: any non-final job ends `cancelled`. Pending chunk tasks are
+/// skipped by the workers; the job's partial outputs are deleted (best effort; a chunk or
+/// finaliser still running when the cancel lands deletes what it writes after it).
+pub async fn cancel_job(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobSnapshot>, ApiError> {
+    let job = owned_job(&st, &caller, &id).await?;
+    if job.state.is_final() {
+        return Err(job_final(&job));
+    }
+    if !st.jobs.mark_cancelled(&job.id).await? {
+        let now = st.jobs.get(&job.id).await?.unwrap_or(job);
+        return Err(job_final(&now));
+    }
+    if let (JobState::AwaitingUpload, Some(upload_id)) = (job.state, &job.upload_id) {
+        if let Err(e) = st.objects.abort_upload(&job.source_key, upload_id).await {
+            tracing::warn!(job_id = %job.id, error = %e, "could not abort the cancelled job's upload; the lifecycle rule will");
+        }
+    }
+    let job = st.jobs.get(&job.id).await?.unwrap_or(job);
+    discard_outputs(&st, &job).await;
+    tracing::info!(job_id = %job.id, "job cancelled");
+    Ok(Json(job.snapshot()))
+}
+
+/// `POST /v1/jobs/{id}/retry` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RetryAccepted {
+    pub job_id: String,
+    /// Chunk tasks sent again (those without a completion record).
+    pub chunks_requeued: u32,
+    pub job: JobSnapshot,
+}
+
+/// `POST /v1/jobs/{id}/retry`: a job that failed because of chunks goes back to `processing`
+/// and only its unfinished chunks are enqueued again.
+pub async fn retry_job(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RetryAccepted>), ApiError> {
+    let job = owned_job(&st, &caller, &id).await?;
+    let not_retryable = |job: &Job| {
+        match (job.state, &job.error) {
+        (JobState::Failed, Some(e)) => conflict(
+            "not_retryable",
+            format!(
+                "The job failed as a whole ({}), not in its chunks; retrying cannot change that. Fix the file and upload it again.",
+                e.code
+            ),
+        ),
+        (s, _) => conflict(
+            "job_not_failed",
+            format!("Only a failed job can be retried; this one is {}.", s.as_str()),
+        ),
+    }
+    };
+    if !job.is_retryable() {
+        return Err(not_retryable(&job));
+    }
+    if !st.jobs.mark_retrying(&job.id).await? {
+        // Another retry won, or the job changed: answer from what it is now.
+        let now = st.jobs.get(&job.id).await?.unwrap_or(job);
+        return Err(not_retryable(&now));
+    }
+    let sent = match tessera_shared::pipeline::requeue_unfinished(&st.jobs, &st.queue, &job).await {
+        Ok(n) => n,
+        Err(e) => {
+            // Put the job back as it was, so the owner can retry again.
+            if let (Some(err), Some(&chunk)) = (&job.error, job.failed_chunks.first()) {
+                let _ = st.jobs.mark_chunk_failed(&job.id, chunk, err).await;
+            }
+            return Err(e.into());
+        }
+    };
+    let job = st.jobs.get(&job.id).await?.unwrap_or(job);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RetryAccepted {
+            job_id: job.id.clone(),
+            chunks_requeued: sent,
+            job: job.snapshot(),
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_tampering() {
+        let key = OwnerPageKey {
+            pk: "JOB#j1".into(),
+            sk: "META".into(),
+            gsi1pk: "OWNER#alice".into(),
+            gsi1sk: "2026-11-26T08:00:00.000Z#j1".into(),
+        };
+        let c = encode_cursor(&key);
+        assert!(c
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(decode_cursor(&c, "alice").unwrap(), key);
+        for bad in ["", "!!!", "eyJ4IjoxfQ", &c[..c.len() - 3]] {
+            assert_eq!(
+                decode_cursor(bad, "alice").unwrap_err().code,
+                "invalid_cursor",
+                "{bad}"
+            );
+        }
+        // Bob cannot page through Alice's partition with her cursor.
+        assert_eq!(decode_cursor(&c, "bob").unwrap_err().code, "invalid_cursor");
+    }
+}
