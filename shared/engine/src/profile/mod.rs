@@ -328,18 +328,24 @@ impl ColumnState {
         } as u64;
         self.min_len = self.min_len.min(chars);
         self.max_len = self.max_len.max(chars);
+        // Lexical min/max, except for dates: `YYYY-MM-DD` sorts as text exactly as it does
+        // chronologically, so `date_min`/`date_max` stand in for them (see `lexical_bounds`).
         // Compare 8-byte big-endian prefixes first: a strict difference decides the byte-wise
         // order, so the full comparison (a memcmp call) runs only on equal prefixes.
-        let p = prefix8(b);
-        if self.non_null == 1 {
-            self.set_str_min(v, p);
-            self.set_str_max(v, p);
-        } else if p < self.str_min_prefix || (p == self.str_min_prefix && v < self.str_min.as_str())
-        {
-            self.set_str_min(v, p);
-        } else if p > self.str_max_prefix || (p == self.str_max_prefix && v > self.str_max.as_str())
-        {
-            self.set_str_max(v, p);
+        if !matches!(class, Class::Date(_)) {
+            let p = prefix8(b);
+            if self.non_null - self.counts.date == 1 {
+                self.set_str_min(v, p);
+                self.set_str_max(v, p);
+            } else if p < self.str_min_prefix
+                || (p == self.str_min_prefix && v < self.str_min.as_str())
+            {
+                self.set_str_min(v, p);
+            } else if p > self.str_max_prefix
+                || (p == self.str_max_prefix && v > self.str_max.as_str())
+            {
+                self.set_str_max(v, p);
+            }
         }
         match class {
             Class::Int(i) => {
@@ -410,6 +416,26 @@ impl ColumnState {
         }
     }
 
+    /// Byte-wise min/max over all non-null values: the tracked non-date values, joined by the
+    /// date extremes (canonical `YYYY-MM-DD` text orders like the dates themselves).
+    fn lexical_bounds(&self) -> (String, String) {
+        let mut lo: Option<String> = None;
+        let mut hi: Option<String> = None;
+        if self.non_null > self.counts.date {
+            lo = Some(self.str_min.clone());
+            hi = Some(self.str_max.clone());
+        }
+        if self.counts.date > 0 {
+            let (dlo, dhi) = (
+                civil_from_days(i64::from(self.date_min)),
+                civil_from_days(i64::from(self.date_max)),
+            );
+            lo = Some(lo.map_or(dlo.clone(), |l| l.min(dlo)));
+            hi = Some(hi.map_or(dhi.clone(), |h| h.max(dhi)));
+        }
+        (lo.unwrap_or_default(), hi.unwrap_or_default())
+    }
+
     /// Timestamp min/max over timestamps and dates (a date is midnight UTC, written as itself).
     fn ts_bounds(&self) -> (Option<TsKey>, Option<TsKey>) {
         let date = |d: i32| TsKey {
@@ -434,6 +460,9 @@ impl ColumnState {
     }
 
     fn merge(&mut self, o: &ColumnState) {
+        // Values tracked by the lexical min/max (all but dates), before the counts change.
+        let self_lex = self.non_null - self.counts.date;
+        let o_lex = o.non_null - o.counts.date;
         self.nulls += o.nulls;
         let c = &mut self.counts;
         c.int += o.counts.int;
@@ -463,11 +492,11 @@ impl ColumnState {
                 self.ts_max = Some(k.clone());
             }
         }
-        if o.non_null > 0 {
-            if self.non_null == 0 || o.str_min < self.str_min {
+        if o_lex > 0 {
+            if self_lex == 0 || o.str_min < self.str_min {
                 self.str_min.clone_from(&o.str_min);
             }
-            if self.non_null == 0 || o.str_max > self.str_max {
+            if self_lex == 0 || o.str_max > self.str_max {
                 self.str_max.clone_from(&o.str_max);
             }
             self.str_min_prefix = prefix8(self.str_min.as_bytes());
@@ -527,10 +556,10 @@ impl ColumnState {
                 self.ts_bounds().0.map(|k| Scalar::Text(k.text)),
                 self.ts_bounds().1.map(|k| Scalar::Text(k.text)),
             ),
-            ColumnType::String => (
-                Some(Scalar::Text(self.str_min.clone())),
-                Some(Scalar::Text(self.str_max.clone())),
-            ),
+            ColumnType::String => {
+                let (lo, hi) = self.lexical_bounds();
+                (Some(Scalar::Text(lo)), Some(Scalar::Text(hi)))
+            }
         };
         let numeric = matches!(ty, ColumnType::Integer | ColumnType::Decimal);
         let sketch = if numeric {

@@ -153,6 +153,17 @@ fn typed_min_max() {
             Some(Scalar::Text("zebra".into()))
         )
     );
+    // Dates inside a string column still count for the lexical min/max.
+    let c = column_of(&["2024-01-01", "abc", "1999-12-31", "Zed", "2030-05-05"]);
+    assert_eq!(
+        (c.min, c.max),
+        (
+            Some(Scalar::Text("1999-12-31".into())),
+            Some(Scalar::Text("abc".into()))
+        )
+    );
+    let c = column_of(&["2024-01-01", "x"]);
+    assert_eq!(c.min, Some(Scalar::Text("2024-01-01".into())));
     let c = column_of(&["true", "true"]);
     assert_eq!(
         (c.min, c.max),
@@ -476,6 +487,11 @@ fn assert_reports_match(
             }
         }
         let n: u64 = truth.values().sum();
+        if w.r#type == ColumnType::String {
+            let lo = truth.keys().min().map(|s| Scalar::Text(s.to_string()));
+            let hi = truth.keys().max().map(|s| Scalar::Text(s.to_string()));
+            assert_eq!((&w.min, &w.max), (&lo, &hi));
+        }
         for r in [g, w] {
             assert!(r.top_error <= n / (opts.top_capacity as u64 / 2 + 1));
             for t in &r.top {
