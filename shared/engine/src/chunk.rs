@@ -41,6 +41,11 @@ pub struct ChunkOptions {
     pub max_record_bytes: usize,
     /// Write clean and rejected rows (false for profile-only runs).
     pub emit_rows: bool,
+    /// A chunk running on a *guessed* start state gives up once it has read this many bytes past
+    /// `end` without finishing its last record (a wrong guess can otherwise read to the end of
+    /// the file); it is then re-run with the known state. 64 MiB: beyond the largest record.
+    #[serde(default = "default_overrun")]
+    pub max_speculative_overrun_bytes: u64,
     /// Options of the column profile.
     pub profile: ProfileOptions,
 }
@@ -51,9 +56,14 @@ impl Default for ChunkOptions {
             max_field_bytes: 1 << 20,
             max_record_bytes: 16 << 20,
             emit_rows: true,
+            max_speculative_overrun_bytes: default_overrun(),
             profile: ProfileOptions::default(),
         }
     }
+}
+
+fn default_overrun() -> u64 {
+    64 << 20
 }
 
 /// Whether the caller should keep feeding.
@@ -92,6 +102,10 @@ pub struct ChunkResult {
     pub bytes_in_range: u64,
     /// The last owned record was inside quotes at end of file (offset of its opening quote).
     pub open_quote_at_eof: Option<u64>,
+    /// The chunk gave up reading past `end` on a guessed start state (its outputs are
+    /// incomplete; `split::validate` always re-runs it).
+    #[serde(default)]
+    pub abandoned: bool,
     /// The chunk's column profile.
     pub profile: ProfileState,
 }
@@ -104,6 +118,7 @@ impl ChunkResult {
             assumed_start_in_quotes: self.assumed_start_in_quotes,
             quote_count_in_range: self.quote_count_in_range,
             open_quote_at_eof: self.open_quote_at_eof,
+            abandoned: self.abandoned,
         }
     }
 }
@@ -143,6 +158,8 @@ pub struct ChunkProcessor {
     rows: u64,
     rejected_rows: u64,
     done: bool,
+    abandoned: bool,
+    max_overrun: u64,
     open_quote_at_eof: Option<u64>,
     profile: ProfileState,
 }
@@ -182,6 +199,8 @@ impl ChunkProcessor {
             rows: 0,
             rejected_rows: 0,
             done: false,
+            abandoned: false,
+            max_overrun: opts.max_speculative_overrun_bytes,
             open_quote_at_eof: None,
             profile: ProfileState::new(columns.to_vec(), &opts.profile),
         }
@@ -256,6 +275,14 @@ impl ChunkProcessor {
         if !self.done {
             self.run(bytes)?;
         }
+        if !self.done
+            && self.task.start_in_quotes.is_none()
+            && self.pos > self.task.end.saturating_add(self.max_overrun)
+        {
+            // Most likely a wrong guess reading on to EOF; validation re-runs this chunk.
+            self.abandoned = true;
+            self.done = true;
+        }
         self.flush(clean, rejected)?;
         Ok(if self.done {
             Feed::Done
@@ -319,6 +346,7 @@ impl ChunkProcessor {
             blank_lines: parser.blank_lines(),
             bytes_in_range,
             open_quote_at_eof: self.open_quote_at_eof,
+            abandoned: self.abandoned,
             profile: self.profile,
         })
     }

@@ -85,17 +85,20 @@ pub struct ChunkSummary {
     /// Set when the chunk's last owned record was still inside quotes at end of file: the offset
     /// of the quote that opened it. Only an error if the chunk's start state was right.
     pub open_quote_at_eof: Option<u64>,
+    /// The chunk stopped reading past its end on a guessed state: always re-run.
+    #[serde(default)]
+    pub abandoned: bool,
 }
 
-/// Returns the chunks (by index, in order) whose assumed start state is wrong, with the correct
-/// state to re-run them with. `summaries` must hold every chunk of the file, in any order.
+/// Returns the chunks (by index, in order) whose assumed start state is wrong (or that were
+/// abandoned), with the correct state to re-run them with. `summaries` must hold every chunk of the file, in any order.
 pub fn validate(summaries: &[ChunkSummary]) -> Vec<(u32, bool)> {
     let mut sorted: Vec<&ChunkSummary> = summaries.iter().collect();
     sorted.sort_by_key(|s| s.index);
     let mut in_quotes = false;
     let mut rerun = Vec::new();
     for s in sorted {
-        if s.assumed_start_in_quotes != in_quotes {
+        if s.assumed_start_in_quotes != in_quotes || s.abandoned {
             rerun.push((s.index, in_quotes));
         }
         in_quotes ^= s.quote_count_in_range % 2 == 1;
@@ -149,6 +152,7 @@ mod tests {
             assumed_start_in_quotes: assumed,
             quote_count_in_range: q,
             open_quote_at_eof: None,
+            abandoned: false,
         };
         let v = validate(&[s(0, false, 1), s(1, false, 2), s(2, true, 1), s(3, true, 0)]);
         assert_eq!(v, vec![(1, true), (3, false)]);

@@ -426,3 +426,47 @@ fn long_quoted_field_beyond_the_guess_window_is_rerun() {
     assert_eq!(out.summary.rows, 2);
     check(&data, 50_000, 65_536, true);
 }
+
+#[test]
+fn abandoned_speculative_chunks_are_rerun() {
+    // Chunks inside the long quoted field guess "outside" (no quote in their window) and would
+    // read on; with a small overrun cap they give up and are re-run with the known state.
+    let mut data = b"id,text\n1,\"".to_vec();
+    data.extend(std::iter::repeat_n(b'x', 300_000));
+    data.extend_from_slice(b"\n\"\n2,ok\n3,\"a\nb\"\n");
+    let mut o = opts(20_000, 4096, true);
+    o.chunk.max_speculative_overrun_bytes = 1_000;
+    let capped = process_bytes(&data, &o).unwrap();
+    assert!(
+        capped.chunks.iter().all(|c| !c.abandoned),
+        "re-runs replace abandoned chunks"
+    );
+    let plain = process_bytes(&data, &opts(20_000, 4096, true)).unwrap();
+    assert_eq!(capped.clean, plain.clean);
+    assert_eq!(capped.rejected, plain.rejected);
+    assert_eq!(capped.summary.rows, 3);
+    assert!(capped.summary.reruns >= plain.summary.reruns);
+    check(&data, 20_000, 4096, true);
+    // And the cap really fires: a guessed chunk inside the field gives up.
+    let task = tessera_engine::split::ChunkTask {
+        index: 3,
+        start: 60_000,
+        end: 80_000,
+        start_in_quotes: None,
+    };
+    let sn = tessera_engine::dialect::sniff(&data, &DialectOverrides::default()).unwrap();
+    let r = tessera_engine::file::run_chunk(
+        data.as_slice(),
+        data.len() as u64,
+        &task,
+        &sn.dialect,
+        &sn.columns,
+        &o.chunk,
+        4096,
+        &mut std::io::sink(),
+        &mut std::io::sink(),
+    )
+    .unwrap();
+    assert!(r.abandoned);
+    assert_eq!(r.quote_count_in_range, 0);
+}
