@@ -591,10 +591,15 @@ fn http_routes_are_authorised_except_health() {
     assert_eq!(
         routes,
         [
+            ("DELETE /v1/uploads/{job}".to_string(), false),
             ("GET /v1/health".to_string(), true),
             ("GET /v1/jobs".to_string(), false),
             ("GET /v1/jobs/{id}".to_string(), false),
+            ("GET /v1/uploads/{job}/parts".to_string(), false),
+            ("POST /v1/jobs/{id}/cancel".to_string(), false),
+            ("POST /v1/jobs/{id}/retry".to_string(), false),
             ("POST /v1/uploads".to_string(), false),
+            ("POST /v1/uploads/{job}/complete".to_string(), false),
         ]
     );
 }
@@ -679,8 +684,14 @@ fn function_permissions_are_exactly_these() {
             &[
                 "dynamodb:GetItem JobsTable",
                 "dynamodb:PutItem JobsTable",
+                "dynamodb:Query JobsTable",
                 "dynamodb:Query JobsTable/index/by_owner",
+                "dynamodb:UpdateItem JobsTable",
+                "s3:AbortMultipartUpload DataBucket/uploads/*",
+                "s3:DeleteObject DataBucket/results/*",
+                "s3:ListMultipartUploadParts DataBucket/uploads/*",
                 "s3:PutObject DataBucket/uploads/*",
+                "sqs:SendMessage ChunkTasksQueue",
             ],
         ),
         (
@@ -692,6 +703,7 @@ fn function_permissions_are_exactly_these() {
                 "dynamodb:Query JobsTable",
                 "dynamodb:UpdateItem JobsTable",
                 "s3:AbortMultipartUpload DataBucket/results/*",
+                "s3:DeleteObject DataBucket/results/*",
                 "s3:GetObject DataBucket/results/*",
                 "s3:GetObject DataBucket/uploads/*",
                 "s3:ListMultipartUploadParts DataBucket/results/*",
@@ -704,6 +716,7 @@ fn function_permissions_are_exactly_these() {
                 "dynamodb:GetItem JobsTable",
                 "dynamodb:UpdateItem JobsTable",
                 "s3:AbortMultipartUpload DataBucket/results/*",
+                "s3:DeleteObject DataBucket/results/*",
                 "s3:GetObject DataBucket/results/*",
                 "s3:GetObject DataBucket/uploads/*",
                 "s3:ListMultipartUploadParts DataBucket/results/*",
