@@ -246,10 +246,8 @@ struct ColumnState {
     /// Over timestamp-class values only; dates join in at report time (see `ts_bounds`).
     ts_min: Option<TsKey>,
     ts_max: Option<TsKey>,
-    str_min: String,
-    str_max: String,
-    str_min_prefix: u64,
-    str_max_prefix: u64,
+    str_min: LexBound,
+    str_max: LexBound,
     min_len: u64,
     max_len: u64,
     moments: Moments,
@@ -273,10 +271,8 @@ impl ColumnState {
             date_max: i32::MIN,
             ts_min: None,
             ts_max: None,
-            str_min: String::new(),
-            str_max: String::new(),
-            str_min_prefix: 0,
-            str_max_prefix: 0,
+            str_min: LexBound::default(),
+            str_max: LexBound::default(),
             min_len: u64::MAX,
             max_len: 0,
             moments: Moments::default(),
@@ -335,16 +331,12 @@ impl ColumnState {
         if !matches!(class, Class::Date(_)) {
             let p = prefix8(b);
             if self.non_null - self.counts.date == 1 {
-                self.set_str_min(v, p);
-                self.set_str_max(v, p);
-            } else if p < self.str_min_prefix
-                || (p == self.str_min_prefix && v < self.str_min.as_str())
-            {
-                self.set_str_min(v, p);
-            } else if p > self.str_max_prefix
-                || (p == self.str_max_prefix && v > self.str_max.as_str())
-            {
-                self.set_str_max(v, p);
+                self.str_min.set(v, p);
+                self.str_max.set(v, p);
+            } else if self.str_min.greater_than(b, p) {
+                self.str_min.set(v, p);
+            } else if self.str_max.less_than(b, p) {
+                self.str_max.set(v, p);
             }
         }
         match class {
@@ -371,18 +363,6 @@ impl ColumnState {
             }
             Class::Str => self.counts.other += 1,
         }
-    }
-
-    fn set_str_min(&mut self, v: &str, p: u64) {
-        self.str_min.clear();
-        self.str_min.push_str(v);
-        self.str_min_prefix = p;
-    }
-
-    fn set_str_max(&mut self, v: &str, p: u64) {
-        self.str_max.clear();
-        self.str_max.push_str(v);
-        self.str_max_prefix = p;
     }
 
     #[inline]
@@ -422,8 +402,8 @@ impl ColumnState {
         let mut lo: Option<String> = None;
         let mut hi: Option<String> = None;
         if self.non_null > self.counts.date {
-            lo = Some(self.str_min.clone());
-            hi = Some(self.str_max.clone());
+            lo = Some(self.str_min.to_string());
+            hi = Some(self.str_max.to_string());
         }
         if self.counts.date > 0 {
             let (dlo, dhi) = (
@@ -493,14 +473,12 @@ impl ColumnState {
             }
         }
         if o_lex > 0 {
-            if self_lex == 0 || o.str_min < self.str_min {
-                self.str_min.clone_from(&o.str_min);
+            if self_lex == 0 || o.str_min.text() < self.str_min.text() {
+                self.str_min = o.str_min.clone();
             }
-            if self_lex == 0 || o.str_max > self.str_max {
-                self.str_max.clone_from(&o.str_max);
+            if self_lex == 0 || o.str_max.text() > self.str_max.text() {
+                self.str_max = o.str_max.clone();
             }
-            self.str_min_prefix = prefix8(self.str_min.as_bytes());
-            self.str_max_prefix = prefix8(self.str_max.as_bytes());
         }
         self.non_null += o.non_null;
         self.min_len = self.min_len.min(o.min_len);
@@ -616,6 +594,87 @@ mod f64_bits {
     }
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Ok(f64::from_bits(u64::deserialize(d)?))
+    }
+}
+
+/// A lexical min or max. Values of at most 8 bytes live entirely in `prefix` (their bytes,
+/// big-endian, zero-padded) plus `len`, so a new bound costs no copy; longer ones also keep
+/// their text. Serialised as the plain string.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+struct LexBound {
+    prefix: u64,
+    len: usize,
+    long: String,
+}
+
+impl LexBound {
+    #[inline]
+    fn set(&mut self, v: &str, p: u64) {
+        self.prefix = p;
+        self.len = v.len();
+        if v.len() > 8 {
+            self.long.clear();
+            self.long.push_str(v);
+        }
+    }
+
+    /// The bound's text (borrowed when long, rebuilt from the prefix when short).
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        if self.len > 8 {
+            std::borrow::Cow::Borrowed(self.long.as_str())
+        } else {
+            let bytes = self.prefix.to_be_bytes();
+            std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes[..self.len]).into_owned())
+        }
+    }
+
+    /// Byte-wise `self > b`, where `p = prefix8(b)`; prefixes decide unless they are equal.
+    #[inline]
+    fn greater_than(&self, b: &[u8], p: u64) -> bool {
+        match p.cmp(&self.prefix) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => self.cmp_full(b) == Ordering::Greater,
+        }
+    }
+
+    /// Byte-wise `self < b`.
+    #[inline]
+    fn less_than(&self, b: &[u8], p: u64) -> bool {
+        match p.cmp(&self.prefix) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal => self.cmp_full(b) == Ordering::Less,
+        }
+    }
+
+    fn cmp_full(&self, b: &[u8]) -> Ordering {
+        if self.len > 8 {
+            self.long.as_bytes().cmp(b)
+        } else {
+            self.prefix.to_be_bytes()[..self.len].cmp(b)
+        }
+    }
+}
+
+impl std::fmt::Display for LexBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl From<String> for LexBound {
+    fn from(s: String) -> Self {
+        let mut b = LexBound::default();
+        b.set(&s, prefix8(s.as_bytes()));
+        b
+    }
+}
+
+impl From<LexBound> for String {
+    fn from(b: LexBound) -> Self {
+        b.text().into_owned()
     }
 }
 
@@ -837,13 +896,9 @@ impl ProfileState {
 
     /// Decode a state written by [`to_bytes`](Self::to_bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProfileError> {
-        let mut state: ProfileState = serde_json::from_slice(bytes)?;
+        let state: ProfileState = serde_json::from_slice(bytes)?;
         if state.format != FORMAT_VERSION {
             return Err(ProfileError::Version(state.format));
-        }
-        for c in &mut state.columns {
-            c.str_min_prefix = prefix8(c.str_min.as_bytes());
-            c.str_max_prefix = prefix8(c.str_max.as_bytes());
         }
         Ok(state)
     }

@@ -175,6 +175,34 @@ fn typed_min_max() {
 }
 
 #[test]
+fn lexical_bounds_at_the_eight_byte_edge() {
+    let vals = [
+        "abcdefgh",
+        "abcdefghi",
+        "abcdefg",
+        "a\u{0}",
+        "a",
+        "abcdefgh\u{0}",
+        "b",
+    ];
+    let mut sorted = vals.to_vec();
+    sorted.sort_unstable();
+    for perm in 0..vals.len() {
+        let mut v = vals.to_vec();
+        v.rotate_left(perm);
+        let c = column_of(&v);
+        assert_eq!(c.min, Some(Scalar::Text(sorted[0].to_string())));
+        assert_eq!(
+            c.max,
+            Some(Scalar::Text(sorted[sorted.len() - 1].to_string()))
+        );
+    }
+    let c = column_of(&["abcdefgh", "abcdefghi", "abcdefg"]);
+    assert_eq!(c.max, Some(Scalar::Text("abcdefghi".into())));
+    assert_eq!(c.min, Some(Scalar::Text("abcdefg".into())));
+}
+
+#[test]
 fn mean_stddev_quantiles() {
     let c = column_of(&["2", "4", "4", "4", "5", "5", "7", "9"]);
     assert_eq!(c.mean, Some(5.0));
