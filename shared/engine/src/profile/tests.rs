@@ -356,6 +356,72 @@ fn default_options_large_file_merges_within_bounds() {
 }
 
 #[test]
+fn report_json_has_the_documented_schema() {
+    let mut p = ProfileState::new(vec!["n".into(), "s".into()], &ProfileOptions::default());
+    for (i, (a, b)) in [("1", "x"), ("2", ""), ("3", "y")].iter().enumerate() {
+        p.observe(i as u64 * 4, &Owned::new(&[a, b]).record());
+    }
+    p.observe_rejected(20, RejectReason::NulByte);
+    let json = serde_json::to_value(p.report()).unwrap();
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&json),
+        [
+            "bytes",
+            "columns",
+            "rejected",
+            "rejected_rows",
+            "rows",
+            "sample",
+            "schema_version"
+        ]
+    );
+    assert_eq!(
+        keys(&json["columns"][0]),
+        [
+            "count",
+            "distinct",
+            "distinct_exact",
+            "max",
+            "max_length",
+            "mean",
+            "min",
+            "min_length",
+            "name",
+            "nulls",
+            "quantiles",
+            "stddev",
+            "top",
+            "top_error",
+            "type",
+            "type_counts"
+        ]
+    );
+    assert_eq!(json["columns"][0]["type"], "integer");
+    assert_eq!(json["columns"][0]["min"], 1);
+    let p50 = json["columns"][0]["quantiles"]["p50"].as_f64().unwrap();
+    assert!((p50 - 2.0).abs() <= 0.02, "{p50}");
+    assert_eq!(json["columns"][1]["type"], "string");
+    assert_eq!(json["columns"][1]["min"], "x");
+    assert_eq!(json["columns"][1]["mean"], serde_json::Value::Null);
+    assert_eq!(
+        json["columns"][1]["top"][0],
+        serde_json::json!({"value": "x", "count": 1})
+    );
+    assert_eq!(json["rejected"]["nul_byte"], 1);
+    assert_eq!(
+        json["sample"][0],
+        serde_json::json!({"offset": 0, "values": ["1", "x"]})
+    );
+    let back: ProfileReport = serde_json::from_value(json).unwrap();
+    assert_eq!(back, p.report());
+}
+
+#[test]
 fn incompatible_states_do_not_merge() {
     let opts = ProfileOptions::default();
     let mut a = ProfileState::new(names(2), &opts);
