@@ -85,6 +85,9 @@ pub enum ProfileError {
     /// The state was written by an unknown format version.
     #[error("profile state has format version {0}, expected {FORMAT_VERSION}")]
     Version(u32),
+    /// The bytes decode but describe an impossible state (corrupt or hand-made).
+    #[error("profile state is inconsistent: {0}")]
+    Invalid(String),
     /// The two states describe different columns or were built with different options.
     #[error("profile states cannot be merged: {0}")]
     Incompatible(String),
@@ -330,7 +333,7 @@ impl ColumnState {
         // order, so the full comparison (a memcmp call) runs only on equal prefixes.
         if !matches!(class, Class::Date(_)) {
             let p = prefix8(b);
-            if self.non_null - self.counts.date == 1 {
+            if self.non_null.saturating_sub(self.counts.date) == 1 {
                 self.str_min.set(v, p);
                 self.str_max.set(v, p);
             } else if self.str_min.greater_than(b, p) {
@@ -441,8 +444,8 @@ impl ColumnState {
 
     fn merge(&mut self, o: &ColumnState) {
         // Values tracked by the lexical min/max (all but dates), before the counts change.
-        let self_lex = self.non_null - self.counts.date;
-        let o_lex = o.non_null - o.counts.date;
+        let self_lex = self.non_null.saturating_sub(self.counts.date);
+        let o_lex = o.non_null.saturating_sub(o.counts.date);
         self.nulls += o.nulls;
         let c = &mut self.counts;
         c.int += o.counts.int;
@@ -721,6 +724,17 @@ fn offset_priority(offset: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Options as a state uses them: precision clamped to 4..=18, an out-of-range quantile
+/// accuracy replaced by the default.
+fn normalised(opts: &ProfileOptions) -> ProfileOptions {
+    let mut opts = opts.clone();
+    opts.hll_precision = opts.hll_precision.clamp(4, 18);
+    if !(opts.quantile_accuracy > 0.0 && opts.quantile_accuracy < 1.0) {
+        opts.quantile_accuracy = ProfileOptions::default().quantile_accuracy;
+    }
+    opts
+}
+
 /// The mergeable profile of one chunk (or, after merging, of a whole file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProfileState {
@@ -738,11 +752,7 @@ pub struct ProfileState {
 impl ProfileState {
     /// An empty profile for these columns (header names, in file order).
     pub fn new(columns: Vec<String>, opts: &ProfileOptions) -> Self {
-        let mut opts = opts.clone();
-        opts.hll_precision = opts.hll_precision.clamp(4, 18);
-        if !(opts.quantile_accuracy > 0.0 && opts.quantile_accuracy < 1.0) {
-            opts.quantile_accuracy = ProfileOptions::default().quantile_accuracy;
-        }
+        let opts = normalised(opts);
         ProfileState {
             format: FORMAT_VERSION,
             null_matcher: NullMatcher::from(opts.null_tokens.clone()),
@@ -756,6 +766,10 @@ impl ProfileState {
             sample: BinaryHeap::new(),
             options: opts,
         }
+    }
+
+    fn options_as_built(&self) -> ProfileOptions {
+        normalised(&self.options)
     }
 
     /// Column names, in order.
@@ -899,6 +913,19 @@ impl ProfileState {
         let state: ProfileState = serde_json::from_slice(bytes)?;
         if state.format != FORMAT_VERSION {
             return Err(ProfileError::Version(state.format));
+        }
+        for c in &state.columns {
+            let k = &c.counts;
+            let classes = k.int + k.dec + k.bool_true + k.bool_false + k.date + k.ts + k.other;
+            if classes != c.non_null {
+                return Err(ProfileError::Invalid(format!(
+                    "column {:?}: class counts {classes} != non-null count {}",
+                    c.name, c.non_null
+                )));
+            }
+        }
+        if state.options != state.options_as_built() {
+            return Err(ProfileError::Invalid("options out of range".into()));
         }
         Ok(state)
     }
