@@ -403,6 +403,119 @@ async fn failing_messages_are_retried_then_redriven_to_the_dlq() {
     stack.shutdown().await;
 }
 
+// ------------------------------------------------------------------------------ the emulator
+
+/// DynamoDB transactions are atomic and isolated (the once-only chunk completion relies on it).
+/// moto alone is not: concurrent TransactWriteItems can both pass `attribute_not_exists`, and a
+/// cancelled one restores a stale copy of the table, erasing concurrent writes. The emulator the
+/// runtime starts serialises DynamoDB requests; this checks the outcome.
+#[tokio::test]
+async fn emulator_transactions_are_atomic_and_isolated() {
+    use aws_sdk_dynamodb::types::{AttributeValue as Av, Put, TransactWriteItem, Update};
+    let stack = stack_with(|o| o.no_pollers = true).await;
+    let ddb = stack.clients.dynamodb.clone();
+    let table = stack.config.jobs_table.clone();
+    let s = |v: &str| Av::S(v.to_string());
+    ddb.put_item()
+        .table_name(&table)
+        .item("pk", s("T#1"))
+        .item("sk", s("META"))
+        .item("n", Av::N("0".into()))
+        .send()
+        .await
+        .unwrap();
+    // A table of some size, so moto's copy-and-restore takes long enough to race.
+    for batch in 0..20 {
+        let reqs = (0..25)
+            .map(|j| {
+                let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .item("pk", s(&format!("F#{batch}-{j}")))
+                    .item("sk", s("X"))
+                    .item("pad", s(&"x".repeat(200)))
+                    .build()
+                    .unwrap();
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(put)
+                    .build()
+            })
+            .collect();
+        ddb.batch_write_item()
+            .request_items(&table, reqs)
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let (ddb, table) = (ddb.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            let put = Put::builder()
+                .table_name(&table)
+                .item("pk", s("T#1"))
+                .item("sk", s("ONCE"))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .unwrap();
+            let add = Update::builder()
+                .table_name(&table)
+                .key("pk", s("T#1"))
+                .key("sk", s("META"))
+                .update_expression("ADD n :one")
+                .expression_attribute_values(":one", Av::N("1".into()))
+                .build()
+                .unwrap();
+            let won = ddb
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .transact_items(TransactWriteItem::builder().update(add).build())
+                .send()
+                .await
+                .is_ok();
+            // An unrelated write at the same time must survive the cancelled transactions.
+            ddb.put_item()
+                .table_name(&table)
+                .item("pk", s(&format!("W#{i}")))
+                .item("sk", s("X"))
+                .send()
+                .await
+                .unwrap();
+            won
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += t.await.unwrap() as u32;
+    }
+    assert_eq!(
+        wins, 1,
+        "exactly one transaction passes attribute_not_exists"
+    );
+    let meta = ddb
+        .get_item()
+        .table_name(&table)
+        .key("pk", s("T#1"))
+        .key("sk", s("META"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(meta.item.unwrap()["n"], Av::N("1".into()));
+    for i in 0..24 {
+        let got = ddb
+            .get_item()
+            .table_name(&table)
+            .key("pk", s(&format!("W#{i}")))
+            .key("sk", s("X"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            got.item.is_some(),
+            "write W#{i} was erased by a concurrent cancelled transaction"
+        );
+    }
+    stack.shutdown().await;
+}
+
 // ------------------------------------------------------------------------------ events/
 
 /// Every sample in events/ for the api, status (HTTP), planner and chunk handlers, fed to its

@@ -17,6 +17,25 @@ use std::time::{Duration, Instant};
 /// ListParts for the Rust SDK, so the version is pinned exactly.
 pub const MOTO_VERSION: &str = "5.1.22";
 
+/// Starts `moto.server` with one fix: DynamoDB requests are serialised. moto serves requests on
+/// threads, and its TransactWriteItems neither checks its conditions atomically nor rolls back
+/// safely (on a cancelled transaction it restores a deep copy of the whole table, erasing writes
+/// other threads made meanwhile). DynamoDB's transactions are atomic and isolated; the pipeline's
+/// once-only chunk completion relies on it, and duplicate deliveries exercise it. Found by the e2e
+/// duplicate-delivery test (a job stuck in `processing` after its `finalizing` write was erased).
+pub const MOTO_LAUNCHER: &str = r#"
+import sys, threading
+from moto.dynamodb.responses import DynamoHandler
+_lock = threading.RLock()
+_call_action = DynamoHandler.call_action
+def _serialised(self):
+    with _lock:
+        return _call_action(self)
+DynamoHandler.call_action = _serialised
+from moto.server import main
+sys.exit(main(sys.argv[1:]))
+"#;
+
 /// Default emulator port (LocalStack's and moto's customary one).
 pub const DEFAULT_PORT: u16 = 4566;
 
@@ -97,8 +116,8 @@ impl Emulator {
         let log_err = log.try_clone().map_err(EmulatorError::Spawn)?;
         let mut cmd = Command::new(&python);
         cmd.args([
-            "-m",
-            "moto.server",
+            "-c",
+            MOTO_LAUNCHER,
             "-H",
             "127.0.0.1",
             "-p",

@@ -15,6 +15,13 @@ pub use tessera_infra::stack::{LocalStack, StackOptions};
 pub fn emulator_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
+        // An emulator the developer already runs (must be moto started by `tessera`, or with
+        // the same DynamoDB fix: see `tessera_infra::emulator::MOTO_LAUNCHER`).
+        if let Ok(url) = std::env::var("TESSERA_E2E_EMULATOR_URL") {
+            if !url.is_empty() {
+                return url;
+            }
+        }
         let dir = std::env::temp_dir().join("tessera-e2e");
         let em = Emulator::start_on_free_port(&dir).unwrap_or_else(|e| {
             panic!("the end-to-end tests need the AWS emulator and it could not start: {e}")
