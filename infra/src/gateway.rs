@@ -42,7 +42,8 @@ pub fn router(api: Router, status: Router, key: JwtKey) -> Router {
     // Like API Gateway's route table: `GET /v1/jobs/{id}` is integrated with the status
     // function, everything else with the api function (whose fallback answers unknown routes).
     let dispatch = move |req: Request| {
-        let target = if is_status_route(req.uri().path()) {
+        let target = if req.method() == axum::http::Method::GET && is_status_route(req.uri().path())
+        {
             status.clone()
         } else {
             api.clone()
