@@ -610,7 +610,7 @@ pub async fn requeue_unfinished(
 }
 
 /// First line of every rejected output (the engine writes the rows below it).
-pub const REJECTED_HEADER: &str = "source_byte_offset,source_line,reason,raw\n";
+pub const REJECTED_HEADER: &str = tessera_engine::chunk::REJECTED_HEADER;
 
 /// The header line of the clean output: the column names as the engine writes clean rows
 /// (`,` delimiter, quoted only where needed, LF).

@@ -10,14 +10,21 @@
 //! Output formats (both UTF-8 CSV, LF line endings, `,` delimiter, no header — the stitcher adds it):
 //! - clean: the record's fields, quoted only when they contain `,` `"` CR or LF (and a record
 //!   made of one empty field is written `""` so it does not read back as a blank line);
-//! - rejected: `source_byte_offset,source_line,reason,raw` where `source_line` is *chunk-local*
-//!   (line breaks between the chunk's start and the record) until [`rebase_rejected`] adds the
-//!   chunk's line base; `raw` is the record's bytes without terminator, decoded lossily,
-//!   cut to `max_field_bytes` for `field_too_large`.
+//! - rejected: `source_byte_offset,source_line,reason,raw,detail` ([`REJECTED_HEADER`]) where
+//!   `source_line` is *chunk-local* (line breaks between the chunk's start and the record) until
+//!   [`rebase_rejected`] adds the chunk's line base; `raw` is the record's bytes without
+//!   terminator, decoded lossily, cut to `max_field_bytes` for `field_too_large`; `reason` is a
+//!   parse reason code or `rule:<id>`; `detail` says what the rule found (empty for parse reasons).
+//!
+//! With rules (`ChunkOptions.rules`), every well-formed record is profiled as it is in the source,
+//! then checked: a rejecting violation sends it to the rejected output, otherwise its transformed
+//! row goes to the clean output (see `rules`).
 //!
 //! Not here: reading files or S3 (see `file` and the chunk Lambda), merging (see `split`).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use memchr::{memchr, memchr3};
 use serde::{Deserialize, Serialize};
@@ -27,7 +34,11 @@ use crate::error::EngineError;
 use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf, State};
 use crate::profile::{ProfileOptions, ProfileState};
 use crate::record::{Record, RejectReason};
+use crate::rules::{CompiledRules, RuleRunner, UniqueKeys, Verdict};
 use crate::split::{guess_start_in_quotes, ChunkSummary, ChunkTask, GUESS_WINDOW};
+
+/// First line of every rejected output (chunk parts have no header; the stitcher writes it).
+pub const REJECTED_HEADER: &str = "source_byte_offset,source_line,reason,raw,detail\n";
 
 /// Output batches are handed to the writers once they pass this size (and at the end of a feed).
 const OUT_BATCH: usize = 64 * 1024;
@@ -48,6 +59,10 @@ pub struct ChunkOptions {
     pub max_speculative_overrun_bytes: u64,
     /// Options of the column profile.
     pub profile: ProfileOptions,
+    /// Compiled data rules (checks, transforms, masks); `None`: every well-formed record is
+    /// clean and written as it is. Not serialised: each worker compiles the rule document.
+    #[serde(skip)]
+    pub rules: Option<Arc<CompiledRules>>,
 }
 
 impl Default for ChunkOptions {
@@ -58,6 +73,7 @@ impl Default for ChunkOptions {
             emit_rows: true,
             max_speculative_overrun_bytes: default_overrun(),
             profile: ProfileOptions::default(),
+            rules: None,
         }
     }
 }
@@ -108,6 +124,17 @@ pub struct ChunkResult {
     pub abandoned: bool,
     /// The chunk's column profile.
     pub profile: ProfileState,
+    /// Violations per rule id (every rule, zeros included; empty without rules). Add them up
+    /// across chunks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub violations: BTreeMap<String, u64>,
+    /// Records rejected by rules (included in `rejected_rows`).
+    #[serde(default)]
+    pub rule_rejected_rows: u64,
+    /// Keys of `unique` rules for the second pass (`rules::unique`). Not serialised: the caller
+    /// takes them out and stores them as partitions (`rules::unique::encode`).
+    #[serde(skip)]
+    pub unique_keys: Vec<UniqueKeys>,
 }
 
 impl ChunkResult {
@@ -162,6 +189,8 @@ pub struct ChunkProcessor {
     max_overrun: u64,
     open_quote_at_eof: Option<u64>,
     profile: ProfileState,
+    rules: Option<RuleRunner>,
+    rule_rejected_rows: u64,
 }
 
 impl ChunkProcessor {
@@ -203,6 +232,8 @@ impl ChunkProcessor {
             max_overrun: opts.max_speculative_overrun_bytes,
             open_quote_at_eof: None,
             profile: ProfileState::new(columns.to_vec(), &opts.profile),
+            rules: opts.rules.clone().map(RuleRunner::new),
+            rule_rejected_rows: 0,
         }
     }
 
@@ -333,6 +364,7 @@ impl ChunkProcessor {
         let (quotes, lines) = self.at_end.unwrap_or((0, 0));
         let bytes_in_range = self.task.end - self.task.start;
         self.profile.add_bytes(bytes_in_range);
+        let outcome = self.rules.map(RuleRunner::finish).unwrap_or_default();
         Ok(ChunkResult {
             index: self.task.index,
             start: self.task.start,
@@ -348,6 +380,9 @@ impl ChunkProcessor {
             open_quote_at_eof: self.open_quote_at_eof,
             abandoned: self.abandoned,
             profile: self.profile,
+            violations: outcome.violations,
+            rule_rejected_rows: self.rule_rejected_rows,
+            unique_keys: outcome.unique_keys,
         })
     }
 
@@ -447,8 +482,43 @@ impl ChunkProcessor {
         };
         match verdict {
             Ok(s) => {
+                let record = Record::new(s, &rec.ends);
+                self.profile.observe(rec.start, &record);
+                if let Some(runner) = self.rules.as_mut() {
+                    match runner.check(&record, rec.start) {
+                        Verdict::Reject(i) => {
+                            self.rejected_rows += 1;
+                            self.rule_rejected_rows += 1;
+                            if self.emit_rows {
+                                let o = &mut self.rej_out;
+                                let _ = write!(
+                                    o,
+                                    "{},{},rule:{},",
+                                    rec.start,
+                                    rec.start_line,
+                                    runner.rule_id(i)
+                                );
+                                write_field(o, String::from_utf8_lossy(raw).as_bytes());
+                                o.push(b',');
+                                write_field(o, runner.detail(i, &record).as_bytes());
+                                o.push(b'\n');
+                            }
+                            self.raw.clear();
+                            return;
+                        }
+                        Verdict::Keep if !runner.rules().passthrough() => {
+                            self.rows += 1;
+                            if self.emit_rows {
+                                runner.write_clean(&record, &mut self.out);
+                                self.out.push(b'\n');
+                            }
+                            self.raw.clear();
+                            return;
+                        }
+                        Verdict::Keep => {}
+                    }
+                }
                 self.rows += 1;
-                self.profile.observe(rec.start, &Record::new(s, &rec.ends));
                 if self.emit_rows {
                     if self.dialect.delimiter == b',' && !rec.any_quoted {
                         self.out.extend_from_slice(raw);
@@ -470,7 +540,7 @@ impl ChunkProcessor {
                     let o = &mut self.rej_out;
                     let _ = write!(o, "{},{},{},", rec.start, rec.start_line, reason.code());
                     write_field(o, String::from_utf8_lossy(raw).as_bytes());
-                    o.push(b'\n');
+                    o.extend_from_slice(b",\n");
                 }
             }
         }
@@ -555,7 +625,8 @@ pub fn write_fields(out: &mut Vec<u8>, text: &[u8], ends: &[usize]) {
 }
 
 /// Copies a chunk's rejected part to `out`, turning its chunk-local `source_line` into an absolute
-/// 1-based line number: `line_base` = 1 + header line breaks + the `newline_count_in_range` of all
+/// 1-based line number (rows of 4 fields, from workers older than the `detail` column, get an
+/// empty `detail`): `line_base` = 1 + header line breaks + the `newline_count_in_range` of all
 /// earlier chunks. Streams: memory is one row.
 pub fn rebase_rejected<R: Read, W: Write>(
     mut part: R,
@@ -575,9 +646,9 @@ pub fn rebase_rejected<R: Read, W: Write>(
             let s = if i == 0 { 0 } else { rec.ends[i - 1] };
             &rec.text[s..rec.ends[i]]
         };
-        if rec.ends.len() != 4 {
+        if rec.ends.len() != 4 && rec.ends.len() != 5 {
             return Err(EngineError::InvalidOption {
-                detail: "a rejected part row does not have 4 fields".into(),
+                detail: "a rejected part row does not have 5 fields".into(),
             });
         }
         let local: u64 = std::str::from_utf8(field(1))
@@ -592,6 +663,10 @@ pub fn rebase_rejected<R: Read, W: Write>(
         row.extend_from_slice(field(2));
         row.push(b',');
         write_field(row, field(3));
+        row.push(b',');
+        if rec.ends.len() == 5 {
+            write_field(row, field(4));
+        }
         row.push(b'\n');
         out.write_all(row)
             .map_err(|e| EngineError::io("writing the rejected output", e))

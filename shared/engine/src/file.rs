@@ -5,6 +5,7 @@
 //!
 //! Not here: S3, queues, the CLI (another layer wires `tessera process` to [`process_file`]).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::{
     read_start, rebase_rejected, write_fields, ChunkOptions, ChunkProcessor, ChunkResult, Feed,
+    REJECTED_HEADER,
 };
 use crate::dialect::{sniff_with_size, Dialect, DialectOverrides, Sniffed};
 use crate::error::EngineError;
@@ -79,6 +81,18 @@ pub struct ProcessSummary {
     pub reruns: u32,
     /// Wall-clock seconds.
     pub elapsed_seconds: f64,
+    /// Violations per rule id over the whole file (empty without rules). `unique` rules are
+    /// counted exactly here, after all chunks (their repeats are reported, not moved: see
+    /// docs/rules.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub violations: BTreeMap<String, u64>,
+    /// Records rejected by rules (included in `rejected_rows`).
+    #[serde(default)]
+    pub rule_rejected_rows: u64,
+    /// `unique` repeats: rule id -> `(byte offset of the repeat, byte offset of the first
+    /// occurrence)`, in file order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub duplicates: BTreeMap<String, Vec<(u64, u64)>>,
 }
 
 /// Positioned reads, so workers share one open file without seeking.
@@ -362,8 +376,14 @@ fn process_source<R: ReadAt + ?Sized, P: PartStore>(
     for r in &results {
         profile.merge(&r.profile);
     }
+    let (violations, duplicates) = rule_totals(src, &dialect, &chunk_opts, &mut results)?;
     if chunk_opts.emit_rows {
         let mut head = Vec::new();
+        let out_columns = match &chunk_opts.rules {
+            Some(r) => r.output_columns().to_vec(),
+            None => columns.clone(),
+        };
+        let columns = &out_columns;
         let ends: Vec<usize> = columns
             .iter()
             .scan(0, |acc, c| {
@@ -379,7 +399,7 @@ fn process_source<R: ReadAt + ?Sized, P: PartStore>(
             .write_all(&head)
             .map_err(|e| EngineError::io("writing clean.csv", e))?;
         rejected
-            .write_all(b"source_byte_offset,source_line,reason,raw\n")
+            .write_all(REJECTED_HEADER.as_bytes())
             .map_err(|e| EngineError::io("writing rejected.csv", e))?;
         let mut line_base = 1 + header_lines;
         for r in &results {
@@ -401,8 +421,97 @@ fn process_source<R: ReadAt + ?Sized, P: PartStore>(
         chunks: results.len() as u32,
         reruns: reruns.len() as u32,
         elapsed_seconds: t0.elapsed().as_secs_f64(),
+        violations,
+        rule_rejected_rows: results.iter().map(|r| r.rule_rejected_rows).sum(),
+        duplicates,
     };
     Ok((summary, profile, results))
+}
+
+type RuleTotals = (BTreeMap<String, u64>, BTreeMap<String, Vec<(u64, u64)>>);
+
+/// Adds up the chunks' violation counts and runs the exact second pass of `unique` rules
+/// (hash groups verified by re-reading the values at their offsets).
+fn rule_totals<R: ReadAt + ?Sized>(
+    src: &R,
+    dialect: &Dialect,
+    opts: &ChunkOptions,
+    results: &mut [ChunkResult],
+) -> Result<RuleTotals, EngineError> {
+    let mut violations: BTreeMap<String, u64> = BTreeMap::new();
+    let mut duplicates = BTreeMap::new();
+    if opts.rules.is_none() {
+        return Ok((violations, duplicates));
+    }
+    for r in results.iter() {
+        for (k, v) in &r.violations {
+            *violations.entry(k.clone()).or_default() += v;
+        }
+    }
+    let mut by_rule: BTreeMap<String, (usize, Vec<(u64, u64)>)> = BTreeMap::new();
+    for r in results.iter_mut() {
+        for k in std::mem::take(&mut r.unique_keys) {
+            let e = by_rule.entry(k.rule).or_insert((k.column, Vec::new()));
+            e.1.extend(k.entries);
+        }
+    }
+    for (rule, (column, mut entries)) in by_rule {
+        let groups = crate::rules::unique::candidate_groups(&mut entries);
+        drop(entries);
+        let dups = crate::rules::unique::exact_duplicates(&groups, |off| {
+            read_field_at(src, dialect, opts, off, column)
+        })?;
+        *violations.entry(rule.clone()).or_default() += dups.len() as u64;
+        if !dups.is_empty() {
+            duplicates.insert(rule, dups);
+        }
+    }
+    Ok((violations, duplicates))
+}
+
+/// Field `column` of the record that starts at byte `offset` (a record start is always outside
+/// quotes, so parsing from there is exact).
+fn read_field_at<R: ReadAt + ?Sized>(
+    src: &R,
+    dialect: &Dialect,
+    opts: &ChunkOptions,
+    offset: u64,
+    column: usize,
+) -> Result<String, EngineError> {
+    use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf};
+    let cfg = ParserConfig {
+        delimiter: dialect.delimiter,
+        quote: dialect.quote,
+        max_field_bytes: opts.max_field_bytes,
+        max_record_bytes: opts.max_record_bytes,
+    };
+    let mut p = Parser::from_start(cfg);
+    let mut rec = RecordBuf::default();
+    let mut buf = vec![0u8; 4096];
+    let mut pos = offset;
+    let field = |rec: &RecordBuf| {
+        let s = if column == 0 { 0 } else { rec.ends[column - 1] };
+        String::from_utf8_lossy(&rec.text[s..rec.ends[column]]).into_owned()
+    };
+    loop {
+        let n = src
+            .read_at(&mut buf, pos)
+            .map_err(|e| EngineError::io(format!("reading at byte {pos}"), e))?;
+        if n == 0 {
+            break;
+        }
+        pos += n as u64;
+        let mut off = 0;
+        while off < n {
+            let (o, used) = p.parse(&buf[off..n], &mut rec);
+            off += used;
+            if o == Outcome::Record {
+                return Ok(field(&rec));
+            }
+        }
+    }
+    p.finish(&mut rec)?;
+    Ok(field(&rec))
 }
 
 struct RunCtx<'a, R: ?Sized, P> {

@@ -18,6 +18,7 @@ pub mod file;
 pub mod parse;
 pub mod profile;
 pub mod record;
+pub mod rules;
 pub mod split;
 
 pub use chunk::{ChunkOptions, ChunkProcessor, ChunkResult, Feed};

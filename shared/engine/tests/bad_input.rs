@@ -37,13 +37,13 @@ fn run(data: &[u8], o: ProcessOptions) -> (String, String) {
     first.unwrap()
 }
 
-const REJ_HEAD: &str = "source_byte_offset,source_line,reason,raw\n";
+const REJ_HEAD: &str = "source_byte_offset,source_line,reason,raw,detail\n";
 
 #[test]
 fn invalid_utf8_is_rejected_not_dropped() {
     let (clean, rej) = run(b"a,b\n1,\xFF\n2,3\n", opts(1));
     assert_eq!(clean, "a,b\n2,3\n");
-    assert_eq!(rej, format!("{REJ_HEAD}4,2,invalid_utf8,\"1,\u{fffd}\"\n"));
+    assert_eq!(rej, format!("{REJ_HEAD}4,2,invalid_utf8,\"1,\u{fffd}\",\n"));
     // Split across a delimiter: bytes that are valid once the delimiter is removed.
     let (_, rej) = run(b"a,b\n\xC3,\xA9\n", opts(1));
     assert!(rej.contains("invalid_utf8"), "{rej}");
@@ -62,7 +62,7 @@ fn ragged_rows_are_kept_in_rejected() {
     assert_eq!(clean, "a,b\n2,3\n");
     assert_eq!(
         rej,
-        format!("{REJ_HEAD}4,2,ragged_row,1\n10,4,ragged_row,\"4,5,6\"\n")
+        format!("{REJ_HEAD}4,2,ragged_row,1,\n10,4,ragged_row,\"4,5,6\",\n")
     );
 }
 
@@ -72,7 +72,9 @@ fn stray_quotes_are_rejected() {
     assert_eq!(clean, "a,b\n3,4\n");
     assert_eq!(
         rej,
-        format!("{REJ_HEAD}4,2,stray_quote,\"1,x\"\"y\"\"\"\n11,3,stray_quote,\"\"\"ab\"\"c,2\"\n")
+        format!(
+            "{REJ_HEAD}4,2,stray_quote,\"1,x\"\"y\"\"\",\n11,3,stray_quote,\"\"\"ab\"\"c,2\",\n"
+        )
     );
 }
 
@@ -88,7 +90,10 @@ fn oversized_fields_are_skipped_with_bounded_memory() {
     data.extend_from_slice(b"\n2,3\n");
     let (clean, rej) = run(&data, o);
     assert_eq!(clean, "a,b\n2,3\n");
-    assert_eq!(rej, format!("{REJ_HEAD}4,2,field_too_large,\"1,zzzzzz\"\n"));
+    assert_eq!(
+        rej,
+        format!("{REJ_HEAD}4,2,field_too_large,\"1,zzzzzz\",\n")
+    );
 }
 
 #[test]
@@ -234,7 +239,7 @@ fn process_file_writes_the_three_outputs() {
     let rej = std::fs::read_to_string(out_dir.join("rejected.csv")).unwrap();
     assert_eq!(
         rej,
-        format!("{REJ_HEAD}{},4002,ragged_row,bad\n", data.len() - 4)
+        format!("{REJ_HEAD}{},4002,ragged_row,bad,\n", data.len() - 4)
     );
     let profile: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("profile.json")).unwrap()).unwrap();

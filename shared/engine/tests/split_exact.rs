@@ -207,7 +207,13 @@ fn observed(out: &MemOutput) -> Expected {
     let mut rej = read_csv(&out.rejected);
     assert_eq!(
         rej.remove(0),
-        ["source_byte_offset", "source_line", "reason", "raw"]
+        [
+            "source_byte_offset",
+            "source_line",
+            "reason",
+            "raw",
+            "detail"
+        ]
     );
     Expected {
         clean,

@@ -1,0 +1,36 @@
+//! Data rules: the versioned rule document (checks, transforms, masks, what a violation does),
+//! its validation with JSON paths, and its evaluation per record at chunk speed.
+//!
+//! How a caller uses it (the contract is in docs/rules.md):
+//! 1. [`parse_document`] the JSON (every structural error, with its path);
+//! 2. load the reference lists it names ([`RuleDocument::references`]) and the mask key;
+//! 3. [`CompiledRules::compile`] against the file's header (every semantic error, with its path);
+//! 4. put the `Arc<CompiledRules>` in `ChunkOptions.rules`; each chunk's `ChunkResult` then
+//!    carries `violations` per rule id (add them up) and `unique_keys` (the second pass in
+//!    [`unique`]); the clean header is [`CompiledRules::output_columns`];
+//! 5. after the merge, [`RuleDocument::threshold_exceeded`] says whether the job fails.
+//!
+//! Not here: loading reference files or keys (I/O belongs to the caller), the profile.
+
+pub mod compile;
+pub mod doc;
+pub mod mask;
+pub mod unique;
+pub mod validate;
+pub mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use compile::{
+    CompiledRules, ResolvedRefs, RuleOutcome, RuleRunner, ThresholdExceeded, Verdict,
+    VIOLATIONS_COLUMN,
+};
+pub use doc::*;
+pub use unique::UniqueKeys;
+pub use validate::{from_value, parse_document, ValidationError};
+
+/// The JSON Schema of [`RuleDocument`] (the content of `docs/rules.schema.json`).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RuleDocument)).expect("a schema is JSON")
+}

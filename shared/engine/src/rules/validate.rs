@@ -1,0 +1,221 @@
+//! Reading a rule document from JSON with *every* problem reported, each with a JSON pointer
+//! (`/rules/3/check/matches/pattern`) and a message a person can act on.
+//!
+//! Structure is checked piece by piece (top-level keys, each column spec, each rule, each
+//! transform) so one typo does not hide the others; meaning (columns, regexes, types, ids) is
+//! checked by `compile`.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::doc::{
+    Action, Check, ColumnSpec, Rule, RuleDocument, Transform, TypeSpec, RULES_VERSION,
+};
+
+/// One problem in a rule document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidationError {
+    /// JSON pointer (RFC 6901) to the offending value; empty for the whole document.
+    pub path: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
+        write!(f, "{p}: {}", self.message)
+    }
+}
+
+impl ValidationError {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Escapes one JSON pointer segment.
+pub(crate) fn seg(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+fn field<T: DeserializeOwned>(v: &Value, path: &str, errs: &mut Vec<ValidationError>) -> Option<T> {
+    match serde_json::from_value::<T>(v.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errs.push(ValidationError::new(path, e.to_string()));
+            None
+        }
+    }
+}
+
+fn check_keys(
+    obj: &serde_json::Map<String, Value>,
+    known: &[&str],
+    path: &str,
+    errs: &mut Vec<ValidationError>,
+) {
+    for k in obj.keys() {
+        if !known.contains(&k.as_str()) {
+            errs.push(ValidationError::new(
+                format!("{path}/{}", seg(k)),
+                format!("unknown key `{k}`; expected one of: {}", known.join(", ")),
+            ));
+        }
+    }
+}
+
+/// Parses a rule document, reporting every structural problem with its path.
+pub fn parse_document(json: &str) -> Result<RuleDocument, Vec<ValidationError>> {
+    let v: Value = serde_json::from_str(json)
+        .map_err(|e| vec![ValidationError::new("", format!("not valid JSON: {e}"))])?;
+    from_value(&v)
+}
+
+/// Like [`parse_document`] from an already parsed JSON value.
+pub fn from_value(v: &Value) -> Result<RuleDocument, Vec<ValidationError>> {
+    let mut errs = Vec::new();
+    let Some(obj) = v.as_object() else {
+        return Err(vec![ValidationError::new(
+            "",
+            "a rule document is a JSON object: {\"version\": 1, \"rules\": [...]}",
+        )]);
+    };
+    check_keys(
+        obj,
+        &["version", "on_violation", "columns", "rules"],
+        "",
+        &mut errs,
+    );
+    let version = match obj.get("version") {
+        None => {
+            errs.push(ValidationError::new(
+                "/version",
+                format!("missing; add \"version\": {RULES_VERSION}"),
+            ));
+            None
+        }
+        Some(x) => match x.as_u64() {
+            Some(n) if n == u64::from(RULES_VERSION) => Some(RULES_VERSION),
+            _ => {
+                errs.push(ValidationError::new(
+                    "/version",
+                    format!("unsupported version {x}; this engine reads version {RULES_VERSION}"),
+                ));
+                None
+            }
+        },
+    };
+    let on_violation = obj.get("on_violation").map_or(Some(Action::Reject), |x| {
+        field::<Action>(x, "/on_violation", &mut errs)
+    });
+    let mut columns = std::collections::BTreeMap::new();
+    match obj.get("columns") {
+        None => {}
+        Some(Value::Object(m)) => {
+            for (name, spec) in m {
+                let p = format!("/columns/{}", seg(name));
+                if let Some(s) = column_spec(spec, &p, &mut errs) {
+                    columns.insert(name.clone(), s);
+                }
+            }
+        }
+        Some(_) => errs.push(ValidationError::new(
+            "/columns",
+            "must be an object keyed by column name",
+        )),
+    }
+    let mut rules = Vec::new();
+    match obj.get("rules") {
+        None => {}
+        Some(Value::Array(a)) => {
+            for (i, r) in a.iter().enumerate() {
+                if let Some(r) = rule(r, &format!("/rules/{i}"), &mut errs) {
+                    rules.push(r);
+                }
+            }
+        }
+        Some(_) => errs.push(ValidationError::new("/rules", "must be an array of rules")),
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(RuleDocument {
+        version: version.expect("no error means a version"),
+        on_violation: on_violation.expect("no error means an action"),
+        columns,
+        rules,
+    })
+}
+
+fn column_spec(v: &Value, p: &str, errs: &mut Vec<ValidationError>) -> Option<ColumnSpec> {
+    let Some(obj) = v.as_object() else {
+        errs.push(ValidationError::new(
+            p,
+            "must be an object: {\"type\", \"transforms\", \"rename\", \"drop\"}",
+        ));
+        return None;
+    };
+    let before = errs.len();
+    check_keys(obj, &["type", "transforms", "rename", "drop"], p, errs);
+    if let Some(t) = obj.get("type") {
+        field::<TypeSpec>(t, &format!("{p}/type"), errs);
+    }
+    match obj.get("transforms") {
+        Some(Value::Array(a)) => {
+            for (j, t) in a.iter().enumerate() {
+                field::<Transform>(t, &format!("{p}/transforms/{j}"), errs);
+            }
+        }
+        Some(_) => errs.push(ValidationError::new(
+            format!("{p}/transforms"),
+            "must be an array",
+        )),
+        None => {}
+    }
+    if errs.len() > before {
+        return None;
+    }
+    field::<ColumnSpec>(v, p, errs)
+}
+
+fn rule(v: &Value, p: &str, errs: &mut Vec<ValidationError>) -> Option<Rule> {
+    let Some(obj) = v.as_object() else {
+        errs.push(ValidationError::new(
+            p,
+            "a rule is an object: {\"column\", \"check\", ...}",
+        ));
+        return None;
+    };
+    let before = errs.len();
+    check_keys(
+        obj,
+        &["id", "column", "check", "on_violation", "message"],
+        p,
+        errs,
+    );
+    match obj.get("check") {
+        None => errs.push(ValidationError::new(
+            format!("{p}/check"),
+            "missing; e.g. \"check\": \"not_null\" or \"check\": {\"range\": {\"min\": 0}}",
+        )),
+        Some(c) => {
+            field::<Check>(c, &format!("{p}/check"), errs);
+        }
+    }
+    if let Some(a) = obj.get("on_violation") {
+        field::<Action>(a, &format!("{p}/on_violation"), errs);
+    }
+    if errs.len() > before {
+        return None;
+    }
+    field::<Rule>(v, p, errs)
+}
