@@ -31,6 +31,17 @@ use crate::store::queue::TaskQueue;
 use crate::store::StoreError;
 use crate::task::ChunkTaskMessage;
 
+/// How long a job may sit in `finalizing` before another worker takes the finalisation over
+/// (the chunk function's timeout is 300 s).
+const STALE_FINALIZING: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn is_stale(updated_at: &str, age: std::time::Duration) -> bool {
+    match time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => time::OffsetDateTime::now_utc() - t > age,
+        Err(_) => false,
+    }
+}
+
 /// Largest window the planner reads to find the end of the header record.
 const MAX_SNIFF_BYTES: u64 = 8 * 1024 * 1024;
 /// Output buffered by a chunk worker before it is sent to S3 as one multipart part.
@@ -216,10 +227,22 @@ impl Pipeline {
         let Some(job) = self.jobs.get(job_id).await? else {
             return Ok(());
         };
-        if job.state == JobState::Processing
-            && job.chunks_done >= job.chunk_count
-            && self.jobs.mark_finalizing(&job.id).await?
-        {
+        let claimed = match job.state {
+            JobState::Processing if job.chunks_done >= job.chunk_count => {
+                self.jobs.mark_finalizing(&job.id).await?
+            }
+            // A finaliser that died (timeout, crash) leaves the job in `finalizing`; its chunk
+            // message comes back after the visibility timeout and takes over once the job has
+            // not moved for longer than any finaliser can run. Finalising is idempotent.
+            JobState::Finalizing if is_stale(&job.updated_at, STALE_FINALIZING) => {
+                tracing::warn!(job_id = %job.id, since = %job.updated_at, "taking over a stalled finalisation");
+                self.jobs
+                    .reclaim_finalizing(&job.id, &job.updated_at)
+                    .await?
+            }
+            _ => false,
+        };
+        if claimed {
             let job = self.jobs.get(&job.id).await?.unwrap_or(job);
             self.finalize(&job).await?;
         }
@@ -245,9 +268,18 @@ impl Pipeline {
             tracing::warn!(job_id = %task.job_id, "chunk task owner does not match the job; ignored");
             return Ok(());
         }
+        if job.state == JobState::Finalizing {
+            return self.finalize_if_done(&job.id).await;
+        }
         if !matches!(job.state, JobState::Queued | JobState::Processing) {
             tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "job not active; chunk skipped");
             return Ok(());
+        }
+        if self.jobs.chunk_done(&job.id, task.index).await? {
+            // Redelivered after its completion was recorded: no work to redo, but the job may
+            // still need finishing.
+            tracing::info!(job_id = %job.id, chunk = task.index, "chunk already done (redelivery)");
+            return self.finalize_if_done(&job.id).await;
         }
         let engine_task = ChunkTask {
             index: task.index,
@@ -294,8 +326,10 @@ impl Pipeline {
                 tracing::info!(job_id = %job.id, chunk = task.index, rows = result.rows, "chunk done")
             }
             ChunkCommit::AlreadyDone => {
+                // A redelivery whose first delivery committed and then failed before finishing
+                // the job: finishing is still this message's business.
                 tracing::info!(job_id = %job.id, chunk = task.index, "chunk was already done (redelivery)");
-                return Ok(());
+                return self.finalize_if_done(&job.id).await;
             }
             ChunkCommit::JobNotActive => {
                 // Cancelled while this chunk ran: the cancel deleted the parts that existed then;

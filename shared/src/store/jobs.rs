@@ -402,6 +402,39 @@ impl JobStore {
             .await
     }
 
+    /// Takes over a job stuck in `finalizing` (its finaliser died): succeeds only if the job is
+    /// still `finalizing` with the `updated_at` the caller saw, so one caller wins.
+    pub async fn reclaim_finalizing(
+        &self,
+        id: &str,
+        seen_updated_at: &str,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(id)))
+            .key("sk", s("META"))
+            .update_expression("SET updated_at = :now")
+            .condition_expression("#state = :f AND updated_at = :seen")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":f", s(JobState::Finalizing.as_str()))
+            .expression_attribute_values(":seen", s(seen_updated_at))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::service("UpdateItem(reclaim finalizing)", e)),
+        }
+    }
+
+    /// Whether a chunk's completion is recorded.
+    pub async fn chunk_done(&self, job_id: &str, index: u32) -> Result<bool, StoreError> {
+        self.chunk_exists(job_id, index).await
+    }
+
     /// `finalizing` (or `queued` for a job with no chunks) `-> completed` with exact totals.
     pub async fn mark_completed(
         &self,
