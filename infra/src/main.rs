@@ -46,7 +46,7 @@ enum Command {
         hours: u64,
     },
     /// Process a local file with the chunk engine on this machine's cores (no AWS, no emulator):
-    /// writes clean.csv, rejected.csv and profile.json.
+    /// writes clean.csv, rejected.csv, profile.json and summary.json (counts, violations per rule).
     Process {
         file: PathBuf,
         /// Bytes per chunk.
@@ -64,6 +64,13 @@ enum Command {
         /// Field delimiter (one ASCII character, `\t` for tab); sniffed when absent.
         #[arg(long)]
         delimiter: Option<String>,
+        /// A rule document (JSON, docs/rules.md) to check, clean and mask the rows with;
+        /// `one_of` references are read as local CSV files (paths relative to the rule file).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// File holding the key of `token` masks (its bytes, trailing newline removed).
+        #[arg(long)]
+        mask_key_file: Option<PathBuf>,
     },
 }
 
@@ -117,7 +124,18 @@ fn main() -> Result<()> {
             out,
             profile_only,
             delimiter,
-        } => process(&file, chunk_size, workers, out, profile_only, delimiter),
+            rules,
+            mask_key_file,
+        } => process(
+            &file,
+            chunk_size,
+            workers,
+            out,
+            profile_only,
+            delimiter,
+            rules.as_deref(),
+            mask_key_file.as_deref(),
+        ),
         Command::Up(args) => runtime()?.block_on(up(args)),
         Command::Demo { file, json, stack } => runtime()?.block_on(demo(&file, json, stack)),
     }
@@ -340,6 +358,7 @@ fn error_text(body: &Value) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn process(
     file: &Path,
     chunk_size: u64,
@@ -347,6 +366,8 @@ fn process(
     out: PathBuf,
     profile_only: bool,
     delimiter: Option<String>,
+    rules: Option<&Path>,
+    mask_key_file: Option<&Path>,
 ) -> Result<()> {
     use tessera_shared::engine::file::{process_file, ProcessOptions};
     if chunk_size == 0 {
@@ -373,6 +394,11 @@ fn process(
         };
         opts.dialect.delimiter = Some(b);
     }
+    let compiled = match rules {
+        Some(r) => Some(compile_rules(file, r, mask_key_file, &opts)?),
+        None => None,
+    };
+    opts.chunk.rules = compiled.clone();
     let summary = process_file(file, &opts).with_context(|| {
         format!(
             "processing {} (outputs in {})",
@@ -392,5 +418,95 @@ fn process(
         summary.elapsed_seconds,
         out.display()
     );
+    let mut report = serde_json::to_value(&summary)?;
+    let failed = compiled.as_ref().and_then(|c| {
+        c.threshold_exceeded(
+            summary.rows + summary.rule_rejected_rows,
+            &summary.violations,
+        )
+    });
+    if let Some(f) = &failed {
+        report["failed"] = serde_json::to_value(f)?;
+    }
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )
+    .with_context(|| format!("writing {}", out.join("summary.json").display()))?;
+    for (rule, n) in &summary.violations {
+        println!("  rule {rule}: {n} violations");
+    }
+    if let Some(f) = failed {
+        bail!("{f} (outputs are in {})", out.display());
+    }
     Ok(())
+}
+
+/// Reads, validates and compiles `--rules` against FILE's header.
+fn compile_rules(
+    file: &Path,
+    rules: &Path,
+    mask_key_file: Option<&Path>,
+    opts: &tessera_shared::engine::file::ProcessOptions,
+) -> Result<std::sync::Arc<tessera_shared::engine::rules::CompiledRules>> {
+    use std::io::Read as _;
+    use tessera_shared::engine::rules::{parse_document, CompiledRules, ResolvedRefs};
+    let text = std::fs::read_to_string(rules)
+        .with_context(|| format!("reading the rule document {}", rules.display()))?;
+    let list = |errs: Vec<tessera_shared::engine::rules::ValidationError>| {
+        errs.iter()
+            .map(|e| format!("  {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let doc = parse_document(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a valid rule document:\n{}",
+            rules.display(),
+            list(e)
+        )
+    })?;
+    let mut refs = ResolvedRefs::none();
+    let base = rules.parent().unwrap_or(Path::new("."));
+    for r in doc.references() {
+        let path = base.join(&r.key);
+        let data = std::fs::read(&path)
+            .with_context(|| format!("reading the reference file {}", path.display()))?;
+        let values = tessera_shared::engine::file::read_column_values(&data, &r.column)
+            .with_context(|| format!("reading column `{}` of {}", r.column, path.display()))?;
+        refs.insert(r, values);
+    }
+    let key = match mask_key_file {
+        Some(p) => {
+            let mut k = std::fs::read(p)
+                .with_context(|| format!("reading the mask key file {}", p.display()))?;
+            while k.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                k.pop();
+            }
+            if k.is_empty() {
+                bail!("the mask key file {} is empty", p.display());
+            }
+            Some(k)
+        }
+        None => None,
+    };
+    let mut head = Vec::new();
+    std::fs::File::open(file)
+        .with_context(|| format!("opening {}", file.display()))?
+        .take(tessera_shared::engine::file::SNIFF_BYTES as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let size = std::fs::metadata(file)?.len();
+    let sniffed = tessera_shared::engine::sniff_with_size(&head, size, &opts.dialect)
+        .with_context(|| format!("reading the header of {}", file.display()))?;
+    let compiled =
+        CompiledRules::compile(&doc, &sniffed.columns, &refs, key.as_deref()).map_err(|e| {
+            anyhow::anyhow!(
+                "{} does not fit {}:\n{}",
+                rules.display(),
+                file.display(),
+                list(e)
+            )
+        })?;
+    Ok(std::sync::Arc::new(compiled))
 }

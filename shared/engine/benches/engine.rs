@@ -3,6 +3,9 @@
 //! Generates a deterministic CSV (mixed types, ~10% quoted fields, some embedded newlines, ~2%
 //! empty values) under `<workspace>/bench-data/` (size: `TESSERA_BENCH_BYTES`, default 1 GiB),
 //! then measures, each in a child process of this binary so peak RSS is per measurement:
+//! - profile + outputs (clean and rejected rows written to a sink) and profile + a 10-rule
+//!   workflow (not_null, type, range, regex, one_of, length, row compare, trim, partial mask,
+//!   HMAC token) + outputs, over the whole file: the cost of rules;
 //! - bare parse (the state machine only) and full profile (chunk processor, profile on, no
 //!   outputs) with one worker, over a 64 MiB range and over the whole file;
 //! - DuckDB `SUMMARIZE` (threads=1) and polars `describe()` (POLARS_MAX_THREADS=1) on the same
@@ -19,6 +22,7 @@ use tessera_engine::chunk::ChunkOptions;
 use tessera_engine::dialect::{sniff_with_size, DialectOverrides};
 use tessera_engine::file::{run_chunk, ReadAt};
 use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
+use tessera_engine::rules::{from_value, CompiledRules, ResolvedRefs};
 use tessera_engine::split::ChunkTask;
 
 const MIB: u64 = 1 << 20;
@@ -174,6 +178,39 @@ fn bare_parse(file: &std::fs::File, start: u64, end: u64) -> u64 {
     records
 }
 
+/// The 10-rule workflow of the benchmark (token on `name`, or on the unique `id` for the
+/// high-cardinality case, where the token cache never hits).
+fn bench_rules(columns: &[String], mode: &str) -> std::sync::Arc<CompiledRules> {
+    let token_col = if mode == "rules_token_id" {
+        "id"
+    } else {
+        "name"
+    };
+    let mut doc = serde_json::json!({
+        "version": 1,
+        "columns": {
+            "score": {"type": "integer"},
+            "amount": {"type": "decimal", "transforms": [{"mask": "partial"}]},
+            "comment": {"transforms": ["trim"]}
+        },
+        "rules": [
+            {"column": "id", "check": "not_null"},
+            {"column": "score", "check": {"type": "integer"}},
+            {"column": "amount", "check": {"range": {"min": 0, "max": 99999.5}}},
+            {"column": "day", "check": {"matches": {"pattern": "^20[0-9]{2}-[01][0-9]-[0-3][0-9]$"}}},
+            {"column": "category", "check": {"one_of": {"values": ["A", "B", "C", "D"]}}},
+            {"column": "comment", "check": {"length": {"max": 60}}, "on_violation": "flag"},
+            {"check": {"compare": {"left": "amount", "op": ">=", "right": "score"}}, "on_violation": "flag"}
+        ]
+    });
+    doc["columns"][token_col]["transforms"] =
+        serde_json::json!([{"mask": {"token": {"length": 16}}}]);
+    let doc = from_value(&doc).unwrap();
+    std::sync::Arc::new(
+        CompiledRules::compile(&doc, columns, &ResolvedRefs::none(), Some(b"bench key")).unwrap(),
+    )
+}
+
 /// Runs in the child: one measurement, printed as one JSON line.
 fn child(mode: &str, path: &Path, range: u64) {
     let file = std::fs::File::open(path).unwrap();
@@ -210,6 +247,36 @@ fn child(mode: &str, path: &Path, range: u64) {
             )
             .unwrap();
             let _report = r.profile.report();
+            r.rows + r.rejected_rows
+        }
+        "profile_out" | "rules" | "rules_token_id" => {
+            let task = ChunkTask {
+                index: 0,
+                start,
+                end,
+                start_in_quotes: Some(false),
+            };
+            let opts = ChunkOptions {
+                emit_rows: true,
+                rules: (mode != "profile_out").then(|| bench_rules(&sn.columns, mode)),
+                ..ChunkOptions::default()
+            };
+            let r = run_chunk(
+                &file,
+                size,
+                &task,
+                &sn.dialect,
+                &sn.columns,
+                &opts,
+                256 * 1024,
+                &mut std::io::sink(),
+                &mut std::io::sink(),
+            )
+            .unwrap();
+            let _report = r.profile.report();
+            if mode != "profile_out" {
+                eprintln!("violations: {:?}", r.violations);
+            }
             r.rows + r.rejected_rows
         }
         _ => panic!("unknown mode {mode}"),
@@ -292,6 +359,44 @@ fn run_python(script: &str, module: &str, path: &Path) -> Option<serde_json::Val
     serde_json::from_str(&line).ok()
 }
 
+fn print_rules(
+    prof: &Option<serde_json::Value>,
+    prof_out: &Option<serde_json::Value>,
+    rules: &Option<serde_json::Value>,
+    rules_id: &Option<serde_json::Value>,
+) {
+    let f = |v: &Option<serde_json::Value>, k: &str| {
+        v.as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    println!("\n| whole file, 1 worker | CPU s | MB per CPU-s | peak RSS MiB |");
+    println!("|---|---|---|---|");
+    for (name, v) in [
+        ("profile only (no outputs)", prof),
+        ("profile + clean/rejected outputs", prof_out),
+        ("profile + 10 rules + outputs (token on `name`)", rules),
+        (
+            "profile + 10 rules + outputs (token on unique `id`)",
+            rules_id,
+        ),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.0} | {:.1} |",
+            f(v, "cpu_s"),
+            f(v, "mb_per_cpu_s"),
+            f(v, "peak_rss_mib")
+        );
+    }
+    let base = f(prof, "mb_per_cpu_s");
+    println!(
+        "\nrate with rules vs profile only: {:.0}% (token on name), {:.0}% (token on id); target >= 70%",
+        100.0 * f(rules, "mb_per_cpu_s") / base,
+        100.0 * f(rules_id, "mb_per_cpu_s") / base
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() >= 5 && args[1] == "--child" {
@@ -316,6 +421,13 @@ fn main() {
     let parse_l = run_child("parse", &path, file_size);
     let prof_s = run_child("profile", &path, small);
     let prof_l = run_child("profile", &path, file_size);
+    let prof_out = run_child("profile_out", &path, file_size);
+    let rules_l = run_child("rules", &path, file_size);
+    let rules_id = run_child("rules_token_id", &path, file_size);
+    if std::env::var_os("TESSERA_BENCH_RULES_ONLY").is_some() {
+        print_rules(&prof_l, &prof_out, &rules_l, &rules_id);
+        return;
+    }
     let duck = run_python(DUCKDB, "duckdb", &path);
     let pol = run_python(POLARS, "polars", &path);
 
@@ -352,6 +464,7 @@ fn main() {
             f(v, "peak_rss_mib")
         );
     }
+    print_rules(&prof_l, &prof_out, &rules_l, &rules_id);
     let ours = f(&prof_l, "cpu_s");
     println!(
         "\nfull profile speed-up per CPU-second: {:.2}x DuckDB SUMMARIZE (target >= 2.5x), {:.2}x polars describe (target >= 1.2x)",

@@ -428,6 +428,52 @@ fn process_source<R: ReadAt + ?Sized, P: PartStore>(
     Ok((summary, profile, results))
 }
 
+/// The values of column `column` (by header name) of a whole CSV file in memory: how a caller
+/// loads a `one_of` reference list (`rules::ResolvedRefs`). Malformed records are skipped; the
+/// error names the columns when `column` is not one of them.
+pub fn read_column_values(data: &[u8], column: &str) -> Result<Vec<String>, EngineError> {
+    use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf, State};
+    let sn = crate::dialect::sniff(data, &DialectOverrides::default())?;
+    let Some(col) = sn.columns.iter().position(|c| c == column) else {
+        return Err(EngineError::InvalidOption {
+            detail: format!(
+                "the reference file has no column `{column}`; its columns are: {}",
+                sn.columns.join(", ")
+            ),
+        });
+    };
+    let cfg = ParserConfig {
+        delimiter: sn.dialect.delimiter,
+        quote: sn.dialect.quote,
+        ..ParserConfig::default()
+    };
+    let start = sn.header_len as usize;
+    let mut p = Parser::new(cfg, State::LineStart, start as u64, u64::MAX);
+    let mut rec = RecordBuf::default();
+    let mut out = Vec::new();
+    let mut take = |rec: &RecordBuf| {
+        if rec.too_large || rec.stray_quote || col >= rec.ends.len() {
+            return;
+        }
+        let s = if col == 0 { 0 } else { rec.ends[col - 1] };
+        if let Ok(v) = std::str::from_utf8(&rec.text[s..rec.ends[col]]) {
+            out.push(v.to_string());
+        }
+    };
+    let mut off = start.min(data.len());
+    while off < data.len() {
+        let (o, used) = p.parse(&data[off..], &mut rec);
+        off += used;
+        if o == Outcome::Record {
+            take(&rec);
+        }
+    }
+    if p.finish(&mut rec)? == Outcome::Record {
+        take(&rec);
+    }
+    Ok(out)
+}
+
 type RuleTotals = (BTreeMap<String, u64>, BTreeMap<String, Vec<(u64, u64)>>);
 
 /// Adds up the chunks' violation counts and runs the exact second pass of `unique` rules
