@@ -46,6 +46,9 @@ pub struct Config {
     /// Smallest part size handed out for multipart uploads (`TESSERA_PART_SIZE`, default 8 MiB,
     /// 5 MiB to 5 GiB). Larger files get larger parts so that no upload needs more than 10,000.
     pub part_size: u64,
+    /// Key of `token` masks in rule documents (`TESSERA_MASK_KEY_HEX`, hex, at least 16 bytes).
+    /// `None`: a workflow with a token mask fails its jobs with `mask_key_missing`.
+    pub mask_key: Option<Vec<u8>>,
 }
 
 /// Defaults, also used by the local runtime and tests as a base.
@@ -121,8 +124,27 @@ impl Config {
             job_ttl_days: num("TESSERA_JOB_TTL_DAYS", 30)?,
             multipart_threshold: num("TESSERA_MULTIPART_THRESHOLD", DEFAULT_MULTIPART_THRESHOLD)?,
             part_size,
+            mask_key: match get("TESSERA_MASK_KEY_HEX").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(v) => Some(decode_hex(v.trim()).ok_or(ConfigError::Invalid {
+                    name: "TESSERA_MASK_KEY_HEX",
+                    value: "<hidden>".into(),
+                    why: "expected an even number of hex digits, at least 32 (16 bytes)",
+                })?),
+            },
         })
     }
+}
+
+/// Hex to bytes; `None` unless it is an even number (>= 32) of hex digits.
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() & 1 == 1 || s.len() < 32 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]

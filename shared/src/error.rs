@@ -16,6 +16,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Structured detail a caller can act on (e.g. rule validation errors with their JSON
+    /// paths); answered as `error.details` only when present.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -24,7 +27,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+    /// The same error with `details` in its body.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -73,6 +82,8 @@ struct Inner<'a> {
     code: &'a str,
     message: &'a str,
     request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -82,6 +93,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: &self.message,
                 request_id: current_request_id(),
+                details: self.details.as_ref(),
             },
         };
         (self.status, axum::Json(body)).into_response()

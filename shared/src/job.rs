@@ -117,6 +117,16 @@ pub struct Job {
     /// How many times the owner retried the job.
     #[serde(default)]
     pub retries: u32,
+    /// The workflow version the job runs (resolved at upload time), if the upload named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowRef>,
+}
+
+/// Exactly which workflow version a job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowRef {
+    pub id: String,
+    pub version: u32,
 }
 
 /// What owners see of a job (`GET /v1/jobs/{id}`, WebSocket pushes). No internal keys.
@@ -143,6 +153,9 @@ pub struct JobSnapshot {
     /// Times the owner retried the job.
     #[serde(skip_serializing_if = "is_zero", default)]
     pub retries: u32,
+    /// The workflow version the job runs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub workflow: Option<WorkflowRef>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -189,6 +202,7 @@ impl Job {
             error: self.error.clone(),
             failed_chunks: self.failed_chunks.clone(),
             retries: self.retries,
+            workflow: self.workflow.clone(),
         }
     }
 

@@ -2,7 +2,9 @@
 //!
 //! - `uploads/<owner>/<job>/source` — the uploaded file;
 //! - `results/<owner>/<job>/parts/{clean,rejected,result}/<chunk:06>` — per-chunk parts;
-//! - `results/<owner>/<job>/{clean.csv,rejected.csv,profile.json,manifest.json}` — final outputs.
+//! - `results/<owner>/<job>/{clean.csv,rejected.csv,profile.json,manifest.json}` — final outputs;
+//! - `results/<owner>/<job>/exports/<id>.{csv,jsonl}` — exports of an output;
+//! - `refs/<owner>/<key>` — the owner's reference files (`one_of` lists of rule documents).
 //!
 //! The owner (a JWT `sub`) is percent-encoded so that any claim value gives one safe path segment.
 
@@ -12,6 +14,21 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'
 
 fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// The owner as one key segment (percent-encoded), e.g. for `refs/<owner>/...`, the prefix of
+/// an owner's reference files.
+pub fn segment(owner: &str) -> String {
+    seg(owner)
+}
+
+/// Key of an export of a job's output.
+pub fn export_key(owner: &str, job_id: &str, export_id: &str, ext: &str) -> String {
+    format!(
+        "{}/exports/{}.{ext}",
+        results_prefix(owner, job_id),
+        seg(export_id)
+    )
 }
 
 /// Key of a job's uploaded source object.

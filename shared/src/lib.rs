@@ -16,5 +16,6 @@ pub mod pipeline;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+pub mod workflow;
 
 pub use tessera_engine as engine;

@@ -12,12 +12,14 @@
 //!   rare mispredicted chunk with the known start state, merges the profiles in chunk order,
 //!   stitches the outputs and moves the job to `completed` with exact totals.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use tessera_engine::chunk::{ChunkOptions, ChunkProcessor, ChunkResult, Feed};
 use tessera_engine::dialect::{Dialect, DialectOverrides};
 use tessera_engine::error::EngineError;
 use tessera_engine::profile::{ProfileOptions, ProfileState};
+use tessera_engine::rules::{CompiledRules, ResolvedRefs};
 use tessera_engine::split::{self, ChunkTask};
 
 use crate::aws::Clients;
@@ -28,6 +30,7 @@ use crate::notifications::{self, Notification};
 use crate::store::jobs::{ChunkCommit, ChunkRecord, JobStore, Plan, Totals};
 use crate::store::objects::ObjectStore;
 use crate::store::queue::TaskQueue;
+use crate::store::workflows::WorkflowStore;
 use crate::store::StoreError;
 use crate::task::ChunkTaskMessage;
 
@@ -60,7 +63,17 @@ pub enum PipelineError {
     /// size, or deleted). SQS retries cannot fix that: the chunk fails the job.
     #[error("source changed: {0}")]
     SourceChanged(String),
+    /// The job's workflow cannot run on this file (a reference file is missing, the document does
+    /// not fit the header, no mask key...): the job fails with this code and message.
+    #[error("{code}: {message}")]
+    Rules { code: &'static str, message: String },
 }
+
+/// Compiled rules per (workflow, version, job): a job's chunks on a warm worker compile once.
+/// Keyed by job too, because the header and the reference files are the job's.
+type RulesCache = Arc<Mutex<HashMap<(String, u32, String), Arc<CompiledRules>>>>;
+/// Entries kept before the cache starts over (each is one compiled document).
+const RULES_CACHE_ENTRIES: usize = 64;
 
 /// The pipeline's dependencies.
 #[derive(Clone)]
@@ -69,6 +82,8 @@ pub struct Pipeline {
     pub jobs: JobStore,
     pub objects: ObjectStore,
     pub queue: TaskQueue,
+    pub workflows: WorkflowStore,
+    rules_cache: RulesCache,
 }
 
 fn job_error(code: &str, message: impl Into<String>) -> JobError {
@@ -84,6 +99,8 @@ impl Pipeline {
             jobs: JobStore::new(clients.dynamodb.clone(), &config.jobs_table),
             objects: ObjectStore::new(clients.s3.clone(), &config.bucket),
             queue: TaskQueue::new(clients.sqs.clone(), &config.chunk_queue_url),
+            workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            rules_cache: RulesCache::default(),
             config,
         }
     }
@@ -202,6 +219,15 @@ impl Pipeline {
         let Some(job) = self.jobs.get(&job.id).await? else {
             return Ok(());
         };
+        // The workflow is loaded and compiled against the header before any chunk runs, so a
+        // missing reference file or a document that does not fit the file fails the job at once.
+        match self.job_rules(&job).await {
+            Ok(_) => {}
+            Err(PipelineError::Rules { code, message }) => {
+                return self.fail(&job, code, message).await
+            }
+            Err(e) => return Err(e),
+        }
         if tasks.is_empty() {
             // Header only: nothing to hand out; finalise right here.
             return self.finalize(&job).await;
@@ -307,6 +333,10 @@ impl Pipeline {
                     .await?;
                 return Ok(());
             }
+            Err(PipelineError::Rules { code, message }) => {
+                self.fail(&job, code, message).await?;
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         let record = ChunkRecord {
@@ -365,7 +395,12 @@ impl Pipeline {
     async fn run_chunk(&self, job: &Job, task: &ChunkTask) -> Result<ChunkResult, PipelineError> {
         let dialect: Dialect = serde_json::from_value(job.dialect.clone().unwrap_or_default())
             .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))?;
-        let mut proc = ChunkProcessor::new(task, &dialect, &job.columns, &ChunkOptions::default());
+        let rules = self.job_rules(job).await?;
+        let options = ChunkOptions {
+            rules: rules.clone(),
+            ..Default::default()
+        };
+        let mut proc = ChunkProcessor::new(task, &dialect, &job.columns, &options);
         let read_from = tessera_engine::chunk::read_start(task);
         let mut clean = PartSink::new(
             self.objects.clone(),
@@ -377,7 +412,9 @@ impl Pipeline {
         );
         if task.index == 0 {
             // Chunk 0's clean part begins with the header, so stitching is a plain concatenation.
-            clean.buf.extend_from_slice(&clean_header(&job.columns));
+            clean
+                .buf
+                .extend_from_slice(&clean_header(output_columns(job, &rules)));
         }
         let Some((mut body, total)) = self
             .objects
@@ -432,6 +469,7 @@ impl Pipeline {
         match self.try_finalize(job).await {
             Ok(()) => Ok(()),
             Err(PipelineError::Engine(e)) => self.fail(job, e.code(), e.to_string()).await,
+            Err(PipelineError::Rules { code, message }) => self.fail(job, code, message).await,
             Err(e) => {
                 tracing::error!(job_id = %job.id, error = %e, "finalisation failed");
                 self.fail(
@@ -445,6 +483,7 @@ impl Pipeline {
     }
 
     async fn try_finalize(&self, job: &Job) -> Result<(), PipelineError> {
+        let rules = self.job_rules(job).await?;
         let tasks = split::plan(job.declared_size, job.header_len, job.chunk_size.max(1));
         // Load the parity facts of every chunk (small), validate the guesses, re-run the
         // mispredicted chunks with their known start state.
@@ -470,11 +509,30 @@ impl Pipeline {
             rejected_rows: 0,
             bytes: job.declared_size,
         };
+        let mut violations: BTreeMap<String, u64> = BTreeMap::new();
+        let mut rule_rejected_rows = 0u64;
         for t in &tasks {
             let r = self.load_result(job, t.index).await?;
             totals.rows += r.rows;
             totals.rejected_rows += r.rejected_rows;
+            rule_rejected_rows += r.rule_rejected_rows;
+            for (id, n) in &r.violations {
+                *violations.entry(id.clone()).or_default() += n;
+            }
             profile.merge(&r.profile);
+        }
+        if let Some(rules) = &rules {
+            for id in rules.rule_ids() {
+                violations.entry(id).or_default();
+            }
+            if let Some(over) =
+                rules.threshold_exceeded(totals.rows + rule_rejected_rows, &violations)
+            {
+                return Err(PipelineError::Rules {
+                    code: "rule_threshold_exceeded",
+                    message: over.to_string(),
+                });
+            }
         }
         profile.add_bytes(job.header_len);
         let prefix = keys::results_prefix(&job.owner, &job.id);
@@ -491,7 +549,11 @@ impl Pipeline {
         );
         if tasks.is_empty() {
             self.objects
-                .put(&clean_key, clean_header(&job.columns), "text/csv")
+                .put(
+                    &clean_key,
+                    clean_header(output_columns(job, &rules)),
+                    "text/csv",
+                )
                 .await?;
         } else {
             let parts: Vec<String> = tasks
@@ -516,6 +578,9 @@ impl Pipeline {
             "chunks_rerun": reruns.len(),
             "rows": totals.rows,
             "rejected_rows": totals.rejected_rows,
+            "workflow": job.workflow,
+            "output_columns": output_columns(job, &rules),
+            "violations": violations,
             "outputs": { "clean": results.clean, "rejected": results.rejected, "profile": results.profile },
             "completed_at": now_rfc3339(),
         });
@@ -594,6 +659,82 @@ impl Pipeline {
             .count() as u64)
     }
 
+    /// The job's compiled rules (`None` without a workflow), from the cache or built: the
+    /// version's document, its reference files (`refs/<owner>/<key>`), the mask key, compiled
+    /// against the job's header. Failures the job cannot recover from are `PipelineError::Rules`.
+    async fn job_rules(&self, job: &Job) -> Result<Option<Arc<CompiledRules>>, PipelineError> {
+        let Some(wf) = &job.workflow else {
+            return Ok(None);
+        };
+        let key = (wf.id.clone(), wf.version, job.id.clone());
+        if let Some(r) = self
+            .rules_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).cloned())
+        {
+            return Ok(Some(r));
+        }
+        let rules_failure =
+            |code: &'static str, message: String| PipelineError::Rules { code, message };
+        let Some(version) = self.workflows.version(&wf.id, wf.version).await? else {
+            return Err(rules_failure(
+                "workflow_missing",
+                format!(
+                    "Version {} of workflow {} no longer exists.",
+                    wf.version, wf.id
+                ),
+            ));
+        };
+        let doc = tessera_engine::rules::parse_document(&version.rules_json)
+            .map_err(|errs| rules_failure("invalid_rules", describe(&errs)))?;
+        let mut refs = ResolvedRefs::none();
+        for r in doc.references() {
+            let s3_key = crate::workflow::reference_key(&job.owner, &r.key)
+                .map_err(|m| rules_failure("invalid_rules", m))?;
+            if self.objects.size(&s3_key).await?.is_none() {
+                return Err(rules_failure(
+                    "reference_missing",
+                    format!(
+                        "The reference file `{}` (a one_of list of workflow {} version {}) does not exist. Upload it to {s3_key} and start a new job.",
+                        r.key, wf.id, wf.version
+                    ),
+                ));
+            }
+            let bytes = self.objects.read_all(&s3_key).await?;
+            let values =
+                tessera_engine::file::read_column_values(&bytes, &r.column).map_err(|e| {
+                    rules_failure(
+                        "reference_invalid",
+                        format!("The reference file `{}` cannot be used: {e}", r.key),
+                    )
+                })?;
+            refs.insert(r, values);
+        }
+        if doc.needs_mask_key() && self.config.mask_key.is_none() {
+            return Err(rules_failure(
+                "mask_key_missing",
+                "The workflow masks values with tokens, and no mask key is configured (TESSERA_MASK_KEY_HEX). Ask the operator to set one.".into(),
+            ));
+        }
+        let compiled =
+            CompiledRules::compile(&doc, &job.columns, &refs, self.config.mask_key.as_deref())
+                .map_err(|errs| {
+                    rules_failure(
+                        "invalid_rules",
+                        format!("The workflow does not fit this file: {}", describe(&errs)),
+                    )
+                })?;
+        let compiled = Arc::new(compiled);
+        if let Ok(mut c) = self.rules_cache.lock() {
+            if c.len() >= RULES_CACHE_ENTRIES {
+                c.clear();
+            }
+            c.insert(key, compiled.clone());
+        }
+        Ok(Some(compiled))
+    }
+
     async fn load_result(&self, job: &Job, index: u32) -> Result<ChunkResult, PipelineError> {
         let bytes = self
             .objects
@@ -641,6 +782,23 @@ pub async fn requeue_unfinished(
     queue.send_all(&todo).await?;
     tracing::info!(job_id = %job.id, requeued = todo.len(), done = done.len(), "job retried");
     Ok(todo.len() as u32)
+}
+
+/// The columns of a job's clean output: the rules' output columns, else the source header.
+fn output_columns<'a>(job: &'a Job, rules: &'a Option<Arc<CompiledRules>>) -> &'a [String] {
+    match rules {
+        Some(r) => r.output_columns(),
+        None => &job.columns,
+    }
+}
+
+/// Validation errors as one line for a job's error message.
+fn describe(errs: &[tessera_engine::rules::ValidationError]) -> String {
+    errs.iter()
+        .take(5)
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// First line of every rejected output (the engine writes the rows below it).

@@ -18,9 +18,11 @@ use tessera_shared::job::Job;
 use tessera_shared::store::jobs::JobStore;
 use tessera_shared::store::objects::ObjectStore;
 use tessera_shared::store::queue::TaskQueue;
+use tessera_shared::store::workflows::WorkflowStore;
 
 pub mod jobs;
 pub mod uploads;
+pub mod workflows;
 
 pub use uploads::{CreateUpload, UploadCreated, UploadPlan, ALLOWED_CONTENT_TYPES};
 
@@ -32,6 +34,8 @@ pub struct ApiState {
     pub objects: ObjectStore,
     /// Chunk tasks, for retries.
     pub queue: TaskQueue,
+    /// Saved workflows (items in the jobs table).
+    pub workflows: WorkflowStore,
 }
 
 impl ApiState {
@@ -40,6 +44,7 @@ impl ApiState {
             jobs: JobStore::new(clients.dynamodb.clone(), &config.jobs_table),
             objects: ObjectStore::new(clients.s3.clone(), &config.bucket),
             queue: TaskQueue::new(clients.sqs.clone(), &config.chunk_queue_url),
+            workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
             config,
         }
     }
@@ -56,6 +61,20 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/jobs", get(jobs::list_jobs))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/v1/jobs/{id}/retry", post(jobs::retry_job))
+        .route(
+            "/v1/workflows",
+            post(workflows::create_workflow).get(workflows::list_workflows),
+        )
+        .route(
+            "/v1/workflows/{id}",
+            get(workflows::get_workflow)
+                .put(workflows::update_workflow)
+                .delete(workflows::delete_workflow),
+        )
+        .route(
+            "/v1/workflows/{id}/versions/{version}",
+            get(workflows::get_version),
+        )
         .fallback(tessera_shared::http::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn(

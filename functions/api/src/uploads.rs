@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tessera_shared::config::{Config, MAX_PART_SIZE, MIN_PART_SIZE};
 use tessera_shared::error::ApiError;
 use tessera_shared::http::{Caller, JsonBody};
-use tessera_shared::job::{now_rfc3339, Job, JobSnapshot, JobState, ResultKeys};
+use tessera_shared::job::{now_rfc3339, Job, JobSnapshot, JobState, ResultKeys, WorkflowRef};
 use tessera_shared::keys;
 use tessera_shared::store::objects::{same_etag, PartRef, UploadLookup, UploadedPart};
 
@@ -55,6 +55,43 @@ pub struct CreateUpload {
     /// `TESSERA_PART_SIZE`; raised when the file would need more than 10,000 parts.
     #[serde(default)]
     pub part_size: Option<u64>,
+    /// The workflow to run (`version` omitted: the latest at upload time; the job records it).
+    #[serde(default)]
+    pub workflow: Option<WorkflowChoice>,
+}
+
+/// `workflow` of `POST /v1/uploads`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowChoice {
+    pub id: String,
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+/// The exact workflow version an upload runs: 404 `not_found` for unknown, deleted and other
+/// owners' workflows, 404 `version_not_found` for a version that does not exist.
+async fn resolve_workflow(
+    st: &ApiState,
+    caller: &Caller,
+    w: &WorkflowChoice,
+) -> Result<WorkflowRef, ApiError> {
+    let head = crate::workflows::owned_head(st, caller, &w.id).await?;
+    let version = w.version.unwrap_or(head.latest_version);
+    if version == 0 || version > head.latest_version {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "version_not_found",
+            format!(
+                "Workflow {} has versions 1 to {}.",
+                head.workflow_id, head.latest_version
+            ),
+        ));
+    }
+    Ok(WorkflowRef {
+        id: head.workflow_id,
+        version,
+    })
 }
 
 /// `POST /v1/uploads` answer.
@@ -250,6 +287,10 @@ pub async fn create_upload(
 ) -> Result<(StatusCode, Json<UploadCreated>), ApiError> {
     validate(&req, &st.config)?;
     let parts = choose_parts(&req, &st.config)?;
+    let workflow = match &req.workflow {
+        None => None,
+        Some(w) => Some(resolve_workflow(&st, &caller, w).await?),
+    };
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
     let expires_at =
@@ -292,6 +333,7 @@ pub async fn create_upload(
         upload_completed: false,
         failed_chunks: vec![],
         retries: 0,
+        workflow,
     };
     if let Err(e) = st.jobs.create(&job).await {
         if let Some(u) = &upload_id {
@@ -776,6 +818,7 @@ mod tests {
             content_type: ct.into(),
             multipart: None,
             part_size: None,
+            workflow: None,
         }
     }
 

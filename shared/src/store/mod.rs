@@ -5,6 +5,7 @@
 pub mod jobs;
 pub mod objects;
 pub mod queue;
+pub mod workflows;
 
 /// A failure talking to an AWS service. The text is for logs, never for callers.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,309 @@
+//! Workflows end to end: saved rule documents through HTTP (create, versions, list, update,
+//! delete, owner isolation, 422 with JSON paths), an upload that names a workflow, the chunk
+//! workers applying it (rejected rows with `rule:<id>` and source lines, masked clean values),
+//! rows in = clean + rejected at two chunk sizes, and a missing reference file failing the job
+//! before any chunk runs.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tessera_e2e::*;
+use tessera_shared::store::objects::ObjectStore;
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(180);
+const MASK_KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// Header, then lines 2..=7: line 3 has no name, line 4 an amount out of range, line 5 a code
+/// that does not match; lines 2 and 7 share an SSN (same token), line 6 has a formula-like name.
+const DATA: &str = "id,name,email,amount,code,ssn\n\
+1,Ann,ann@example.com,10,ABC,111-22-3333\n\
+2,,bob@example.com,20,DEF,222-33-4444\n\
+3,Cy,cy@example.com,5000,GHI,333-44-5555\n\
+4,Di,di@example.com,30,jk1,444-55-6666\n\
+5,=cmd,eve@example.com,40,XYZ,555-66-7777\n\
+6,Fay,,50,QQQ,111-22-3333\n";
+
+fn rules() -> Value {
+    json!({
+        "version": 1,
+        "on_violation": "reject",
+        "columns": {
+            "amount": {"type": "decimal"},
+            "email": {"transforms": [{"mask": "partial"}]},
+            "ssn": {"transforms": [{"mask": {"token": {"encoding": "hex", "length": 16}}}]}
+        },
+        "rules": [
+            {"id": "name_required", "column": "name", "check": "not_null"},
+            {"id": "amount_range", "column": "amount", "check": {"range": {"min": 0, "max": 1000}}},
+            {"id": "code_format", "column": "code", "check": {"matches": {"pattern": "^[A-Z]{3}$"}}}
+        ]
+    })
+}
+
+async fn stack_for(chunk_size: u64) -> LocalStack {
+    // The stack reads what it does not set from the environment; every test here sets the same.
+    std::env::set_var("TESSERA_MASK_KEY_HEX", MASK_KEY_HEX);
+    stack_with(|o| o.chunk_size = chunk_size).await
+}
+
+async fn create_workflow(c: &Client, rules: Value) -> String {
+    let a = c
+        .post_json(
+            "/v1/workflows",
+            &json!({"name": "customers", "description": "checks and masks", "rules": rules}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["version"], 1);
+    a.body["workflow_id"].as_str().unwrap().to_string()
+}
+
+/// Uploads `data` naming `workflow`; returns the job id.
+async fn upload_with(c: &Client, workflow: Value, data: &[u8]) -> String {
+    let a = c
+        .post_json(
+            "/v1/uploads",
+            &json!({"filename": "c.csv", "size": data.len(), "content_type": "text/csv", "workflow": workflow}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let url = a.body["upload"]["url"].as_str().unwrap();
+    let put = c.http.put(url).body(data.to_vec()).send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    a.body["job_id"].as_str().unwrap().to_string()
+}
+
+fn csv_rows(bytes: &[u8]) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn workflow_crud_versions_isolation_and_validation() {
+    let stack = stack_for(64 * 1024).await;
+    let alice = Client::new(&stack, "alice");
+    let bob = Client::new(&stack, "bob");
+    let id = create_workflow(&alice, rules()).await;
+
+    let got = alice.get(&format!("/v1/workflows/{id}")).await;
+    assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+    assert_eq!(got.body["version"], 1);
+    assert_eq!(got.body["rules"], rules());
+
+    // A new version; the old one stays readable.
+    let mut v2 = rules();
+    v2["rules"].as_array_mut().unwrap().pop();
+    let put = alice
+        .http
+        .put(format!("{}/v1/workflows/{id}", alice.base))
+        .bearer_auth(alice.token.as_deref().unwrap())
+        .json(&json!({"rules": v2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let latest = alice.get(&format!("/v1/workflows/{id}")).await;
+    assert_eq!(latest.body["version"], 2);
+    assert_eq!(latest.body["name"], "customers");
+    assert_eq!(latest.body["rules"], v2);
+    let old = alice.get(&format!("/v1/workflows/{id}/versions/1")).await;
+    assert_eq!(old.status, StatusCode::OK);
+    assert_eq!(old.body["rules"], rules());
+    assert_eq!(
+        alice
+            .get(&format!("/v1/workflows/{id}/versions/3"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Listed for its owner, newest first; job lists stay clean.
+    let second = create_workflow(&alice, rules()).await;
+    let list = alice.get("/v1/workflows").await;
+    let ids: Vec<&str> = list.body["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["workflow_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str(), id.as_str()]);
+    assert_eq!(alice.get("/v1/jobs").await.body["jobs"], json!([]));
+
+    // Another owner sees nothing and can change nothing.
+    assert_eq!(
+        bob.get(&format!("/v1/workflows/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(bob.get("/v1/workflows").await.body["workflows"], json!([]));
+    let a = bob
+        .post_json(
+            "/v1/uploads",
+            &json!({"filename": "c.csv", "size": 10, "content_type": "text/csv", "workflow": {"id": id}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{:?}", a.body);
+
+    // Bad documents: 422 with every problem's JSON path.
+    let bad = json!({"version": 1, "rules": [
+        {"column": "a", "check": "not_null"},
+        {"column": "b", "check": {"matches": {"pattern": "[a-"}}},
+        {"column": "c", "chek": "not_null"}
+    ]});
+    let a = alice
+        .post_json("/v1/workflows", &json!({"name": "bad", "rules": bad}))
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", a.body);
+    assert_eq!(a.body["error"]["code"], "invalid_rules");
+    let paths: Vec<&str> = a.body["error"]["details"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.iter().any(|p| p.starts_with("/rules/2")), "{paths:?}");
+
+    // Delete: gone from the API, versions stay for jobs (the store still has them).
+    let del = alice
+        .http
+        .delete(format!("{}/v1/workflows/{id}", alice.base))
+        .bearer_auth(alice.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::OK);
+    assert_eq!(
+        alice.get(&format!("/v1/workflows/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let kept = tessera_shared::store::workflows::WorkflowStore::new(
+        stack.clients.dynamodb.clone(),
+        &stack.config.jobs_table,
+    )
+    .version(&id, 1)
+    .await
+    .unwrap();
+    assert!(kept.is_some());
+    stack.shutdown().await;
+}
+
+async fn run_rules_at(chunk_size: u64) {
+    let stack = stack_for(chunk_size).await;
+    let alice = Client::new(&stack, "alice");
+    let id = create_workflow(&alice, rules()).await;
+    let job_id = upload_with(&alice, json!({"id": id}), DATA.as_bytes()).await;
+    let done = alice.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["workflow"], json!({"id": id, "version": 1}));
+    // The invariant: rows in = clean + rejected.
+    assert_eq!(done["rows"], 3, "{done}");
+    assert_eq!(done["rejected_rows"], 3, "{done}");
+
+    let objects = ObjectStore::new(stack.clients.s3.clone(), &stack.config.bucket);
+    let prefix = format!("results/alice/{job_id}");
+    let rejected = csv_rows(
+        &objects
+            .read_all(&format!("{prefix}/rejected.csv"))
+            .await
+            .unwrap(),
+    );
+    let got: Vec<(String, String)> = rejected[1..]
+        .iter()
+        .map(|r| (r[1].clone(), r[2].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("3".to_string(), "rule:name_required".to_string()),
+            ("4".to_string(), "rule:amount_range".to_string()),
+            ("5".to_string(), "rule:code_format".to_string()),
+        ],
+        "chunk size {chunk_size}: {rejected:?}"
+    );
+
+    let clean = csv_rows(
+        &objects
+            .read_all(&format!("{prefix}/clean.csv"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(clean[0], ["id", "name", "email", "amount", "code", "ssn"]);
+    assert_eq!(clean.len(), 4, "{clean:?}");
+    let ids: Vec<&str> = clean[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, ["1", "5", "6"]);
+    assert_eq!(clean[1][2], "a***@example.com");
+    assert_eq!(clean[2][2], "e***@example.com");
+    assert_eq!(clean[3][2], "", "empty stays empty under a mask");
+    let token = &clean[1][5];
+    assert_eq!(token.len(), 16, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert_ne!(token, "111-22-3333");
+    assert_eq!(&clean[3][5], token, "same value, same token");
+
+    let manifest: Value = serde_json::from_slice(
+        &objects
+            .read_all(&format!("{prefix}/manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["violations"],
+        json!({"name_required": 1, "amount_range": 1, "code_format": 1})
+    );
+    assert_eq!(manifest["workflow"], json!({"id": id, "version": 1}));
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn rules_apply_in_one_chunk() {
+    run_rules_at(64 * 1024).await;
+}
+
+#[tokio::test]
+async fn rules_apply_in_many_chunks() {
+    run_rules_at(16).await;
+}
+
+#[tokio::test]
+async fn missing_reference_fails_the_job_before_any_chunk() {
+    let stack = stack_for(64 * 1024).await;
+    let alice = Client::new(&stack, "alice");
+    let doc = json!({"version": 1, "rules": [
+        {"column": "code", "check": {"one_of": {"ref": {"key": "lists/codes.csv", "column": "code"}}}}
+    ]});
+    let id = create_workflow(&alice, doc).await;
+    let job_id = upload_with(&alice, json!({"id": id, "version": 1}), DATA.as_bytes()).await;
+    let done = alice.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "reference_missing", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lists/codes.csv"),
+        "{done}"
+    );
+    assert_eq!(done["progress"]["chunks_done"], 0, "{done}");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn threshold_fails_the_job() {
+    let stack = stack_for(64 * 1024).await;
+    let alice = Client::new(&stack, "alice");
+    let doc = json!({"version": 1, "rules": [
+        {"id": "amount_small", "column": "amount", "check": {"range": {"max": 100}},
+         "on_violation": {"fail": {"max_count": 0}}}
+    ], "columns": {"amount": {"type": "integer"}}});
+    let id = create_workflow(&alice, doc).await;
+    let job_id = upload_with(&alice, json!({"id": id}), DATA.as_bytes()).await;
+    let done = alice.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "rule_threshold_exceeded", "{done}");
+    stack.shutdown().await;
+}
