@@ -10,6 +10,7 @@
 //!   with the verified claims and a fresh request id).
 //!
 //! Unknown routes reach the api function's fallback (404 JSON) once the token is valid.
+//! The page (`/`, `/app/*`, `/config.json`: [`crate::web`]) is served beside it, without a token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub fn router(api: Router, status: Router, key: JwtKey) -> Router {
     Router::new()
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(gw, authorize))
+        // The page and its config are public static files (a CDN's job in AWS): no token.
+        .merge(crate::web::router())
 }
 
 /// `/v1/jobs/{id}` with one non-empty segment after `/v1/jobs/`.

@@ -5,7 +5,8 @@
 //! - [`provision`]: create the bucket, table and queues of [`resources::spec`] in it;
 //! - [`gateway`]: API Gateway's HTTP API (routing, JWT check, payload limit, request context);
 //! - [`esm`]: Lambda's SQS event-source mappings (long polls, batches, partial failures);
-//! - [`stack`]: all of the above started together, as `tessera up` and the tests use it.
+//! - [`stack`]: all of the above started together, as `tessera up` and the tests use it;
+//! - [`web`]: the browser page (static files embedded in the binary) and its `config.json`.
 //!
 //! The `tessera` command (`src/main.rs`) is a thin layer over [`stack`] and [`auth`].
 
@@ -16,3 +17,4 @@ pub mod gateway;
 pub mod provision;
 pub mod resources;
 pub mod stack;
+pub mod web;

@@ -1,10 +1,12 @@
 //! Job control: `GET /v1/jobs` (the caller's jobs, newest first, by state, with a cursor),
-//! `POST /v1/jobs/{id}/cancel` and `POST /v1/jobs/{id}/retry`.
+//! `POST /v1/jobs/{id}/cancel`, `POST /v1/jobs/{id}/retry`, and `GET /v1/jobs/{id}/profile`
+//! (a completed job's profile.json, as finalisation stored it).
 //!
 //! Not here: `GET /v1/jobs/{id}` (the status function).
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -194,6 +196,35 @@ pub async fn retry_job(
             job: job.snapshot(),
         }),
     ))
+}
+
+/// `GET /v1/jobs/{id}/profile`: the column profile of a completed job (docs/profile.md, schema
+/// version 1), the bytes of `results/<owner>/<job>/profile.json` unchanged. 409
+/// `job_not_completed` (the state is in the message) before the job has completed.
+pub async fn get_profile(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = owned_job(&st, &caller, &id).await?;
+    if job.state != JobState::Completed {
+        return Err(conflict(
+            "job_not_completed",
+            format!(
+                "The job is {}; its profile exists once it is completed. Follow GET /v1/jobs/{} until then.",
+                job.state.as_str(),
+                job.id
+            ),
+        ));
+    }
+    let key = job.results.profile.clone().unwrap_or_else(|| {
+        format!(
+            "{}/profile.json",
+            tessera_shared::keys::results_prefix(&job.owner, &job.id)
+        )
+    });
+    let bytes = st.objects.read_all(&key).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 #[cfg(test)]

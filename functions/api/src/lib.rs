@@ -1,7 +1,7 @@
 //! The api function: uploads (`POST /v1/uploads` with one presigned PUT or a multipart plan;
 //! resume, complete and abort of multipart uploads), job control (`GET /v1/jobs`, cancel,
-//! retry) and `GET /v1/health`. An axum `Router` served by `lambda_http::run` in AWS and by the
-//! local gateway in-process; tests call it directly.
+//! retry), a completed job's profile and `GET /v1/health`. An axum `Router` served by
+//! `lambda_http::run` in AWS and by the local gateway in-process; tests call it directly.
 //!
 //! Not here: `GET /v1/jobs/{id}` (the status function), the pipeline itself (`tessera_shared`).
 
@@ -61,6 +61,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/jobs", get(jobs::list_jobs))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/v1/jobs/{id}/retry", post(jobs::retry_job))
+        .route("/v1/jobs/{id}/profile", get(jobs::get_profile))
         .route(
             "/v1/workflows",
             post(workflows::create_workflow).get(workflows::list_workflows),

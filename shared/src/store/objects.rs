@@ -529,6 +529,11 @@ impl ObjectStore {
                 done.push(CompletedPart::builder().part_number(n).e_tag(etag).build());
                 continue;
             }
+            if size == 0 {
+                // A chunk that owns no record leaves an empty part; S3 answers a ranged GET of
+                // an empty object with 416 InvalidRange, and there is nothing to copy anyway.
+                continue;
+            }
             let mut body = self.stream_from(key, 0).await?;
             while let Some(bytes) = body
                 .try_next()

@@ -1,0 +1,258 @@
+// The page in a real browser, end to end, no fakes: Debian's chromium driven by playwright-core
+// against `target/debug/tessera up` (its own moto on a free port, 1 MiB chunks).
+//
+//   cargo build -p tessera-infra --bin tessera && (cd tests/browser && npm ci && node --test)
+//
+// Fails (never skips) when chromium or the binary is missing. Never downloads a browser.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = path.join(ROOT, 'target/debug/tessera');
+const CHROMIUM = process.env.TESSERA_CHROMIUM || '/usr/bin/chromium';
+const SHOT = path.join(ROOT, 'target/browser/page.png');
+const MIB = 1024 * 1024;
+
+let stack; // {proc, base, emulatorPort, token, home, log}
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-browser-'));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function startStack() {
+  assert.ok(fs.existsSync(BIN), `${BIN} is missing: run \`cargo build -p tessera-infra --bin tessera\` first`);
+  const [port, emulatorPort] = [await freePort(), await freePort()];
+  const home = path.join(tmp, 'home');
+  fs.mkdirSync(home, { recursive: true });
+  const env = { ...process.env, TESSERA_HOME: home, TESSERA_CHUNK_SIZE: String(MIB), RUST_LOG: process.env.RUST_LOG || 'warn' };
+  const log = path.join(tmp, 'tessera-up.log');
+  const out = fs.openSync(log, 'w');
+  const proc = spawn(BIN, ['up', '--port', String(port), '--emulator-port', String(emulatorPort)], {
+    cwd: tmp, env, stdio: ['ignore', out, out],
+  });
+  let exited = null;
+  proc.on('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 240_000; // a first run may pip-install moto
+  for (;;) {
+    if (exited) assert.fail(`tessera up ${exited}:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
+    try {
+      const r = await fetch(`${base}/v1/health`);
+      if (r.ok) break;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) {
+      proc.kill('SIGTERM');
+      assert.fail(`tessera up did not answer /v1/health within 240 s:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
+    }
+    await sleep(250);
+  }
+  const token = execFileSync(BIN, ['token'], { cwd: tmp, env }).toString().trim();
+  return { proc, base, emulatorPort, token, home, log };
+}
+
+async function stopStack() {
+  if (!stack || stack.proc.exitCode !== null) return;
+  const done = new Promise((r) => stack.proc.once('exit', r));
+  process.kill(stack.proc.pid, 'SIGTERM');
+  await Promise.race([done, sleep(30_000)]);
+  if (stack.proc.exitCode === null) process.kill(stack.proc.pid, 'SIGKILL');
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); these tests never download a browser`);
+  stack = await startStack();
+});
+
+after(async () => {
+  await stopStack();
+  if (stack) {
+    // Keep the stack's log next to the screenshot for whoever reads a failure.
+    fs.mkdirSync(path.dirname(SHOT), { recursive: true });
+    fs.copyFileSync(stack.log, path.join(path.dirname(SHOT), 'tessera-up.log'));
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+process.on('exit', () => { try { if (stack?.proc.exitCode === null) process.kill(stack.proc.pid, 'SIGKILL'); } catch { /* gone */ } });
+
+/** A fresh browser (fresh profile dir) and a page signed in to the stack. */
+async function openPage() {
+  const profile = fs.mkdtempSync(path.join(tmp, 'chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = context.pages()[0] || await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  await page.goto(`${stack.base}/`);
+  await page.waitForSelector('body[data-ready=true]');
+  await page.fill('#token', stack.token);
+  await page.click('#signin-button');
+  await page.waitForFunction(() => document.getElementById('signin-state').textContent.startsWith('Signed in'));
+  return { context, page };
+}
+
+/** Part PUTs (UploadPart) the page sends to the emulator. */
+function countPartPuts(page) {
+  const c = { n: 0 };
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (r.method() === 'PUT' && u.port === String(stack.emulatorPort) && u.searchParams.has('partNumber')) c.n++;
+  });
+  return c;
+}
+
+/**
+ * A CSV of about `bytes` bytes: id,name,amount,day,category. `amount` is below 999999.5
+ * everywhere but one row, where it is exactly 999999.5 (the known profile max).
+ */
+function makeCsv(file, bytes) {
+  const cats = ['alpha', 'beta', 'gamma', 'delta'];
+  const lines = ['id,name,amount,day,category'];
+  let size = lines[0].length + 1;
+  let rows = 0;
+  while (size < bytes) {
+    const i = rows + 1;
+    const amount = i === 4242 ? '999999.5' : ((i * 7919) % 900000 + (i % 100) / 100).toFixed(2);
+    const day = `2026-${String((i % 12) + 1).padStart(2, '0')}-${String((i % 28) + 1).padStart(2, '0')}`;
+    const line = `${i},"name ${i % 5000}, the ${i % 3 ? 'first' : 'second'}",${amount},${day},${cats[i % 4]}`;
+    lines.push(line);
+    size += line.length + 1;
+    rows++;
+  }
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+  return { rows, size: fs.statSync(file).size };
+}
+
+/** Waits for the job to reach a final state and asserts `want`, showing the page's account if not. */
+async function waitFinal(page, want, timeout) {
+  await page.waitForSelector('#job-state[data-state=completed], #job-state[data-state=failed], #job-state[data-state=cancelled]', { timeout });
+  const state = await page.getAttribute('#job-state', 'data-state');
+  if (state !== want) {
+    const stats = await page.textContent('#job-stats');
+    const err = await page.textContent('#error');
+    assert.fail(`the job ended ${state}, not ${want}: ${stats} ${err}`);
+  }
+}
+
+async function jobOf(page) {
+  return page.textContent('#job-id');
+}
+
+async function apiGet(p) {
+  const r = await fetch(stack.base + p, { headers: { authorization: `Bearer ${stack.token}` } });
+  return r.json();
+}
+
+test('a ~30 MiB CSV uploads in parallel parts, the job completes live and the page shows its profile', { timeout: 300_000 }, async () => {
+  const file = path.join(tmp, 'amounts.csv');
+  const { rows, size } = makeCsv(file, 30 * MIB);
+  const { context, page } = await openPage();
+  try {
+    const puts = countPartPuts(page);
+    await page.setInputFiles('#file', file);
+    await page.waitForSelector('#upload-status[data-done=true]', { timeout: 120_000 });
+    await waitFinal(page, 'completed', 240_000);
+    await page.waitForSelector('#result:not([hidden])');
+    const mode = await page.getAttribute('#watch-mode', 'data-mode');
+    const messages = await page.getAttribute('#watch-mode', 'data-messages');
+    const mbps = Number(await page.getAttribute('#upload-speed', 'data-mbps'));
+    const max = (await page.textContent('tr[data-column=amount] td[data-field=max]')).trim();
+    const shownRows = Number(await page.getAttribute('#result-rows', 'data-value'));
+    const rejected = Number(await page.getAttribute('#result-rejected', 'data-value'));
+    await page.click('#jobs-refresh');
+    await page.waitForSelector(`#jobs-table tr[data-job="${await jobOf(page)}"] .state[data-state=completed]`);
+    fs.mkdirSync(path.dirname(SHOT), { recursive: true });
+    await page.screenshot({ path: SHOT, fullPage: true });
+    console.log(`# upload: ${(size / MIB).toFixed(1)} MiB in ${puts.n} part PUTs at ${mbps.toFixed(1)} MB/s (as the page shows it)`);
+    console.log(`# job progress mode seen by the page: ${mode}${mode === 'ws' ? ` (${messages} WebSocket messages)` : ''}`);
+    console.log(`# screenshot: ${SHOT}`);
+    assert.ok(['ws', 'polling'].includes(mode), `watch mode ${mode}`);
+    if (process.env.TESSERA_EXPECT_WS === '1') assert.equal(mode, 'ws', 'the page fell back to polling');
+    assert.equal(puts.n, Math.ceil(size / (5 * MIB)), 'one PUT per 5 MiB part');
+    assert.equal(max, '999999.5');
+    assert.equal(shownRows, rows);
+    assert.equal(rejected, 0);
+    assert.ok(mbps > 0, 'the page shows an upload rate');
+  } finally {
+    await context.close();
+  }
+});
+
+test('an interrupted multipart upload resumes after a reload and sends only the missing parts', { timeout: 300_000 }, async () => {
+  const file = path.join(tmp, 'resume.csv');
+  const { size } = makeCsv(file, 20 * MIB);
+  const partCount = Math.ceil(size / (5 * MIB));
+  const { context, page } = await openPage();
+  try {
+    // First attempt: the network drops every part from 3 on (each retry too).
+    const isLatePart = (u) => u.port === String(stack.emulatorPort) && Number(u.searchParams.get('partNumber')) >= 3;
+    await page.route(isLatePart, (route) => route.abort('connectionreset'));
+    const first = countPartPuts(page);
+    await page.setInputFiles('#file', file);
+    await page.waitForSelector('#upload-status[data-done=error]', { timeout: 60_000 });
+    const jobId = await jobOf(page);
+    assert.match(await page.textContent('#error'), /Pick the same file again to resume/);
+    await page.unrouteAll({ behavior: 'ignoreErrors' });
+
+    await page.reload();
+    await page.waitForSelector('body[data-ready=true]');
+    const second = countPartPuts(page);
+    await page.setInputFiles('#file', file);
+    await page.waitForSelector('#upload-status[data-done=true]', { timeout: 120_000 });
+    assert.equal(await jobOf(page), jobId, 'the same job resumed');
+    assert.equal(await page.getAttribute('#upload-status', 'data-resumed'), 'true');
+    console.log(`# resume: ${partCount} parts; first attempt sent ${first.n} part PUTs (with retries), the resume sent ${second.n}`);
+    assert.equal(second.n, partCount - 2, 'only the parts S3 lacked were sent again');
+    assert.ok(second.n < partCount);
+    await waitFinal(page, 'completed', 240_000);
+  } finally {
+    await context.close();
+  }
+});
+
+test('abort stops the upload and the job ends cancelled', { timeout: 120_000 }, async () => {
+  const file = path.join(tmp, 'abort.csv');
+  makeCsv(file, 20 * MIB);
+  const { context, page } = await openPage();
+  try {
+    // Slow parts down so there is time to press the button.
+    await page.route((u) => u.port === String(stack.emulatorPort) && u.searchParams.has('partNumber'), async (route) => {
+      await sleep(3000);
+      await route.continue().catch(() => {});
+    });
+    await page.setInputFiles('#file', file);
+    await page.waitForSelector('#abort-button:not([hidden])');
+    await page.waitForFunction(() => document.getElementById('job-id').textContent.length > 0);
+    const jobId = await jobOf(page);
+    await page.click('#abort-button');
+    await page.waitForSelector('#job-state[data-state=cancelled]', { timeout: 30_000 });
+    assert.match(await page.textContent('#upload-status'), /aborted/i);
+    const job = await apiGet(`/v1/jobs/${jobId}`);
+    assert.equal(job.state, 'cancelled');
+    await page.unrouteAll({ behavior: 'ignoreErrors' });
+  } finally {
+    await context.close();
+  }
+});
