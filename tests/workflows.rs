@@ -256,7 +256,79 @@ async fn run_rules_at(chunk_size: u64) {
         json!({"name_required": 1, "amount_range": 1, "code_format": 1})
     );
     assert_eq!(manifest["workflow"], json!({"id": id, "version": 1}));
+
+    // Exports, read back through their presigned URLs.
+    let csv_export = export(&alice, &job_id, json!({"output": "clean", "format": "csv"})).await;
+    let rows = csv_rows(csv_export.as_bytes());
+    assert_eq!(rows.len(), 4, "{csv_export}");
+    assert_eq!(
+        rows[2][1], "'=cmd",
+        "a formula cell is escaped: {csv_export}"
+    );
+    assert_eq!(rows[1][2], "a***@example.com");
+    let raw = export(
+        &alice,
+        &job_id,
+        json!({"output": "clean", "format": "csv", "formula_escape": false, "columns": ["name", "id"]}),
+    )
+    .await;
+    assert_eq!(raw, "name,id\nAnn,1\n=cmd,5\nFay,6\n");
+    let jsonl = export(
+        &alice,
+        &job_id,
+        json!({"output": "clean", "format": "jsonl"}),
+    )
+    .await;
+    let objs: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 3, "{jsonl}");
+    assert_eq!(objs[1]["name"], "=cmd");
+    assert_eq!(objs[0]["email"], "a***@example.com");
+    assert_eq!(objs[0]["ssn"].as_str(), Some(token.as_str()));
+    let rej = export(
+        &alice,
+        &job_id,
+        json!({"output": "rejected", "format": "jsonl"}),
+    )
+    .await;
+    assert_eq!(rej.lines().count(), 3, "{rej}");
+    let a = alice
+        .post_json(
+            &format!("/v1/jobs/{job_id}/exports"),
+            &json!({"output": "clean", "format": "csv", "columns": ["nope"]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", a.body);
+    assert_eq!(a.body["error"]["code"], "unknown_column");
+    assert!(a.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope"));
+    let bob = Client::new(&stack, "bob");
+    let a = bob
+        .post_json(
+            &format!("/v1/jobs/{job_id}/exports"),
+            &json!({"output": "clean", "format": "csv"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
     stack.shutdown().await;
+}
+
+/// Creates an export and downloads it through its presigned URL.
+async fn export(c: &Client, job_id: &str, body: Value) -> String {
+    let a = c
+        .post_json(&format!("/v1/jobs/{job_id}/exports"), &body)
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert!(a.body["expires_in"].as_u64().unwrap() <= 300);
+    assert!(a.body["expires_at"].is_string());
+    let url = a.body["url"].as_str().unwrap();
+    let resp = c.http.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.text().await.unwrap()
 }
 
 #[tokio::test]

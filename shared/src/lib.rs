@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod job;
 pub mod keys;

@@ -20,6 +20,7 @@ use tessera_shared::store::objects::ObjectStore;
 use tessera_shared::store::queue::TaskQueue;
 use tessera_shared::store::workflows::WorkflowStore;
 
+pub mod exports;
 pub mod jobs;
 pub mod uploads;
 pub mod workflows;
@@ -62,6 +63,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/v1/jobs/{id}/retry", post(jobs::retry_job))
         .route("/v1/jobs/{id}/profile", get(jobs::get_profile))
+        .route("/v1/jobs/{id}/exports", post(exports::create_export))
         .route(
             "/v1/workflows",
             post(workflows::create_workflow).get(workflows::list_workflows),

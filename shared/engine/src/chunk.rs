@@ -509,7 +509,13 @@ impl ChunkProcessor {
                         Verdict::Keep if !runner.rules().passthrough() => {
                             self.rows += 1;
                             if self.emit_rows {
-                                runner.write_clean(&record, &mut self.out);
+                                let unquoted =
+                                    self.dialect.delimiter == b',' && !rec.any_quoted;
+                                runner.write_clean_raw(
+                                    &record,
+                                    unquoted.then_some(raw),
+                                    &mut self.out,
+                                );
                                 self.out.push(b'\n');
                             }
                             self.raw.clear();

@@ -35,6 +35,13 @@ impl<'a> Record<'a> {
         Some(&self.text[start..end])
     }
 
+    /// Byte range `[start, end)` of field `i` in the record text (`i` must be in range).
+    #[inline]
+    pub(crate) fn span(&self, i: usize) -> (usize, usize) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        (start, self.ends[i])
+    }
+
     /// All fields in order.
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
         let text = self.text;

@@ -106,6 +106,21 @@ impl ObjectStore {
         })
     }
 
+    /// A presigned GET for `key`, valid for `ttl` (an export's download link).
+    pub async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, StoreError> {
+        let conf = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::service("PresigningConfig", e))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(conf)
+            .await
+            .map_err(|e| StoreError::service("presign GetObject", e))?;
+        Ok(req.uri().to_string())
+    }
+
     /// Starts the multipart upload of a client's file at `key`; returns the upload id.
     pub async fn create_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
         let out = self

@@ -181,11 +181,41 @@ enum CCheck {
     Matches(usize, Regex),
     OneOf {
         col: usize,
-        set: HashSet<Box<str>>,
+        set: ValueSet,
         ignore_case: bool,
     },
     Unique(usize, usize),
     Compare(usize, CompareOp, usize),
+}
+
+/// The allowed values of a `one_of` rule: a short list is scanned (a few length compares beat
+/// hashing a short value), a longer one is a hash set under XXH3.
+#[derive(Debug)]
+enum ValueSet {
+    Small(Vec<Box<str>>),
+    Large(HashSet<Box<str>, xxhash_rust::xxh3::Xxh3DefaultBuilder>),
+}
+
+impl From<Vec<Box<str>>> for ValueSet {
+    fn from(mut v: Vec<Box<str>>) -> Self {
+        v.sort();
+        v.dedup();
+        if v.len() <= 8 {
+            ValueSet::Small(v)
+        } else {
+            ValueSet::Large(v.into_iter().collect())
+        }
+    }
+}
+
+impl ValueSet {
+    #[inline]
+    fn contains(&self, x: &str) -> bool {
+        match self {
+            ValueSet::Small(v) => v.iter().any(|s| s.len() == x.len() && **s == *x),
+            ValueSet::Large(h) => h.contains(x),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -222,6 +252,7 @@ pub struct CompiledRules {
     output_columns: Vec<String>,
     flag_column: bool,
     unique_count: usize,
+    passthrough: bool,
 }
 
 impl std::fmt::Debug for CompiledRules {
@@ -663,7 +694,8 @@ impl CompiledRules {
                                 }
                                 .into_boxed_str()
                             })
-                            .collect(),
+                            .collect::<Vec<_>>()
+                            .into(),
                         ignore_case: o.ignore_case,
                     })
                 }
@@ -708,6 +740,9 @@ impl CompiledRules {
             return Err(errs);
         }
         let typed_cols = (0..columns.len()).filter(|&c| types[c].is_some()).collect();
+        let passthrough = !flag_column
+            && layout.len() == columns.len()
+            && transforms.iter().all(Vec::is_empty);
         Ok(CompiledRules {
             doc: doc.clone(),
             columns: columns.to_vec(),
@@ -720,6 +755,7 @@ impl CompiledRules {
             output_columns,
             flag_column,
             unique_count,
+            passthrough,
         })
     }
 
@@ -751,9 +787,7 @@ impl CompiledRules {
     /// Whether clean rows can be copied from the source unchanged (no transforms, no dropped
     /// column, no flag column).
     pub fn passthrough(&self) -> bool {
-        !self.flag_column
-            && self.layout.len() == self.columns.len()
-            && self.transforms.iter().all(Vec::is_empty)
+        self.passthrough
     }
 }
 
@@ -841,10 +875,42 @@ impl RuleRunner {
     /// Writes the clean row of the record last passed to [`check`](Self::check) (transforms,
     /// layout, `_violations`), without terminator.
     pub fn write_clean(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) {
+        self.write_clean_raw(rec, None, out);
+    }
+
+    /// [`write_clean`](Self::write_clean) with the record's source bytes when they are the
+    /// fields joined by `,` with no quoting (`,` delimiter, no quoted field): untransformed
+    /// fields are then copied from `raw`, adjacent ones as one slice, without a scan.
+    pub(crate) fn write_clean_raw(&mut self, rec: &Record<'_>, raw: Option<&[u8]>, out: &mut Vec<u8>) {
         let r = &*self.rules;
         let s = &mut self.s;
         let start = out.len();
+        // A pending run of untransformed fields: raw byte range and the last column in it.
+        let mut run: Option<(usize, usize, usize)> = None;
         for (k, &c) in r.layout.iter().enumerate() {
+            if let (Some(raw), true) = (raw, r.transforms[c].is_empty()) {
+                let (a, b) = rec.span(c);
+                let (a, b) = (a + c, b + c);
+                match &mut run {
+                    Some((_, end, last)) if *last + 1 == c => {
+                        *end = b;
+                        *last = c;
+                    }
+                    _ => {
+                        if let Some((x, y, _)) = run.take() {
+                            out.extend_from_slice(&raw[x..y]);
+                        }
+                        if k > 0 {
+                            out.push(b',');
+                        }
+                        run = Some((a, b, c));
+                    }
+                }
+                continue;
+            }
+            if let Some((x, y, _)) = run.take() {
+                out.extend_from_slice(&raw.unwrap_or_default()[x..y]);
+            }
             if k > 0 {
                 out.push(b',');
             }
@@ -853,14 +919,11 @@ impl RuleRunner {
                 write_field(out, v.as_bytes());
                 continue;
             }
-            s.a.clear();
-            s.a.push_str(v);
-            for t in &r.transforms[c] {
-                s.b.clear();
-                apply(t, &s.a, &mut s.b, &mut s.tokenizers);
-                std::mem::swap(&mut s.a, &mut s.b);
-            }
-            write_field(out, s.a.as_bytes());
+            let v = transform(&r.transforms[c], v, s);
+            write_field(out, v.as_bytes());
+        }
+        if let Some((x, y, _)) = run.take() {
+            out.extend_from_slice(&raw.unwrap_or_default()[x..y]);
         }
         if r.flag_column {
             if !r.layout.is_empty() {
@@ -1029,6 +1092,11 @@ fn eval(r: &CompiledRules, s: &mut Scratch, check: &CCheck, rec: &Record<'_>, of
             if v.is_empty() {
                 return true;
             }
+            // A UTF-8 character is 1 to 4 bytes: decide from the byte length when it can.
+            let (most, least) = (v.len() as u64, v.len().div_ceil(4) as u64);
+            if min.is_none_or(|m| least >= m) && max.is_none_or(|m| most <= m) {
+                return true;
+            }
             let n = if v.is_ascii() {
                 v.len()
             } else {
@@ -1084,6 +1152,51 @@ fn eval(r: &CompiledRules, s: &mut Scratch, check: &CCheck, rec: &Record<'_>, of
                 CompareOp::Ge => o != Less,
             }
         }
+    }
+}
+
+/// Applies a column's transforms to `v`. `trim` and `default` borrow (no copy); the others
+/// write from the current value into a scratch string, alternating between two.
+fn transform<'a>(ts: &'a [CTransform], v: &'a str, s: &'a mut Scratch) -> &'a str {
+    // `None`: the value is `cur`; `Some((x, y))`: the value is `s.a[x..y]`.
+    let mut cur: &str = v;
+    let mut in_a: Option<(usize, usize)> = None;
+    for t in ts {
+        match t {
+            CTransform::Trim => match &mut in_a {
+                None => cur = cur.trim(),
+                Some((x, y)) => {
+                    let full = &s.a[*x..*y];
+                    let lead = full.len() - full.trim_start().len();
+                    let t = full.trim();
+                    *x += lead;
+                    *y = *x + t.len();
+                }
+            },
+            CTransform::Default(d) => {
+                let empty = match in_a {
+                    None => cur.is_empty(),
+                    Some((x, y)) => x == y,
+                };
+                if empty {
+                    cur = d;
+                    in_a = None;
+                }
+            }
+            _ => {
+                s.b.clear();
+                match in_a {
+                    None => apply(t, cur, &mut s.b, &mut s.tokenizers),
+                    Some((x, y)) => apply(t, &s.a[x..y], &mut s.b, &mut s.tokenizers),
+                }
+                std::mem::swap(&mut s.a, &mut s.b);
+                in_a = Some((0, s.a.len()));
+            }
+        }
+    }
+    match in_a {
+        None => cur,
+        Some((x, y)) => &s.a[x..y],
     }
 }
 

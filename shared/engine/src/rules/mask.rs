@@ -27,7 +27,7 @@ pub struct Tokenizer {
     cache: Vec<(u64, String, String)>,
 }
 
-const CACHE_SLOTS: usize = 1024;
+const CACHE_SLOTS: usize = 4096;
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,7 +92,7 @@ impl Tokenizer {
 /// Partial mask: e-mail addresses keep their first character and domain (`j***@example.com`),
 /// anything else keeps its last 4 characters (`****1234`); 4 characters or fewer: all masked.
 pub fn partial(value: &str, out: &mut String) {
-    if let Some(at) = value.rfind('@') {
+    if let Some(at) = memchr::memrchr(b'@', value.as_bytes()) {
         let (local, domain) = value.split_at(at);
         if let Some(first) = local.chars().next() {
             if !domain[1..].is_empty() {
@@ -102,6 +102,13 @@ pub fn partial(value: &str, out: &mut String) {
                 return;
             }
         }
+    }
+    if value.is_ascii() {
+        let n = value.len();
+        let stars = if n <= 4 { n } else { n - 4 };
+        out.extend(std::iter::repeat_n('*', stars));
+        out.push_str(&value[stars..]);
+        return;
     }
     let n = value.chars().count();
     if n <= 4 {

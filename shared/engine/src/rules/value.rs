@@ -23,6 +23,7 @@ pub enum Val {
 }
 
 impl Val {
+    #[inline]
     /// Ordering of two values of compatible types (`None` otherwise).
     pub fn cmp_val(&self, other: &Val) -> Option<Ordering> {
         use Val::*;
@@ -273,14 +274,32 @@ impl Parser {
 /// `[+-]?[0-9]+` within i64.
 pub fn parse_int(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    let digits = match b.first()? {
-        b'+' | b'-' => &b[1..],
-        _ => b,
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
     };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() {
         return None;
     }
-    s.strip_prefix('+').unwrap_or(s).parse().ok()
+    // Magnitude as u64 with overflow checks; i64::MIN's magnitude is 2^63.
+    let mut m: u64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        m = m.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    if neg {
+        if m <= 1 << 63 {
+            Some((m as i64).wrapping_neg())
+        } else {
+            None
+        }
+    } else {
+        i64::try_from(m).ok()
+    }
 }
 
 fn is_decimal_syntax(b: &[u8]) -> bool {
@@ -322,10 +341,57 @@ fn is_decimal_syntax(b: &[u8]) -> bool {
 
 /// A decimal number (no `inf`/`nan`, no thousands separators).
 pub fn parse_dec(s: &str) -> Option<f64> {
+    if let Some(v) = fast_dec(s.as_bytes()) {
+        return Some(v);
+    }
     if !is_decimal_syntax(s.as_bytes()) {
         return None;
     }
     s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Exact powers of ten as f64 (all exactly representable up to 1e22).
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// `[+-]digits[.digits]` with at most 15 digits in all and no exponent: Clinger's fast path
+/// (the mantissa is exact in f64 and so is 10^frac, so one correctly rounded division gives
+/// exactly what `str::parse::<f64>` gives). `None`: not of that shape (the caller falls back
+/// to the full parse, which may still accept it).
+#[inline]
+fn fast_dec(b: &[u8]) -> Option<f64> {
+    let (neg, mut i) = match b.first()? {
+        b'-' => (true, 1),
+        b'+' => (false, 1),
+        _ => (false, 0),
+    };
+    let mut mant: u64 = 0;
+    let mut digits = 0usize;
+    let mut frac = 0usize;
+    let mut dot = false;
+    while i < b.len() {
+        let c = b[i];
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            mant = mant * 10 + u64::from(d);
+            digits += 1;
+            frac += usize::from(dot);
+            if digits > 15 {
+                return None;
+            }
+        } else if c == b'.' && !dot {
+            dot = true;
+        } else {
+            return None;
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    let v = mant as f64 / POW10[frac];
+    Some(if neg { -v } else { v })
 }
 
 fn normalize_decimal(s: &str, out: &mut String) -> bool {
@@ -572,6 +638,46 @@ fn parse_iso_ts(b: &[u8]) -> Option<Parts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_decimal_and_integer_parses_match_std() {
+        for t in [
+            "0", "-0", "+0", "1", "12.5", "-12.50", "+3.25", ".5", "5.", "+.5", "-.5", "0.1",
+            "99999.99", "123456789012345", "1234567890.12345", "0.000000000000001",
+            "1234567890123456", "12345678901234567890.5", "1e3", "-2.5E-3", "007.10", ".", "-",
+            "+", "", "1.2.3", "1,5", "abc", "1 ", " 1", "--1", "+-1", "0x10",
+        ] {
+            let want = if is_decimal_syntax(t.as_bytes()) {
+                t.parse::<f64>().ok().filter(|v| v.is_finite())
+            } else {
+                None
+            };
+            let got = parse_dec(t);
+            assert_eq!(
+                got.map(f64::to_bits),
+                want.map(f64::to_bits),
+                "decimal {t:?}"
+            );
+            let b = t.as_bytes();
+            let digits = match b.first() {
+                Some(b'+' | b'-') => &b[1..],
+                _ => b,
+            };
+            let want = if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+                t.strip_prefix('+').unwrap_or(t).parse::<i64>().ok()
+            } else {
+                None
+            };
+            assert_eq!(parse_int(t), want, "integer {t:?}");
+        }
+        for t in [
+            "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+            "-9223372036854775809", "+9223372036854775807", "99999999999999999999",
+        ] {
+            let want = t.strip_prefix('+').unwrap_or(t).parse::<i64>().ok();
+            assert_eq!(parse_int(t), want, "integer {t:?}");
+        }
+    }
     use crate::rules::doc::FormatSpec;
 
     fn date(f: &str) -> Parser {

@@ -1,0 +1,302 @@
+//! Exports of a job's output (clean.csv or rejected.csv) as CSV or JSON Lines, with a column
+//! selection and CSV formula-injection escaping. [`Converter`] is pure and push-based (feed it
+//! bytes in any pieces, it writes converted rows to the caller's buffer); [`export_object`]
+//! streams an object through it into a new object in bounded memory (one 8 MiB buffer, then
+//! multipart).
+//!
+//! Formula escaping (OWASP "CSV Injection"): a cell that starts with `=`, `+`, `-`, `@`, tab or
+//! CR gets a leading `'`, so a spreadsheet shows it as text instead of evaluating it. One
+//! deliberate exception: a cell that is entirely a number (`-12`, `+3.5`, `-1e3`) is left as
+//! it is — a spreadsheet reads it as that number, not a formula, and escaping would turn every
+//! negative amount into text. Callers who want OWASP's "escape all" can still filter, and
+//! `formula_escape: false` turns escaping off.
+//!
+//! Not here: HTTP (the api's `exports` module), presigning.
+
+use tessera_engine::error::EngineError;
+use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
+
+use crate::store::objects::ObjectStore;
+use crate::store::StoreError;
+
+/// Output format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv",
+            Format::Jsonl => "application/x-ndjson",
+        }
+    }
+}
+
+/// Why an export cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A requested column is not in the output's header.
+    #[error("unknown column `{column}`; the columns are: {columns}")]
+    UnknownColumn { column: String, columns: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether `v` would be read as a formula by a spreadsheet (see the module docs).
+pub fn needs_formula_escape(v: &[u8]) -> bool {
+    match v.first() {
+        Some(b'=' | b'@' | b'\t' | b'\r') => true,
+        Some(b'+' | b'-') => !is_number(v),
+        _ => false,
+    }
+}
+
+/// A plain decimal number with an optional sign, fraction and exponent.
+fn is_number(v: &[u8]) -> bool {
+    std::str::from_utf8(v)
+        .ok()
+        .filter(|s| {
+            let t = s.trim_start_matches(['+', '-']);
+            !t.is_empty()
+                && t.bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+                && t.bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        })
+        .is_some_and(|s| s.parse::<f64>().is_ok())
+}
+
+/// Converts a `,`-delimited, `"`-quoted CSV (the outputs' dialect) record by record.
+pub struct Converter {
+    format: Format,
+    columns: Option<Vec<String>>,
+    formula_escape: bool,
+    parser: Parser,
+    rec: RecordBuf,
+    /// Header names and the selected indexes, once the header has been read.
+    header: Option<(Vec<String>, Vec<usize>)>,
+    scratch: Vec<u8>,
+    /// Data rows written.
+    pub rows: u64,
+}
+
+impl Converter {
+    pub fn new(format: Format, columns: Option<Vec<String>>, formula_escape: bool) -> Self {
+        Converter {
+            format,
+            columns,
+            formula_escape,
+            parser: Parser::from_start(ParserConfig::default()),
+            rec: RecordBuf::default(),
+            header: None,
+            scratch: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Feeds the next bytes of the input; converted rows are appended to `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), ExportError> {
+        while !input.is_empty() {
+            let (o, used) = self.parser.parse(input, &mut self.rec);
+            input = &input[used..];
+            if o == Outcome::Record {
+                self.record(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the input.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), ExportError> {
+        if self.parser.finish(&mut self.rec)? == Outcome::Record {
+            self.record(out)?;
+        }
+        if self.header.is_none() {
+            return Err(ExportError::Engine(EngineError::InvalidOption {
+                detail: "the output has no header".into(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, out: &mut Vec<u8>) -> Result<(), ExportError> {
+        let Some((names, sel)) = &self.header else {
+            let names: Vec<String> = (0..self.rec.ends.len())
+                .map(|i| String::from_utf8_lossy(field(&self.rec, i)).into_owned())
+                .collect();
+            let sel = match &self.columns {
+                None => (0..names.len()).collect(),
+                Some(want) => want
+                    .iter()
+                    .map(|c| {
+                        names.iter().position(|n| n == c).ok_or_else(|| {
+                            ExportError::UnknownColumn {
+                                column: c.clone(),
+                                columns: names.join(", "),
+                            }
+                        })
+                    })
+                    .collect::<Result<Vec<usize>, _>>()?,
+            };
+            if self.format == Format::Csv {
+                for (k, &i) in sel.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    tessera_engine::chunk::write_field(out, names[i].as_bytes());
+                }
+                out.push(b'\n');
+            }
+            self.header = Some((names, sel));
+            return Ok(());
+        };
+        self.rows += 1;
+        match self.format {
+            Format::Csv => {
+                for (k, &i) in sel.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    let f = field(&self.rec, i);
+                    if self.formula_escape && needs_formula_escape(f) {
+                        self.scratch.clear();
+                        self.scratch.push(b'\'');
+                        self.scratch.extend_from_slice(f);
+                        tessera_engine::chunk::write_field(out, &self.scratch);
+                    } else {
+                        tessera_engine::chunk::write_field(out, f);
+                    }
+                }
+                out.push(b'\n');
+            }
+            Format::Jsonl => {
+                out.push(b'{');
+                for (k, &i) in sel.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    let key = serde_json::to_string(&names[i]).unwrap_or_default();
+                    let val = serde_json::to_string(&String::from_utf8_lossy(field(&self.rec, i)))
+                        .unwrap_or_default();
+                    out.extend_from_slice(key.as_bytes());
+                    out.push(b':');
+                    out.extend_from_slice(val.as_bytes());
+                }
+                out.extend_from_slice(b"}\n");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Field `i` of a record (empty when the record is shorter).
+fn field(rec: &RecordBuf, i: usize) -> &[u8] {
+    let ends = &rec.ends;
+    if i >= ends.len() {
+        return b"";
+    }
+    let s = if i == 0 { 0 } else { ends[i - 1] };
+    &rec.text[s..ends[i]]
+}
+
+const PART: usize = 8 * 1024 * 1024;
+
+/// Streams `src` through `conv` into `dest` (one PUT when small, multipart otherwise). Memory:
+/// the network buffer plus one 8 MiB part. Returns the data rows written.
+pub async fn export_object(
+    objects: &ObjectStore,
+    src: &str,
+    dest: &str,
+    mut conv: Converter,
+    content_type: &str,
+) -> Result<u64, ExportError> {
+    let mut body = objects.stream_from(src, 0).await?;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut upload: Option<crate::store::objects::MultipartWriter> = None;
+    loop {
+        let next = body.try_next().await.map_err(|e| StoreError::Service {
+            op: "GetObject(stream)",
+            detail: e.to_string(),
+        })?;
+        let Some(bytes) = next else { break };
+        if let Err(e) = conv.feed(&bytes, &mut buf) {
+            if let Some(u) = &upload {
+                u.abort().await;
+            }
+            return Err(e);
+        }
+        if buf.len() >= PART {
+            if upload.is_none() {
+                upload = Some(objects.start_multipart(dest, content_type).await?);
+            }
+            let part = std::mem::take(&mut buf);
+            upload.as_mut().expect("started").write_part(part).await?;
+        }
+    }
+    conv.finish(&mut buf)?;
+    match upload {
+        None => objects.put(dest, buf, content_type).await?,
+        Some(mut u) => {
+            if !buf.is_empty() {
+                u.write_part(buf).await?;
+            }
+            u.complete().await?;
+        }
+    }
+    Ok(conv.rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(input: &str, format: Format, cols: Option<&[&str]>, piece: usize) -> String {
+        let mut c = Converter::new(
+            format,
+            cols.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            true,
+        );
+        let mut out = Vec::new();
+        for p in input.as_bytes().chunks(piece) {
+            c.feed(p, &mut out).unwrap();
+        }
+        c.finish(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_escapes_formulas_but_not_numbers() {
+        let input = "a,b\n=1+2,-12\n@x,\"-cmd,y\"\n+3.5,\ttab\n";
+        for piece in [1, 3, 100] {
+            assert_eq!(
+                convert(input, Format::Csv, None, piece),
+                "a,b\n'=1+2,-12\n'@x,\"'-cmd,y\"\n+3.5,'\ttab\n"
+            );
+        }
+    }
+
+    #[test]
+    fn jsonl_with_selection_and_unknown_column() {
+        let input = "a,b,c\n1,\"x\"\"y\",3\n";
+        assert_eq!(
+            convert(input, Format::Jsonl, Some(&["c", "b"]), 2),
+            "{\"c\":\"3\",\"b\":\"x\\\"y\"}\n"
+        );
+        let mut c = Converter::new(Format::Csv, Some(vec!["zz".into()]), true);
+        let e = c.feed(input.as_bytes(), &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("`zz`"), "{e}");
+    }
+}
