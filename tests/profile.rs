@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde_json::Value;
 use tessera_e2e::{stack, Client};
 use tessera_shared::store::jobs::JobStore;
@@ -166,6 +167,30 @@ async fn profile_of_a_known_file_through_the_whole_system() {
     )
     .unwrap();
     check_profile(&profile, &k);
+
+    // The API serves the same document to its owner, and to nobody else.
+    let served = c.get(&format!("/v1/jobs/{id}/profile")).await;
+    assert_eq!(served.status, StatusCode::OK, "{:?}", served.body);
+    assert_eq!(served.body, profile);
+    let other = Client::new(&stack, "mallory")
+        .get(&format!("/v1/jobs/{id}/profile"))
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{:?}", other.body);
+    assert_eq!(other.body["error"]["code"], "not_found");
+    // Before it completes there is no profile: 409 naming the state.
+    let waiting = c.create_upload("later.csv", 10).await;
+    let waiting = waiting["job_id"].as_str().unwrap();
+    let early = c.get(&format!("/v1/jobs/{waiting}/profile")).await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{:?}", early.body);
+    assert_eq!(early.body["error"]["code"], "job_not_completed");
+    assert!(
+        early.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("awaiting_upload"),
+        "{:?}",
+        early.body
+    );
 
     // The rejected output names the row, its reason and its absolute line.
     let rejected = objects

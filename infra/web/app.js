@@ -38,9 +38,7 @@ function duration(s) {
   return m < 60 ? `${m} min ${Math.round(s % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 function value(v) {
-  if (v === null || v === undefined) return '–';
-  if (typeof v === 'number') return String(v);
-  return String(v);
+  return v === null || v === undefined ? '–' : String(v);
 }
 function mean(v) {
   if (v === null || v === undefined) return '–';
@@ -126,7 +124,16 @@ async function startUpload(file) {
     onStatus: (t) => { $('upload-status').textContent = t; },
     onJob: (id) => { showJob(id); },
     onProgress: (p) => {
+      // Repaint at most 4 times a second; tell screen readers every 10 %.
+      const now = performance.now();
       const frac = p.total ? p.sent / p.total : 1;
+      if (now - lastPaint < 250 && frac < 1) return;
+      lastPaint = now;
+      const decile = Math.floor(frac * 10);
+      if (decile !== lastDecile) {
+        lastDecile = decile;
+        $('upload-announce').textContent = `Upload ${decile * 10} percent done.`;
+      }
       $('upload-progress').value = frac;
       $('upload-percent').textContent = `${(frac * 100).toFixed(0)} %`;
       $('upload-speed').textContent = `${p.mbps.toFixed(1)} MB/s`;
@@ -134,6 +141,8 @@ async function startUpload(file) {
       if (p.parts) $('upload-parts').textContent = `· parts ${p.parts.done}/${p.parts.total}`;
     },
   });
+  let lastPaint = 0;
+  let lastDecile = -1;
   current = up;
   try {
     const r = await up.run();
@@ -306,8 +315,10 @@ async function showProfile(job) {
     cell(tr, c.type, '', 'type');
     cell(tr, c.nulls.toLocaleString('en'), 'num', 'nulls');
     cell(tr, `${c.distinct_exact ? '' : '≈'}${c.distinct.toLocaleString('en')}`, 'num', 'distinct');
-    cell(tr, value(c.min), 'num', 'min');
-    cell(tr, value(c.max), 'num', 'max');
+    // Numbers and dates read best on one line; strings may wrap.
+    const cls = c.type === 'string' ? 'num' : 'num nowrap';
+    cell(tr, value(c.min), cls, 'min');
+    cell(tr, value(c.max), cls, 'max');
     cell(tr, mean(c.mean), 'num', 'mean');
     cell(tr, (c.top || []).slice(0, 5).map((t) => `${t.value === '' ? '""' : t.value} (${t.count.toLocaleString('en')})`).join(', '), '', 'top');
     body.appendChild(tr);

@@ -53,6 +53,23 @@ function remembered(file) {
   try { return JSON.parse(localStorage.getItem(resumeKey(file)) || 'null'); } catch { return null; }
 }
 
+/**
+ * SHA-256 of the file's first and last 64 KiB, so a different file with the same name, size and
+ * date is not completed with another file's parts (S3's part ETags are MD5s, which browsers
+ * cannot compute natively; this catches the likely case, an edited file saved at the same size).
+ */
+export async function fingerprint(file) {
+  const k = 64 * 1024;
+  const head = await file.slice(0, k).arrayBuffer();
+  const tail = await file.slice(Math.max(0, file.size - k)).arrayBuffer();
+  const both = new Uint8Array(head.byteLength + tail.byteLength);
+  both.set(new Uint8Array(head), 0);
+  both.set(new Uint8Array(tail), head.byteLength);
+  if (!globalThis.crypto?.subtle) return `${file.size}`; // not a secure context: size only
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', both));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 const sleep = (ms, signal) => new Promise((resolve, reject) => {
   const t = setTimeout(resolve, ms);
   signal?.addEventListener('abort', () => { clearTimeout(t); reject(abortError()); }, { once: true });
@@ -124,8 +141,16 @@ export class Upload {
   async run() {
     const started = performance.now();
     const mem = remembered(this.file);
+    const print = await fingerprint(this.file);
     let result;
-    if (mem && await this.tryResume(mem)) {
+    if (this.controller.signal.aborted) throw abortError();
+    if (mem && mem.fingerprint !== print) {
+      // Same name, size and date, other bytes: the old upload cannot be reused.
+      localStorage.removeItem(resumeKey(this.file));
+      this.call('DELETE', `/v1/uploads/${mem.job_id}`).catch(() => {});
+      this.onStatus('This file changed since its interrupted upload; starting afresh.');
+    }
+    if (mem && mem.fingerprint === print && await this.tryResume(mem)) {
       result = await this.runMultipart();
     } else {
       const multipart = this.file.size >= MULTIPART_MIN_BYTES;
@@ -139,6 +164,13 @@ export class Upload {
         ...(multipart ? { part_size: partSize } : {}),
       });
       this.jobId = created.job_id;
+      if (this.controller.signal.aborted) {
+        // Aborted while the job was being created: cancel it too.
+        await (created.upload.kind === 'multipart'
+          ? this.call('DELETE', `/v1/uploads/${this.jobId}`)
+          : this.call('POST', `/v1/jobs/${this.jobId}/cancel`)).catch(() => {});
+        throw abortError();
+      }
       this.onJob(this.jobId);
       if (created.upload.kind === 'multipart') {
         const plan = created.upload;
@@ -147,7 +179,7 @@ export class Upload {
         this.nextFrom = plan.next_from ?? null;
         localStorage.setItem(resumeKey(this.file), JSON.stringify({
           job_id: this.jobId, name: this.file.name, size: this.file.size,
-          lastModified: this.file.lastModified, part_size: plan.part_size,
+          lastModified: this.file.lastModified, part_size: plan.part_size, fingerprint: print,
         }));
         result = await this.runMultipart();
       } else {
@@ -201,7 +233,16 @@ export class Upload {
   }
 
   /** Fresh URLs for missing parts from `from` up (expired URLs, or pages past the first 100). */
-  async refreshUrls(from) {
+  refreshUrls(from) {
+    // Workers that miss URLs at the same time share one request.
+    this.refreshing ??= new Map();
+    if (!this.refreshing.has(from)) {
+      this.refreshing.set(from, this.fetchUrls(from).finally(() => this.refreshing.delete(from)));
+    }
+    return this.refreshing.get(from);
+  }
+
+  async fetchUrls(from) {
     const st = await this.call('GET', `${this.routes.parts}?from=${from}`);
     for (const p of st.missing) this.urls.set(p.part_number, p.url);
     for (const p of st.uploaded) if (!this.etags.has(p.part_number)) this.etags.set(p.part_number, p.etag);
