@@ -145,4 +145,24 @@ mod tests {
         assert_eq!(v["ws"], "ws://127.0.0.1:3456/v1/ws");
         assert_eq!(get_path("/app/nope.js").await.0, StatusCode::NOT_FOUND);
     }
+
+    #[tokio::test]
+    async fn the_gateway_serves_the_page_without_a_token_and_still_guards_the_api() {
+        let gw =
+            crate::gateway::router(Router::new(), Router::new(), crate::auth::JwtKey::random());
+        let status = |path: &'static str| {
+            let gw = gw.clone();
+            async move {
+                gw.oneshot(Request::get(path).body(Body::empty()).unwrap())
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(status("/").await, StatusCode::OK);
+        assert_eq!(status("/app/app.js").await, StatusCode::OK);
+        assert_eq!(status("/config.json").await, StatusCode::OK);
+        assert_eq!(status("/v1/jobs").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status("/app/other").await, StatusCode::UNAUTHORIZED);
+    }
 }
