@@ -5,6 +5,8 @@
 //! - [`provision`]: create the bucket, table and queues of [`resources::spec`] in it;
 //! - [`gateway`]: API Gateway's HTTP API (routing, JWT check, payload limit, request context);
 //! - [`esm`]: Lambda's SQS event-source mappings (long polls, batches, partial failures);
+//! - [`ws`]: API Gateway's WebSocket API (upgrade with a token, route events, `@connections`);
+//! - [`streams`]: Lambda's DynamoDB-stream event-source mapping (the jobs table -> status pushes);
 //! - [`stack`]: all of the above started together, as `tessera up` and the tests use it;
 //! - [`web`]: the browser page (static files embedded in the binary) and its `config.json`.
 //!
@@ -17,4 +19,6 @@ pub mod gateway;
 pub mod provision;
 pub mod resources;
 pub mod stack;
+pub mod streams;
 pub mod web;
+pub mod ws;

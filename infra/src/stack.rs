@@ -20,6 +20,8 @@ use crate::auth::{JwtKey, KeyError};
 use crate::emulator::{Emulator, EmulatorError};
 use crate::esm::{self, Handler, Mapping};
 use crate::provision::{self, ProvisionError, Provisioned, QueueOverrides};
+use crate::streams::{StartingPosition, StreamHandler, StreamMapping};
+use crate::ws::{WsGateway, WsOptions};
 
 /// Where the gateway's token key comes from.
 #[derive(Debug, Clone)]
@@ -56,6 +58,11 @@ pub struct StackOptions {
     pub duplicate_chunk_messages: bool,
     /// Do not run the planner/chunk pollers (tests that drive the queues by hand).
     pub no_pollers: bool,
+    /// Where the jobs-table stream poller starts (`LATEST` like a new Lambda mapping; tests use
+    /// `TRIM_HORIZON` so no change made while it starts is missed).
+    pub stream_start: StartingPosition,
+    /// WebSocket test hooks (e.g. no `$disconnect`, to exercise the 410 cleanup).
+    pub ws: WsOptions,
     pub key: KeySource,
     /// Where the emulator log goes when this stack starts one.
     pub home: PathBuf,
@@ -81,6 +88,8 @@ impl Default for StackOptions {
             poll_wait_secs: 5,
             duplicate_chunk_messages: false,
             no_pollers: false,
+            stream_start: StartingPosition::Latest,
+            ws: WsOptions::default(),
             key: KeySource::File(home.clone()),
             home,
             region: "us-east-1".into(),
@@ -101,6 +110,7 @@ impl StackOptions {
             chunk_visibility_secs: Some(20),
             upload_visibility_secs: Some(20),
             key: KeySource::Random,
+            stream_start: StartingPosition::TrimHorizon,
             home: std::env::temp_dir().join("tessera-tests"),
             ..StackOptions::default()
         }
@@ -136,6 +146,8 @@ pub struct LocalStack {
     pub resources: Provisioned,
     /// The gateway's token key.
     pub key: JwtKey,
+    /// The emulated WebSocket API (`ws://127.0.0.1:<port>/v1/ws`).
+    pub ws: Arc<WsGateway>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     emulator: Option<Emulator>,
@@ -197,23 +209,7 @@ impl LocalStack {
             },
         )
         .await?;
-        let config = Arc::new(stack_config(
-            &opts,
-            &emulator_url,
-            &resources.bucket,
-            &resources.table,
-            &resources.chunk_tasks.url,
-        )?);
-        let clients = Clients::from_config(&config).await;
-
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-
-        // The gateway.
-        let api = tessera_api::app(tessera_api::ApiState::new(config.clone(), &clients));
-        let status =
-            tessera_status::app(tessera_status::StatusState::new(config.clone(), &clients));
-        let app = crate::gateway::router(api, status, key.clone());
+        // The gateway's port is part of the configuration (the WebSocket management endpoint).
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.http_port))
             .await
             .map_err(|source| StackError::Bind {
@@ -227,6 +223,30 @@ impl LocalStack {
                 source,
             })?
             .port();
+        let mut config = stack_config(
+            &opts,
+            &emulator_url,
+            &resources.bucket,
+            &resources.table,
+            &resources.chunk_tasks.url,
+        )?;
+        config.ws_endpoint = Some(crate::ws::management_endpoint(&format!(
+            "http://127.0.0.1:{port}"
+        )));
+        let config = Arc::new(config);
+        let clients = Clients::from_config(&config).await;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // The gateway.
+        let api = tessera_api::app(tessera_api::ApiState::new(config.clone(), &clients));
+        let status =
+            tessera_status::app(tessera_status::StatusState::new(config.clone(), &clients));
+        let ws_state = tessera_status::ws::WsState::new(config.clone(), &clients);
+        let ws = WsGateway::new(key.clone(), ws_state.clone(), opts.ws);
+        let app =
+            crate::gateway::router(api, status, key.clone()).merge(crate::ws::router(ws.clone()));
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(
@@ -240,6 +260,25 @@ impl LocalStack {
                 tracing::error!(error = %e, "gateway stopped");
             }
         }));
+
+        // The jobs table's stream -> the status function's pushes.
+        let stream_handler: StreamHandler = Arc::new(move |ev| {
+            let st = ws_state.clone();
+            Box::pin(async move { tessera_status::stream::handle(&st, ev).await })
+        });
+        tasks.push(tokio::spawn(crate::streams::run(
+            StreamMapping {
+                table: resources.table.clone(),
+                region: config.region.clone(),
+                batch_size: 100,
+                starting_position: opts.stream_start,
+                idle_wait: Duration::from_millis(250),
+            },
+            clients.dynamodb.clone(),
+            aws_sdk_dynamodbstreams::Client::new(&clients.sdk),
+            stream_handler,
+            shutdown_rx.clone(),
+        )));
 
         // The event-source mappings.
         if !opts.no_pollers {
@@ -295,6 +334,7 @@ impl LocalStack {
             clients,
             resources,
             key,
+            ws,
             shutdown,
             tasks,
             emulator,

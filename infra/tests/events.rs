@@ -69,6 +69,7 @@ fn every_sample_is_checked() {
             "status-dynamodb-stream.json",
             "status-get-job.json",
             "status-ws-connect.json",
+            "status-ws-subscribe.json",
         ]
     );
 }
@@ -180,4 +181,22 @@ fn status_stream_and_websocket_samples() {
     assert_eq!(ws.request_context.route_key.as_deref(), Some("$connect"));
     assert!(ws.request_context.connection_id.is_some());
     assert!(ws.query_string_parameters.first("token").is_some());
+    // What the $connect authorizer hands on: the token's sub (the status function's owner).
+    assert_eq!(
+        ws.request_context.authorizer.fields.get("principalId"),
+        Some(&serde_json::json!("demo-user"))
+    );
+
+    let sub: ApiGatewayWebsocketProxyRequest = load("status-ws-subscribe.json");
+    assert_eq!(sub.request_context.route_key.as_deref(), Some("subscribe"));
+    assert_eq!(sub.request_context.event_type.as_deref(), Some("MESSAGE"));
+    assert_eq!(
+        sub.request_context.connection_id,
+        ws.request_context.connection_id
+    );
+    let body: serde_json::Value = serde_json::from_str(sub.body.as_deref().expect("body")).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"action": "subscribe", "job_id": JOB})
+    );
 }

@@ -547,7 +547,9 @@ fn functions_read_the_spec_resources() {
             "tessera-api",
             "tessera-chunk",
             "tessera-planner",
-            "tessera-status"
+            "tessera-status",
+            "tessera-status-stream",
+            "tessera-status-ws"
         ]
     );
 }
@@ -674,6 +676,13 @@ fn resource_name(r: &Value) -> String {
         return str_of(at(att, &["0"])).to_string();
     }
     let sub = sub_text(r);
+    // WebSocket management: `arn:...:execute-api:<region>:<account>:${Api}/<stage>/POST/@connections/*`.
+    if let Some(api) =
+        sub.strip_prefix("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${")
+    {
+        let (var, rest) = api.split_once('}').expect("closing brace");
+        return format!("{var}{rest}");
+    }
     let (var, rest) = sub
         .strip_prefix("${")
         .and_then(|s| s.split_once(".Arn}"))
@@ -738,6 +747,26 @@ fn function_permissions_are_exactly_these() {
             ],
         ),
         ("StatusFunction", &["dynamodb:GetItem JobsTable"]),
+        (
+            "StatusStreamFunction",
+            &[
+                "dynamodb:DeleteItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:Query JobsTable",
+                "dynamodb:UpdateItem JobsTable",
+                "execute-api:ManageConnections WebSocketApi/live/POST/@connections/*",
+            ],
+        ),
+        (
+            "StatusWsFunction",
+            &[
+                "dynamodb:DeleteItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:PutItem JobsTable",
+                "dynamodb:UpdateItem JobsTable",
+                "execute-api:ManageConnections WebSocketApi/live/POST/@connections/*",
+            ],
+        ),
     ];
     let mut actual = Vec::new();
     for (id, f) in resources_of(&t, "AWS::Serverless::Function") {

@@ -9,6 +9,9 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The loaded SDK configuration (region, credentials, endpoint override), for clients only
+    /// some functions need (e.g. the WebSocket management API).
+    pub sdk: aws_config::SdkConfig,
 }
 
 impl Clients {
@@ -46,6 +49,7 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             sqs: aws_sdk_sqs::Client::new(&shared),
+            sdk: shared,
         }
     }
 }

@@ -46,6 +46,10 @@ pub struct Config {
     /// Smallest part size handed out for multipart uploads (`TESSERA_PART_SIZE`, default 8 MiB,
     /// 5 MiB to 5 GiB). Larger files get larger parts so that no upload needs more than 10,000.
     pub part_size: u64,
+    /// The WebSocket API's management endpoint (`TESSERA_WS_ENDPOINT`), where the status
+    /// function posts pushes: `https://{api}.execute-api.{region}.amazonaws.com/{stage}` in AWS,
+    /// the local runtime's `http://127.0.0.1:<port>/local` locally. `None`: pushes are not sent.
+    pub ws_endpoint: Option<String>,
     /// Key of `token` masks in rule documents (`TESSERA_MASK_KEY_HEX`, hex, at least 16 bytes).
     /// `None`: a workflow with a token mask fails its jobs with `mask_key_missing`.
     pub mask_key: Option<Vec<u8>>,
@@ -124,6 +128,7 @@ impl Config {
             job_ttl_days: num("TESSERA_JOB_TTL_DAYS", 30)?,
             multipart_threshold: num("TESSERA_MULTIPART_THRESHOLD", DEFAULT_MULTIPART_THRESHOLD)?,
             part_size,
+            ws_endpoint: get("TESSERA_WS_ENDPOINT").filter(|v| !v.is_empty()),
             mask_key: match get("TESSERA_MASK_KEY_HEX").filter(|v| !v.trim().is_empty()) {
                 None => None,
                 Some(v) => Some(decode_hex(v.trim()).ok_or(ConfigError::Invalid {

@@ -1,5 +1,14 @@
-//! The status function: `GET /v1/jobs/{id}` serves the job snapshot for polling. (WebSocket
-//! routes and DynamoDB-stream pushes join it in a later issue.)
+//! The status function: `GET /v1/jobs/{id}` serves the job snapshot for polling ([`app`]);
+//! the WebSocket routes ([`ws`]) and the jobs table's DynamoDB stream ([`stream`]) push the same
+//! snapshot to subscribed connections through the management API ([`notify`]).
+//!
+//! Three Lambda entry points share this library: `tessera-status` (HTTP, `lambda_http`),
+//! `tessera-status-ws` and `tessera-status-stream` (`lambda_runtime`; `lambda_http` cannot parse
+//! WebSocket or stream events).
+
+pub mod notify;
+pub mod stream;
+pub mod ws;
 
 use std::sync::Arc;
 

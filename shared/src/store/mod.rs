@@ -2,6 +2,7 @@
 //! domain types. Errors keep the SDK detail for the log (`Display` of the source) while callers
 //! map them to safe, coded messages.
 
+pub mod connections;
 pub mod jobs;
 pub mod objects;
 pub mod queue;
