@@ -1,6 +1,7 @@
 //! The api function: uploads (`POST /v1/uploads` with one presigned PUT or a multipart plan;
 //! resume, complete and abort of multipart uploads), job control (`GET /v1/jobs`, cancel,
-//! retry), a completed job's profile and `GET /v1/health`. An axum `Router` served by
+//! retry), a completed job's profile, exports of its outputs, saved workflows (`/v1/workflows`)
+//! and `GET /v1/health`. An axum `Router` served by
 //! `lambda_http::run` in AWS and by the local gateway in-process; tests call it directly.
 //!
 //! Not here: `GET /v1/jobs/{id}` (the status function), the pipeline itself (`tessera_shared`).
