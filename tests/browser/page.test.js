@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(ROOT, 'target/debug/tessera');
+const BIN = process.env.TESSERA_BIN || path.join(ROOT, 'target/debug/tessera');
 const CHROMIUM = process.env.TESSERA_CHROMIUM || '/usr/bin/chromium';
 const SHOT = path.join(ROOT, 'target/browser/page.png');
 const MIB = 1024 * 1024;
@@ -189,7 +189,10 @@ test('a ~30 MiB CSV uploads in parallel parts, the job completes live and the pa
     console.log(`# job progress mode seen by the page: ${mode}${mode === 'ws' ? ` (${messages} WebSocket messages)` : ''}`);
     console.log(`# screenshot: ${SHOT}`);
     assert.ok(['ws', 'polling'].includes(mode), `watch mode ${mode}`);
-    if (process.env.TESSERA_EXPECT_WS === '1') assert.equal(mode, 'ws', 'the page fell back to polling');
+    if (process.env.TESSERA_ALLOW_POLLING !== '1') {
+      assert.equal(mode, 'ws', 'the page fell back to polling: the WebSocket did not work');
+      assert.equal(await page.getAttribute('#watch-mode', 'data-last'), 'job.completed', 'completion was pushed');
+    }
     assert.equal(puts.n, Math.ceil(size / (5 * MIB)), 'one PUT per 5 MiB part');
     assert.equal(max, '999999.5');
     assert.equal(shownRows, rows);
@@ -252,6 +255,32 @@ test('abort stops the upload and the job ends cancelled', { timeout: 120_000 }, 
     const job = await apiGet(`/v1/jobs/${jobId}`);
     assert.equal(job.state, 'cancelled');
     await page.unrouteAll({ behavior: 'ignoreErrors' });
+  } finally {
+    await context.close();
+  }
+});
+
+test('a small file goes in one PUT, and without the WebSocket the page polls to the end', { timeout: 180_000 }, async () => {
+  const file = path.join(tmp, 'small.csv');
+  const { rows } = makeCsv(file, 2 * MIB);
+  const { context, page } = await openPage();
+  try {
+    // The WebSocket endpoint refuses every connection.
+    await page.routeWebSocket(/\/v1\/ws/, (ws) => ws.close({ code: 1011, reason: 'test: no WebSocket' }));
+    const puts = { single: 0, parts: 0 };
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (r.method() !== 'PUT' || u.port !== String(stack.emulatorPort)) return;
+      if (u.searchParams.has('partNumber')) puts.parts++; else puts.single++;
+    });
+    await page.setInputFiles('#file', file);
+    await waitFinal(page, 'completed', 120_000);
+    await page.waitForSelector('#result:not([hidden])');
+    assert.equal(await page.getAttribute('#watch-mode', 'data-mode'), 'polling');
+    assert.match(await page.textContent('#watch-mode'), /polling every second \(the WebSocket/);
+    assert.deepEqual(puts, { single: 1, parts: 0 });
+    assert.equal(Number(await page.getAttribute('#result-rows', 'data-value')), rows);
+    assert.equal((await page.textContent('tr[data-column=amount] td[data-field=max]')).trim(), '999999.5');
   } finally {
     await context.close();
   }
