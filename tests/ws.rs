@@ -402,3 +402,46 @@ async fn websocket_and_stream_samples_are_handled() {
     assert!(resp.batch_item_failures.is_empty());
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cancel_is_pushed_as_job_cancelled_and_unsubscribe_stops_pushes() {
+    let stack = stack().await;
+    let alice = Client::new(&stack, "alice");
+    let new_job = |name: &'static str| {
+        let alice = &alice;
+        async move {
+            alice.create_upload(name, 100).await["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (kept, dropped) = (new_job("a.csv").await, new_job("b.csv").await);
+    let t = Duration::from_secs(10);
+    let mut ws = connect(&stack, "alice").await;
+    for job in [&kept, &dropped] {
+        subscribe(&mut ws, job).await;
+        assert_eq!(next_json(&mut ws, t).await["type"], "subscribed");
+        assert_eq!(next_json(&mut ws, t).await["job"]["job_id"], *job);
+    }
+    send(
+        &mut ws,
+        json!({ "action": "unsubscribe", "job_id": dropped }).to_string(),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws, t).await["type"], "unsubscribed");
+
+    for job in [&dropped, &kept] {
+        let a = alice
+            .post_json(&format!("/v1/jobs/{job}/cancel"), &json!({}))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    }
+    // Only the job still subscribed is pushed, as job.cancelled.
+    let m = next_json(&mut ws, Duration::from_secs(20)).await;
+    assert_eq!(m["type"], "job.cancelled", "{m}");
+    assert_eq!(m["job"]["job_id"], kept);
+    assert_eq!(m["job"]["state"], "cancelled");
+    ws.close(None).await.unwrap();
+    stack.shutdown().await;
+}
