@@ -93,8 +93,8 @@ after(async () => {
 
 process.on('exit', () => { try { if (stack?.proc.exitCode === null) process.kill(stack.proc.pid, 'SIGKILL'); } catch { /* gone */ } });
 
-/** A fresh browser (fresh profile dir) and a page signed in to the stack. */
-async function openPage() {
+/** A fresh browser (fresh profile dir) and a page signed in to the stack (unless `token` is null). */
+async function openPage(token = stack.token) {
   const profile = fs.mkdtempSync(path.join(tmp, 'chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -107,7 +107,8 @@ async function openPage() {
   page.on('pageerror', (e) => console.error('page error:', e.message));
   await page.goto(`${stack.base}/`);
   await page.waitForSelector('body[data-ready=true]');
-  await page.fill('#token', stack.token);
+  if (token === null) return { context, page };
+  await page.fill('#token', token);
   await page.click('#signin-button');
   await page.waitForFunction(() => document.getElementById('signin-state').textContent.startsWith('Signed in'));
   return { context, page };
@@ -260,7 +261,7 @@ test('abort stops the upload and the job ends cancelled', { timeout: 120_000 }, 
   }
 });
 
-test('a small file goes in one PUT, and without the WebSocket the page polls to the end', { timeout: 180_000 }, async () => {
+test('a small file dropped on the page goes in one PUT, and without the WebSocket the page polls to the end', { timeout: 180_000 }, async () => {
   const file = path.join(tmp, 'small.csv');
   const { rows } = makeCsv(file, 2 * MIB);
   const { context, page } = await openPage();
@@ -273,14 +274,37 @@ test('a small file goes in one PUT, and without the WebSocket the page polls to 
       if (r.method() !== 'PUT' || u.port !== String(stack.emulatorPort)) return;
       if (u.searchParams.has('partNumber')) puts.parts++; else puts.single++;
     });
-    await page.setInputFiles('#file', file);
+    // Drag and drop: a DataTransfer holding the file, dropped on the drop zone.
+    const dataTransfer = await page.evaluateHandle((text) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([text], 'small.csv', { type: 'text/csv' }));
+      return dt;
+    }, fs.readFileSync(file, 'utf8'));
+    await page.dispatchEvent('#dropzone', 'dragover', { dataTransfer });
+    await page.dispatchEvent('#dropzone', 'drop', { dataTransfer });
     await waitFinal(page, 'completed', 120_000);
     await page.waitForSelector('#result:not([hidden])');
+    assert.equal(await page.textContent('#upload-file'), 'small.csv');
     assert.equal(await page.getAttribute('#watch-mode', 'data-mode'), 'polling');
     assert.match(await page.textContent('#watch-mode'), /polling every second \(the WebSocket/);
     assert.deepEqual(puts, { single: 1, parts: 0 });
     assert.equal(Number(await page.getAttribute('#result-rows', 'data-value')), rows);
     assert.equal((await page.textContent('tr[data-column=amount] td[data-field=max]')).trim(), '999999.5');
+  } finally {
+    await context.close();
+  }
+});
+
+test("the API's errors are shown: a bad token is refused and not kept", { timeout: 60_000 }, async () => {
+  const { context, page } = await openPage(null);
+  try {
+    await page.fill('#token', 'not-a-token');
+    await page.click('#signin-button');
+    await page.waitForSelector('#error:not([hidden])');
+    assert.equal(await page.getAttribute('#error', 'data-code'), 'unauthorized');
+    assert.match(await page.textContent('#error'), /request id [0-9a-f-]{36}/);
+    assert.equal(await page.evaluate(() => localStorage.getItem('tessera.token')), null);
+    assert.equal(await page.textContent('#signin-state'), 'Not signed in.');
   } finally {
     await context.close();
   }
