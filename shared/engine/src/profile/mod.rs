@@ -14,6 +14,7 @@
 
 mod classify;
 mod distinct;
+mod pii;
 mod quantiles;
 mod topk;
 
@@ -30,6 +31,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::record::{Record, RejectReason};
 use classify::{civil_from_days, Class, Kind};
 use distinct::Distinct;
+use pii::PiiCounts;
 use quantiles::Quant;
 use topk::{Seen, TopK};
 
@@ -257,6 +259,9 @@ struct ColumnState {
     quantiles: Quant,
     distinct: Distinct,
     top: TopK,
+    /// Values matched by each PII detector (absent in states from older workers: zeros).
+    #[serde(default)]
+    pii: PiiCounts,
 }
 
 impl ColumnState {
@@ -282,6 +287,7 @@ impl ColumnState {
             quantiles: Quant::new(opts.quantile_accuracy),
             distinct: Distinct::new(opts.hll_precision, opts.exact_distinct_limit),
             top: TopK::new(opts.top_capacity),
+            pii: PiiCounts::default(),
         }
     }
 
@@ -295,8 +301,24 @@ impl ColumnState {
         self.non_null += 1;
         let h = xxh3_64(b);
         let class = match self.top.insert(h, v) {
-            Seen::New(class) => class,
+            Seen::New(class, mask) => {
+                self.pii.add(if matches!(class, Class::Str) {
+                    mask
+                } else {
+                    pii::detect_kind(v, class.kind())
+                });
+                class
+            }
+            Seen::Again(Kind::Str, x) => {
+                // For strings the slot's number holds the PII mask (see `TopK::add`).
+                self.counts.other += 1;
+                self.pii.add(x as u8);
+                return;
+            }
             Seen::Again(kind, x) => {
+                if matches!(kind, Kind::Int | Kind::Dec) {
+                    self.pii.add(pii::detect_kind(v, kind));
+                }
                 // Stored in the heavy-hitters table, so seen before: it is within min/max
                 // (typed and lexical) and lengths already, and its hash is in `distinct`.
                 match kind {
@@ -490,6 +512,7 @@ impl ColumnState {
         self.quantiles.merge(&o.quantiles);
         self.distinct.merge(&o.distinct);
         self.top.merge(&o.top);
+        self.pii.merge(&o.pii);
     }
 
     fn column_type(&self) -> ColumnType {
@@ -585,6 +608,13 @@ impl ColumnState {
             }),
             min_length: (self.non_null > 0).then_some(self.min_len),
             max_length: (self.non_null > 0).then_some(self.max_len),
+            pii: self
+                .pii
+                .entries()
+                .into_iter()
+                .filter(|&(_, n)| n > 0)
+                .map(|(k, n)| (k.to_string(), n as f64 / self.non_null as f64))
+                .collect(),
         }
     }
 }
@@ -1035,6 +1065,10 @@ pub struct ColumnReport {
     pub quantiles: Option<Quantiles>,
     pub min_length: Option<u64>,
     pub max_length: Option<u64>,
+    /// Share of non-null values matched by each PII detector (`email`, `phone`, `card`, `ssn`,
+    /// `iban`, `ip`); only detectors that matched at least one value.
+    #[serde(default)]
+    pub pii: BTreeMap<String, f64>,
 }
 
 /// One sampled row.

@@ -59,6 +59,38 @@ fn column_of<S: AsRef<str>>(values: &[S]) -> ColumnReport {
 }
 
 #[test]
+fn pii_shares_of_non_null_values_and_old_states_decode() {
+    let c = column_of(&[
+        "jane@x.io", "jane@x.io", "a", "", "4111111111111111", "NULL", "10.0.0.1", "jane@x.io",
+    ]);
+    let want: BTreeMap<String, f64> = [("card", 1.0 / 6.0), ("email", 0.5), ("ip", 1.0 / 6.0)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(c.pii, want);
+    assert!(column_of(&["a", "b"]).pii.is_empty());
+    // A state written before the detectors existed has no `pii`: it decodes as zeros.
+    let mut p = ProfileState::new(names(1), &ProfileOptions::default());
+    p.observe(0, &Owned::new(&["jane@x.io"]).record());
+    let mut v: serde_json::Value = serde_json::from_slice(&p.to_bytes()).unwrap();
+    let mut removed = 0;
+    fn strip(v: &mut serde_json::Value, n: &mut usize) {
+        match v {
+            serde_json::Value::Object(m) => {
+                *n += usize::from(m.remove("pii").is_some());
+                m.values_mut().for_each(|x| strip(x, n));
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strip(x, n)),
+            _ => {}
+        }
+    }
+    strip(&mut v, &mut removed);
+    assert_eq!(removed, 1);
+    let old = ProfileState::from_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+    assert!(old.report().columns[0].pii.is_empty());
+}
+
+#[test]
 fn type_inference_picks_the_narrowest_type() {
     let t = |vals: &[&str]| column_of(vals).r#type;
     assert_eq!(t(&["1", "-2", "+3", "-0"]), ColumnType::Integer);
@@ -393,6 +425,7 @@ fn report_json_has_the_documented_schema() {
             "min_length",
             "name",
             "nulls",
+            "pii",
             "quantiles",
             "stddev",
             "top",
@@ -472,6 +505,25 @@ fn value() -> impl Strategy<Value = String> {
         1 => prop_oneof![Just("true".to_string()), Just("false".to_string())],
         2 => "[a-e]{0,3}",
         1 => prop_oneof![Just(String::new()), Just("NULL".to_string()), Just("é日".to_string()), Just("007".to_string())],
+        2 => pii_value(),
+    ]
+}
+
+/// Values for the PII detectors, valid and near misses, repeated so that both the heavy-hitters
+/// path (mask cached in the slot) and the new-value path are taken.
+fn pii_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-c]{1,2}@[a-c]\\.(io|c)",
+        Just("4111111111111111".to_string()),
+        Just("4111 1111 1111 1112".to_string()),
+        Just("123-45-6789".to_string()),
+        Just("666-45-6789".to_string()),
+        Just("DE89 3704 0044 0532 0130 00".to_string()),
+        Just("GB82WEST12345698765431".to_string()),
+        (0u32..300, 0u32..3).prop_map(|(a, b)| format!("10.0.{b}.{a}")),
+        Just("fe80::1".to_string()),
+        Just("+14155552671".to_string()),
+        (100u32..103).prop_map(|a| format!("({a}) 555-2671")),
     ]
 }
 
@@ -581,6 +633,20 @@ fn assert_reports_match(
             }
         }
         let n: u64 = truth.values().sum();
+        // PII shares: exact counts of the detectors over the non-null values.
+        let mut pii_truth = super::pii::PiiCounts::default();
+        for (v, c) in &truth {
+            for _ in 0..*c {
+                pii_truth.add(super::pii::detect(v));
+            }
+        }
+        let pii_want: BTreeMap<String, f64> = pii_truth
+            .entries()
+            .into_iter()
+            .filter(|&(_, k)| k > 0)
+            .map(|(name, k)| (name.to_string(), k as f64 / n as f64))
+            .collect();
+        assert_eq!(g.pii, pii_want);
         if w.r#type == ColumnType::String {
             let lo = truth.keys().min().map(|s| Scalar::Text(s.to_string()));
             let hi = truth.keys().max().map(|s| Scalar::Text(s.to_string()));

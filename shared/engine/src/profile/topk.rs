@@ -53,8 +53,8 @@ const MAX_VALUE_LEN: usize = 1 << 28;
 pub(crate) enum Seen {
     /// Stored already, so seen before: its kind and numeric value.
     Again(Kind, f64),
-    /// Not stored (new, or evicted earlier): its full class.
-    New(Class),
+    /// Not stored (new, or evicted earlier): its full class, and for strings the PII mask.
+    New(Class, u8),
 }
 
 /// Mergeable heavy-hitters summary.
@@ -92,7 +92,7 @@ impl TopK {
     #[inline]
     pub(crate) fn insert(&mut self, hash: u64, value: &str) -> Seen {
         let r = self.add(hash, value, 1, None);
-        if matches!(r, Seen::New(_)) && self.table.len() > self.capacity {
+        if matches!(r, Seen::New(..)) && self.table.len() > self.capacity {
             self.reduce();
         }
         r
@@ -114,21 +114,31 @@ impl TopK {
             }
             Entry::Vacant(e) => {
                 let class = class.unwrap_or_else(|| classify(value));
+                let kind = class.kind() as u8;
+                let pii = if kind == Kind::Str as u8 {
+                    super::pii::detect(value)
+                } else {
+                    0
+                };
                 if value.len() >= MAX_VALUE_LEN
                     || self.arena.len() + value.len() > u32::MAX as usize
                 {
-                    return Seen::New(class);
+                    return Seen::New(class, pii);
                 }
                 let start = self.arena.len() as u32;
                 self.arena.push_str(value);
-                let kind = class.kind() as u8;
                 e.insert(Slot {
                     count,
-                    num: class.num(),
+                    // Strings have no number: the slot keeps their PII mask instead.
+                    num: if kind == Kind::Str as u8 {
+                        f64::from(pii)
+                    } else {
+                        class.num()
+                    },
                     start,
                     len_kind: (value.len() as u32) << 3 | kind as u32,
                 });
-                Seen::New(class)
+                Seen::New(class, pii)
             }
         }
     }
