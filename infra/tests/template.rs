@@ -602,7 +602,10 @@ fn http_routes_are_authorised_except_health() {
             ("GET /v1/uploads/{job}/parts".to_string(), false),
             ("GET /v1/workflows".to_string(), false),
             ("GET /v1/workflows/{id}".to_string(), false),
-            ("GET /v1/workflows/{id}/versions/{version}".to_string(), false),
+            (
+                "GET /v1/workflows/{id}/versions/{version}".to_string(),
+                false
+            ),
             ("POST /v1/jobs/{id}/cancel".to_string(), false),
             ("POST /v1/jobs/{id}/exports".to_string(), false),
             ("POST /v1/jobs/{id}/retry".to_string(), false),

@@ -509,8 +509,7 @@ impl ChunkProcessor {
                         Verdict::Keep if !runner.rules().passthrough() => {
                             self.rows += 1;
                             if self.emit_rows {
-                                let unquoted =
-                                    self.dialect.delimiter == b',' && !rec.any_quoted;
+                                let unquoted = self.dialect.delimiter == b',' && !rec.any_quoted;
                                 runner.write_clean_raw(
                                     &record,
                                     unquoted.then_some(raw),

@@ -272,7 +272,8 @@ pub(crate) fn ipv4(v: &str) -> bool {
 /// Any textual IPv6 form (`::1`, `fe80::1`, `2001:db8::8a2e:370:7334`, `::ffff:192.0.2.1`).
 pub(crate) fn ipv6(v: &str) -> bool {
     v.len() <= 45
-        && v.bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        && v.bytes()
+            .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
         && v.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
@@ -336,13 +337,29 @@ mod tests {
 
     #[test]
     fn email_addresses() {
-        for v in ["JANE.DOE@EXAMPLE.COM", "jane.doe@example.com", "a@b.co", "x+tag@mail.example.org", "o'neil@x-y.de"] {
+        for v in [
+            "JANE.DOE@EXAMPLE.COM",
+            "jane.doe@example.com",
+            "a@b.co",
+            "x+tag@mail.example.org",
+            "o'neil@x-y.de",
+        ] {
             assert_eq!(detect(v), EMAIL, "{v}");
         }
         for v in [
-            "@example.com", "jane@", "jane@example", "jane@@example.com", "jane@.example.com",
-            "jane..doe@example.com", ".jane@example.com", "jane@example.c", "jane@ex_ample.com",
-            "jane@-example.com", "jane doe@example.com", "jane@example.com.", "a@b@c.com",
+            "@example.com",
+            "jane@",
+            "jane@example",
+            "jane@@example.com",
+            "jane@.example.com",
+            "jane..doe@example.com",
+            ".jane@example.com",
+            "jane@example.c",
+            "jane@ex_ample.com",
+            "jane@-example.com",
+            "jane doe@example.com",
+            "jane@example.com.",
+            "a@b@c.com",
         ] {
             assert_eq!(detect(v), 0, "{v}");
         }
@@ -351,18 +368,23 @@ mod tests {
     #[test]
     fn card_numbers_need_luhn() {
         for v in [
-            "4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111",
-            "5500005555555559", "378282246310005", "6011000990139424", "4222222222222",
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "5500005555555559",
+            "378282246310005",
+            "6011000990139424",
+            "4222222222222",
         ] {
             assert_eq!(detect(v), CARD, "{v}");
         }
         for v in [
-            "4111111111111112",         // Luhn fails
-            "4111 1111-1111 1111",      // mixed separators
-            "4111  1111 1111 1111",     // double space
-            "411111111111",             // 12 digits
-            "41111111111111111111",     // 20 digits
-            "0000000000000000",         // all zeros
+            "4111111111111112",     // Luhn fails
+            "4111 1111-1111 1111",  // mixed separators
+            "4111  1111 1111 1111", // double space
+            "411111111111",         // 12 digits
+            "41111111111111111111", // 20 digits
+            "0000000000000000",     // all zeros
             "4111 1111 1111 111a",
         ] {
             assert_eq!(detect(v) & CARD, 0, "{v}");
@@ -377,8 +399,15 @@ mod tests {
             assert_eq!(detect(v), SSN, "{v}");
         }
         for v in [
-            "000-12-3456", "666-12-3456", "900-12-3456", "999-99-9999", "123-00-4567",
-            "123-45-0000", "123456789", "12-345-6789", "123-45-678a",
+            "000-12-3456",
+            "666-12-3456",
+            "900-12-3456",
+            "999-99-9999",
+            "123-00-4567",
+            "123-45-0000",
+            "123456789",
+            "12-345-6789",
+            "123-45-678a",
         ] {
             assert_eq!(detect(v) & SSN, 0, "{v}");
         }
@@ -387,8 +416,12 @@ mod tests {
     #[test]
     fn ibans_need_mod_97() {
         for v in [
-            "DE89370400440532013000", "DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432",
-            "GB82 WEST 1234 5698 7654 32", "FR1420041010050500013M02606", "NL91ABNA0417164300",
+            "DE89370400440532013000",
+            "DE89 3704 0044 0532 0130 00",
+            "GB82WEST12345698765432",
+            "GB82 WEST 1234 5698 7654 32",
+            "FR1420041010050500013M02606",
+            "NL91ABNA0417164300",
         ] {
             assert_eq!(detect(v), IBAN, "{v}");
         }
@@ -397,8 +430,8 @@ mod tests {
             "GB82WEST12345698765431",     // checksum
             "DE89 37040044 0532 0130 00", // bad grouping
             "DE89  3704 0044 0532 0130 00",
-            "DE8937040044053201300",      // checksum (digit missing)
-            "de89370400440532013000",     // lowercase
+            "DE8937040044053201300",  // checksum (digit missing)
+            "de89370400440532013000", // lowercase
             "DEXX370400440532013000",
         ] {
             assert_eq!(detect(v), 0, "{v}");
@@ -408,15 +441,29 @@ mod tests {
     #[test]
     fn ip_addresses() {
         for v in [
-            "192.168.1.1", "0.0.0.0", "255.255.255.255", "::1", "fe80::1",
-            "2001:db8::8a2e:370:7334", "2001:0db8:0000:0000:0000:ff00:0042:8329",
+            "192.168.1.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "2001:db8::8a2e:370:7334",
+            "2001:0db8:0000:0000:0000:ff00:0042:8329",
             "::ffff:192.0.2.1",
         ] {
             assert_eq!(detect(v), IP, "{v}");
         }
         for v in [
-            "256.1.1.1", "1.2.3", "01.2.3.4", "1.2.3.4.5", "10:30:00", "12:30",
-            "2001:db8:::1", "00:1A:2B:3C:4D:5E", "1.5", "2024-01-15T10:00:00Z", "gggg::1",
+            "256.1.1.1",
+            "1.2.3",
+            "01.2.3.4",
+            "1.2.3.4.5",
+            "10:30:00",
+            "12:30",
+            "2001:db8:::1",
+            "00:1A:2B:3C:4D:5E",
+            "1.5",
+            "2024-01-15T10:00:00Z",
+            "gggg::1",
         ] {
             assert_eq!(detect(v), 0, "{v}");
         }
@@ -425,17 +472,21 @@ mod tests {
     #[test]
     fn phone_numbers() {
         for v in [
-            "+14155552671", "(415) 555-2671", "415-555-2671", "415.555.2671",
-            "+44 20 7946 0958", "+33 1 42 68 53 00",
+            "+14155552671",
+            "(415) 555-2671",
+            "415-555-2671",
+            "415.555.2671",
+            "+44 20 7946 0958",
+            "+33 1 42 68 53 00",
         ] {
             assert_eq!(detect(v), PHONE, "{v}");
         }
         assert_eq!(detect_kind("+14155552671", Kind::Int), PHONE);
         for v in [
-            "4155552671",       // bare digits: not counted
-            "555-2671",         // too few digits
-            "2024-01-15",       // a date
-            "10.100.100.100",   // an IP
+            "4155552671",     // bare digits: not counted
+            "555-2671",       // too few digits
+            "2024-01-15",     // a date
+            "10.100.100.100", // an IP
             "415--555-2671",
             "(415 555-2671",
             "415-555-2671 ext",
@@ -451,7 +502,18 @@ mod tests {
 
     #[test]
     fn ordinary_values_match_nothing() {
-        for v in ["", "a", "hello world", "Zürich", "東京", "12", "-5", "3.25", "2024-01-15", "NULL"] {
+        for v in [
+            "",
+            "a",
+            "hello world",
+            "Zürich",
+            "東京",
+            "12",
+            "-5",
+            "3.25",
+            "2024-01-15",
+            "NULL",
+        ] {
             assert_eq!(detect(v), 0, "{v}");
         }
     }

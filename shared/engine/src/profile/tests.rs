@@ -61,7 +61,14 @@ fn column_of<S: AsRef<str>>(values: &[S]) -> ColumnReport {
 #[test]
 fn pii_shares_of_non_null_values_and_old_states_decode() {
     let c = column_of(&[
-        "jane@x.io", "jane@x.io", "a", "", "4111111111111111", "NULL", "10.0.0.1", "jane@x.io",
+        "jane@x.io",
+        "jane@x.io",
+        "a",
+        "",
+        "4111111111111111",
+        "NULL",
+        "10.0.0.1",
+        "jane@x.io",
     ]);
     let want: BTreeMap<String, f64> = [("card", 1.0 / 6.0), ("email", 0.5), ("ip", 1.0 / 6.0)]
         .into_iter()

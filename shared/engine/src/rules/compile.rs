@@ -740,9 +740,8 @@ impl CompiledRules {
             return Err(errs);
         }
         let typed_cols = (0..columns.len()).filter(|&c| types[c].is_some()).collect();
-        let passthrough = !flag_column
-            && layout.len() == columns.len()
-            && transforms.iter().all(Vec::is_empty);
+        let passthrough =
+            !flag_column && layout.len() == columns.len() && transforms.iter().all(Vec::is_empty);
         Ok(CompiledRules {
             doc: doc.clone(),
             columns: columns.to_vec(),
@@ -881,7 +880,12 @@ impl RuleRunner {
     /// [`write_clean`](Self::write_clean) with the record's source bytes when they are the
     /// fields joined by `,` with no quoting (`,` delimiter, no quoted field): untransformed
     /// fields are then copied from `raw`, adjacent ones as one slice, without a scan.
-    pub(crate) fn write_clean_raw(&mut self, rec: &Record<'_>, raw: Option<&[u8]>, out: &mut Vec<u8>) {
+    pub(crate) fn write_clean_raw(
+        &mut self,
+        rec: &Record<'_>,
+        raw: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) {
         let r = &*self.rules;
         let s = &mut self.s;
         let start = out.len();
