@@ -155,7 +155,14 @@ async fn errors_are_messages_and_the_connection_stays_usable() {
         json!({ "action": "unsubscribe", "job_id": bob_job }).to_string(),
     )
     .await;
-    assert_eq!(next_json(&mut ws, t).await["type"], "unsubscribed");
+    // The job is still running: its pushes may come before the reply.
+    let m = loop {
+        let m = next_json(&mut ws, t).await;
+        if !m["type"].as_str().is_some_and(|s| s.starts_with("job.")) {
+            break m;
+        }
+    };
+    assert_eq!(m["type"], "unsubscribed", "{m}");
     ws.close(None).await.unwrap();
     stack.shutdown().await;
 }
@@ -403,6 +410,16 @@ async fn websocket_and_stream_samples_are_handled() {
     stack.shutdown().await;
 }
 
+/// The next message about `job` (its `job_id` at the top or in `job`), skipping others.
+async fn next_about(ws: &mut Ws, job: &str, t: Duration) -> Value {
+    loop {
+        let m = next_json(ws, t).await;
+        if m["job_id"] == job || m["job"]["job_id"] == job {
+            return m;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_cancel_is_pushed_as_job_cancelled_and_unsubscribe_stops_pushes() {
     let stack = stack().await;
@@ -421,15 +438,20 @@ async fn a_cancel_is_pushed_as_job_cancelled_and_unsubscribe_stops_pushes() {
     let mut ws = connect(&stack, "alice").await;
     for job in [&kept, &dropped] {
         subscribe(&mut ws, job).await;
-        assert_eq!(next_json(&mut ws, t).await["type"], "subscribed");
-        assert_eq!(next_json(&mut ws, t).await["job"]["job_id"], *job);
+        // Stream pushes for the job subscribed first (its creation) may interleave with this
+        // subscription's replies; they are legitimate, so skip messages about other jobs.
+        let m = next_about(&mut ws, job, t).await;
+        assert_eq!(m["type"], "subscribed", "{m}");
+        let m = next_about(&mut ws, job, t).await;
+        assert_eq!(m["job"]["job_id"], *job, "{m}");
     }
     send(
         &mut ws,
         json!({ "action": "unsubscribe", "job_id": dropped }).to_string(),
     )
     .await;
-    assert_eq!(next_json(&mut ws, t).await["type"], "unsubscribed");
+    let m = next_about(&mut ws, &dropped, t).await;
+    assert_eq!(m["type"], "unsubscribed", "{m}");
 
     for job in [&dropped, &kept] {
         let a = alice
@@ -437,8 +459,20 @@ async fn a_cancel_is_pushed_as_job_cancelled_and_unsubscribe_stops_pushes() {
             .await;
         assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     }
-    // Only the job still subscribed is pushed, as job.cancelled.
-    let m = next_json(&mut ws, Duration::from_secs(20)).await;
+    // Only the job still subscribed is pushed, as job.cancelled; nothing more about the
+    // unsubscribed one (progress pushes of `kept` from before the cancel may come first).
+    let m = loop {
+        let m = next_json(&mut ws, Duration::from_secs(20)).await;
+        // A progress push already in flight when the unsubscribe landed may still arrive; the
+        // cancellation, which happened after it, must not.
+        assert!(
+            m["job"]["job_id"] != *dropped || m["type"] == "job.progress",
+            "push after unsubscribe: {m}"
+        );
+        if m["type"] != "job.progress" {
+            break m;
+        }
+    };
     assert_eq!(m["type"], "job.cancelled", "{m}");
     assert_eq!(m["job"]["job_id"], kept);
     assert_eq!(m["job"]["state"], "cancelled");
