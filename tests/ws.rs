@@ -311,10 +311,9 @@ async fn a_gone_connection_is_removed_when_a_push_gets_410() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        item(&stack, &format!("CONN#{conn}"), "META").await,
-        "no $disconnect: the items are still there"
-    );
+    // No $disconnect reaches the function, so only a push can find out the socket is gone: a
+    // push already in flight for this job may do so now, the cancel below does otherwise. Either
+    // way the items can only disappear through a 410.
 
     // A job change: the push gets 410 and deletes the connection and its subscription.
     let a = alice
