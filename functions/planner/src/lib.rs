@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tessera_shared::aws::Clients;
 use tessera_shared::config::Config;
 use tessera_shared::pipeline::Pipeline;
@@ -22,23 +22,10 @@ impl PlannerState {
     }
 }
 
-/// Handles one batch. Each message is processed on its own; only the ones that failed in a way
-/// worth retrying are reported back, so SQS redelivers just those.
+/// Handles one batch; only the messages that failed in a way worth retrying are reported back.
 pub async fn handle(state: &PlannerState, event: SqsEvent) -> SqsBatchResponse {
-    let mut failures = Vec::new();
-    for msg in event.records {
-        let id = msg.message_id.clone().unwrap_or_default();
-        let body = msg.body.as_deref().unwrap_or("");
-        let span = tracing::info_span!("message", message_id = %id);
-        let res = tracing::Instrument::instrument(state.pipeline.planner_message(body), span).await;
-        if let Err(e) = res {
-            tracing::error!(message_id = %id, error = %e, "message failed; it will be retried");
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            failures.push(f);
-        }
-    }
-    let mut resp = SqsBatchResponse::default();
-    resp.batch_item_failures = failures;
-    resp
+    tessera_shared::pipeline::handle_sqs_batch(event, |body| async move {
+        state.pipeline.planner_message(&body).await
+    })
+    .await
 }
