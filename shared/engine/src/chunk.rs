@@ -63,6 +63,10 @@ pub struct ChunkOptions {
     /// clean and written as it is. Not serialised: each worker compiles the rule document.
     #[serde(skip)]
     pub rules: Option<Arc<CompiledRules>>,
+    /// For a re-run after the `unique` second pass: the records known to repeat an earlier
+    /// value, per rule id (`rules::unique::Repeats`). `None`: emit keys for the second pass.
+    #[serde(skip)]
+    pub unique_repeats: Option<Arc<crate::rules::unique::Repeats>>,
 }
 
 impl Default for ChunkOptions {
@@ -74,6 +78,7 @@ impl Default for ChunkOptions {
             max_speculative_overrun_bytes: default_overrun(),
             profile: ProfileOptions::default(),
             rules: None,
+            unique_repeats: None,
         }
     }
 }
@@ -232,7 +237,10 @@ impl ChunkProcessor {
             max_overrun: opts.max_speculative_overrun_bytes,
             open_quote_at_eof: None,
             profile: ProfileState::new(columns.to_vec(), &opts.profile),
-            rules: opts.rules.clone().map(RuleRunner::new),
+            rules: opts.rules.clone().map(|r| match &opts.unique_repeats {
+                Some(known) => RuleRunner::with_repeats(r, known),
+                None => RuleRunner::new(r),
+            }),
             rule_rejected_rows: 0,
         }
     }

@@ -377,6 +377,37 @@ fn process_source<R: ReadAt + ?Sized, P: PartStore>(
         profile.merge(&r.profile);
     }
     let (violations, duplicates) = rule_totals(src, &dialect, &chunk_opts, &mut results)?;
+    // The records that repeat a `unique` value are known only now: re-run the chunks that own
+    // them with that answer, so the repeats are rejected (or flagged) like any other violation.
+    let starts: Vec<u64> = tasks.iter().map(|t| t.start).collect();
+    let by_chunk = crate::rules::unique::repeats_by_chunk(&duplicates, &starts);
+    if !by_chunk.is_empty() && chunk_opts.emit_rows {
+        let mut known = crate::rules::unique::Repeats::new();
+        for repeats in by_chunk.values() {
+            for (rule, offs) in repeats {
+                known.entry(rule.clone()).or_default().extend(offs);
+            }
+        }
+        let rerun_opts = ChunkOptions {
+            unique_repeats: Some(std::sync::Arc::new(known)),
+            ..chunk_opts.clone()
+        };
+        let rerun_ctx = RunCtx {
+            opts: &rerun_opts,
+            ..ctx
+        };
+        let again: Vec<ChunkTask> = by_chunk
+            .keys()
+            .map(|&i| ChunkTask {
+                start_in_quotes: Some(results[i as usize].assumed_start_in_quotes),
+                ..tasks[i as usize]
+            })
+            .collect();
+        for r in rerun_ctx.run_all(&again, workers)? {
+            let i = r.index as usize;
+            results[i] = r;
+        }
+    }
     if chunk_opts.emit_rows {
         let mut head = Vec::new();
         let out_columns = match &chunk_opts.rules {

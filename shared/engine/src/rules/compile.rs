@@ -814,6 +814,8 @@ struct Scratch {
     b: String,
     lower: String,
     unique: Vec<Vec<(u64, u64)>>,
+    /// Per `unique` slot: the repeats known from the second pass (a re-run), else `None`.
+    repeats: Vec<Option<std::collections::HashSet<u64>>>,
 }
 
 /// What a chunk's rules produced, merged by the caller.
@@ -837,8 +839,22 @@ impl RuleRunner {
             b: String::new(),
             lower: String::new(),
             unique: vec![Vec::new(); rules.unique_count],
+            repeats: vec![None; rules.unique_count],
         };
         RuleRunner { rules, s }
+    }
+
+    /// A runner for a re-run of a chunk after the `unique` second pass: the records at the
+    /// offsets in `repeats` violate their rule, every other record passes it, and no keys are
+    /// emitted.
+    pub fn with_repeats(rules: Arc<CompiledRules>, repeats: &super::unique::Repeats) -> Self {
+        let mut runner = RuleRunner::new(rules);
+        for rule in &runner.rules.rules {
+            if let CCheck::Unique(_, slot) = rule.check {
+                runner.s.repeats[slot] = Some(repeats.get(&rule.id).cloned().unwrap_or_default());
+            }
+        }
+        runner
     }
 
     /// The compiled rules.
@@ -1130,6 +1146,9 @@ fn eval(r: &CompiledRules, s: &mut Scratch, check: &CCheck, rec: &Record<'_>, of
             }
         }
         CCheck::Unique(c, slot) => {
+            if let Some(known) = &s.repeats[*slot] {
+                return !known.contains(&offset);
+            }
             let v = get(*c);
             if !v.is_empty() {
                 s.unique[*slot].push((xxhash_rust::xxh3::xxh3_64(v.as_bytes()), offset));

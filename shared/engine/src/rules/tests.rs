@@ -243,9 +243,29 @@ fn raw_copy_of_untouched_fields_equals_encoding() {
 fn unique_is_exact_across_chunks() {
     let data = "id,v\n1,a\n2,b\n1,c\n3,d\n1,e\n2,f\n,g\n,h\n";
     let doc = json!({"version": 1, "rules": [{"column": "id", "check": "unique"}]});
-    let (clean, _, v) = run(data, doc);
-    assert_eq!(clean.lines().count(), 9, "repeats are reported, not moved");
+    // `run` checks every chunk size from 1 byte up gives the same outputs.
+    let (clean, rej, v) = run(data, doc);
+    assert_eq!(
+        clean, "id,v\n1,a\n2,b\n3,d\n,g\n,h\n",
+        "the repeats move out"
+    );
     assert_eq!(v["id_unique"], 3);
+    let lines: Vec<&str> = rej.lines().skip(1).collect();
+    assert_eq!(lines.len(), 3, "{rej}");
+    // Source lines 4, 6 and 7 (1-based, header = line 1) repeat ids 1, 1 and 2.
+    for (l, line) in lines.iter().zip([4, 6, 7]) {
+        assert!(l.contains(&format!(",{line},rule:id_unique,")), "{l}");
+        assert!(l.contains("repeats an earlier record"), "{l}");
+    }
+    // Flagged instead: every record stays, the repeats carry the rule id.
+    let doc = json!({"version": 1, "rules": [{"column": "id", "check": "unique", "on_violation": "flag"}]});
+    let (clean, rej, _) = run(data, doc);
+    assert_eq!(
+        clean.lines().filter(|l| l.ends_with(",id_unique")).count(),
+        3,
+        "{clean}"
+    );
+    assert_eq!(rej.lines().count(), 1);
 }
 
 #[test]
@@ -449,4 +469,35 @@ fn committed_schema_matches_the_types() {
         "docs/rules.schema.json is out of date; regenerate it with \
          TESSERA_WRITE_SCHEMA=1 cargo test -p tessera-engine committed_schema"
     );
+}
+
+#[test]
+fn unique_rerun_rejects_exactly_the_known_repeats_and_emits_no_keys() {
+    let d = from_value(&json!({"version": 1, "rules": [
+        {"column": "id", "check": "unique"},
+        {"column": "id", "check": "not_null", "on_violation": "flag"}
+    ]}))
+    .unwrap();
+    let c =
+        Arc::new(CompiledRules::compile(&d, &cols(&["id"]), &ResolvedRefs::none(), None).unwrap());
+    let check = |r: &mut RuleRunner, v: &str, off: u64| {
+        let ends = [v.len()];
+        r.check(&crate::record::Record::new(v, &ends), off)
+    };
+    // First pass: every value passes, and its key is kept for the second pass.
+    let mut first = RuleRunner::new(c.clone());
+    assert_eq!(check(&mut first, "a", 10), Verdict::Keep);
+    assert_eq!(check(&mut first, "a", 20), Verdict::Keep);
+    let out = first.finish();
+    assert_eq!(out.unique_keys[0].entries.len(), 2);
+    assert_eq!(out.violations["id_unique"], 0);
+    // Re-run with the pass's answer: the record at 20 repeats, 10 does not.
+    let mut known = crate::rules::unique::Repeats::new();
+    known.insert("id_unique".into(), [20u64].into_iter().collect());
+    let mut rerun = RuleRunner::with_repeats(c, &known);
+    assert_eq!(check(&mut rerun, "a", 10), Verdict::Keep);
+    assert_eq!(check(&mut rerun, "a", 20), Verdict::Reject(0));
+    let out = rerun.finish();
+    assert_eq!(out.violations["id_unique"], 1);
+    assert!(out.unique_keys[0].entries.is_empty());
 }

@@ -19,6 +19,33 @@
 //! the expected number of colliding pairs among n distinct values is n^2 / 2^65 (~0.01 for
 //! n = 700 M).
 
+/// Records the second pass found to repeat an earlier record's value: rule id -> record byte
+/// offsets. A chunk re-run with these ([`crate::chunk::ChunkOptions::unique_repeats`]) treats
+/// exactly those records as violating the `unique` rule (rejected, flagged or counted towards a
+/// `fail` threshold like any other violation) and emits no keys.
+pub type Repeats = std::collections::BTreeMap<String, std::collections::HashSet<u64>>;
+
+/// Groups the repeats of a second pass (`rule -> [(repeat offset, first offset)]`) by the chunk
+/// that owns each repeat (the chunk whose range `[start, end)` holds the record's first byte;
+/// `starts` are the chunks' range starts in order): the chunks to re-run, each with its repeats.
+pub fn repeats_by_chunk(
+    duplicates: &std::collections::BTreeMap<String, Vec<(u64, u64)>>,
+    starts: &[u64],
+) -> std::collections::BTreeMap<u32, Repeats> {
+    let mut out: std::collections::BTreeMap<u32, Repeats> = Default::default();
+    for (rule, dups) in duplicates {
+        for &(off, _) in dups {
+            let chunk = starts.partition_point(|&s| s <= off).saturating_sub(1) as u32;
+            out.entry(chunk)
+                .or_default()
+                .entry(rule.clone())
+                .or_default()
+                .insert(off);
+        }
+    }
+    out
+}
+
 /// The keys one chunk emitted for one `unique` rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UniqueKeys {
@@ -133,6 +160,13 @@ mod tests {
         .unwrap();
         assert_eq!(dups, vec![(100, 50)]);
         assert_eq!(partition_of(u64::MAX, 256), 255);
+        let by_chunk = repeats_by_chunk(
+            &[("r".to_string(), vec![(100, 50), (10, 5), (250, 5)])].into(),
+            &[3, 100, 200],
+        );
+        assert_eq!(by_chunk.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(by_chunk[&1]["r"].contains(&100));
+        assert!(by_chunk[&0]["r"].contains(&10));
         assert_eq!(partition_of(0, 256), 0);
     }
 }
