@@ -5,7 +5,10 @@
 
 use std::path::PathBuf;
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayV2httpRequest,
+    ApiGatewayWebsocketProxyRequest,
+};
 use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use serde::de::DeserializeOwned;
@@ -62,6 +65,7 @@ fn every_sample_is_checked() {
         [
             "api-create-upload.json",
             "api-health.json",
+            "authorizer-ws-connect.json",
             "chunk-task.json",
             "planner-emulator-shape.json",
             "planner-s3-put.json",
@@ -199,4 +203,63 @@ fn status_stream_and_websocket_samples() {
         body,
         serde_json::json!({"action": "subscribe", "job_id": JOB})
     );
+}
+
+/// The `$connect` authorizer's sample: a real-shaped REQUEST authorizer event whose token is
+/// signed by the authorizer's TEST-ONLY key but expired, so `.ci/invoke-events` (which configures
+/// this issuer and audience) gets a Deny decided before any key fetch — no network needed.
+#[tokio::test]
+async fn authorizer_sample() {
+    use tessera_authorizer::{jwks::KeyCache, AuthorizerConfig, Rejection, Verifier};
+
+    let ev: ApiGatewayCustomAuthorizerRequestTypeRequest = load("authorizer-ws-connect.json");
+    assert_eq!(ev.type_.as_deref(), Some("REQUEST"));
+    assert!(ev
+        .method_arn
+        .as_deref()
+        .is_some_and(|a| a.starts_with("arn:aws:execute-api:") && a.ends_with("/live/$connect")));
+    assert_eq!(
+        ev.request_context.request_id.as_deref(),
+        Some("CqYfPhVeIAMFabc=")
+    );
+    let token = tessera_authorizer::token_of(&ev).expect("?token=");
+
+    // Genuinely signed by the test key (kid test-rsa-1), only its exp is in the past.
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.kid.as_deref(), Some("test-rsa-1"));
+    let der = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../functions/authorizer/tests/fixtures/test-only-rsa-2048.pkcs1.der"
+    ))
+    .unwrap();
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(
+        &jsonwebtoken::EncodingKey::from_rsa_der(&der),
+        jsonwebtoken::Algorithm::RS256,
+    )
+    .unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.validate_exp = false;
+    v.set_audience(&["tessera-web"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+        &v,
+    )
+    .expect("the sample token's signature verifies with the test key")
+    .claims;
+    assert_eq!(claims["sub"], "demo-user");
+
+    // What `.ci/invoke-events` expects: Deny, without touching the (unreachable) issuer.
+    let cfg = AuthorizerConfig::from_lookup(|k| match k {
+        "TESSERA_JWT_ISSUER" => claims["iss"].as_str().map(String::from),
+        "TESSERA_JWT_AUDIENCE" => Some("tessera-web".into()),
+        _ => None,
+    })
+    .unwrap();
+    let verifier = Verifier::new(cfg.clone(), KeyCache::new(reqwest::Client::new(), cfg));
+    assert_eq!(verifier.verify(token).await, Err(Rejection::Expired));
+    let resp = tessera_authorizer::authorize(&verifier, &ev).await;
+    let wire = serde_json::to_value(&resp).unwrap();
+    assert_eq!(wire["policyDocument"]["Statement"][0]["Effect"], "Deny");
+    assert_eq!(verifier.keys().fetch_count(), 0);
 }

@@ -545,6 +545,7 @@ fn functions_read_the_spec_resources() {
         binaries,
         [
             "tessera-api",
+            "tessera-authorizer",
             "tessera-chunk",
             "tessera-planner",
             "tessera-status",
@@ -770,6 +771,8 @@ fn function_permissions_are_exactly_these() {
                 "execute-api:ManageConnections WebSocketApi/live/POST/@connections/*",
             ],
         ),
+        // The $connect authorizer calls no AWS API: it only fetches the issuer's public keys.
+        ("WsAuthorizerFunction", &[]),
     ];
     let mut actual = Vec::new();
     for (id, f) in resources_of(&t, "AWS::Serverless::Function") {
@@ -804,4 +807,93 @@ fn function_permissions_are_exactly_these() {
         .map(|(id, l)| (id.to_string(), l.iter().map(|s| s.to_string()).collect()))
         .collect();
     assert_eq!(actual, expected);
+}
+
+/// `$connect` is authorised by the Lambda REQUEST authorizer with the `token` query parameter as
+/// its identity source; the authorizer verifies tokens of the HTTP API's issuer and audience; API
+/// Gateway may invoke it only as this API's authorizer; the other routes carry no authorizer
+/// (a WebSocket API authorises at connect time).
+#[test]
+fn websocket_connect_uses_the_lambda_authorizer() {
+    let t = template();
+    let routes = resources_of(&t, "AWS::ApiGatewayV2::Route");
+    let mut seen = Vec::new();
+    for (id, r) in routes {
+        let p = at(r, &["Properties"]);
+        let key = str_of(at(p, &["RouteKey"]));
+        seen.push(key.to_string());
+        if key == "$connect" {
+            assert_eq!(str_of(at(p, &["AuthorizationType"])), "CUSTOM", "{id}");
+            assert_eq!(at(p, &["AuthorizerId"]), &reference("WebSocketAuthorizer"));
+        } else {
+            assert!(
+                p.get("AuthorizerId").is_none()
+                    && p.get("AuthorizationType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("NONE")
+                        == "NONE",
+                "{id}: only $connect is authorised"
+            );
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "$connect",
+            "$default",
+            "$disconnect",
+            "subscribe",
+            "unsubscribe"
+        ]
+    );
+
+    let a = props(&t, "WebSocketAuthorizer");
+    assert_eq!(
+        str_of(at(resource(&t, "WebSocketAuthorizer"), &["Type"])),
+        "AWS::ApiGatewayV2::Authorizer"
+    );
+    assert_eq!(at(a, &["ApiId"]), &reference("WebSocketApi"));
+    assert_eq!(str_of(at(a, &["AuthorizerType"])), "REQUEST");
+    assert_eq!(
+        seq_of_str(at(a, &["IdentitySource"])),
+        ["route.request.querystring.token"]
+    );
+    assert_eq!(
+        sub_text(at(a, &["AuthorizerUri"])),
+        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${WsAuthorizerFunction.Arn}/invocations"
+    );
+
+    let f = props(&t, "WsAuthorizerFunction");
+    assert_eq!(
+        at(f, &["Environment", "Variables", "TESSERA_JWT_ISSUER"]),
+        &reference("JwtIssuer")
+    );
+    assert_eq!(
+        at(f, &["Environment", "Variables", "TESSERA_JWT_AUDIENCE"]),
+        &reference("JwtAudience")
+    );
+    // The same issuer and audience as the HTTP API's JWT authorizer.
+    let jwt = at(
+        props(&t, "HttpApi"),
+        &["Auth", "Authorizers", "JwtAuth", "JwtConfiguration"],
+    );
+    assert_eq!(at(jwt, &["issuer"]), &reference("JwtIssuer"));
+    assert_eq!(at(jwt, &["audience", "0"]), &reference("JwtAudience"));
+
+    // Exactly one permission lets API Gateway invoke the authorizer, and only as this authorizer.
+    let perms: Vec<_> = resources_of(&t, "AWS::Lambda::Permission")
+        .into_iter()
+        .filter(|(_, r)| {
+            at(r, &["Properties", "FunctionName"]) == &reference("WsAuthorizerFunction")
+        })
+        .collect();
+    assert_eq!(perms.len(), 1, "one invoke permission for the authorizer");
+    let p = at(perms[0].1, &["Properties"]);
+    assert_eq!(str_of(at(p, &["Action"])), "lambda:InvokeFunction");
+    assert_eq!(str_of(at(p, &["Principal"])), "apigateway.amazonaws.com");
+    assert_eq!(
+        sub_text(at(p, &["SourceArn"])),
+        "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/authorizers/${WebSocketAuthorizer}"
+    );
 }
