@@ -379,3 +379,115 @@ async fn threshold_fails_the_job() {
     assert_eq!(done["error"]["code"], "rule_threshold_exceeded", "{done}");
     stack.shutdown().await;
 }
+
+/// A file of `n` records (`id,email,note`) whose ids repeat at the records given in `repeat`
+/// (`(record, id of the earlier record)`, 0-based) and whose e-mails repeat every 500th record;
+/// some notes are quoted with a comma or a line break, so records span chunk boundaries.
+fn unique_data(n: usize, repeat: &[(usize, usize)]) -> String {
+    let mut s = String::from("id,email,note\n");
+    for i in 0..n {
+        let id = repeat
+            .iter()
+            .find(|&&(r, _)| r == i)
+            .map_or(i, |&(_, first)| first);
+        let email = if i % 500 == 499 {
+            "same,one@example.com".to_string()
+        } else {
+            format!("u{i}@example.com")
+        };
+        let note = match i % 7 {
+            0 => "\"line one\nline two\"".to_string(),
+            3 => "\"a, b\"".to_string(),
+            _ => format!("n{i}"),
+        };
+        s += &format!("{id},\"{email}\",{note}\n");
+    }
+    s
+}
+
+#[tokio::test]
+async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
+    // 4 KiB chunks: 16 chunks for 2,000 records (63 KB), repeats far from their first occurrence.
+    let stack = stack_for(4096).await;
+    let alice = Client::new(&stack, "alice");
+    let repeats = [(1500, 3), (1999, 10), (777, 10), (20, 3)];
+    let data = unique_data(2000, &repeats);
+    let doc = json!({"version": 1, "rules": [
+        {"id": "id_unique", "column": "id", "check": "unique"},
+        {"id": "email_unique", "column": "email", "check": "unique", "on_violation": "flag"}
+    ]});
+    let id = create_workflow(&alice, doc).await;
+    let job_id = upload_with(&alice, json!({"id": id}), data.as_bytes()).await;
+    let done = alice.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    // Ids 3 (records 3, 20, 1500) and 10 (records 10, 777, 1999): 4 repeats.
+    assert_eq!(done["rows"], 1996, "{done}");
+    assert_eq!(done["rejected_rows"], 4, "{done}");
+
+    let objects = ObjectStore::new(stack.clients.s3.clone(), &stack.config.bucket);
+    let prefix = format!("results/alice/{job_id}");
+    let read = |name: &'static str| {
+        let (objects, prefix) = (objects.clone(), prefix.clone());
+        async move { objects.read_all(&format!("{prefix}/{name}")).await.unwrap() }
+    };
+    let manifest: Value = serde_json::from_slice(&read("manifest.json").await).unwrap();
+    // 2,000 / 500 = 4 records share one e-mail: 3 repeats, flagged.
+    assert_eq!(
+        manifest["violations"],
+        json!({"id_unique": 4, "email_unique": 3}),
+        "{manifest}"
+    );
+    assert!(manifest["chunks"].as_u64().unwrap() > 10, "{manifest}");
+
+    // Source line of record i: 2 (after the header) + i + the line breaks inside the notes of
+    // records before it (one per record with i % 7 == 0).
+    let line_of = |i: usize| 2 + i + i.div_ceil(7);
+    let rejected = csv_rows(&read("rejected.csv").await);
+    let got: Vec<(String, String)> = rejected[1..]
+        .iter()
+        .map(|r| (r[1].clone(), r[2].clone()))
+        .collect();
+    let mut want: Vec<usize> = repeats.iter().map(|&(r, _)| r).collect();
+    want.sort_unstable();
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|&i| (line_of(i).to_string(), "rule:id_unique".to_string()))
+        .collect();
+    assert_eq!(got, want, "{rejected:?}");
+    assert!(
+        rejected[1][4].contains("repeats an earlier record"),
+        "{rejected:?}"
+    );
+
+    let clean = csv_rows(&read("clean.csv").await);
+    assert_eq!(clean[0], ["id", "email", "note", "_violations"]);
+    assert_eq!(clean.len(), 1 + 1996);
+    let ids: std::collections::HashSet<&str> = clean[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids.len(), 1996, "every clean id is unique now");
+    let flagged: Vec<&str> = clean[1..]
+        .iter()
+        .filter(|r| r[3] == "email_unique")
+        .map(|r| r[1].as_str())
+        .collect();
+    // Records 999 and 1499 are flagged; 1999 repeats the e-mail too (counted above) but is
+    // rejected by `id_unique`, so it is not in the clean output; 499, the first, is not flagged.
+    assert_eq!(flagged, ["same,one@example.com"; 2], "{clean:?}");
+
+    // The same document with a fail threshold: the repeats fail the job.
+    let strict = json!({"version": 1, "rules": [
+        {"id": "id_unique", "column": "id", "check": "unique", "on_violation": {"fail": {"max_count": 3}}}
+    ]});
+    let id = create_workflow(&alice, strict).await;
+    let job_id = upload_with(&alice, json!({"id": id}), data.as_bytes()).await;
+    let done = alice.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "rule_threshold_exceeded", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("id_unique"),
+        "{done}"
+    );
+    stack.shutdown().await;
+}

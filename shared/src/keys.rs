@@ -50,7 +50,7 @@ pub fn part_key(owner: &str, job_id: &str, kind: &str, index: u32) -> String {
 /// the finaliser's rebased rejected parts) and the final outputs. Known without listing, so a
 /// cancelled job's outputs can be deleted with `DeleteObjects` alone (no `ListBucket` grant).
 pub fn job_output_keys(owner: &str, job_id: &str, chunk_count: u32) -> Vec<String> {
-    let mut keys = Vec::with_capacity(chunk_count as usize * 4 + 5);
+    let mut keys = Vec::with_capacity(chunk_count as usize * 5 + 5);
     for i in 0..chunk_count {
         keys.extend(chunk_part_keys(owner, job_id, i));
     }
@@ -62,10 +62,10 @@ pub fn job_output_keys(owner: &str, job_id: &str, chunk_count: u32) -> Vec<Strin
     keys
 }
 
-/// The parts one chunk writes (`clean`, `rejected`, `result`, and the finaliser's
-/// `rejected-final`).
+/// The parts one chunk writes (`clean`, `rejected`, `result`, `unique` keys for the second
+/// pass of `unique` rules, and the finaliser's `rejected-final`).
 pub fn chunk_part_keys(owner: &str, job_id: &str, index: u32) -> Vec<String> {
-    ["clean", "rejected", "result", "rejected-final"]
+    ["clean", "rejected", "result", "unique", "rejected-final"]
         .iter()
         .map(|k| part_key(owner, job_id, k, index))
         .collect()
@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn output_keys_cover_parts_and_outputs() {
         let keys = job_output_keys("a", "j", 2);
-        assert_eq!(keys.len(), 2 * 4 + 5);
+        assert_eq!(keys.len(), 2 * 5 + 5);
         assert!(keys.contains(&"results/a/j/parts/clean/000001".to_string()));
         assert!(keys.contains(&"results/a/j/parts/rejected-header/000000".to_string()));
         assert!(keys.contains(&"results/a/j/manifest.json".to_string()));

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+pub mod unique;
 pub mod workflow;
 
 pub use tessera_engine as engine;

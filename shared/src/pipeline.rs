@@ -15,10 +15,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use futures::{StreamExt, TryStreamExt};
 use tessera_engine::chunk::{ChunkOptions, ChunkProcessor, ChunkResult, Feed};
 use tessera_engine::dialect::{Dialect, DialectOverrides};
 use tessera_engine::error::EngineError;
 use tessera_engine::profile::{ProfileOptions, ProfileState};
+use tessera_engine::rules::unique::Repeats;
 use tessera_engine::rules::{CompiledRules, ResolvedRefs};
 use tessera_engine::split::{self, ChunkTask};
 
@@ -393,11 +395,22 @@ impl Pipeline {
 
     /// Streams one chunk's range from S3 through the engine and writes its parts and result.
     async fn run_chunk(&self, job: &Job, task: &ChunkTask) -> Result<ChunkResult, PipelineError> {
-        let dialect: Dialect = serde_json::from_value(job.dialect.clone().unwrap_or_default())
-            .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))?;
+        self.run_chunk_with(job, task, None).await
+    }
+
+    /// [`run_chunk`](Self::run_chunk), or with `repeats` (the finaliser's re-run after the
+    /// `unique` second pass): those records violate their `unique` rule, and no keys are written.
+    async fn run_chunk_with(
+        &self,
+        job: &Job,
+        task: &ChunkTask,
+        repeats: Option<Arc<Repeats>>,
+    ) -> Result<ChunkResult, PipelineError> {
+        let dialect = job_dialect(job)?;
         let rules = self.job_rules(job).await?;
         let options = ChunkOptions {
             rules: rules.clone(),
+            unique_repeats: repeats,
             ..Default::default()
         };
         let mut proc = ChunkProcessor::new(task, &dialect, &job.columns, &options);
@@ -447,9 +460,22 @@ impl Pipeline {
             }
         }
         drop(body);
-        let result = proc.finish(&mut clean.buf, &mut rejected.buf)?;
+        let mut result = proc.finish(&mut clean.buf, &mut rejected.buf)?;
         clean.close().await?;
         rejected.close().await?;
+        let unique_keys = std::mem::take(&mut result.unique_keys);
+        if !unique_keys.is_empty() && options.unique_repeats.is_none() {
+            // Keys for the finaliser's exact `unique` pass, before the result that marks the
+            // chunk's outputs complete.
+            let parts = crate::unique::partitions_for(job.declared_size);
+            self.objects
+                .put(
+                    &keys::part_key(&job.owner, &job.id, "unique", task.index),
+                    crate::unique::encode_chunk_keys(&unique_keys, parts),
+                    "application/octet-stream",
+                )
+                .await?;
+        }
         let encoded =
             serde_json::to_vec(&result).map_err(|e| PipelineError::Malformed(e.to_string()))?;
         self.objects
@@ -501,6 +527,44 @@ impl Pipeline {
             summaries[*index as usize] = r.summary();
         }
         split::check_complete(&summaries)?;
+
+        // `unique` rules: the exact second pass over the chunks' keys, then a re-run of the
+        // chunks that own repeats, so those records are rejected or flagged like any violation
+        // and every count below (rows, rejected rows, violations) includes them.
+        let mut unique_reruns = 0;
+        if let Some(rules) = &rules {
+            let unique = rules.unique_rules();
+            if !unique.is_empty() {
+                let duplicates = self.unique_pass(job, &tasks, &unique).await?;
+                let starts: Vec<u64> = tasks.iter().map(|t| t.start).collect();
+                let by_chunk =
+                    tessera_engine::rules::unique::repeats_by_chunk(&duplicates, &starts);
+                unique_reruns = by_chunk.len();
+                let mut known = Repeats::new();
+                for repeats in by_chunk.values() {
+                    for (rule, offs) in repeats {
+                        known.entry(rule.clone()).or_default().extend(offs);
+                    }
+                }
+                let known = Arc::new(known);
+                let again: Vec<ChunkTask> = by_chunk
+                    .keys()
+                    .map(|&i| ChunkTask {
+                        start_in_quotes: Some(summaries[i as usize].assumed_start_in_quotes),
+                        ..tasks[i as usize]
+                    })
+                    .collect();
+                tracing::info!(job_id = %job.id, repeats = duplicates.values().map(Vec::len).sum::<usize>(), chunks = again.len(), "re-running the chunks that own unique repeats");
+                let runs: Vec<_> = again
+                    .iter()
+                    .map(|t| self.run_chunk_with(job, t, Some(known.clone())))
+                    .collect();
+                futures::stream::iter(runs)
+                    .buffer_unordered(UNIQUE_RERUN_CONCURRENCY)
+                    .try_collect::<Vec<_>>()
+                    .await?;
+            }
+        }
 
         // Merge profiles in chunk order, one state in memory at a time.
         let mut profile = ProfileState::new(job.columns.clone(), &ProfileOptions::default());
@@ -576,6 +640,7 @@ impl Pipeline {
             "columns": job.columns,
             "chunks": tasks.len(),
             "chunks_rerun": reruns.len(),
+            "chunks_rerun_for_unique": unique_reruns,
             "rows": totals.rows,
             "rejected_rows": totals.rejected_rows,
             "workflow": job.workflow,
@@ -641,6 +706,151 @@ impl Pipeline {
         }
         self.objects.concat(dest, &parts, "text/csv").await?;
         Ok(())
+    }
+
+    /// The exact second pass of the job's `unique` rules (`(id, column)` in document order) over
+    /// the keys the chunks wrote (`crate::unique`): per rule, groups of hash partitions of about
+    /// `unique::GROUP_BYTES` are read from every chunk (one ranged GET per chunk and group), sorted
+    /// into candidate runs of equal hashes, and verified against the values read back from the
+    /// source at their offsets, so hash collisions never count. Returns, per rule with repeats,
+    /// `(repeat offset, first offset)` sorted by offset.
+    async fn unique_pass(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        unique: &[(String, usize)],
+    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, PipelineError> {
+        use tessera_engine::rules::unique::{candidate_groups, decode, exact_duplicates};
+        let parts = crate::unique::partitions_for(job.declared_size);
+        let hlen = crate::unique::header_len(unique.len(), parts);
+        let key = |i: u32| keys::part_key(&job.owner, &job.id, "unique", i);
+        let reads: Vec<_> = tasks
+            .iter()
+            .map(|t| self.unique_header(key(t.index), hlen, unique.len(), parts))
+            .collect();
+        let headers: Vec<crate::unique::KeysIndex> = futures::stream::iter(reads)
+            .buffered(UNIQUE_READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let dialect = job_dialect(job)?;
+        let mut out = BTreeMap::new();
+        for (r, (rule, column)) in unique.iter().enumerate() {
+            let totals: Vec<u64> = (0..parts)
+                .map(|p| headers.iter().map(|h| h.count(r, p)).sum())
+                .collect();
+            let mut found = Vec::new();
+            for (from, to) in crate::unique::group_partitions(&totals, crate::unique::GROUP_BYTES) {
+                let reads: Vec<_> = tasks
+                    .iter()
+                    .zip(&headers)
+                    .map(|(t, h)| {
+                        let (start, len) = h.range(r, from, to);
+                        self.read_piece(key(t.index), start, len)
+                    })
+                    .collect();
+                let pieces: Vec<Vec<u8>> = futures::stream::iter(reads)
+                    .buffered(UNIQUE_READ_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                let mut entries: Vec<(u64, u64)> = Vec::new();
+                for p in &pieces {
+                    entries.extend(decode(p));
+                }
+                drop(pieces);
+                let groups = candidate_groups(&mut entries);
+                drop(entries);
+                let reads: Vec<_> = groups
+                    .iter()
+                    .flatten()
+                    .map(|&off| self.value_at(job, &dialect, off, *column))
+                    .collect();
+                let values: HashMap<u64, String> = futures::stream::iter(reads)
+                    .buffer_unordered(UNIQUE_READ_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                found.extend(
+                    exact_duplicates(&groups, |off| values.get(&off).cloned().ok_or(())).map_err(
+                        |()| PipelineError::Malformed("a candidate value was not read".into()),
+                    )?,
+                );
+            }
+            if !found.is_empty() {
+                found.sort_unstable();
+                out.insert(rule.clone(), found);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The header of one chunk's `unique` keys object.
+    async fn unique_header(
+        &self,
+        key: String,
+        len: u64,
+        rules: usize,
+        parts: u32,
+    ) -> Result<crate::unique::KeysIndex, PipelineError> {
+        let head = self.objects.read_range(&key, 0, len).await?;
+        crate::unique::KeysIndex::parse(&head, rules, parts)
+            .map_err(|e| PipelineError::Malformed(format!("{key}: {e}")))
+    }
+
+    /// Bytes `[start, start+len)` of an object (nothing for `len` 0).
+    async fn read_piece(
+        &self,
+        key: String,
+        start: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, PipelineError> {
+        Ok(self.objects.read_range(&key, start, len).await?)
+    }
+
+    /// Field `column` of the record that starts at byte `offset` of the job's source (a record
+    /// start is outside quotes, so parsing from there is exact). Reads 64 KiB, more for longer
+    /// records.
+    async fn value_at(
+        &self,
+        job: &Job,
+        dialect: &Dialect,
+        offset: u64,
+        column: usize,
+    ) -> Result<(u64, String), PipelineError> {
+        use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
+        let defaults = ChunkOptions::default();
+        let cfg = ParserConfig {
+            delimiter: dialect.delimiter,
+            quote: dialect.quote,
+            max_field_bytes: defaults.max_field_bytes,
+            max_record_bytes: defaults.max_record_bytes,
+        };
+        let field = |rec: &RecordBuf| {
+            let s = if column == 0 { 0 } else { rec.ends[column - 1] };
+            let e = rec.ends.get(column).copied().unwrap_or(s);
+            String::from_utf8_lossy(&rec.text[s.min(e)..e]).into_owned()
+        };
+        let mut window: u64 = 64 << 10;
+        loop {
+            let len = window.min(job.declared_size.saturating_sub(offset));
+            let bytes = self
+                .objects
+                .read_range(&job.source_key, offset, len)
+                .await?;
+            let mut p = Parser::from_start(cfg);
+            let mut rec = RecordBuf::default();
+            let mut at = 0;
+            while at < bytes.len() {
+                let (o, used) = p.parse(&bytes[at..], &mut rec);
+                at += used;
+                if o == Outcome::Record {
+                    return Ok((offset, field(&rec)));
+                }
+            }
+            if offset + len >= job.declared_size {
+                p.finish(&mut rec)?;
+                return Ok((offset, field(&rec)));
+            }
+            window *= 4;
+        }
     }
 
     /// Line breaks inside the header region (re-sniffed from the object's first bytes).
@@ -743,6 +953,17 @@ impl Pipeline {
         serde_json::from_slice(&bytes)
             .map_err(|e| PipelineError::Malformed(format!("chunk {index} result: {e}")))
     }
+}
+
+/// Concurrent S3 reads of the `unique` pass (headers, key groups, values).
+const UNIQUE_READ_CONCURRENCY: usize = 16;
+/// Chunks re-run at once by the finaliser after the `unique` pass.
+const UNIQUE_RERUN_CONCURRENCY: usize = 4;
+
+/// The dialect the job was planned with.
+fn job_dialect(job: &Job) -> Result<Dialect, PipelineError> {
+    serde_json::from_value(job.dialect.clone().unwrap_or_default())
+        .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))
 }
 
 /// The chunk tasks of a planned job, one per byte range (none for a header-only file).

@@ -769,6 +769,18 @@ impl CompiledRules {
         self.doc.rule_ids()
     }
 
+    /// The `unique` rules as `(id, source column index)`, in document order: the order of a
+    /// chunk's `unique_keys`.
+    pub fn unique_rules(&self) -> Vec<(String, usize)> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r.check {
+                CCheck::Unique(c, _) => Some((r.id.clone(), c)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The document this was compiled from.
     pub fn document(&self) -> &RuleDocument {
         &self.doc
