@@ -273,6 +273,22 @@ async fn run_rules_at(chunk_size: u64) {
     )
     .await;
     assert_eq!(raw, "name,id\nAnn,1\n=cmd,5\nFay,6\n");
+    // CSV, every column, no escaping: the stored output itself, linked (any size).
+    let stored = export(
+        &alice,
+        &job_id,
+        json!({"output": "clean", "format": "csv", "formula_escape": false}),
+    )
+    .await;
+    assert_eq!(
+        stored.as_bytes(),
+        objects
+            .read_all(&format!("{prefix}/clean.csv"))
+            .await
+            .unwrap()
+            .as_slice()
+    );
+    assert!(stored.contains("\n5,=cmd,"), "{stored}");
     let jsonl = export(
         &alice,
         &job_id,
@@ -487,6 +503,126 @@ async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
             .as_str()
             .unwrap()
             .contains("id_unique"),
+        "{done}"
+    );
+    stack.shutdown().await;
+}
+
+/// Uploads a reference file through `POST /v1/references` and its presigned PUT.
+async fn put_reference(c: &Client, key: &str, body: &str) {
+    let a = c
+        .post_json("/v1/references", &json!({"key": key, "size": body.len()}))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["key"], key);
+    let url = a.body["upload"]["url"].as_str().unwrap();
+    let put = c.http.put(url).body(body.to_string()).send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn reference_files_upload_list_isolation_use_and_delete() {
+    let stack = stack_for(64 * 1024).await;
+    let alice = Client::new(&stack, "alice");
+    let bob = Client::new(&stack, "bob");
+    put_reference(
+        &alice,
+        "lists/codes.csv",
+        "code,label\nABC,first\nDEF,second\nXYZ,third\n",
+    )
+    .await;
+
+    // Listed for its owner only, by the key a rule names.
+    let a = alice.get("/v1/references").await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(
+        a.body["references"][0]["key"], "lists/codes.csv",
+        "{:?}",
+        a.body
+    );
+    assert_eq!(a.body["references"].as_array().unwrap().len(), 1);
+    assert!(a.body["next_cursor"].is_null());
+    let b = bob.get("/v1/references").await;
+    assert_eq!(b.body["references"], json!([]), "{:?}", b.body);
+
+    // Bad keys and sizes are refused with a code that says what to fix.
+    for key in ["../alice/x.csv", "/abs.csv", "a//b.csv", ""] {
+        let a = alice
+            .post_json("/v1/references", &json!({"key": key, "size": 10}))
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{key}: {:?}", a.body);
+        assert_eq!(a.body["error"]["code"], "invalid_reference_key");
+    }
+    let a = alice
+        .post_json(
+            "/v1/references",
+            &json!({"key": "big.csv", "size": 1u64 << 40}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", a.body);
+    assert_eq!(a.body["error"]["code"], "reference_too_large");
+
+    // A job whose one_of rule reads the uploaded list: ABC, DEF and XYZ pass; GHI (line 4),
+    // jk1 (line 5) and QQQ (line 7) are not in it.
+    let doc = json!({"version": 1, "rules": [
+        {"id": "known_code", "column": "code", "check": {"one_of": {"ref": {"key": "lists/codes.csv", "column": "code"}}}}
+    ]});
+    let id = create_workflow(&alice, doc).await;
+    let job_id = upload_with(&alice, json!({"id": id}), DATA.as_bytes()).await;
+    let done = alice.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["rejected_rows"], 3, "{done}");
+    let objects = ObjectStore::new(stack.clients.s3.clone(), &stack.config.bucket);
+    let rejected = csv_rows(
+        &objects
+            .read_all(&format!("results/alice/{job_id}/rejected.csv"))
+            .await
+            .unwrap(),
+    );
+    let lines: Vec<&str> = rejected[1..].iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(
+        lines,
+        ["4", "5", "7"],
+        "GHI, jk1 and QQQ are not in the list: {rejected:?}"
+    );
+
+    // Bob's workflow naming the same relative key reads his own (absent) prefix.
+    let bobs = create_workflow(&bob, json!({"version": 1, "rules": [
+        {"column": "code", "check": {"one_of": {"ref": {"key": "lists/codes.csv", "column": "code"}}}}
+    ]}))
+    .await;
+    let job_id = upload_with(&bob, json!({"id": bobs}), DATA.as_bytes()).await;
+    let done = bob.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["error"]["code"], "reference_missing", "{done}");
+
+    // Delete: 404 for bob, 204 for alice, then gone; a new job fails before any chunk.
+    let delete = |c: &Client, key: &str| {
+        c.http
+            .delete(format!("{}/v1/references/{key}", c.base))
+            .bearer_auth(c.token.as_deref().unwrap())
+            .send()
+    };
+    assert_eq!(
+        delete(&bob, "lists/codes.csv").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        delete(&alice, "lists/codes.csv").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        alice.get("/v1/references").await.body["references"],
+        json!([])
+    );
+    let job_id = upload_with(&alice, json!({"id": id}), DATA.as_bytes()).await;
+    let done = alice.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "reference_missing", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/references"),
         "{done}"
     );
     stack.shutdown().await;

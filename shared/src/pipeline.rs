@@ -902,12 +902,22 @@ impl Pipeline {
         for r in doc.references() {
             let s3_key = crate::workflow::reference_key(&job.owner, &r.key)
                 .map_err(|m| rules_failure("invalid_rules", m))?;
-            if self.objects.size(&s3_key).await?.is_none() {
+            let Some(size) = self.objects.size(&s3_key).await? else {
                 return Err(rules_failure(
                     "reference_missing",
                     format!(
-                        "The reference file `{}` (a one_of list of workflow {} version {}) does not exist. Upload it to {s3_key} and start a new job.",
-                        r.key, wf.id, wf.version
+                        "The reference file `{}` (a one_of list of workflow {} version {}) does not exist. Upload it with POST /v1/references {{\"key\": \"{}\"}} and start a new job.",
+                        r.key, wf.id, wf.version, r.key
+                    ),
+                ));
+            };
+            if size > crate::workflow::MAX_REFERENCE_BYTES {
+                return Err(rules_failure(
+                    "reference_too_large",
+                    format!(
+                        "The reference file `{}` is {size} bytes; at most {} are allowed. Keep only the column the rule reads.",
+                        r.key,
+                        crate::workflow::MAX_REFERENCE_BYTES
                     ),
                 ));
             }

@@ -60,6 +60,14 @@ fn named_columns(doc: &RuleDocument) -> Vec<String> {
     out
 }
 
+/// Largest reference file (each chunk worker holds its column in memory as a set).
+pub const MAX_REFERENCE_BYTES: u64 = 64 << 20;
+
+/// The prefix of an owner's reference files.
+pub fn reference_prefix(owner: &str) -> String {
+    format!("refs/{}/", crate::keys::segment(owner))
+}
+
 /// The S3 key of a reference file: `refs/<owner>/<key>`. The document's key is relative to the
 /// owner's prefix, so one owner can never name another's file; `..`, empty segments and absolute
 /// keys are refused.
@@ -76,7 +84,7 @@ pub fn reference_key(owner: &str, key: &str) -> Result<String, String> {
              (no leading `/`, no empty, `.` or `..` segments); it is read from refs/<your id>/"
         ));
     }
-    Ok(format!("refs/{}/{key}", crate::keys::segment(owner)))
+    Ok(format!("{}{key}", reference_prefix(owner)))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The api function: uploads (`POST /v1/uploads` with one presigned PUT or a multipart plan;
 //! resume, complete and abort of multipart uploads), job control (`GET /v1/jobs`, cancel,
-//! retry), a completed job's profile, exports of its outputs, saved workflows (`/v1/workflows`)
-//! and `GET /v1/health`. An axum `Router` served by
+//! retry), a completed job's profile, exports of its outputs, saved workflows (`/v1/workflows`),
+//! the reference files their `one_of` rules read (`/v1/references`) and `GET /v1/health`. An axum `Router` served by
 //! `lambda_http::run` in AWS and by the local gateway in-process; tests call it directly.
 //!
 //! Not here: `GET /v1/jobs/{id}` (the status function), the pipeline itself (`tessera_shared`).
@@ -23,6 +23,7 @@ use tessera_shared::store::workflows::WorkflowStore;
 
 pub mod exports;
 pub mod jobs;
+pub mod references;
 pub mod uploads;
 pub mod workflows;
 
@@ -65,6 +66,14 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/retry", post(jobs::retry_job))
         .route("/v1/jobs/{id}/profile", get(jobs::get_profile))
         .route("/v1/jobs/{id}/exports", post(exports::create_export))
+        .route(
+            "/v1/references",
+            post(references::create_reference).get(references::list_references),
+        )
+        .route(
+            "/v1/references/{*key}",
+            delete(references::delete_reference),
+        )
         .route(
             "/v1/workflows",
             post(workflows::create_workflow).get(workflows::list_workflows),

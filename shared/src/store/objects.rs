@@ -63,6 +63,15 @@ pub fn same_etag(a: &str, b: &str) -> bool {
 }
 
 /// The bucket adapter.
+/// An object found by [`ObjectStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// RFC 3339.
+    pub last_modified: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct ObjectStore {
     client: Client,
@@ -291,6 +300,41 @@ impl ObjectStore {
             }
         }
         Ok(())
+    }
+
+    /// One page (up to 1,000) of the objects under `prefix`, in key order, and the token of the
+    /// next page.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Result<(Vec<ObjectInfo>, Option<String>), StoreError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("ListObjectsV2", e))?;
+        let items = out
+            .contents()
+            .iter()
+            .map(|o| ObjectInfo {
+                key: o.key().unwrap_or_default().to_string(),
+                size: o.size().unwrap_or(0).max(0) as u64,
+                last_modified: o
+                    .last_modified()
+                    .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok()),
+            })
+            .collect();
+        let next = out
+            .is_truncated()
+            .unwrap_or(false)
+            .then(|| out.next_continuation_token().map(str::to_string))
+            .flatten();
+        Ok((items, next))
     }
 
     /// Size of an object, or `None` when it does not exist.
