@@ -575,8 +575,11 @@ impl Pipeline {
         };
         let mut violations: BTreeMap<String, u64> = BTreeMap::new();
         let mut rule_rejected_rows = 0u64;
+        // What stitching the rejected output needs of each chunk, kept so no result is read again.
+        let mut line_facts = Vec::with_capacity(tasks.len());
         for t in &tasks {
             let r = self.load_result(job, t.index).await?;
+            line_facts.push((r.rejected_rows, r.newline_count_in_range));
             totals.rows += r.rows;
             totals.rejected_rows += r.rejected_rows;
             rule_rejected_rows += r.rule_rejected_rows;
@@ -626,7 +629,8 @@ impl Pipeline {
                 .collect();
             self.objects.concat(&clean_key, &parts, "text/csv").await?;
         }
-        self.stitch_rejected(job, &tasks, &rejected_key).await?;
+        self.stitch_rejected(job, &tasks, &line_facts, &rejected_key)
+            .await?;
         let results = ResultKeys {
             profile: Some(profile_key),
             clean: Some(clean_key),
@@ -672,11 +676,13 @@ impl Pipeline {
     /// Builds rejected.csv: the header, then each chunk's rejected rows with their chunk-local
     /// line numbers made absolute (line base = 1 + header lines + earlier chunks' line breaks).
     /// A chunk's rejected part is rebased in memory (rejected parts are usually small; streaming
-    /// this step is tracked with the outputs work).
+    /// this step is tracked with the outputs work). `facts` are each chunk's `(rejected rows,
+    /// line breaks in its range)`, from the merge.
     async fn stitch_rejected(
         &self,
         job: &Job,
         tasks: &[ChunkTask],
+        facts: &[(u64, u64)],
         dest: &str,
     ) -> Result<(), PipelineError> {
         let header_key = keys::part_key(&job.owner, &job.id, "rejected-header", 0);
@@ -685,9 +691,8 @@ impl Pipeline {
             .await?;
         let mut parts = vec![header_key];
         let mut line_base = 1 + self.header_lines(job).await?;
-        for t in tasks {
-            let r = self.load_result(job, t.index).await?;
-            if r.rejected_rows > 0 {
+        for (t, &(rejected_rows, newlines)) in tasks.iter().zip(facts) {
+            if rejected_rows > 0 {
                 let raw = self
                     .objects
                     .read_all(&keys::part_key(&job.owner, &job.id, "rejected", t.index))
@@ -702,7 +707,7 @@ impl Pipeline {
                 self.objects.put(&key, rebased, "text/csv").await?;
                 parts.push(key);
             }
-            line_base += r.newline_count_in_range;
+            line_base += newlines;
         }
         self.objects.concat(dest, &parts, "text/csv").await?;
         Ok(())
