@@ -13,9 +13,43 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// `ends[i]` is the end (exclusive) of field `i` in `text`; field `i` starts at `ends[i-1]` (or 0).
+    ///
+    /// # Panics
+    /// If the ends are not non-decreasing char boundaries of `text`. Checked once here, so that
+    /// reading the fields (every rule and the profile read them, some several times) needs no
+    /// boundary checks.
     pub fn new(text: &'a str, ends: &'a [usize]) -> Self {
-        debug_assert!(ends.last().copied().unwrap_or(0) <= text.len());
+        let mut prev = 0;
+        for &e in ends {
+            assert!(
+                e >= prev && text.is_char_boundary(e),
+                "record field ends must be non-decreasing char boundaries"
+            );
+            prev = e;
+        }
         Record { text, ends }
+    }
+
+    /// [`new`](Self::new) without the checks, for the chunk processor, whose parser produces
+    /// non-decreasing ends and which has established that they are char boundaries
+    /// (`chunk::utf8_fields`).
+    ///
+    /// # Safety
+    /// `ends` must be non-decreasing char boundaries of `text`.
+    #[inline]
+    pub(crate) unsafe fn new_unchecked(text: &'a str, ends: &'a [usize]) -> Self {
+        debug_assert!(ends.windows(2).all(|w| w[0] <= w[1]));
+        debug_assert!(ends.iter().all(|&e| text.is_char_boundary(e)));
+        Record { text, ends }
+    }
+
+    /// Field text between two checked ends.
+    #[inline]
+    fn slice(text: &'a str, start: usize, end: usize) -> &'a str {
+        debug_assert!(start <= end && text.is_char_boundary(start) && text.is_char_boundary(end));
+        // SAFETY: `new` checked that every end is a char boundary of `text`, that ends do not
+        // decrease (so start <= end), and 0 is always a boundary.
+        unsafe { text.get_unchecked(start..end) }
     }
 
     /// Number of fields.
@@ -29,10 +63,11 @@ impl<'a> Record<'a> {
     }
 
     /// Field `i`, unescaped.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&'a str> {
         let end = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        Some(&self.text[start..end])
+        Some(Self::slice(self.text, start, end))
     }
 
     /// Byte range `[start, end)` of field `i` in the record text (`i` must be in range).
@@ -46,9 +81,11 @@ impl<'a> Record<'a> {
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
         let text = self.text;
         let ends = self.ends;
-        (0..ends.len()).map(move |i| {
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            &text[start..ends[i]]
+        let mut start = 0;
+        ends.iter().map(move |&end| {
+            let f = Self::slice(text, start, end);
+            start = end;
+            f
         })
     }
 }

@@ -114,14 +114,14 @@ impl Quant {
     /// decides. The floor is inline instead of the libm call that baseline x86-64 makes.
     #[inline]
     fn key(&self, a: f64) -> i32 {
-        let l = a.ln();
+        let l = fast_ln(a);
         let x = l * self.inv_gamma_ln;
         let f = floor_i64(x);
         let frac = x - f as f64;
         if frac > 1e-9 && frac < 1.0 - 1e-9 {
             f as i32
         } else {
-            floor_i64(l / self.gamma_ln) as i32
+            floor_i64(a.ln() / self.gamma_ln) as i32
         }
     }
 
@@ -226,6 +226,49 @@ impl Quant {
     }
 }
 
+/// `ln(1 + i/256)` for the top 8 mantissa bits, and `1 / (1 + i/256)`.
+struct LnTable {
+    ln: [f64; 256],
+    inv: [f64; 256],
+}
+
+fn ln_table() -> &'static LnTable {
+    static T: std::sync::OnceLock<LnTable> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = LnTable {
+            ln: [0.0; 256],
+            inv: [0.0; 256],
+        };
+        for i in 0..256 {
+            let c = 1.0 + i as f64 / 256.0;
+            t.ln[i] = c.ln();
+            t.inv[i] = 1.0 / c;
+        }
+        t
+    })
+}
+
+/// `ln(a)` for a positive normal `a`, within ~3e-13 absolute of the exact value (libm's `ln`
+/// otherwise): `a = 2^e * m`, `m = c * (1 + t)` with `c = 1 + i/256` from the top mantissa
+/// bits and `0 <= t < 1/256`, so `ln a = e ln 2 + ln c + ln(1 + t)`, the last by four terms of
+/// its series (the remainder is below `t^5/5 < 2e-13`). [`Quant::key`] only trusts the floor
+/// of `ln(a)/ln(gamma)` when the quotient is more than 1e-9 from an integer, far above this
+/// error, and recomputes with libm otherwise, so keys stay exactly the crate's.
+#[inline]
+fn fast_ln(a: f64) -> f64 {
+    let bits = a.to_bits();
+    let e = (bits >> 52) as i64;
+    if e == 0 || e >= 0x7ff {
+        return a.ln(); // zero, subnormal, infinite, NaN (or negative: not called with those)
+    }
+    let t = ln_table();
+    let i = ((bits >> 44) & 0xff) as usize;
+    let m = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52));
+    let x = m * t.inv[i] - 1.0;
+    let series = x * (1.0 - x * (0.5 - x * (1.0 / 3.0 - x * 0.25)));
+    (e - 1023) as f64 * std::f64::consts::LN_2 + t.ln[i] + series
+}
+
 #[inline]
 fn floor_i64(x: f64) -> i64 {
     let t = x as i64;
@@ -300,11 +343,32 @@ mod tests {
                 assert_eq!(q.key(v), config.key(v), "{v}");
             }
         }
-        // Exact bucket boundaries.
+        // Exact bucket boundaries, and their neighbours one ulp away.
         for k in -1000..1000 {
             let v = config.pow_gamma(k);
-            if v > 1.0e-9 {
-                assert_eq!(q.key(v), config.key(v), "{v}");
+            for v in [
+                v,
+                f64::from_bits(v.to_bits() - 1),
+                f64::from_bits(v.to_bits() + 1),
+            ] {
+                if v > 1.0e-9 {
+                    assert_eq!(q.key(v), config.key(v), "{v}");
+                }
+            }
+        }
+        // Every top-mantissa table entry, around powers of two, and tiny/huge magnitudes.
+        for e in [-30i32, -1, 0, 1, 7, 52, 300, 1000] {
+            for i in 0..=256u64 {
+                let v = 2f64.powi(e) * (1.0 + i as f64 / 256.0);
+                for v in [
+                    v,
+                    f64::from_bits(v.to_bits() - 1),
+                    f64::from_bits(v.to_bits() + 1),
+                ] {
+                    if v > 1.0e-9 && v.is_finite() {
+                        assert_eq!(q.key(v), config.key(v), "{v}");
+                    }
+                }
             }
         }
     }
