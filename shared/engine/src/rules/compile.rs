@@ -178,7 +178,8 @@ enum CCheck {
         text: String,
     },
     Length(usize, Option<u64>, Option<u64>),
-    Matches(usize, Regex),
+    /// With the fast matcher when the pattern is in its subset (`fixed`).
+    Matches(usize, Regex, Option<super::fixed::Fixed>),
     OneOf {
         col: usize,
         set: ValueSet,
@@ -649,7 +650,11 @@ impl CompiledRules {
                     Some(CCheck::Length(c, l.min, l.max))
                 }
                 (Check::Matches(m), Some(c)) => match Regex::new(&m.pattern) {
-                    Ok(re) => Some(CCheck::Matches(c, re)),
+                    Ok(re) => Some(CCheck::Matches(
+                        c,
+                        re,
+                        super::fixed::Fixed::parse(&m.pattern),
+                    )),
                     Err(e) => {
                         errs.push(ValidationError::new(
                             format!("{cp}/pattern"),
@@ -1011,7 +1016,7 @@ impl RuleRunner {
                 min.map_or(String::new(), |m| m.to_string()),
                 max.map_or(String::new(), |m| m.to_string())
             ),
-            (None, CCheck::Matches(c, re)) => {
+            (None, CCheck::Matches(c, re, _)) => {
                 format!("`{}`: {} does not match /{}/", cols[*c], q(*c), re.as_str())
             }
             (None, CCheck::OneOf { col, .. }) => {
@@ -1136,9 +1141,13 @@ fn eval(r: &CompiledRules, s: &mut Scratch, check: &CCheck, rec: &Record<'_>, of
             } as u64;
             min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m)
         }
-        CCheck::Matches(c, re) => {
+        CCheck::Matches(c, re, fixed) => {
             let v = get(*c);
-            v.is_empty() || re.is_match(v)
+            v.is_empty()
+                || match fixed {
+                    Some(f) => f.is_match(v),
+                    None => re.is_match(v),
+                }
         }
         CCheck::OneOf {
             col,

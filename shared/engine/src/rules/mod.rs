@@ -14,6 +14,7 @@
 
 pub mod compile;
 pub mod doc;
+mod fixed;
 pub mod mask;
 pub mod unique;
 pub mod validate;
