@@ -107,7 +107,7 @@ pub fn spec() -> Resources {
             receive_wait_secs: 20,
             dlq_logical_id: "ChunkTasksDLQ",
             dlq_name: "tessera-chunk-tasks-dlq",
-            max_receive_count: 3,
+            max_receive_count: tessera_shared::pipeline::MAX_CHUNK_DELIVERIES,
             batch_size: 1,
         },
     }

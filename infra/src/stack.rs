@@ -292,6 +292,11 @@ impl LocalStack {
                 let st = chunk.clone();
                 Box::pin(async move { tessera_chunk::handle(&st, ev).await })
             });
+            let dead = tessera_chunk::ChunkState::new(config.clone(), &clients);
+            let dead_letter_handler: Handler = Arc::new(move |ev| {
+                let st = dead.clone();
+                Box::pin(async move { tessera_chunk::handle_dead_letters(&st, ev).await })
+            });
             let mapping = |function, q: &provision::QueueNames, batch_size, duplicate| Mapping {
                 function,
                 queue_url: q.url.clone(),
@@ -310,6 +315,21 @@ impl LocalStack {
                 ),
                 clients.sqs.clone(),
                 planner_handler,
+                shutdown_rx.clone(),
+            )));
+            // The chunk tasks' dead-letter queue, like ChunkDeadLetterFunction's mapping.
+            tasks.push(tokio::spawn(esm::run(
+                Mapping {
+                    function: "chunk-dlq",
+                    queue_url: resources.chunk_tasks.dlq_url.clone(),
+                    queue_arn: resources.chunk_tasks.dlq_arn.clone(),
+                    region: config.region.clone(),
+                    batch_size: 10,
+                    wait_secs: opts.poll_wait_secs,
+                    duplicate_messages: false,
+                },
+                clients.sqs.clone(),
+                dead_letter_handler,
                 shutdown_rx.clone(),
             )));
             for _ in 0..opts.chunk_concurrency.max(1) {

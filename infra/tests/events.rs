@@ -66,6 +66,7 @@ fn every_sample_is_checked() {
             "api-create-upload.json",
             "api-health.json",
             "authorizer-ws-connect.json",
+            "chunk-dead-letter.json",
             "chunk-task.json",
             "planner-emulator-shape.json",
             "planner-s3-put.json",
@@ -165,6 +166,19 @@ fn chunk_task_sample() {
         (JOB, "demo-user")
     );
     assert_eq!((task.index, task.start, task.end), (0, 0, 1_048_576));
+}
+
+/// A task the chunk queue redrove to its dead-letter queue after `maxReceiveCount` deliveries:
+/// the same body, from the DLQ.
+#[test]
+fn chunk_dead_letter_sample() {
+    let body = sqs_body("chunk-dead-letter.json", "tessera-chunk-tasks-dlq");
+    let task: ChunkTaskMessage = serde_json::from_str(&body).expect("chunk task body");
+    assert_eq!(
+        (task.job_id.as_str(), task.owner.as_str()),
+        (JOB, "demo-user")
+    );
+    assert_eq!((task.index, task.start, task.end), (3, 3_145_728, 4_194_304));
 }
 
 #[test]

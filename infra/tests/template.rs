@@ -547,6 +547,7 @@ fn functions_read_the_spec_resources() {
             "tessera-api",
             "tessera-authorizer",
             "tessera-chunk",
+            "tessera-chunk-dlq",
             "tessera-planner",
             "tessera-status",
             "tessera-status-stream",
@@ -723,6 +724,14 @@ fn function_permissions_are_exactly_these() {
                 "s3:PutObject DataBucket/results/*/exports/*",
                 "s3:PutObject DataBucket/uploads/*",
                 "sqs:SendMessage ChunkTasksQueue",
+            ],
+        ),
+        (
+            "ChunkDeadLetterFunction",
+            &[
+                "dynamodb:ConditionCheckItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:UpdateItem JobsTable",
             ],
         ),
         (

@@ -393,6 +393,63 @@ impl Pipeline {
         Ok(())
     }
 
+    /// A chunk task that reached the dead-letter queue: SQS delivered it `maxReceiveCount`
+    /// times and no attempt finished (the worker timed out, crashed, or kept meeting a service
+    /// error). Without this the job would wait forever. An active job whose chunk has no
+    /// completion fails `chunk_attempts_exhausted`, naming the chunk, and can be retried
+    /// (`POST /v1/jobs/{id}/retry` re-runs only the chunks without a completion). A job stuck in
+    /// `finalizing` for longer than a finaliser can live fails `finalize_failed`. Anything else
+    /// (a finished job, a chunk that did complete, a live finaliser) is left as it is.
+    pub async fn dead_chunk_message(&self, body: &str) -> Result<(), PipelineError> {
+        let task: ChunkTaskMessage = match serde_json::from_str(body) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "dead-lettered chunk message does not parse; dropped");
+                return Ok(());
+            }
+        };
+        let Some(job) = self.jobs.get(&task.job_id).await? else {
+            tracing::warn!(job_id = %task.job_id, "dead-lettered chunk task for an unknown job; dropped");
+            return Ok(());
+        };
+        if job.owner != task.owner {
+            tracing::warn!(job_id = %task.job_id, "dead-lettered chunk task owner does not match the job; dropped");
+            return Ok(());
+        }
+        match job.state {
+            JobState::Queued | JobState::Processing => {
+                if self.jobs.chunk_done(&job.id, task.index).await? {
+                    tracing::info!(job_id = %job.id, chunk = task.index, "dead-lettered chunk had completed; nothing to do");
+                    return Ok(());
+                }
+                tracing::error!(job_id = %job.id, chunk = task.index, "chunk task exhausted its deliveries; failing the job");
+                self.fail_chunk(
+                    &job,
+                    task.index,
+                    "chunk_attempts_exhausted",
+                    format!(
+                        "Chunk {} (bytes {}-{}) was tried {} times and never finished: the worker ran out of time or kept failing. Retry the job (POST /v1/jobs/{}/retry) to run the unfinished chunks again; if it fails again, report the job id.",
+                        task.index, task.start, task.end, MAX_CHUNK_DELIVERIES, job.id
+                    ),
+                )
+                .await
+            }
+            JobState::Finalizing if is_stale(&job.updated_at, STALE_FINALIZING) => {
+                tracing::error!(job_id = %job.id, "finalisation never finished; failing the job");
+                self.fail(
+                    &job,
+                    "finalize_failed",
+                    "Tessera could not assemble the results of this job: every attempt stopped before finishing. Upload the file again; if it fails again, report the job id.".into(),
+                )
+                .await
+            }
+            _ => {
+                tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "dead-lettered chunk task for a job that needs nothing");
+                Ok(())
+            }
+        }
+    }
+
     /// Streams one chunk's range from S3 through the engine and writes its parts and result.
     async fn run_chunk(&self, job: &Job, task: &ChunkTask) -> Result<ChunkResult, PipelineError> {
         self.run_chunk_with(job, task, None).await
@@ -969,6 +1026,10 @@ impl Pipeline {
             .map_err(|e| PipelineError::Malformed(format!("chunk {index} result: {e}")))
     }
 }
+
+/// Deliveries of a chunk task before SQS moves it to the dead-letter queue (the chunk queue's
+/// `maxReceiveCount` in template.yaml and the local stack).
+pub const MAX_CHUNK_DELIVERIES: u32 = 3;
 
 /// Concurrent S3 reads of the `unique` pass (headers, key groups, values).
 const UNIQUE_READ_CONCURRENCY: usize = 16;

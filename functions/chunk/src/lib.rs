@@ -1,5 +1,8 @@
 //! The chunk function: SQS messages in, partial batch failures out. The work itself is in
-//! `tessera_shared::pipeline`; this crate maps the event to those calls.
+//! `tessera_shared::pipeline`; this crate maps the event to those calls. Two entry points: the
+//! chunk task queue ([`handle`], binary `tessera-chunk`) and its dead-letter queue
+//! ([`handle_dead_letters`], binary `tessera-chunk-dlq`), which fails the jobs whose tasks
+//! exhausted their deliveries.
 
 use std::sync::Arc;
 
@@ -26,6 +29,14 @@ impl ChunkState {
 pub async fn handle(state: &ChunkState, event: SqsEvent) -> SqsBatchResponse {
     tessera_shared::pipeline::handle_sqs_batch(event, |body| async move {
         state.pipeline.chunk_message(&body).await
+    })
+    .await
+}
+
+/// Handles a batch from the chunk tasks' dead-letter queue (`Pipeline::dead_chunk_message`).
+pub async fn handle_dead_letters(state: &ChunkState, event: SqsEvent) -> SqsBatchResponse {
+    tessera_shared::pipeline::handle_sqs_batch(event, |body| async move {
+        state.pipeline.dead_chunk_message(&body).await
     })
     .await
 }
