@@ -79,7 +79,16 @@ pub(crate) struct Quant {
     /// Values evicted from the cache, bucketed a batch at a time: the logarithms of a batch
     /// are independent, so they overlap instead of each waiting for the previous one.
     pending: Vec<(f64, u64)>,
+    /// Cache use in the current trial (lookups, hits), and values left to send straight to
+    /// `pending` after a trial where fewer than one lookup in 8 hit (unique ids, amounts: the
+    /// cache would only add a random access per value).
+    trial: (u32, u32),
+    bypass: u32,
 }
+
+/// Lookups per trial of the value cache, and values bypassing it after a poor trial.
+const TRIAL: u32 = 4096;
+const BYPASS: u32 = 1 << 16;
 
 const CACHE: usize = 256;
 const BATCH: usize = 64;
@@ -105,6 +114,8 @@ impl Quant {
             run: (f64::INFINITY, f64::NEG_INFINITY, 0),
             cache: Box::new([(0, 0); CACHE]),
             pending: Vec::with_capacity(BATCH),
+            trial: (0, 0),
+            bypass: 0,
         }
     }
 
@@ -130,11 +141,27 @@ impl Quant {
         // The sketch keeps a running sum that JSON cannot carry once it overflows to infinity;
         // magnitudes beyond 1e250 are recorded as 1e250 (quantiles there are meaningless).
         let v = v.clamp(-MAX_MAGNITUDE, MAX_MAGNITUDE);
+        if self.bypass > 0 {
+            self.bypass -= 1;
+            self.pending.push((v, 1));
+            if self.pending.len() >= BATCH {
+                self.drain();
+            }
+            return;
+        }
+        self.trial.0 += 1;
+        if self.trial.0 == TRIAL {
+            if self.trial.1 < TRIAL / 8 {
+                self.bypass = BYPASS;
+            }
+            self.trial = (0, 0);
+        }
         let bits = v.to_bits();
         let idx = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
         let slot = &mut self.cache[idx];
         if slot.0 == bits && slot.1 > 0 {
             slot.1 += 1;
+            self.trial.1 += 1;
             return;
         }
         let (old, n) = std::mem::replace(slot, (bits, 1));
