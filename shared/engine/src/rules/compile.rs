@@ -213,7 +213,9 @@ impl ValueSet {
     #[inline]
     fn contains(&self, x: &str) -> bool {
         match self {
-            ValueSet::Small(v) => v.iter().any(|s| s.len() == x.len() && **s == *x),
+            ValueSet::Small(v) => v
+                .iter()
+                .any(|s| super::mask::eq_short(s.as_bytes(), x.as_bytes())),
             ValueSet::Large(h) => h.contains(x),
         }
     }
