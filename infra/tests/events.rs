@@ -178,7 +178,10 @@ fn chunk_dead_letter_sample() {
         (task.job_id.as_str(), task.owner.as_str()),
         (JOB, "demo-user")
     );
-    assert_eq!((task.index, task.start, task.end), (3, 3_145_728, 4_194_304));
+    assert_eq!(
+        (task.index, task.start, task.end),
+        (3, 3_145_728, 4_194_304)
+    );
 }
 
 #[test]
