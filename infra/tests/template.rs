@@ -707,6 +707,7 @@ fn function_permissions_are_exactly_these() {
         (
             "ApiFunction",
             &[
+                "dynamodb:BatchGetItem JobsTable",
                 "dynamodb:GetItem JobsTable",
                 "dynamodb:PutItem JobsTable",
                 "dynamodb:Query JobsTable",
@@ -737,7 +738,7 @@ fn function_permissions_are_exactly_these() {
         (
             "ChunkFunction",
             &[
-                "dynamodb:ConditionCheckItem JobsTable",
+                "dynamodb:BatchGetItem JobsTable",
                 "dynamodb:GetItem JobsTable",
                 "dynamodb:PutItem JobsTable",
                 "dynamodb:Query JobsTable",
@@ -754,6 +755,7 @@ fn function_permissions_are_exactly_these() {
         (
             "PlannerFunction",
             &[
+                "dynamodb:BatchGetItem JobsTable",
                 "dynamodb:GetItem JobsTable",
                 "dynamodb:UpdateItem JobsTable",
                 "s3:AbortMultipartUpload DataBucket/results/*",
@@ -766,10 +768,17 @@ fn function_permissions_are_exactly_these() {
                 "sqs:SendMessage ChunkTasksQueue",
             ],
         ),
-        ("StatusFunction", &["dynamodb:GetItem JobsTable"]),
+        (
+            "StatusFunction",
+            &[
+                "dynamodb:BatchGetItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+            ],
+        ),
         (
             "StatusStreamFunction",
             &[
+                "dynamodb:BatchGetItem JobsTable",
                 "dynamodb:DeleteItem JobsTable",
                 "dynamodb:GetItem JobsTable",
                 "dynamodb:Query JobsTable",
@@ -780,6 +789,7 @@ fn function_permissions_are_exactly_these() {
         (
             "StatusWsFunction",
             &[
+                "dynamodb:BatchGetItem JobsTable",
                 "dynamodb:DeleteItem JobsTable",
                 "dynamodb:GetItem JobsTable",
                 "dynamodb:PutItem JobsTable",
@@ -912,4 +922,30 @@ fn websocket_connect_uses_the_lambda_authorizer() {
         sub_text(at(p, &["SourceArn"])),
         "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/authorizers/${WebSocketAuthorizer}"
     );
+}
+
+/// The stream's event source mapping admits exactly the records the status function acts on:
+/// job items (`sk = META`) and the jobs' shard counters (`sk = COUNTER`, progress since the
+/// counters are sharded: docs/websocket.md § *Hot key*).
+#[test]
+fn status_stream_filter_admits_job_items_and_shard_counters() {
+    let t = template();
+    let ev = function_events(&t, "DynamoDB");
+    assert_eq!(ev.len(), 1, "one stream consumer");
+    let (func, ev) = ev[0];
+    assert_eq!(func, "StatusStreamFunction");
+    let mut keys: Vec<String> = at(ev, &["Properties", "FilterCriteria", "Filters"])
+        .as_sequence()
+        .expect("Filters is a list")
+        .iter()
+        .map(|f| {
+            let p: serde_json::Value =
+                serde_json::from_str(str_of(at(f, &["Pattern"]))).expect("pattern is JSON");
+            let sk = &p["dynamodb"]["Keys"]["sk"]["S"];
+            assert_eq!(sk.as_array().map(Vec::len), Some(1), "{p}");
+            sk[0].as_str().unwrap().to_string()
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [tessera_shared::store::jobs::COUNTER_SK, "META"]);
 }

@@ -5,12 +5,15 @@
 //! - planning moves `awaiting_upload -> queued` with a conditional write; a second event for the
 //!   same object finds the job past `awaiting_upload` and does nothing (a job left in `queued` by
 //!   a crash is re-enqueued: chunk tasks are idempotent);
-//! - a chunk's completion is one DynamoDB transaction (chunk item created only if absent + job
-//!   counters added), so a redelivered task changes nothing;
-//! - the worker whose completion makes `chunks_done == chunk_count` wins the conditional move to
-//!   `finalizing` and finalises: it validates the quote-parity guesses of all chunks, re-runs the
-//!   rare mispredicted chunk with the known start state, merges the profiles in chunk order,
-//!   stitches the outputs and moves the job to `completed` with exact totals.
+//! - a chunk's completion is one DynamoDB transaction on the chunk's shard partition (chunk item
+//!   created only if absent + the shard's counter added, unless the job's shards are closed), so
+//!   a redelivered task changes nothing and the job item is no hot key;
+//! - a worker that completes its shard (`index % 16`) sums all 16 shard counters; when they
+//!   reach `chunk_count` it tries the conditional move to `finalizing` — the last committer
+//!   always sees them complete, and exactly one caller wins. The winner finalises: it
+//!   validates the quote-parity guesses of all chunks, re-runs the rare mispredicted chunk
+//!   with the known start state, merges the profiles in chunk order, stitches the outputs and
+//!   moves the job to `completed` with exact totals.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -256,8 +259,10 @@ impl Pipeline {
             return Ok(());
         };
         let claimed = match job.state {
-            JobState::Processing if job.chunks_done >= job.chunk_count => {
-                self.jobs.mark_finalizing(&job.id).await?
+            // The job item does not count chunks (the shards do): sum the 16 counters.
+            JobState::Processing => {
+                let done = self.jobs.progress(&job.id).await?.chunks_done;
+                done >= job.chunk_count && self.jobs.mark_finalizing(&job.id).await?
             }
             // A finaliser that died (timeout, crash) leaves the job in `finalizing`; its chunk
             // message comes back after the visibility timeout and takes over once the job has
@@ -355,7 +360,15 @@ impl Pipeline {
             .await?
         {
             ChunkCommit::Committed => {
-                tracing::info!(job_id = %job.id, chunk = task.index, rows = result.rows, "chunk done")
+                tracing::info!(job_id = %job.id, chunk = task.index, rows = result.rows, "chunk done");
+                // Only the worker that completes its shard looks at all 16 (≤ 16 per job).
+                if !self
+                    .jobs
+                    .shard_complete(&job.id, task.index, job.chunk_count)
+                    .await?
+                {
+                    return Ok(());
+                }
             }
             ChunkCommit::AlreadyDone => {
                 // A redelivery whose first delivery committed and then failed before finishing

@@ -94,8 +94,13 @@ pub async fn list_jobs(
         .jobs
         .list_page(&caller.owner, state, limit, start.as_ref())
         .await?;
+    // Running jobs' progress is in their shard counters: one BatchGetItem per such job, at most
+    // `limit` (the others are read as stored).
+    let jobs =
+        futures::future::try_join_all(page.jobs.into_iter().map(|job| st.jobs.with_progress(job)))
+            .await?;
     Ok(Json(JobList {
-        jobs: page.jobs.iter().map(Job::snapshot).collect(),
+        jobs: jobs.iter().map(Job::snapshot).collect(),
         next_cursor: page.next.as_ref().map(encode_cursor),
     }))
 }
@@ -131,7 +136,7 @@ pub async fn cancel_job(
             tracing::warn!(job_id = %job.id, error = %e, "could not abort the cancelled job's upload; the lifecycle rule will");
         }
     }
-    let job = st.jobs.get(&job.id).await?.unwrap_or(job);
+    let job = st.jobs.get_with_progress(&job.id).await?.unwrap_or(job);
     discard_outputs(&st, &job).await;
     tracing::info!(job_id = %job.id, "job cancelled");
     Ok(Json(job.snapshot()))
@@ -187,7 +192,7 @@ pub async fn retry_job(
             return Err(e.into());
         }
     };
-    let job = st.jobs.get(&job.id).await?.unwrap_or(job);
+    let job = st.jobs.get_with_progress(&job.id).await?.unwrap_or(job);
     Ok((
         StatusCode::ACCEPTED,
         Json(RetryAccepted {

@@ -58,7 +58,10 @@ async fn get_job(
         return Err(ApiError::not_found("job"));
     }
     match st.jobs.get(&id).await? {
-        Some(job) if job.owner == caller.owner => Ok(Json(job.snapshot())),
+        // Progress lives in the job's shard counters until it completes.
+        Some(job) if job.owner == caller.owner => {
+            Ok(Json(st.jobs.with_progress(job).await?.snapshot()))
+        }
         _ => Err(ApiError::not_found("job")),
     }
 }

@@ -2,9 +2,12 @@
 //! changed job.
 //!
 //! Coalescing rule (docs/websocket.md):
-//! - only job items (`sk = META`) count; chunk, subscription, connection and push-slot items in
-//!   the same table are ignored, as are removals;
-//! - within one batch only the latest image of each job is pushed;
+//! - job items (`sk = META`) and the job's shard counters (`pk = JOB#<id>#S<k>`, `sk = COUNTER`,
+//!   one per 16th of the chunks: progress) count; chunk, subscription, connection and push-slot
+//!   items in the same table are ignored, as are removals;
+//! - within one batch only the latest change of each job is pushed (a counter change carries no
+//!   job: the snapshot is read — job item plus the 16 counters summed — only when a push is
+//!   actually sent);
 //! - a change of state (compared with the job's state before the batch) and every final state
 //!   (`completed`, `failed`, `cancelled`) are always pushed;
 //! - otherwise (`job.progress` within one state) at most one push per job per
@@ -18,6 +21,7 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Deserialize;
 use tessera_shared::job::{Job, JobState};
+use tessera_shared::store::jobs::{job_of_shard_pk, COUNTER_SK};
 
 use crate::notify::Delivery;
 use crate::ws::{job_message, WsState};
@@ -39,23 +43,43 @@ struct StateOnly {
 /// The latest change of one job in a batch.
 #[derive(Debug)]
 pub struct JobChange {
-    pub job: Job,
-    /// The job's state before the first change of the batch (`None`: created in this batch).
+    pub job_id: String,
+    /// The job's latest image in the batch; `None` when only its shard counters changed
+    /// (progress), in which case the job is read if a push is sent.
+    pub job: Option<Job>,
+    /// The job's state before the first change of the batch (`None`: created in this batch, or
+    /// only counters changed).
     pub state_before: Option<JobState>,
     /// Sequence number of the latest record (reported if pushing fails).
     pub sequence: Option<String>,
 }
 
 impl JobChange {
-    /// Whether this change is pushed regardless of the interval.
+    /// Whether this change is pushed regardless of the interval (a counter change never is).
     pub fn always_pushed(&self) -> bool {
-        self.job.state.is_final() || self.state_before != Some(self.job.state)
+        self.job
+            .as_ref()
+            .is_some_and(|j| j.state.is_final() || self.state_before != Some(j.state))
     }
 }
 
-fn job_change(r: &EventRecord) -> Option<(Job, Option<JobState>)> {
+/// What one stream record says about a job.
+enum Change {
+    /// The job item changed: its new image and its state before.
+    Job(Box<Job>, Option<JobState>),
+    /// One of the job's shard counters changed (a chunk completed).
+    Counter(String),
+}
+
+fn change_of(r: &EventRecord) -> Option<Change> {
     let keys: Keys = serde_dynamo::from_item(r.change.keys.clone()).ok()?;
-    if !keys.pk.starts_with("JOB#") || keys.sk != "META" || r.change.new_image.is_empty() {
+    if r.change.new_image.is_empty() {
+        return None;
+    }
+    if keys.sk == COUNTER_SK {
+        return job_of_shard_pk(&keys.pk).map(|id| Change::Counter(id.to_string()));
+    }
+    if !keys.pk.starts_with("JOB#") || keys.sk != "META" {
         return None;
     }
     let job: Job = match serde_dynamo::from_item(r.change.new_image.clone()) {
@@ -68,28 +92,40 @@ fn job_change(r: &EventRecord) -> Option<(Job, Option<JobState>)> {
     let before = serde_dynamo::from_item::<_, StateOnly>(r.change.old_image.clone())
         .ok()
         .and_then(|s| s.state);
-    Some((job, before))
+    Some(Change::Job(Box::new(job), before))
 }
 
-/// The latest change per job, in order of first appearance (pure: no I/O).
+/// The latest change per job, in order of first appearance (pure: no I/O). A job item image
+/// wins over counter changes of the same batch (it is read again, with the counters, when
+/// pushed); the state before is the one before the batch's first job item change.
 pub fn coalesce(records: &[EventRecord]) -> Vec<JobChange> {
     let mut order: Vec<String> = Vec::new();
     let mut latest: HashMap<String, JobChange> = HashMap::new();
     for r in records {
-        let Some((job, before)) = job_change(r) else {
+        let Some(change) = change_of(r) else {
             continue;
         };
         let seq = r.change.sequence_number.clone();
-        match latest.get_mut(&job.id) {
+        let (id, job, before) = match change {
+            Change::Job(job, before) => (job.id.clone(), Some(*job), before),
+            Change::Counter(id) => (id, None, None),
+        };
+        match latest.get_mut(&id) {
             Some(c) => {
-                c.job = job;
+                if let Some(job) = job {
+                    if c.job.is_none() {
+                        c.state_before = before;
+                    }
+                    c.job = Some(job);
+                }
                 c.sequence = seq;
             }
             None => {
-                order.push(job.id.clone());
+                order.push(id.clone());
                 latest.insert(
-                    job.id.clone(),
+                    id.clone(),
                     JobChange {
+                        job_id: id,
                         job,
                         state_before: before,
                         sequence: seq,
@@ -113,8 +149,11 @@ fn now_ms() -> i64 {
 pub async fn handle(st: &WsState, ev: Event) -> DynamoDbEventResponse {
     let mut resp = DynamoDbEventResponse::default();
     for change in coalesce(&ev.records) {
-        let job_id = change.job.id.clone();
-        let span = tracing::info_span!("push", job_id = %job_id, state = change.job.state.as_str());
+        let span = tracing::info_span!(
+            "push",
+            job_id = %change.job_id,
+            state = change.job.as_ref().map_or("progress", |j| j.state.as_str())
+        );
         let _g = span.enter();
         if let Err(e) = push(st, &change).await {
             tracing::error!(error = %e, "push failed");
@@ -127,20 +166,31 @@ pub async fn handle(st: &WsState, ev: Event) -> DynamoDbEventResponse {
 }
 
 async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::store::StoreError> {
-    let job = &change.job;
-    let subscribers = st.connections.subscribers(&job.id).await?;
+    let job_id = &change.job_id;
+    let subscribers = st.connections.subscribers(job_id).await?;
     if subscribers.is_empty() {
         return Ok(());
     }
     if !change.always_pushed()
         && !st
             .connections
-            .claim_push(&job.id, now_ms(), PUSH_INTERVAL_MS)
+            .claim_push(job_id, now_ms(), PUSH_INTERVAL_MS)
             .await?
     {
         tracing::debug!("progress coalesced");
         return Ok(());
     }
+    let job = match &change.job {
+        Some(job) => job.clone(),
+        // Only counters changed: the job as it is now. Counters of a job that is no longer
+        // counting (a late stream record after `finalizing` or a final state, whose own change
+        // is pushed from the job item's record) add nothing: not pushed again.
+        None => match st.jobs.get(job_id).await? {
+            Some(job) if matches!(job.state, JobState::Queued | JobState::Processing) => job,
+            _ => return Ok(()),
+        },
+    };
+    let job = st.jobs.with_progress(job).await?;
     let text = job_message(&job.snapshot());
     for conn in subscribers {
         match st.notifier.send(&conn, &text).await {
@@ -148,7 +198,7 @@ async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::st
             Ok(Delivery::Gone) => {
                 tracing::info!(connection = %conn, "connection gone: removed");
                 st.connections
-                    .remove_connection(&conn, Some(&job.id))
+                    .remove_connection(&conn, Some(job_id))
                     .await?;
             }
             // One failing connection must not hold back the others (or retry the batch).
@@ -169,9 +219,20 @@ mod tests {
         chunks: u32,
         seq: u32,
     ) -> EventRecord {
+        record_at("JOB#j1", sk, state, old_state, chunks, seq)
+    }
+
+    fn record_at(
+        pk: &str,
+        sk: &str,
+        state: &str,
+        old_state: Option<&str>,
+        chunks: u32,
+        seq: u32,
+    ) -> EventRecord {
         let img = |state: &str| {
             serde_json::json!({
-                "pk": {"S": "JOB#j1"}, "sk": {"S": sk}, "id": {"S": "j1"}, "owner": {"S": "a"},
+                "pk": {"S": pk}, "sk": {"S": sk}, "id": {"S": "j1"}, "owner": {"S": "a"},
                 "state": {"S": state}, "filename": {"S": "a.csv"}, "content_type": {"S": "text/csv"},
                 "declared_size": {"N": "10"}, "source_key": {"S": "k"},
                 "created_at": {"S": "t"}, "updated_at": {"S": "t"}, "dialect": {"NULL": true},
@@ -182,7 +243,7 @@ mod tests {
             })
         };
         let mut dynamodb = serde_json::json!({
-            "Keys": {"pk": {"S": "JOB#j1"}, "sk": {"S": sk}},
+            "Keys": {"pk": {"S": pk}, "sk": {"S": sk}},
             "NewImage": img(state),
             "SequenceNumber": seq.to_string(),
             "SizeBytes": 100,
@@ -208,7 +269,7 @@ mod tests {
         ];
         let changes = coalesce(&recs);
         assert_eq!(changes.len(), 1);
-        assert_eq!(changes[0].job.chunks_done, 2);
+        assert_eq!(changes[0].job.as_ref().unwrap().chunks_done, 2);
         assert_eq!(changes[0].sequence.as_deref(), Some("3"));
         assert!(!changes[0].always_pushed(), "progress within one state");
     }
@@ -225,5 +286,37 @@ mod tests {
         );
         let c = coalesce(&[record("META", "completed", Some("finalizing"), 4, 1)]);
         assert!(c[0].always_pushed());
+    }
+
+    #[test]
+    fn shard_counter_changes_are_progress_of_their_job() {
+        // Chunk items on shard partitions are not changes; counters are, coalesced per job.
+        let recs = vec![
+            record_at("JOB#j1#S3", "CHUNK#000003", "processing", None, 0, 1),
+            record_at("JOB#j1#S3", "COUNTER", "processing", None, 0, 2),
+            record_at("JOB#j1#S4", "COUNTER", "processing", None, 0, 3),
+            record_at("JOB#j2#S0", "COUNTER", "processing", None, 0, 4),
+            record_at("JOB#j1#S99", "COUNTER", "processing", None, 0, 5),
+        ];
+        let c = coalesce(&recs);
+        let ids: Vec<&str> = c.iter().map(|c| c.job_id.as_str()).collect();
+        assert_eq!(ids, ["j1", "j2"]);
+        assert!(
+            c[0].job.is_none() && !c[0].always_pushed(),
+            "counters are progress"
+        );
+        assert_eq!(c[0].sequence.as_deref(), Some("3"));
+
+        // A job item change in the same batch carries the state rule; counters do not undo it.
+        let c = coalesce(&[
+            record_at("JOB#j1#S1", "COUNTER", "processing", None, 0, 1),
+            record("META", "finalizing", Some("processing"), 0, 2),
+            record_at("JOB#j1#S2", "COUNTER", "processing", None, 0, 3),
+        ]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].job.as_ref().unwrap().state, JobState::Finalizing);
+        assert_eq!(c[0].state_before, Some(JobState::Processing));
+        assert!(c[0].always_pushed(), "processing -> finalizing");
+        assert_eq!(c[0].sequence.as_deref(), Some("3"));
     }
 }

@@ -237,6 +237,7 @@ async fn message(
     st.connections
         .subscribe(conn, &connection.owner, &job_id)
         .await?;
+    let job = st.jobs.with_progress(job).await?;
     reply(st, conn, &job_message(&job.snapshot())).await?;
     tracing::info!(job_id, "subscribed");
     Ok(response(200, None))

@@ -3,13 +3,23 @@
 //! | access pattern                         | key                                             |
 //! |----------------------------------------|-------------------------------------------------|
 //! | get a job                              | `pk = JOB#<id>`, `sk = META`                    |
-//! | chunks of a job (completion records)   | `pk = JOB#<id>`, `sk begins_with CHUNK#`        |
+//! | chunks of a job (completion records)   | `pk = JOB#<id>#S<k>`, `sk begins_with CHUNK#`, k = 0..16 |
+//! | a job's progress counters              | `pk = JOB#<id>#S<k>`, `sk = COUNTER`, k = 0..16 (one BatchGetItem) |
 //! | a user's jobs, newest first            | GSI `by_owner`: `gsi1pk = OWNER#<sub>`, `gsi1sk = <created_at>#<id>` |
 //!
 //! Every state change is a conditional write, so states only move forward and a final state
-//! never changes. A chunk's completion is one transaction: the chunk item is created only if
-//! absent and the job's counters are added in the same write, so a redelivered chunk message
-//! cannot count twice.
+//! never changes. A chunk's completion is one transaction on the chunk's **shard partition**
+//! (`k = index % 16`): the chunk item is created only if absent and the shard's counter is added
+//! to in the same write, so a redelivered chunk message cannot count twice, and 2,000 chunks
+//! finishing at once spread over 16 partitions instead of one (the arithmetic:
+//! docs/websocket.md § *Hot key*). The job item is not written per chunk: its counters are the
+//! sum of the shard counters ([`JobStore::with_progress`]) until the finaliser writes the exact
+//! totals with `completed`.
+//!
+//! Whether a job accepts chunks is mirrored into each shard counter (`closed`): every move out
+//! of the active states that a chunk may race (failed, cancelled) closes the 16 shards in the
+//! same transaction as the job item, and a retry reopens them, so the completion transaction
+//! checks the job's state on its own partition and never touches the job item.
 
 use std::collections::HashMap;
 
@@ -25,6 +35,39 @@ pub const OWNER_INDEX: &str = "by_owner";
 
 fn job_pk(id: &str) -> String {
     format!("JOB#{id}")
+}
+
+/// Partitions a job's chunk items and progress counters are spread over. 16 carry 2,000
+/// completions per second at half of a partition's 1,000 WCU/s (docs/websocket.md § *Hot key*).
+pub const COUNTER_SHARDS: u32 = 16;
+
+/// Sort key of a shard's counter item.
+pub const COUNTER_SK: &str = "COUNTER";
+
+/// The shard partition of chunk `index`.
+pub fn shard_of(index: u32) -> u32 {
+    index % COUNTER_SHARDS
+}
+
+/// Partition key of shard `k` of job `id`.
+pub fn shard_pk(id: &str, k: u32) -> String {
+    format!("JOB#{id}#S{k}")
+}
+
+/// The job id of a shard partition key (`JOB#<id>#S<k>`), for stream records of counters.
+pub fn job_of_shard_pk(pk: &str) -> Option<&str> {
+    let rest = pk.strip_prefix("JOB#")?;
+    let (id, k) = rest.rsplit_once("#S")?;
+    (!id.is_empty() && k.parse::<u32>().is_ok_and(|k| k < COUNTER_SHARDS)).then_some(id)
+}
+
+/// How many of `chunk_count` chunks belong to shard `k` (indexes `k, k + 16, k + 32, ...`).
+pub fn shard_chunk_count(k: u32, chunk_count: u32) -> u32 {
+    chunk_count / COUNTER_SHARDS + u32::from(k < chunk_count % COUNTER_SHARDS)
+}
+
+fn chunk_sk(index: u32) -> String {
+    format!("CHUNK#{index:06}")
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -87,6 +130,17 @@ pub struct Plan {
     pub chunk_count: u32,
 }
 
+/// Progress summed over a job's shard counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub chunks_done: u32,
+    pub rows: u64,
+    pub rejected_rows: u64,
+    pub bytes_done: u64,
+    /// The latest `updated_at` of the counters (RFC 3339, sorts lexically); empty if none.
+    pub updated_at: String,
+}
+
 /// Final totals, written with the move to `completed`.
 #[derive(Debug, Clone)]
 pub struct Totals {
@@ -142,6 +196,17 @@ pub struct JobPage {
     pub jobs: Vec<Job>,
     /// Where the next page starts; `None` when the index is exhausted.
     pub next: Option<OwnerPageKey>,
+}
+
+/// What a job state change does to the job's shard counters.
+#[derive(Debug, Clone, Copy)]
+enum Shards {
+    /// Nothing (moves no chunk can race, or that happen after every chunk completed).
+    Keep,
+    /// Mark them `closed`: no completion is recorded from then on.
+    Close,
+    /// Remove the mark (a retry).
+    Reopen,
 }
 
 /// The states a job can be cancelled from (every non-final one).
@@ -327,39 +392,140 @@ impl JobStore {
         to: JobState,
         extra: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
+        self.transition_with(id, from, to, extra, &[], Shards::Keep)
+            .await
+    }
+
+    /// [`Self::transition`] plus raw `SET` clauses (e.g. `chunks_done = chunk_count`) and what
+    /// to do to the shard counters, atomically with the job item.
+    async fn transition_with(
+        &self,
+        id: &str,
+        from: &[JobState],
+        to: JobState,
+        extra: Vec<(&str, AttributeValue)>,
+        raw_sets: &[&str],
+        shards: Shards,
+    ) -> Result<bool, StoreError> {
         let mut set = vec!["#state = :to".to_string(), "updated_at = :now".to_string()];
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(job_pk(id)))
-            .key("sk", s("META"))
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":now", s(now_rfc3339()));
+        set.extend(raw_sets.iter().map(|r| r.to_string()));
+        let mut names = HashMap::from([("#state".to_string(), "state".to_string())]);
+        let mut values = HashMap::from([
+            (":to".to_string(), s(to.as_str())),
+            (":now".to_string(), s(now_rfc3339())),
+        ]);
         for (i, (name, value)) in extra.into_iter().enumerate() {
             set.push(format!("#x{i} = :x{i}"));
-            req = req
-                .expression_attribute_names(format!("#x{i}"), name)
-                .expression_attribute_values(format!(":x{i}"), value);
+            names.insert(format!("#x{i}"), name.to_string());
+            values.insert(format!(":x{i}"), value);
         }
         let mut conds = Vec::new();
         for (i, st) in from.iter().enumerate() {
             conds.push(format!(":f{i}"));
-            req = req.expression_attribute_values(format!(":f{i}"), s(st.as_str()));
+            values.insert(format!(":f{i}"), s(st.as_str()));
         }
-        let res = req
-            .update_expression(format!("SET {}", set.join(", ")))
-            .condition_expression(format!(
-                "attribute_exists(pk) AND #state IN ({})",
-                conds.join(", ")
-            ))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(job state)", e)),
+        let update = format!("SET {}", set.join(", "));
+        let condition = format!("attribute_exists(pk) AND #state IN ({})", conds.join(", "));
+        if let Shards::Keep = shards {
+            let res = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(job_pk(id)))
+                .key("sk", s("META"))
+                .update_expression(update)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            return match res {
+                Ok(_) => Ok(true),
+                Err(e) if is_conditional_failure(&e) => Ok(false),
+                Err(e) => Err(StoreError::service("UpdateItem(job state)", e)),
+            };
+        }
+        let meta = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(id)))
+            .key("sk", s("META"))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| StoreError::service("Update(job state) builder", e))?;
+        self.with_shards(id, meta, shards).await
+    }
+
+    /// Runs `meta` (a conditional update of the job item) in one transaction with an update of
+    /// all 16 shard counters: `Close` marks them `closed` (completions are refused from then
+    /// on), `Reopen` removes the mark. False when `meta`'s condition failed. A transaction that
+    /// lost a race with a chunk's completion on a shard (`TransactionConflict`) is retried.
+    async fn with_shards(
+        &self,
+        id: &str,
+        meta: Update,
+        shards: Shards,
+    ) -> Result<bool, StoreError> {
+        // Shard items may not exist yet; those made here expire with the job.
+        let expires_at = match self.get(id).await? {
+            Some(job) => job.expires_at,
+            None => return Ok(false),
+        };
+        let mut attempt = 0u32;
+        loop {
+            let mut req = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(meta.clone()).build());
+            for k in 0..COUNTER_SHARDS {
+                let u = Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", s(shard_pk(id, k)))
+                    .key("sk", s(COUNTER_SK));
+                let u = match shards {
+                    Shards::Close => u
+                        .update_expression(
+                            "SET closed = :t, expires_at = if_not_exists(expires_at, :exp)",
+                        )
+                        .expression_attribute_values(":t", AttributeValue::Bool(true))
+                        .expression_attribute_values(":exp", n(expires_at)),
+                    Shards::Reopen | Shards::Keep => u.update_expression("REMOVE closed"),
+                };
+                let u = u
+                    .build()
+                    .map_err(|e| StoreError::service("Update(shard) builder", e))?;
+                req = req.transact_items(TransactWriteItem::builder().update(u).build());
+            }
+            let e = match req.send().await {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            let Some(reasons) = cancellation_reasons(&e) else {
+                return Err(StoreError::service(
+                    "TransactWriteItems(job state + shards)",
+                    e,
+                ));
+            };
+            // Only the job item has a condition.
+            if !reasons.iter().any(|c| is_transient_reason(c)) {
+                return Ok(false);
+            }
+            attempt += 1;
+            if attempt >= 8 {
+                return Err(StoreError::service(
+                    "TransactWriteItems(job state + shards)",
+                    e,
+                ));
+            }
+            tracing::info!(
+                job_id = id,
+                attempt,
+                ?reasons,
+                "job state + shards transaction conflicted; retrying"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
         }
     }
 
@@ -447,7 +613,8 @@ impl JobStore {
                 what: "results",
                 detail: e.to_string(),
             })?;
-        self.transition(
+        // The job item's counters are exact from here on (the shard counters were progress).
+        self.transition_with(
             id,
             &[JobState::Finalizing, JobState::Queued],
             JobState::Completed,
@@ -457,6 +624,8 @@ impl JobStore {
                 ("bytes_done", n(totals.bytes)),
                 ("results", results),
             ],
+            &["chunks_done = chunk_count"],
+            Shards::Keep,
         )
         .await
     }
@@ -467,8 +636,15 @@ impl JobStore {
             what: "error",
             detail: e.to_string(),
         })?;
-        self.transition(id, &ACTIVE, JobState::Failed, vec![("error", err)])
-            .await
+        self.transition_with(
+            id,
+            &ACTIVE,
+            JobState::Failed,
+            vec![("error", err)],
+            &[],
+            Shards::Close,
+        )
+        .await
     }
 
     /// Any non-final state `-> failed` because chunk `index` failed; the chunk is recorded so the
@@ -485,7 +661,7 @@ impl JobStore {
             what: "error",
             detail: e.to_string(),
         })?;
-        self.transition(
+        self.transition_with(
             id,
             &ACTIVE,
             JobState::Failed,
@@ -493,13 +669,15 @@ impl JobStore {
                 ("error", err),
                 ("failed_chunks", AttributeValue::L(vec![n(index)])),
             ],
+            &[],
+            Shards::Close,
         )
         .await
     }
 
     /// Any non-final state `-> cancelled`. False when the job was already final.
     pub async fn mark_cancelled(&self, id: &str) -> Result<bool, StoreError> {
-        self.transition(id, &ACTIVE, JobState::Cancelled, vec![])
+        self.transition_with(id, &ACTIVE, JobState::Cancelled, vec![], &[], Shards::Close)
             .await
     }
 
@@ -507,9 +685,7 @@ impl JobStore {
     /// chunks (`failed_chunks` non-empty). Clears the error and the failed chunks and counts the
     /// retry, in one conditional write; exactly one of two concurrent retries wins.
     pub async fn mark_retrying(&self, id: &str) -> Result<bool, StoreError> {
-        let res = self
-            .client
-            .update_item()
+        let meta = Update::builder()
             .table_name(&self.table)
             .key("pk", s(job_pk(id)))
             .key("sk", s("META"))
@@ -527,13 +703,10 @@ impl JobStore {
             .expression_attribute_values(":now", s(now_rfc3339()))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(job retry)", e)),
-        }
+            .build()
+            .map_err(|e| StoreError::service("Update(job retry) builder", e))?;
+        // The shards reopen with the job: the re-sent chunks may complete again.
+        self.with_shards(id, meta, Shards::Reopen).await
     }
 
     /// Notes that the client's multipart upload was completed in S3 (the job stays
@@ -560,16 +733,20 @@ impl JobStore {
         }
     }
 
-    /// Records a chunk's completion and adds its counters to the job, once.
+    /// Records a chunk's completion and adds its counters to its shard's counter, once: one
+    /// transaction on the shard partition `JOB#<id>#S<index % 16>` — put the chunk item if
+    /// absent, `ADD` to the shard counter unless the shard is `closed` (the job failed or was
+    /// cancelled). The job item is neither written nor read.
     pub async fn complete_chunk(
         &self,
         job_id: &str,
         chunk: &ChunkRecord,
         expires_at: i64,
     ) -> Result<ChunkCommit, StoreError> {
+        let pk = shard_pk(job_id, shard_of(chunk.index));
         let item = ChunkItem {
-            pk: job_pk(job_id),
-            sk: format!("CHUNK#{:06}", chunk.index),
+            pk: pk.clone(),
+            sk: chunk_sk(chunk.index),
             chunk: chunk.clone(),
             expires_at,
         };
@@ -586,45 +763,62 @@ impl JobStore {
             .map_err(|e| StoreError::service("Put(chunk) builder", e))?;
         let update = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(job_pk(job_id)))
-            .key("sk", s("META"))
-            .update_expression("ADD chunks_done :one, #rows :rows, rejected_rows :rej, bytes_done :bytes SET updated_at = :now")
-            .condition_expression("#state IN (:q, :p)")
-            .expression_attribute_names("#state", "state")
+            .key("pk", s(&pk))
+            .key("sk", s(COUNTER_SK))
+            .update_expression(
+                "ADD chunks_done :one, #rows :rows, rejected_rows :rej, bytes_done :bytes \
+                 SET updated_at = :now, expires_at = :exp",
+            )
+            .condition_expression("attribute_not_exists(closed)")
             .expression_attribute_names("#rows", "rows")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":rows", n(chunk.rows))
             .expression_attribute_values(":rej", n(chunk.rejected_rows))
             .expression_attribute_values(":bytes", n(chunk.bytes))
             .expression_attribute_values(":now", s(now_rfc3339()))
-            .expression_attribute_values(":q", s(JobState::Queued.as_str()))
-            .expression_attribute_values(":p", s(JobState::Processing.as_str()))
+            .expression_attribute_values(":exp", n(expires_at))
             .build()
-            .map_err(|e| StoreError::service("Update(job counters) builder", e))?;
-        let res = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(ChunkCommit::Committed),
-            Err(e) => {
-                let cancelled = e
-                    .as_service_error()
-                    .map(|se| se.is_transaction_canceled_exception())
-                    .unwrap_or(false);
-                if !cancelled {
+            .map_err(|e| StoreError::service("Update(shard counter) builder", e))?;
+        let mut attempt = 0u32;
+        loop {
+            let res = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(update.clone()).build())
+                .send()
+                .await;
+            let e = match res {
+                Ok(_) => return Ok(ChunkCommit::Committed),
+                Err(e) => e,
+            };
+            let Some(reasons) = cancellation_reasons(&e) else {
+                return Err(StoreError::service("TransactWriteItems(chunk)", e));
+            };
+            // Another transaction on the shard counter at the same moment (125 completions/s per
+            // shard at the design peak), or throttling: nothing was written; try again, and
+            // after a few tries let SQS redeliver. Never mistake it for "job not active".
+            if reasons.iter().any(|c| is_transient_reason(c)) {
+                attempt += 1;
+                if attempt >= 6 {
                     return Err(StoreError::service("TransactWriteItems(chunk)", e));
                 }
-                // Which condition failed? Read back rather than rely on reason ordering.
-                if self.chunk_exists(job_id, chunk.index).await? {
-                    Ok(ChunkCommit::AlreadyDone)
-                } else {
-                    Ok(ChunkCommit::JobNotActive)
-                }
+                tracing::info!(
+                    job_id,
+                    chunk = chunk.index,
+                    attempt,
+                    ?reasons,
+                    "chunk commit conflicted; retrying"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+                continue;
             }
+            // Which condition failed? Read back rather than rely on reason ordering.
+            return if self.chunk_exists(job_id, chunk.index).await? {
+                Ok(ChunkCommit::AlreadyDone)
+            } else {
+                Ok(ChunkCommit::JobNotActive)
+            };
         }
     }
 
@@ -633,8 +827,8 @@ impl JobStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(job_pk(job_id)))
-            .key("sk", s(format!("CHUNK#{index:06}")))
+            .key("pk", s(shard_pk(job_id, shard_of(index))))
+            .key("sk", s(chunk_sk(index)))
             .consistent_read(true)
             .projection_expression("pk")
             .send()
@@ -643,8 +837,150 @@ impl JobStore {
         Ok(out.item.is_some())
     }
 
-    /// All completion records of a job, in chunk order.
+    /// Whether every chunk of `index`'s shard is recorded: one strongly consistent read of that
+    /// shard's counter, on that shard's partition. The worker that completes a shard is the one
+    /// that goes on to read all 16 ([`Self::progress`]), so at most 16 workers per job do, and
+    /// the last of all to commit always sees every shard complete (each reads after its write).
+    pub async fn shard_complete(
+        &self,
+        job_id: &str,
+        index: u32,
+        chunk_count: u32,
+    ) -> Result<bool, StoreError> {
+        let k = shard_of(index);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(shard_pk(job_id, k)))
+            .key("sk", s(COUNTER_SK))
+            .consistent_read(true)
+            .projection_expression("chunks_done")
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetItem(shard counter)", e))?;
+        let done = out
+            .item
+            .as_ref()
+            .and_then(|i| i.get("chunks_done"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        Ok(done >= shard_chunk_count(k, chunk_count))
+    }
+
+    /// A job's progress: the sum of its 16 shard counters, read with one strongly consistent
+    /// `BatchGetItem` (16 items on 16 partitions, 1 RCU each).
+    pub async fn progress(&self, job_id: &str) -> Result<Progress, StoreError> {
+        let mut keys: Vec<HashMap<String, AttributeValue>> = (0..COUNTER_SHARDS)
+            .map(|k| {
+                HashMap::from([
+                    ("pk".to_string(), s(shard_pk(job_id, k))),
+                    ("sk".to_string(), s(COUNTER_SK)),
+                ])
+            })
+            .collect();
+        let mut total = Progress::default();
+        let num = |item: &HashMap<String, AttributeValue>, k: &str| -> u64 {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let mut attempt = 0u32;
+        while !keys.is_empty() {
+            let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(true)
+                .projection_expression("chunks_done, #rows, rejected_rows, bytes_done, updated_at")
+                .expression_attribute_names("#rows", "rows")
+                .build()
+                .map_err(|e| StoreError::service("KeysAndAttributes builder", e))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, ka)
+                .send()
+                .await
+                .map_err(|e| StoreError::service("BatchGetItem(shard counters)", e))?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                total.chunks_done += num(&item, "chunks_done") as u32;
+                total.rows += num(&item, "rows");
+                total.rejected_rows += num(&item, "rejected_rows");
+                total.bytes_done += num(&item, "bytes_done");
+                if let Some(AttributeValue::S(t)) = item.get("updated_at") {
+                    if *t > total.updated_at {
+                        total.updated_at = t.clone();
+                    }
+                }
+            }
+            // Throttled keys come back unprocessed: read them again after a pause.
+            if let Some(left) = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|ka| !ka.keys().is_empty())
+            {
+                attempt += 1;
+                if attempt > 8 {
+                    return Err(StoreError::Malformed {
+                        what: "shard counters",
+                        detail: "BatchGetItem left keys unprocessed 8 times".into(),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6))).await;
+                keys = left.keys().to_vec();
+            }
+        }
+        Ok(total)
+    }
+
+    /// `job` with its live counters: the sum of the shard counters while chunks may be counting
+    /// (queued, processing, finalizing) and after a failure or cancel (the progress made);
+    /// unchanged when completed (the finaliser wrote exact totals) or before any chunk exists.
+    pub async fn with_progress(&self, mut job: Job) -> Result<Job, StoreError> {
+        if job.chunk_count == 0
+            || matches!(job.state, JobState::AwaitingUpload | JobState::Completed)
+        {
+            return Ok(job);
+        }
+        let p = self.progress(&job.id).await?;
+        job.chunks_done = p.chunks_done;
+        job.rows = p.rows;
+        job.rejected_rows = p.rejected_rows;
+        job.bytes_done = p.bytes_done;
+        // The snapshot changed when a counter did: clients keep the newest `updated_at`.
+        if p.updated_at > job.updated_at {
+            job.updated_at = p.updated_at;
+        }
+        Ok(job)
+    }
+
+    /// [`Self::get`] with [`Self::with_progress`]: what a snapshot shows.
+    pub async fn get_with_progress(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        match self.get(id).await? {
+            None => Ok(None),
+            Some(job) => Ok(Some(self.with_progress(job).await?)),
+        }
+    }
+
+    /// All completion records of a job, in chunk order: one Query per shard partition, the 16
+    /// run concurrently.
     pub async fn chunks(&self, job_id: &str) -> Result<Vec<ChunkRecord>, StoreError> {
+        let per_shard = futures::future::try_join_all(
+            (0..COUNTER_SHARDS).map(|k| self.shard_chunks(shard_pk(job_id, k))),
+        )
+        .await?;
+        let mut out: Vec<ChunkRecord> = per_shard.into_iter().flatten().collect();
+        out.sort_by_key(|c| c.index);
+        Ok(out)
+    }
+
+    async fn shard_chunks(&self, pk: String) -> Result<Vec<ChunkRecord>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -653,7 +989,7 @@ impl JobStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
-                .expression_attribute_values(":pk", s(job_pk(job_id)))
+                .expression_attribute_values(":pk", s(&pk))
                 .expression_attribute_values(":c", s("CHUNK#"))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
@@ -673,9 +1009,35 @@ impl JobStore {
                 _ => break,
             }
         }
-        out.sort_by_key(|c| c.index);
         Ok(out)
     }
+}
+
+/// The codes of a cancelled transaction's reasons (`None`: the error is not a cancellation).
+fn cancellation_reasons<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Option<Vec<String>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match e.as_service_error()? {
+        E::TransactionCanceledException(t) => Some(
+            t.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_string())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Cancellation reasons that say "not now" rather than "no".
+fn is_transient_reason(code: &str) -> bool {
+    matches!(
+        code,
+        "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+    )
 }
 
 fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
@@ -691,6 +1053,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_partition_the_chunks() {
+        for count in [0u32, 1, 15, 16, 17, 200, 2000, 2001] {
+            let per: u32 = (0..COUNTER_SHARDS)
+                .map(|k| shard_chunk_count(k, count))
+                .sum();
+            assert_eq!(per, count, "{count} chunks");
+            for k in 0..COUNTER_SHARDS {
+                let by_index = (0..count).filter(|i| shard_of(*i) == k).count() as u32;
+                assert_eq!(
+                    shard_chunk_count(k, count),
+                    by_index,
+                    "{count} chunks, shard {k}"
+                );
+            }
+        }
+        assert_eq!(shard_pk("j-1", 7), "JOB#j-1#S7");
+        assert_eq!(job_of_shard_pk("JOB#j-1#S7"), Some("j-1"));
+        assert_eq!(job_of_shard_pk("JOB#j-1#S15"), Some("j-1"));
+        assert_eq!(job_of_shard_pk("JOB#j-1#S16"), None);
+        assert_eq!(job_of_shard_pk("JOB#j-1"), None);
+        assert_eq!(job_of_shard_pk("CONN#c#S1"), None);
+    }
 
     #[test]
     fn page_keys_belong_to_their_owner_only() {
