@@ -390,7 +390,7 @@ impl ColumnState {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn number(&mut self, x: f64) {
         if x.total_cmp(&self.num_min) == Ordering::Less {
             self.num_min = x;

@@ -26,8 +26,28 @@ struct Bins {
 }
 
 impl Bins {
-    #[inline]
+    /// Count `n` values of bucket `key` (`v` one of them); true when the bins have grown past
+    /// `MAX_LOCAL_KEYS` and must be flushed. A key inside the current range (nearly always)
+    /// takes the inline path; the range grows out of line.
+    #[inline(always)]
     fn add(&mut self, key: i32, v: f64, n: u64) -> bool {
+        // A key below `offset` wraps to a huge index and takes the slow path.
+        let idx = key.wrapping_sub(self.offset) as u32 as usize;
+        if idx < self.counts.len() {
+            let c = &mut self.counts[idx];
+            if *c == 0 {
+                self.reps[idx] = v;
+            }
+            *c += n;
+            // The length did not change, and it was at most MAX_LOCAL_KEYS after the last add.
+            return false;
+        }
+        self.add_slow(key, v, n)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_slow(&mut self, key: i32, v: f64, n: u64) -> bool {
         if self.counts.is_empty() {
             self.offset = key;
         }
@@ -136,7 +156,7 @@ impl Quant {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add(&mut self, v: f64) {
         // The sketch keeps a running sum that JSON cannot carry once it overflows to infinity;
         // magnitudes beyond 1e250 are recorded as 1e250 (quantiles there are meaningless).
