@@ -151,26 +151,28 @@ impl TopK {
             return;
         }
         // On high-cardinality columns nearly every count is 1: then the (keep+1)-th largest
-        // count is 1, found with one counting pass instead of a selection.
-        let above_one = self.table.iter().filter(|s| s.count > 1).count();
-        let c = if above_one <= keep {
+        // count is 1, and the entries above it are the survivors, gathered in the same pass
+        // that counts them (no selection, one walk of the table).
+        let mut survivors = std::mem::take(&mut self.survivors);
+        survivors.clear();
+        survivors.extend(self.table.iter().filter(|s| s.count > 1).copied());
+        let c = if survivors.len() <= keep {
             1
         } else {
             let counts = &mut self.scratch;
             counts.clear();
             counts.extend(self.table.iter().map(|s| s.count));
             counts.select_nth_unstable_by(keep, |a, b| b.cmp(a));
-            counts[keep]
+            let c = counts[keep];
+            survivors.retain(|s| s.count > c);
+            c
         };
         self.error += c;
+        for s in survivors.iter_mut() {
+            s.count -= c;
+        }
         // Rebuild instead of `retain`: erasing most of the entries one by one (the usual case
         // on high-cardinality columns) cost more than clearing and re-inserting the few left.
-        let mut survivors = std::mem::take(&mut self.survivors);
-        survivors.clear();
-        survivors.extend(self.table.iter().filter(|s| s.count > c).map(|s| Slot {
-            count: s.count - c,
-            ..*s
-        }));
         self.table.clear();
         let live: usize = survivors.iter().map(|s| s.len()).sum();
         // Compact the arena only once most of it is garbage: amortised O(1) per value.
