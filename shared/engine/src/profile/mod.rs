@@ -715,8 +715,16 @@ impl From<LexBound> for String {
 /// the strings byte-wise whenever the prefixes differ.
 #[inline]
 fn prefix8(b: &[u8]) -> u64 {
+    let n = b.len();
     match b.first_chunk::<8>() {
         Some(c) => u64::from_be_bytes(*c),
+        // Two overlapping 4-byte loads: the head in the top half, the tail shifted to end at
+        // byte `n`; the overlapping bytes are the same in both, so OR joins them.
+        None if n >= 4 => {
+            let head = u64::from(u32::from_be_bytes(b[..4].try_into().expect("4 bytes")));
+            let tail = u64::from(u32::from_be_bytes(b[n - 4..].try_into().expect("4 bytes")));
+            head << 32 | tail << (8 * (8 - n))
+        }
         None => b
             .iter()
             .enumerate()

@@ -737,3 +737,15 @@ proptest! {
         assert_reports_match(&tree.report(), &whole.report(), &rows, &opts);
     }
 }
+
+#[test]
+fn prefix8_is_the_zero_padded_big_endian_head() {
+    let text = b"abcdefghijkl\xc3\xa9xyz";
+    for n in 0..=text.len() {
+        let b = &text[..n];
+        let mut pad = [0u8; 8];
+        let k = n.min(8);
+        pad[..k].copy_from_slice(&b[..k]);
+        assert_eq!(prefix8(b), u64::from_be_bytes(pad), "{n}");
+    }
+}
