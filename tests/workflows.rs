@@ -627,3 +627,80 @@ async fn reference_files_upload_list_isolation_use_and_delete() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_document_is_checked_against_a_completed_jobs_profile() {
+    let stack = stack_for(64 * 1024).await;
+    let alice = Client::new(&stack, "alice");
+    let job_id = alice
+        .upload("c.csv", DATA.len() as u64, DATA.as_bytes().to_vec())
+        .await;
+    let done = alice.wait_final(&job_id, JOB_TIMEOUT).await;
+    assert_eq!(done["state"], "completed", "{done}");
+
+    // `name` is text, `amount` integers (one is 5000), `ssn` text: an integer `name` and a
+    // numeric range on `ssn` do not fit; `amount` as decimal does; `nope` does not exist.
+    let bad = json!({"version": 1,
+    "columns": {"amount": {"type": "decimal"}, "name": {"type": "integer"}},
+    "rules": [
+        {"column": "amount", "check": {"range": {"max": 1000}}},
+        {"column": "ssn", "check": {"range": {"min": 0}}},
+        {"column": "nope", "check": "not_null"}
+    ]});
+    let a = alice
+        .post_json(
+            "/v1/workflows/validate",
+            &json!({"rules": bad, "job_id": job_id}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", a.body);
+    assert_eq!(a.body["error"]["code"], "invalid_rules");
+    let errs = a.body["error"]["details"]["errors"].as_array().unwrap();
+    let paths: Vec<&str> = errs.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/rules/2/column",
+            "/columns/name/type",
+            "/rules/1/check/range"
+        ],
+        "{errs:?}"
+    );
+    assert!(
+        errs[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("5 of the 5 non-empty values of `name` are not integers"),
+        "{errs:?}"
+    );
+
+    let good = json!({"version": 1, "columns": {"amount": {"type": "decimal"}},
+        "rules": [{"column": "amount", "check": {"range": {"max": 1000}}}]});
+    let a = alice
+        .post_json(
+            "/v1/workflows/validate",
+            &json!({"rules": good, "job_id": job_id}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["valid"], true);
+    assert_eq!(a.body["rule_ids"], json!(["amount_range"]));
+    // Another owner's job is not found; a structurally bad document is 422 as on save.
+    let bob = Client::new(&stack, "bob");
+    let a = bob
+        .post_json(
+            "/v1/workflows/validate",
+            &json!({"rules": good, "job_id": job_id}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = alice
+        .post_json(
+            "/v1/workflows/validate",
+            &json!({"rules": {"version": 1, "rulez": []}, "job_id": job_id}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", a.body);
+    assert_eq!(a.body["error"]["details"]["errors"][0]["path"], "/rulez");
+    stack.shutdown().await;
+}

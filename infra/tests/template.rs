@@ -617,6 +617,7 @@ fn http_routes_are_authorised_except_health() {
             ("POST /v1/uploads".to_string(), false),
             ("POST /v1/uploads/{job}/complete".to_string(), false),
             ("POST /v1/workflows".to_string(), false),
+            ("POST /v1/workflows/validate".to_string(), false),
             ("PUT /v1/workflows/{id}".to_string(), false),
         ]
     );

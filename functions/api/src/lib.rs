@@ -79,6 +79,10 @@ pub fn app(state: ApiState) -> Router {
             post(workflows::create_workflow).get(workflows::list_workflows),
         )
         .route(
+            "/v1/workflows/validate",
+            post(workflows::validate_against_job),
+        )
+        .route(
             "/v1/workflows/{id}",
             get(workflows::get_workflow)
                 .put(workflows::update_workflow)

@@ -1,6 +1,7 @@
 //! Saved workflows: `POST /v1/workflows`, `GET /v1/workflows` (the caller's, newest first),
 //! `GET /v1/workflows/{id}` (latest version), `GET /v1/workflows/{id}/versions/{v}`,
-//! `PUT /v1/workflows/{id}` (a new version; old ones stay readable) and `DELETE`.
+//! `PUT /v1/workflows/{id}` (a new version; old ones stay readable), `DELETE`, and
+//! `POST /v1/workflows/validate` (a document checked against a completed job's profile).
 //!
 //! A rule document is validated before it is saved (`tessera_shared::workflow`): 422
 //! `invalid_rules` with `error.details.errors: [{path, message}]`. Unknown ids, deleted workflows
@@ -71,6 +72,65 @@ fn check(name: &str, description: &str, rules: &Value) -> Result<String, ApiErro
         .with_details(json!({ "errors": errs })));
     }
     Ok(text)
+}
+
+/// `POST /v1/workflows/validate` body: a rule document and the completed job whose data it is
+/// meant for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    pub rules: Value,
+    pub job_id: String,
+}
+
+/// `POST /v1/workflows/validate`: checks a rule document as saving does, then against the
+/// profile of one of the caller's completed jobs (unknown columns, declared types the values do
+/// not fit: `rules::against_profile`). 200 `{valid: true, job_id, rule_ids}`, or 422
+/// `invalid_rules` with every problem's JSON path in `error.details.errors`. Saves nothing.
+pub async fn validate_against_job(
+    State(st): State<ApiState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<ValidateBody>,
+) -> Result<Json<Value>, ApiError> {
+    let text = check("validate", "", &req.rules)?;
+    let job = crate::owned_job(&st, &caller, &req.job_id).await?;
+    if job.state != tessera_shared::job::JobState::Completed {
+        return Err(crate::conflict(
+            "job_not_completed",
+            format!(
+                "The job is {}; a document is checked against its profile once it is completed.",
+                job.state.as_str()
+            ),
+        ));
+    }
+    let doc = tessera_shared::engine::rules::parse_document(&text)
+        .map_err(|_| ApiError::internal(&"a validated document did not parse"))?;
+    let key = job.results.profile.clone().unwrap_or_else(|| {
+        format!(
+            "{}/profile.json",
+            tessera_shared::keys::results_prefix(&job.owner, &job.id)
+        )
+    });
+    let profile: tessera_shared::engine::profile::ProfileReport =
+        serde_json::from_slice(&st.objects.read_all(&key).await?)
+            .map_err(|e| ApiError::internal(&format!("profile of job {}: {e}", job.id)))?;
+    let errs = tessera_shared::engine::rules::against_profile(&doc, &profile);
+    if let Some(first) = errs.first() {
+        return Err(ApiError::unprocessable(
+            "invalid_rules",
+            format!(
+                "The rule document does not fit the data of job {}: {} problem(s); the first: {first}. Each is in error.details.errors with its JSON path.",
+                job.id,
+                errs.len()
+            ),
+        )
+        .with_details(json!({ "errors": errs })));
+    }
+    Ok(Json(json!({
+        "valid": true,
+        "job_id": job.id,
+        "rule_ids": doc.rule_ids(),
+    })))
 }
 
 fn version_json(v: &WorkflowVersion, head: &WorkflowHead) -> Value {

@@ -29,7 +29,7 @@ pub use compile::{
 };
 pub use doc::*;
 pub use unique::UniqueKeys;
-pub use validate::{from_value, parse_document, ValidationError};
+pub use validate::{against_profile, from_value, parse_document, ValidationError};
 
 /// The JSON Schema of [`RuleDocument`] (the content of `docs/rules.schema.json`).
 pub fn json_schema() -> serde_json::Value {

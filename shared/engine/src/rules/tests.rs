@@ -501,3 +501,62 @@ fn unique_rerun_rejects_exactly_the_known_repeats_and_emits_no_keys() {
     assert_eq!(out.violations["id_unique"], 1);
     assert!(out.unique_keys[0].entries.is_empty());
 }
+
+#[test]
+fn documents_are_checked_against_the_profile() {
+    // Profile a small file: `amount` has one decimal among integers, `name` is text, `day` dates.
+    let data = "id,amount,name,day\n1,10,Ann,2026-01-02\n2,20.5,Bob,2026-01-03\n3,30,Cy,\n";
+    let out = process_bytes(data.as_bytes(), &ProcessOptions::default()).unwrap();
+    let profile = out.profile.report();
+    let doc = from_value(&json!({"version": 1,
+    "columns": {"amount": {"type": "integer"}, "nope": {"transforms": ["trim"]}},
+    "rules": [
+        {"column": "name", "check": {"type": "decimal"}},
+        {"column": "name", "check": {"range": {"min": 0}}},
+        {"column": "day", "check": {"type": {"date": {}}}},
+        {"column": "id", "check": {"range": {"min": 0, "max": 9}}},
+        {"check": {"compare": {"left": "id", "op": "<=", "right": "gone"}}}
+    ]}))
+    .unwrap();
+    let errs = against_profile(&doc, &profile);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/columns/nope",
+            "/rules/4/check/compare/right",
+            "/columns/amount/type",
+            "/rules/0/check/type",
+        ],
+        "{errs:#?}"
+    );
+    assert!(
+        errs[0].message.contains("id, amount, name, day"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[2]
+            .message
+            .contains("1 of the 3 non-empty values of `amount` are not integers")
+            && errs[2].message.contains("`decimal`"),
+        "{}",
+        errs[2]
+    );
+    assert!(errs[3].message.contains("3 of the 3"), "{}", errs[3]);
+    // A numeric range on an undeclared text column compares as decimal: nothing fits.
+    let range = from_value(&json!({"version": 1,
+        "rules": [{"column": "name", "check": {"range": {"min": 0}}}]}))
+    .unwrap();
+    let errs = against_profile(&range, &profile);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "/rules/0/check/range");
+    // A document that fits its file has nothing to report.
+    let good = from_value(
+        &json!({"version": 1, "columns": {"amount": {"type": "decimal"}},
+        "rules": [{"column": "amount", "check": {"range": {"min": 0}}},
+                  {"column": "day", "check": {"type": {"date": {}}}}]}),
+    )
+    .unwrap();
+    assert_eq!(against_profile(&good, &profile), vec![]);
+}

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::doc::{
-    Action, Check, ColumnSpec, Rule, RuleDocument, Transform, TypeSpec, RULES_VERSION,
+    Action, Bound, Check, ColumnSpec, Rule, RuleDocument, Transform, TypeSpec, RULES_VERSION,
 };
 
 /// One problem in a rule document.
@@ -218,4 +218,110 @@ fn rule(v: &Value, p: &str, errs: &mut Vec<ValidationError>) -> Option<Rule> {
         return None;
     }
     field::<Rule>(v, p, errs)
+}
+
+/// Checks a parsed document against the profile of a file it is meant for: every column it
+/// names must exist, and every type it relies on — `columns.<c>.type`, a `type` check, a
+/// `range` with numeric bounds on an undeclared column (compared as decimal) — must fit the
+/// column's values. Integer and decimal counts in the profile are exact, so any value that does
+/// not fit is reported (with how many, so a person can tell a typo in the data from a wrong
+/// declaration). For booleans, dates and timestamps the profile recognises fewer spellings than
+/// the rules accept (`true`/`false`, ISO dates), so only a type that *no* value fits is
+/// reported. A custom `format` is not second-guessed.
+pub fn against_profile(
+    doc: &RuleDocument,
+    profile: &crate::profile::ProfileReport,
+) -> Vec<ValidationError> {
+    let mut errs = Vec::new();
+    let column = |name: &str| profile.columns.iter().find(|c| c.name == name);
+    let names = || {
+        profile
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let unknown = |path: String, name: &str, errs: &mut Vec<ValidationError>| {
+        if column(name).is_none() {
+            errs.push(ValidationError::new(
+                path,
+                format!(
+                    "unknown column `{name}`; the file's columns are: {}",
+                    names()
+                ),
+            ));
+            false
+        } else {
+            true
+        }
+    };
+    let mut types: Vec<(String, String, TypeSpec)> = Vec::new();
+    for (name, spec) in &doc.columns {
+        let path = format!("/columns/{}", seg(name));
+        if unknown(path.clone(), name, &mut errs) {
+            if let Some(ty) = &spec.ty {
+                types.push((format!("{path}/type"), name.clone(), ty.clone()));
+            }
+        }
+    }
+    for (i, rule) in doc.rules.iter().enumerate() {
+        let path = format!("/rules/{i}");
+        if let Check::Compare(c) = &rule.check {
+            unknown(format!("{path}/check/compare/left"), &c.left, &mut errs);
+            unknown(format!("{path}/check/compare/right"), &c.right, &mut errs);
+            continue;
+        }
+        let Some(name) = &rule.column else { continue };
+        if !unknown(format!("{path}/column"), name, &mut errs) {
+            continue;
+        }
+        match &rule.check {
+            Check::Type(ty) => types.push((format!("{path}/check/type"), name.clone(), ty.clone())),
+            Check::Range(r) => {
+                let numeric = matches!(r.min, Some(Bound::Number(_)))
+                    || matches!(r.max, Some(Bound::Number(_)));
+                let declared = doc.columns.get(name).is_some_and(|c| c.ty.is_some())
+                    || doc.rules.iter().any(|o| {
+                        o.column.as_deref() == Some(name) && matches!(o.check, Check::Type(_))
+                    });
+                if numeric && !declared {
+                    types.push((
+                        format!("{path}/check/range"),
+                        name.clone(),
+                        TypeSpec::Decimal,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (path, name, ty) in types {
+        let Some(c) = column(&name) else { continue };
+        let tc = &c.type_counts;
+        let (fits, exact, what) = match &ty {
+            TypeSpec::Integer => (tc.integer, true, "integers"),
+            TypeSpec::Decimal => (tc.decimal, true, "decimal numbers"),
+            TypeSpec::Boolean => (tc.boolean, false, "booleans"),
+            TypeSpec::Date(f) if f.format.is_none() => (tc.date, false, "dates"),
+            TypeSpec::Timestamp(f) if f.format.is_none() => (tc.timestamp, false, "timestamps"),
+            _ => continue,
+        };
+        let off = c.count.saturating_sub(fits);
+        if off == 0 || (!exact && fits > 0) {
+            continue;
+        }
+        let profiled = serde_json::to_value(c.r#type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        errs.push(ValidationError::new(
+            path,
+            format!(
+                "type mismatch with the profile: {off} of the {} non-empty values of `{name}` are not {what} (the profile infers `{profiled}`); fix the declared type, or keep it and expect those records to violate",
+                c.count
+            ),
+        ));
+    }
+    errs
 }
