@@ -284,23 +284,36 @@ impl Pipeline {
 
     // ----------------------------------------------------------------------------- chunks
 
-    /// Handles one chunk task message.
-    pub async fn chunk_message(&self, body: &str) -> Result<(), PipelineError> {
+    /// A chunk task message and its job, or `None` (logged) for a message no one can act on:
+    /// it does not parse, its job is unknown, or the owners differ. Such a message is
+    /// acknowledged, not retried.
+    async fn task_and_job(
+        &self,
+        body: &str,
+    ) -> Result<Option<(ChunkTaskMessage, Job)>, PipelineError> {
         let task: ChunkTaskMessage = match serde_json::from_str(body) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring a chunk message that does not parse");
-                return Ok(());
+                return Ok(None);
             }
         };
         let Some(job) = self.jobs.get(&task.job_id).await? else {
             tracing::warn!(job_id = %task.job_id, "chunk task for an unknown job ignored");
-            return Ok(());
+            return Ok(None);
         };
         if job.owner != task.owner {
             tracing::warn!(job_id = %task.job_id, "chunk task owner does not match the job; ignored");
-            return Ok(());
+            return Ok(None);
         }
+        Ok(Some((task, job)))
+    }
+
+    /// Handles one chunk task message.
+    pub async fn chunk_message(&self, body: &str) -> Result<(), PipelineError> {
+        let Some((task, job)) = self.task_and_job(body).await? else {
+            return Ok(());
+        };
         if job.state == JobState::Finalizing {
             return self.finalize_if_done(&job.id).await;
         }
@@ -414,21 +427,9 @@ impl Pipeline {
     /// `finalizing` for longer than a finaliser can live fails `finalize_failed`. Anything else
     /// (a finished job, a chunk that did complete, a live finaliser) is left as it is.
     pub async fn dead_chunk_message(&self, body: &str) -> Result<(), PipelineError> {
-        let task: ChunkTaskMessage = match serde_json::from_str(body) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "dead-lettered chunk message does not parse; dropped");
-                return Ok(());
-            }
-        };
-        let Some(job) = self.jobs.get(&task.job_id).await? else {
-            tracing::warn!(job_id = %task.job_id, "dead-lettered chunk task for an unknown job; dropped");
+        let Some((task, job)) = self.task_and_job(body).await? else {
             return Ok(());
         };
-        if job.owner != task.owner {
-            tracing::warn!(job_id = %task.job_id, "dead-lettered chunk task owner does not match the job; dropped");
-            return Ok(());
-        }
         match job.state {
             JobState::Queued | JobState::Processing => {
                 if self.jobs.chunk_done(&job.id, task.index).await? {
@@ -607,18 +608,12 @@ impl Pipeline {
             if !unique.is_empty() {
                 let duplicates = self.unique_pass(job, &tasks, &unique).await?;
                 let starts: Vec<u64> = tasks.iter().map(|t| t.start).collect();
-                let by_chunk =
-                    tessera_engine::rules::unique::repeats_by_chunk(&duplicates, &starts);
-                unique_reruns = by_chunk.len();
-                let mut known = Repeats::new();
-                for repeats in by_chunk.values() {
-                    for (rule, offs) in repeats {
-                        known.entry(rule.clone()).or_default().extend(offs);
-                    }
-                }
+                let (chunks, known) =
+                    tessera_engine::rules::unique::rerun_plan(&duplicates, &starts);
+                unique_reruns = chunks.len();
                 let known = Arc::new(known);
-                let again: Vec<ChunkTask> = by_chunk
-                    .keys()
+                let again: Vec<ChunkTask> = chunks
+                    .iter()
                     .map(|&i| ChunkTask {
                         start_in_quotes: Some(summaries[i as usize].assumed_start_in_quotes),
                         ..tasks[i as usize]
@@ -890,18 +885,12 @@ impl Pipeline {
         offset: u64,
         column: usize,
     ) -> Result<(u64, String), PipelineError> {
-        use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
         let defaults = ChunkOptions::default();
-        let cfg = ParserConfig {
+        let cfg = tessera_engine::parse::ParserConfig {
             delimiter: dialect.delimiter,
             quote: dialect.quote,
             max_field_bytes: defaults.max_field_bytes,
             max_record_bytes: defaults.max_record_bytes,
-        };
-        let field = |rec: &RecordBuf| {
-            let s = if column == 0 { 0 } else { rec.ends[column - 1] };
-            let e = rec.ends.get(column).copied().unwrap_or(s);
-            String::from_utf8_lossy(&rec.text[s.min(e)..e]).into_owned()
         };
         let mut window: u64 = 64 << 10;
         loop {
@@ -910,19 +899,10 @@ impl Pipeline {
                 .objects
                 .read_range(&job.source_key, offset, len)
                 .await?;
-            let mut p = Parser::from_start(cfg);
-            let mut rec = RecordBuf::default();
-            let mut at = 0;
-            while at < bytes.len() {
-                let (o, used) = p.parse(&bytes[at..], &mut rec);
-                at += used;
-                if o == Outcome::Record {
-                    return Ok((offset, field(&rec)));
-                }
-            }
-            if offset + len >= job.declared_size {
-                p.finish(&mut rec)?;
-                return Ok((offset, field(&rec)));
+            let at_eof = offset + len >= job.declared_size;
+            let found = tessera_engine::rules::unique::field_at_start(&bytes, cfg, column, at_eof)?;
+            if let Some(v) = found {
+                return Ok((offset, v));
             }
             window *= 4;
         }

@@ -380,14 +380,8 @@ fn process_source<R: ReadAt + ?Sized, P: PartStore>(
     // The records that repeat a `unique` value are known only now: re-run the chunks that own
     // them with that answer, so the repeats are rejected (or flagged) like any other violation.
     let starts: Vec<u64> = tasks.iter().map(|t| t.start).collect();
-    let by_chunk = crate::rules::unique::repeats_by_chunk(&duplicates, &starts);
-    if !by_chunk.is_empty() && chunk_opts.emit_rows {
-        let mut known = crate::rules::unique::Repeats::new();
-        for repeats in by_chunk.values() {
-            for (rule, offs) in repeats {
-                known.entry(rule.clone()).or_default().extend(offs);
-            }
-        }
+    let (chunks, known) = crate::rules::unique::rerun_plan(&duplicates, &starts);
+    if !chunks.is_empty() && chunk_opts.emit_rows {
         let rerun_opts = ChunkOptions {
             unique_repeats: Some(std::sync::Arc::new(known)),
             ..chunk_opts.clone()
@@ -396,8 +390,8 @@ fn process_source<R: ReadAt + ?Sized, P: PartStore>(
             opts: &rerun_opts,
             ..ctx
         };
-        let again: Vec<ChunkTask> = by_chunk
-            .keys()
+        let again: Vec<ChunkTask> = chunks
+            .iter()
             .map(|&i| ChunkTask {
                 start_in_quotes: Some(results[i as usize].assumed_start_in_quotes),
                 ..tasks[i as usize]
@@ -546,8 +540,8 @@ fn rule_totals<R: ReadAt + ?Sized>(
     Ok((violations, duplicates))
 }
 
-/// Field `column` of the record that starts at byte `offset` (a record start is always outside
-/// quotes, so parsing from there is exact).
+/// Field `column` of the record that starts at byte `offset` (`rules::unique::field_at_start`
+/// on a 64 KiB window, longer for longer records).
 fn read_field_at<R: ReadAt + ?Sized>(
     src: &R,
     dialect: &Dialect,
@@ -555,40 +549,32 @@ fn read_field_at<R: ReadAt + ?Sized>(
     offset: u64,
     column: usize,
 ) -> Result<String, EngineError> {
-    use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf};
-    let cfg = ParserConfig {
+    let cfg = crate::parse::ParserConfig {
         delimiter: dialect.delimiter,
         quote: dialect.quote,
         max_field_bytes: opts.max_field_bytes,
         max_record_bytes: opts.max_record_bytes,
     };
-    let mut p = Parser::from_start(cfg);
-    let mut rec = RecordBuf::default();
-    let mut buf = vec![0u8; 4096];
-    let mut pos = offset;
-    let field = |rec: &RecordBuf| {
-        let s = if column == 0 { 0 } else { rec.ends[column - 1] };
-        String::from_utf8_lossy(&rec.text[s..rec.ends[column]]).into_owned()
-    };
+    let mut window = 64 << 10;
     loop {
-        let n = src
-            .read_at(&mut buf, pos)
-            .map_err(|e| EngineError::io(format!("reading at byte {pos}"), e))?;
-        if n == 0 {
-            break;
-        }
-        pos += n as u64;
-        let mut off = 0;
-        while off < n {
-            let (o, used) = p.parse(&buf[off..n], &mut rec);
-            off += used;
-            if o == Outcome::Record {
-                return Ok(field(&rec));
+        let mut buf = vec![0u8; window];
+        let mut got = 0;
+        while got < buf.len() {
+            let pos = offset + got as u64;
+            let n = src
+                .read_at(&mut buf[got..], pos)
+                .map_err(|e| EngineError::io(format!("reading at byte {pos}"), e))?;
+            if n == 0 {
+                break;
             }
+            got += n;
         }
+        buf.truncate(got);
+        if let Some(v) = crate::rules::unique::field_at_start(&buf, cfg, column, got < window)? {
+            return Ok(v);
+        }
+        window *= 4;
     }
-    p.finish(&mut rec)?;
-    Ok(field(&rec))
 }
 
 struct RunCtx<'a, R: ?Sized, P> {

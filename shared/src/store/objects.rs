@@ -684,18 +684,7 @@ impl ObjectStore {
                         &self.read_range(&keys[source], start, end - start).await?,
                     );
                 }
-                let out = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(dest)
-                    .upload_id(upload_id)
-                    .part_number(n)
-                    .body(ByteStream::from(body))
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::service("UploadPart", e))?;
-                out.e_tag
+                return self.put_part(dest, upload_id, n, body).await;
             }
         };
         Ok(CompletedPart::builder()
@@ -704,15 +693,14 @@ impl ObjectStore {
             .build())
     }
 
-    async fn upload_part(
+    /// `UploadPart` of `body` as part `n`.
+    async fn put_part(
         &self,
         dest: &str,
         upload_id: &str,
-        done: &mut Vec<CompletedPart>,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), StoreError> {
-        let n = done.len() as i32 + 1;
-        let body = std::mem::replace(buf, Vec::with_capacity(BUFFER_PART));
+        n: i32,
+        body: Vec<u8>,
+    ) -> Result<CompletedPart, StoreError> {
         let out = self
             .client
             .upload_part()
@@ -724,12 +712,23 @@ impl ObjectStore {
             .send()
             .await
             .map_err(|e| StoreError::service("UploadPart", e))?;
-        done.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag.unwrap_or_default())
-                .build(),
-        );
+        Ok(CompletedPart::builder()
+            .part_number(n)
+            .e_tag(out.e_tag.unwrap_or_default())
+            .build())
+    }
+
+    /// Uploads `buf` as the next part after `done` and empties it.
+    async fn upload_part(
+        &self,
+        dest: &str,
+        upload_id: &str,
+        done: &mut Vec<CompletedPart>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let n = done.len() as i32 + 1;
+        let body = std::mem::replace(buf, Vec::with_capacity(BUFFER_PART));
+        done.push(self.put_part(dest, upload_id, n, body).await?);
         Ok(())
     }
 }

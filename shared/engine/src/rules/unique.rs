@@ -25,25 +25,61 @@
 /// `fail` threshold like any other violation) and emits no keys.
 pub type Repeats = std::collections::BTreeMap<String, std::collections::HashSet<u64>>;
 
-/// Groups the repeats of a second pass (`rule -> [(repeat offset, first offset)]`) by the chunk
-/// that owns each repeat (the chunk whose range `[start, end)` holds the record's first byte;
-/// `starts` are the chunks' range starts in order): the chunks to re-run, each with its repeats.
-pub fn repeats_by_chunk(
+/// What to re-run after a second pass (`rule -> [(repeat offset, first offset)]`): the chunks
+/// that own a repeat (the chunk whose range `[start, end)` holds the record's first byte;
+/// `starts` are the chunks' range starts in order), ascending, and every repeat by rule — one
+/// answer for all those re-runs.
+pub fn rerun_plan(
     duplicates: &std::collections::BTreeMap<String, Vec<(u64, u64)>>,
     starts: &[u64],
-) -> std::collections::BTreeMap<u32, Repeats> {
-    let mut out: std::collections::BTreeMap<u32, Repeats> = Default::default();
+) -> (Vec<u32>, Repeats) {
+    let mut chunks = std::collections::BTreeSet::new();
+    let mut known = Repeats::new();
     for (rule, dups) in duplicates {
         for &(off, _) in dups {
-            let chunk = starts.partition_point(|&s| s <= off).saturating_sub(1) as u32;
-            out.entry(chunk)
-                .or_default()
-                .entry(rule.clone())
-                .or_default()
-                .insert(off);
+            chunks.insert(starts.partition_point(|&s| s <= off).saturating_sub(1) as u32);
+            known.entry(rule.clone()).or_default().insert(off);
         }
     }
-    out
+    (chunks.into_iter().collect(), known)
+}
+
+/// Field `column` of the record at the start of `window` — bytes of the file from a record's
+/// first byte, which is outside quotes, so parsing from there is exact. `at_eof`: the window
+/// reaches the end of the file. `Ok(None)`: the record does not end inside the window; read a
+/// longer one. How the verification of a candidate reads its value back.
+pub fn field_at_start(
+    window: &[u8],
+    cfg: crate::parse::ParserConfig,
+    column: usize,
+    at_eof: bool,
+) -> Result<Option<String>, crate::error::EngineError> {
+    use crate::parse::{Outcome, Parser, RecordBuf};
+    let field = |rec: &RecordBuf| {
+        // A record with fewer fields (not a candidate: keys come from well-formed records)
+        // reads as empty rather than panicking.
+        let s = match column {
+            0 => 0,
+            c => rec.ends.get(c - 1).copied().unwrap_or(rec.text.len()),
+        };
+        let e = rec.ends.get(column).copied().unwrap_or(s);
+        String::from_utf8_lossy(&rec.text[s.min(e)..e]).into_owned()
+    };
+    let mut p = Parser::from_start(cfg);
+    let mut rec = RecordBuf::default();
+    let mut at = 0;
+    while at < window.len() {
+        let (o, used) = p.parse(&window[at..], &mut rec);
+        at += used;
+        if o == Outcome::Record {
+            return Ok(Some(field(&rec)));
+        }
+    }
+    if !at_eof {
+        return Ok(None);
+    }
+    p.finish(&mut rec)?;
+    Ok(Some(field(&rec)))
 }
 
 /// The keys one chunk emitted for one `unique` rule.
@@ -160,13 +196,29 @@ mod tests {
         .unwrap();
         assert_eq!(dups, vec![(100, 50)]);
         assert_eq!(partition_of(u64::MAX, 256), 255);
-        let by_chunk = repeats_by_chunk(
+        let (chunks, known) = rerun_plan(
             &[("r".to_string(), vec![(100, 50), (10, 5), (250, 5)])].into(),
             &[3, 100, 200],
         );
-        assert_eq!(by_chunk.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert!(by_chunk[&1]["r"].contains(&100));
-        assert!(by_chunk[&0]["r"].contains(&10));
+        assert_eq!(chunks, vec![0, 1, 2]);
+        assert_eq!(known["r"].len(), 3);
+        assert!(known["r"].contains(&100) && known["r"].contains(&10));
+        let cfg = crate::parse::ParserConfig::default();
+        assert_eq!(
+            field_at_start(b"a,\"x\ny\"\nb", cfg, 1, false)
+                .unwrap()
+                .as_deref(),
+            Some("x\ny")
+        );
+        assert_eq!(field_at_start(b"a,\"x\ny", cfg, 1, false).unwrap(), None);
+        assert_eq!(
+            field_at_start(b"a,b", cfg, 1, true).unwrap().as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            field_at_start(b"a", cfg, 3, true).unwrap().as_deref(),
+            Some("")
+        );
         assert_eq!(partition_of(0, 256), 0);
     }
 }
