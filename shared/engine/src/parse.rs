@@ -237,11 +237,17 @@ impl Parser {
         )
     }
 
-    /// Index of the first delimiter, quote, CR or LF in `hay` (or its length). Word-at-a-time
-    /// (SWAR, portable to the arm64 Lambdas): fields are short, so this beats a memchr call per
-    /// field; the lowest flagged byte of `has_zero` is exact.
+    /// Index of the first delimiter, quote, CR or LF in `hay` (or its length), with the bytes
+    /// before it appended to the record's text (what [`RecordBuf::push`] would do with them).
+    ///
+    /// Word-at-a-time (SWAR, portable to the arm64 Lambdas): fields are short, so this beats a
+    /// memchr call per field; the lowest flagged byte of `has_zero` is exact. Each word is also
+    /// stored, whole, just past the text's length (in spare capacity), and the length moves over
+    /// the field's bytes at the end: the scan's loads are the copy (no `memcpy` call per field).
+    /// Stores stop at the record's limit, so a field too large to buffer does not grow the
+    /// buffer past `limit + 8` bytes.
     #[inline]
-    fn find_special(&self, hay: &[u8]) -> usize {
+    fn scan_unquoted(&self, hay: &[u8], rec: &mut RecordBuf) -> usize {
         const LO: u64 = 0x0101_0101_0101_0101;
         const HI: u64 = 0x8080_8080_8080_8080;
         #[inline(always)]
@@ -249,19 +255,48 @@ impl Parser {
             v.wrapping_sub(LO) & !v & HI
         }
         let [bd, bq, bcr, blf] = self.splat;
+        let len0 = rec.text.len();
+        // Bytes the text may still take before the record is too large (0 once it is).
+        let room = rec.limit.saturating_sub(len0);
+        rec.text.reserve(hay.len().min(room) + 8);
+        // SAFETY: `reserve` made `len0 + min(hay.len(), room) + 8` bytes of capacity; words are
+        // stored only at `i < room` with `i + 8 <= hay.len()`, and single bytes at
+        // `i < min(hay.len(), room)`, so every store is inside the capacity.
+        let dst = unsafe { rec.text.as_mut_ptr().add(len0) };
         let mut i = 0;
-        while i + 8 <= hay.len() {
-            let w = u64::from_le_bytes(hay[i..i + 8].try_into().expect("8 bytes"));
-            let m = has_zero(w ^ bd) | has_zero(w ^ bq) | has_zero(w ^ bcr) | has_zero(w ^ blf);
-            if m != 0 {
-                return i + (m.trailing_zeros() / 8) as usize;
+        let k = 'found: {
+            while i + 8 <= hay.len() {
+                let w = u64::from_le_bytes(hay[i..i + 8].try_into().expect("8 bytes"));
+                if i < room {
+                    // SAFETY: see above (`i < room` and `i + 8 <= hay.len()`).
+                    unsafe { dst.add(i).cast::<u64>().write_unaligned(w) };
+                }
+                let m = has_zero(w ^ bd) | has_zero(w ^ bq) | has_zero(w ^ bcr) | has_zero(w ^ blf);
+                if m != 0 {
+                    break 'found i + (m.trailing_zeros() / 8) as usize;
+                }
+                i += 8;
             }
-            i += 8;
+            while i < hay.len() && !self.special[hay[i] as usize] {
+                if i < room {
+                    // SAFETY: see above (`i < min(hay.len(), room)`).
+                    unsafe { dst.add(i).write(hay[i]) };
+                }
+                i += 1;
+            }
+            i
+        };
+        if k > room {
+            // As `push`: bounded memory, stop buffering; the record will be rejected.
+            rec.too_large = true;
+            rec.limit = 0;
+        } else {
+            // SAFETY: the `k <= room` bytes before the special byte were stored above (whole
+            // words up to the one holding it, then single bytes), and `len0 + k` is within the
+            // capacity reserved.
+            unsafe { rec.text.set_len(len0 + k) };
         }
-        while i < hay.len() && !self.special[hay[i] as usize] {
-            i += 1;
-        }
-        i
+        k
     }
 
     #[inline]
@@ -357,9 +392,7 @@ impl Parser {
                     }
                 }
                 State::Unquoted => {
-                    let j = i + self.find_special(&input[i..]);
-                    rec.push(&input[i..j]);
-                    i = j;
+                    i += self.scan_unquoted(&input[i..], rec);
                     if i == n {
                         continue;
                     }

@@ -265,7 +265,8 @@ struct ColumnState {
 }
 
 impl ColumnState {
-    fn new(name: String, opts: &ProfileOptions) -> Self {
+    /// `top_work`: the heavy-hitters table's working capacity (see [`top_work`]).
+    fn new(name: String, opts: &ProfileOptions, top_work: usize) -> Self {
         ColumnState {
             name,
             nulls: 0,
@@ -286,7 +287,7 @@ impl ColumnState {
             moments: Moments::default(),
             quantiles: Quant::new(opts.quantile_accuracy),
             distinct: Distinct::new(opts.hll_precision, opts.exact_distinct_limit),
-            top: TopK::new(opts.top_capacity),
+            top: TopK::with_work(opts.top_capacity, top_work),
             pii: PiiCounts::default(),
         }
     }
@@ -572,6 +573,7 @@ impl ColumnState {
             DDSketch::default()
         };
         let q = |p: f64| sketch.quantile(p).ok().flatten().unwrap_or(f64::NAN);
+        let top = self.top.summary();
         ColumnReport {
             name: self.name.clone(),
             r#type: ty,
@@ -591,8 +593,7 @@ impl ColumnState {
             stddev: if numeric { self.moments.stddev() } else { None },
             distinct: self.distinct.estimate(),
             distinct_exact: self.distinct.is_exact(),
-            top: self
-                .top
+            top: top
                 .top(top_k)
                 .into_iter()
                 .map(|(v, count)| TopValue {
@@ -600,7 +601,7 @@ impl ColumnState {
                     count,
                 })
                 .collect(),
-            top_error: self.top.error(),
+            top_error: top.error(),
             quantiles: (numeric && self.moments.n > 0).then(|| Quantiles {
                 p50: q(0.5),
                 p90: q(0.9),
@@ -762,6 +763,21 @@ fn offset_priority(offset: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Heavy-hitters table entries per state while observing, shared by its columns: a table of
+/// up to 2048 entries per column lets a column of a few thousand distinct values hit it
+/// (cheap) instead of churning through it (a new value costs classification, the distinct
+/// sketch, bounds, ...). 16,384 entries are ~0.8 MiB of tables plus their values; wide files
+/// get less per column, never under `top_capacity`. The summary written out keeps
+/// `top_capacity` entries either way (see `topk`).
+const TOP_WORK_BUDGET: usize = 16_384;
+const TOP_WORK_MAX: usize = 2048;
+
+fn top_work(capacity: usize, columns: usize) -> usize {
+    (TOP_WORK_BUDGET / columns.max(1))
+        .min(TOP_WORK_MAX)
+        .max(capacity)
+}
+
 /// Options as a state uses them: precision clamped to 4..=18, an out-of-range quantile
 /// accuracy replaced by the default.
 fn normalised(opts: &ProfileOptions) -> ProfileOptions {
@@ -791,6 +807,7 @@ impl ProfileState {
     /// An empty profile for these columns (header names, in file order).
     pub fn new(columns: Vec<String>, opts: &ProfileOptions) -> Self {
         let opts = normalised(opts);
+        let work = top_work(opts.top_capacity, columns.len());
         ProfileState {
             format: FORMAT_VERSION,
             null_matcher: NullMatcher::from(opts.null_tokens.clone()),
@@ -799,7 +816,7 @@ impl ProfileState {
             rejected: BTreeMap::new(),
             columns: columns
                 .into_iter()
-                .map(|name| ColumnState::new(name, &opts))
+                .map(|name| ColumnState::new(name, &opts, work))
                 .collect(),
             sample: BinaryHeap::new(),
             options: opts,

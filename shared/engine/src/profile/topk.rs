@@ -6,8 +6,16 @@
 //!
 //! Per value this is one probe of a swiss table keyed by the value's precomputed hash; the
 //! value text is appended to an arena (no allocation per value). When the table grows past
-//! `capacity` it is reduced in one O(capacity) step to at most `capacity/2` entries, so the
-//! reduction cost is amortised over at least `capacity/2` new values.
+//! its working capacity it is reduced in one O(work) step to at most `work/2` entries, so the
+//! reduction cost is amortised over at least `work/2` new values.
+//!
+//! The working capacity may be larger than `capacity` (see [`TopK::with_work`]): while a chunk
+//! is observed, a value found in the table skips its classification and most of the profile's
+//! per-value work (see `ColumnState::observe`), so a table that holds a column of a few
+//! thousand distinct values makes it much cheaper. The summary written out (the wire form, what
+//! a chunk hands to the merge) is reduced to `capacity` entries: a reduction at any point keeps
+//! the Misra-Gries bound, so the stated error bound holds with `capacity`, and the merged
+//! states are as small as before.
 //!
 //! Not here: choosing the top k to report (see [`TopK::top`]).
 
@@ -62,6 +70,8 @@ pub(crate) enum Seen {
 #[serde(into = "TopKWire", from = "TopKWire")]
 pub(crate) struct TopK {
     capacity: usize,
+    /// Entries the table may hold before a reduction (>= `capacity`).
+    work: usize,
     /// Upper bound of how much any stored count (or any absent value's count) is short by.
     error: u64,
     table: HashTable<Slot>,
@@ -72,8 +82,16 @@ pub(crate) struct TopK {
 
 impl TopK {
     pub(crate) fn new(capacity: usize) -> Self {
+        TopK::with_work(capacity, capacity)
+    }
+
+    /// A summary of `capacity` entries whose table holds up to `work` entries while values are
+    /// inserted (see the module docs).
+    pub(crate) fn with_work(capacity: usize, work: usize) -> Self {
+        let capacity = capacity.max(2);
         TopK {
-            capacity: capacity.max(2),
+            capacity,
+            work: work.max(capacity),
             error: 0,
             table: HashTable::new(),
             arena: String::new(),
@@ -92,8 +110,8 @@ impl TopK {
     #[inline]
     pub(crate) fn insert(&mut self, hash: u64, value: &str) -> Seen {
         let r = self.add(hash, value, 1, None);
-        if matches!(r, Seen::New(..)) && self.table.len() > self.capacity {
-            self.reduce();
+        if matches!(r, Seen::New(..)) && self.table.len() > self.work {
+            self.reduce(self.work / 2);
         }
         r
     }
@@ -143,10 +161,9 @@ impl TopK {
         }
     }
 
-    /// Subtract the (capacity/2 + 1)-th largest count from every counter and drop the ones
-    /// that reach zero; at most capacity/2 entries survive.
-    fn reduce(&mut self) {
-        let keep = self.capacity / 2;
+    /// Subtract the (keep + 1)-th largest count from every counter and drop the ones that
+    /// reach zero; at most `keep` entries survive.
+    fn reduce(&mut self, keep: usize) {
         if self.table.len() <= keep {
             return;
         }
@@ -200,8 +217,21 @@ impl TopK {
             self.add(xxh3_64(v.as_bytes()), v, s.count, None);
         }
         self.error += other.error;
+        if self.table.len() > self.work {
+            self.reduce(self.work / 2);
+        }
+    }
+
+    /// The summary proper: this one, or a copy reduced to `capacity` entries when the working
+    /// table holds more. Reports and the wire form both use it, so a state and its bytes
+    /// report the same.
+    pub(crate) fn summary(&self) -> std::borrow::Cow<'_, TopK> {
         if self.table.len() > self.capacity {
-            self.reduce();
+            let mut t = self.clone();
+            t.reduce(self.capacity / 2);
+            std::borrow::Cow::Owned(t)
+        } else {
+            std::borrow::Cow::Borrowed(self)
         }
     }
 
@@ -250,6 +280,8 @@ pub(crate) struct TopKWire {
 
 impl From<TopK> for TopKWire {
     fn from(t: TopK) -> Self {
+        // The summary proper: a larger working table is reduced to `capacity` entries.
+        let t = t.summary();
         TopKWire {
             capacity: t.capacity,
             error: t.error,
@@ -270,7 +302,7 @@ impl From<TopKWire> for TopK {
             t.add(xxh3_64(v.as_bytes()), v, *c, None);
         }
         if t.table.len() > t.capacity {
-            t.reduce();
+            t.reduce(t.capacity / 2);
         }
         t
     }
