@@ -50,6 +50,8 @@ fn job(id: &str) -> Job {
         failed_chunks: vec![],
         retries: 0,
         workflow: None,
+        unique_waiting: None,
+        unique_reruns: 0,
     }
 }
 
@@ -324,5 +326,63 @@ async fn closed_shards_refuse_completions_until_a_retry_reopens_them() {
         "cancel raced {M} completions: {} counted before it, {refused} refused after it",
         counted.len()
     );
+    stack.shutdown().await;
+}
+
+/// The `unique` re-runs' bookkeeping on the job item: recorded once, each chunk reports once,
+/// and exactly one report (the last) is told to finish the job, whatever the order and however
+/// often a report is repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unique_reruns_report_once_and_exactly_one_finishes() {
+    let stack = stack_with(|o| o.no_pollers = true).await;
+    let store = JobStore::new(stack.clients.dynamodb.clone(), &stack.config.jobs_table);
+    let job = running_job(&store, 8).await;
+    // Not finalising yet: refused.
+    assert!(!store
+        .begin_unique_reruns(&job.id, &[1, 4, 6])
+        .await
+        .unwrap());
+    assert!(store.mark_finalizing(&job.id).await.unwrap());
+    assert!(store
+        .begin_unique_reruns(&job.id, &[1, 4, 6])
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .begin_unique_reruns(&job.id, &[1, 4, 6])
+            .await
+            .unwrap(),
+        "recorded once"
+    );
+    let j = store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(j.unique_reruns, 3);
+    assert_eq!(j.unique_waiting.as_ref().map(|w| w.len()), Some(3));
+
+    // Reports from 3 concurrent workers per chunk, in parallel.
+    let store = Arc::new(store);
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        for i in [6u32, 1, 4] {
+            let (store, id) = (store.clone(), job.id.clone());
+            handles.push(tokio::spawn(async move {
+                (i, store.unique_rerun_done(&id, i).await.unwrap())
+            }));
+        }
+    }
+    let mut reported = Vec::new();
+    let mut last = 0;
+    for h in handles {
+        let (i, r) = h.await.unwrap();
+        if let Some(is_last) = r {
+            reported.push(i);
+            last += u32::from(is_last);
+        }
+    }
+    reported.sort_unstable();
+    assert_eq!(reported, [1, 4, 6], "each chunk reports exactly once");
+    assert_eq!(last, 1, "exactly one report finishes the job");
+    let j = store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(j.unique_waiting.map(|w| w.len()), Some(0));
+    assert_eq!(store.unique_rerun_done(&job.id, 9).await.unwrap(), None);
     stack.shutdown().await;
 }

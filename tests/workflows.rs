@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera_e2e::*;
+use tessera_shared::keys;
 use tessera_shared::store::objects::ObjectStore;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
@@ -454,6 +455,19 @@ async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
         "{manifest}"
     );
     assert!(manifest["chunks"].as_u64().unwrap() > 10, "{manifest}");
+    // The chunks owning a repeat (records 20, 777, 999, 1499, 1500, 1999: at least 4 distinct
+    // 4 KiB chunks) were re-run through the chunk queue, each with its own repeats part.
+    let chunks = manifest["chunks"].as_u64().unwrap() as u32;
+    let reruns = manifest["chunks_rerun_for_unique"].as_u64().unwrap();
+    assert!((4..=6).contains(&reruns), "{manifest}");
+    let mut with_repeats = 0;
+    for i in 0..chunks {
+        let key = keys::part_key("alice", &job_id, "unique-repeats", i);
+        if objects.read_all(&key).await.is_ok() {
+            with_repeats += 1;
+        }
+    }
+    assert_eq!(with_repeats, reruns, "{manifest}");
 
     // Source line of record i: 2 (after the header) + i + the line breaks inside the notes of
     // records before it (one per record with i % 7 == 0).

@@ -50,7 +50,7 @@ pub fn part_key(owner: &str, job_id: &str, kind: &str, index: u32) -> String {
 /// the finaliser's rebased rejected parts) and the final outputs. Known without listing, so a
 /// cancelled job's outputs can be deleted with `DeleteObjects` alone (no `ListBucket` grant).
 pub fn job_output_keys(owner: &str, job_id: &str, chunk_count: u32) -> Vec<String> {
-    let mut keys = Vec::with_capacity(chunk_count as usize * 5 + 5);
+    let mut keys = Vec::with_capacity(chunk_count as usize * 6 + 5);
     for i in 0..chunk_count {
         keys.extend(chunk_part_keys(owner, job_id, i));
     }
@@ -63,12 +63,20 @@ pub fn job_output_keys(owner: &str, job_id: &str, chunk_count: u32) -> Vec<Strin
 }
 
 /// The parts one chunk writes (`clean`, `rejected`, `result`, `unique` keys for the second
-/// pass of `unique` rules, and the finaliser's `rejected-final`).
+/// pass of `unique` rules), and the finaliser's for it (`unique-repeats` for its re-run,
+/// `rejected-final`).
 pub fn chunk_part_keys(owner: &str, job_id: &str, index: u32) -> Vec<String> {
-    ["clean", "rejected", "result", "unique", "rejected-final"]
-        .iter()
-        .map(|k| part_key(owner, job_id, k, index))
-        .collect()
+    [
+        "clean",
+        "rejected",
+        "result",
+        "unique",
+        "unique-repeats",
+        "rejected-final",
+    ]
+    .iter()
+    .map(|k| part_key(owner, job_id, k, index))
+    .collect()
 }
 
 /// `(owner, job_id)` from a source key, or `None` when the key is not an upload's source.

@@ -314,6 +314,9 @@ impl Pipeline {
         let Some((task, job)) = self.task_and_job(body).await? else {
             return Ok(());
         };
+        if task.unique_rerun {
+            return self.unique_rerun(task, job).await;
+        }
         if job.state == JobState::Finalizing {
             return self.finalize_if_done(&job.id).await;
         }
@@ -405,6 +408,104 @@ impl Pipeline {
         self.finalize_if_done(&job.id).await
     }
 
+    /// Sends the `unique` re-run tasks of `chunks` (each with its known start state).
+    async fn send_unique_reruns(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        summaries: &[tessera_engine::split::ChunkSummary],
+        chunks: &[u32],
+    ) -> Result<(), PipelineError> {
+        let msgs: Vec<ChunkTaskMessage> = chunks
+            .iter()
+            .map(|&i| {
+                let t = tasks[i as usize];
+                ChunkTaskMessage {
+                    job_id: job.id.clone(),
+                    owner: job.owner.clone(),
+                    index: i,
+                    start: t.start,
+                    end: t.end,
+                    start_in_quotes: Some(summaries[i as usize].assumed_start_in_quotes),
+                    unique_rerun: true,
+                }
+            })
+            .collect();
+        self.queue.send_all(&msgs).await?;
+        Ok(())
+    }
+
+    /// A chunk's `unique` re-run: runs it again with the repeats in its range, reports back,
+    /// and the last one to report finishes the job. Redelivered after reporting, it only helps
+    /// a stalled finalisation along, like any chunk message of a finalising job.
+    async fn unique_rerun(&self, task: ChunkTaskMessage, job: Job) -> Result<(), PipelineError> {
+        if job.state != JobState::Finalizing {
+            tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "job not finalising; unique re-run skipped");
+            return Ok(());
+        }
+        let waiting = job
+            .unique_waiting
+            .as_ref()
+            .is_some_and(|w| w.contains_key(&task.index.to_string()));
+        if !waiting {
+            tracing::info!(job_id = %job.id, chunk = task.index, "unique re-run already reported (redelivery)");
+            return self.finalize_if_done(&job.id).await;
+        }
+        let bytes = self
+            .objects
+            .read_all(&keys::part_key(
+                &job.owner,
+                &job.id,
+                "unique-repeats",
+                task.index,
+            ))
+            .await?;
+        let repeats: Repeats = serde_json::from_slice(&bytes).map_err(|e| {
+            PipelineError::Malformed(format!("chunk {} unique repeats: {e}", task.index))
+        })?;
+        let engine_task = ChunkTask {
+            index: task.index,
+            start: task.start,
+            end: task.end,
+            start_in_quotes: task.start_in_quotes,
+        };
+        match self
+            .run_chunk_with(&job, &engine_task, Some(Arc::new(repeats)))
+            .await
+        {
+            Ok(_) => {}
+            // It ran once already with the same bytes and rules; a failure now is the file
+            // or the workflow changing under the job.
+            Err(PipelineError::Engine(e)) => return self.fail(&job, e.code(), e.to_string()).await,
+            Err(PipelineError::SourceChanged(detail)) => {
+                let message = format!(
+                    "Chunk {} could not read the uploaded file again for the unique check: \
+                     {detail}. Upload the file again as a new job.",
+                    task.index
+                );
+                return self.fail(&job, "source_changed", message).await;
+            }
+            Err(PipelineError::Rules { code, message }) => {
+                return self.fail(&job, code, message).await
+            }
+            Err(e) => return Err(e),
+        }
+        match self.jobs.unique_rerun_done(&job.id, task.index).await? {
+            Some(true) => {
+                tracing::info!(job_id = %job.id, chunk = task.index, "last unique re-run done; finishing the job");
+                match self.jobs.get(&job.id).await? {
+                    Some(job) => self.finalize(&job).await,
+                    None => Ok(()),
+                }
+            }
+            Some(false) => {
+                tracing::info!(job_id = %job.id, chunk = task.index, "unique re-run done");
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     async fn fail_chunk(
         &self,
         job: &Job,
@@ -431,6 +532,24 @@ impl Pipeline {
             return Ok(());
         };
         match job.state {
+            JobState::Finalizing
+                if task.unique_rerun
+                    && job
+                        .unique_waiting
+                        .as_ref()
+                        .is_some_and(|w| w.contains_key(&task.index.to_string())) =>
+            {
+                tracing::error!(job_id = %job.id, chunk = task.index, "unique re-run exhausted its deliveries; failing the job");
+                self.fail(
+                    &job,
+                    "finalize_failed",
+                    format!(
+                        "Chunk {} could not be checked again for repeated values (unique rules): it was tried {} times and never finished. Upload the file again; if it fails again, report the job id.",
+                        task.index, MAX_CHUNK_DELIVERIES
+                    ),
+                )
+                .await
+            }
             JobState::Queued | JobState::Processing => {
                 if self.jobs.chunk_done(&job.id, task.index).await? {
                     tracing::info!(job_id = %job.id, chunk = task.index, "dead-lettered chunk had completed; nothing to do");
@@ -601,33 +720,73 @@ impl Pipeline {
 
         // `unique` rules: the exact second pass over the chunks' keys, then a re-run of the
         // chunks that own repeats, so those records are rejected or flagged like any violation
-        // and every count below (rows, rejected rows, violations) includes them.
+        // and every count below (rows, rejected rows, violations) includes them. The re-runs
+        // fan out through the chunk queue (each writes its own parts again); the last one to
+        // report back finishes the job by calling this again, which then finds none waiting.
         let mut unique_reruns = 0;
         if let Some(rules) = &rules {
             let unique = rules.unique_rules();
             if !unique.is_empty() {
-                let duplicates = self.unique_pass(job, &tasks, &unique).await?;
-                let starts: Vec<u64> = tasks.iter().map(|t| t.start).collect();
-                let (chunks, known) =
-                    tessera_engine::rules::unique::rerun_plan(&duplicates, &starts);
-                unique_reruns = chunks.len();
-                let known = Arc::new(known);
-                let again: Vec<ChunkTask> = chunks
-                    .iter()
-                    .map(|&i| ChunkTask {
-                        start_in_quotes: Some(summaries[i as usize].assumed_start_in_quotes),
-                        ..tasks[i as usize]
-                    })
-                    .collect();
-                tracing::info!(job_id = %job.id, repeats = duplicates.values().map(Vec::len).sum::<usize>(), chunks = again.len(), "re-running the chunks that own unique repeats");
-                let runs: Vec<_> = again
-                    .iter()
-                    .map(|t| self.run_chunk_with(job, t, Some(known.clone())))
-                    .collect();
-                futures::stream::iter(runs)
-                    .buffer_unordered(UNIQUE_RERUN_CONCURRENCY)
-                    .try_collect::<Vec<_>>()
-                    .await?;
+                match &job.unique_waiting {
+                    Some(waiting) if waiting.is_empty() => unique_reruns = job.unique_reruns,
+                    Some(waiting) => {
+                        // A takeover of a stalled finalisation while re-runs were out: send the
+                        // missing ones again (a re-run that already reported is ignored).
+                        let again: Vec<u32> =
+                            waiting.keys().filter_map(|k| k.parse().ok()).collect();
+                        tracing::warn!(job_id = %job.id, chunks = again.len(), "re-sending the unique re-runs that have not reported");
+                        self.send_unique_reruns(job, &tasks, &summaries, &again)
+                            .await?;
+                        return Ok(());
+                    }
+                    None => {
+                        let duplicates = self.unique_pass(job, &tasks, &unique).await?;
+                        let starts: Vec<u64> = tasks.iter().map(|t| t.start).collect();
+                        let (chunks, known) =
+                            tessera_engine::rules::unique::rerun_plan(&duplicates, &starts);
+                        if !chunks.is_empty() {
+                            tracing::info!(job_id = %job.id, repeats = duplicates.values().map(Vec::len).sum::<usize>(), chunks = chunks.len(), "re-running the chunks that own unique repeats");
+                            // Each re-run reads only the repeats in its own range.
+                            let writes: Vec<_> =
+                                chunks
+                                    .iter()
+                                    .map(|&i| {
+                                        let t = tasks[i as usize];
+                                        let mine: Repeats = known
+                                            .iter()
+                                            .map(|(rule, offs)| {
+                                                let set = offs
+                                                    .iter()
+                                                    .copied()
+                                                    .filter(|&o| o >= t.start && o < t.end)
+                                                    .collect();
+                                                (rule.clone(), set)
+                                            })
+                                            .collect();
+                                        let body = serde_json::to_vec(&mine).unwrap_or_default();
+                                        let key = keys::part_key(
+                                            &job.owner,
+                                            &job.id,
+                                            "unique-repeats",
+                                            i,
+                                        );
+                                        async move {
+                                            self.objects.put(&key, body, "application/json").await
+                                        }
+                                    })
+                                    .collect();
+                            futures::stream::iter(writes)
+                                .buffer_unordered(UNIQUE_READ_CONCURRENCY)
+                                .try_collect::<Vec<_>>()
+                                .await?;
+                            if self.jobs.begin_unique_reruns(&job.id, &chunks).await? {
+                                self.send_unique_reruns(job, &tasks, &summaries, &chunks)
+                                    .await?;
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
             }
         }
 
@@ -1026,8 +1185,6 @@ pub const MAX_CHUNK_DELIVERIES: u32 = 3;
 
 /// Concurrent S3 reads of the `unique` pass (headers, key groups, values).
 const UNIQUE_READ_CONCURRENCY: usize = 16;
-/// Chunks re-run at once by the finaliser after the `unique` pass.
-const UNIQUE_RERUN_CONCURRENCY: usize = 4;
 
 /// The dialect the job was planned with.
 fn job_dialect(job: &Job) -> Result<Dialect, PipelineError> {
@@ -1046,6 +1203,7 @@ pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
             start: t.start,
             end: t.end,
             start_in_quotes: t.start_in_quotes,
+            unique_rerun: false,
         })
         .collect()
 }

@@ -15,4 +15,8 @@ pub struct ChunkTaskMessage {
     /// Quote state at `start` when known (a re-run after a parity misprediction); `None` = guess.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_in_quotes: Option<bool>,
+    /// A re-run of a finished chunk during finalisation, with the `unique` repeats the second
+    /// pass found in its range (read from its `unique-repeats` part), instead of a first run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique_rerun: bool,
 }

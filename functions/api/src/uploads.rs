@@ -334,6 +334,8 @@ pub async fn create_upload(
         failed_chunks: vec![],
         retries: 0,
         workflow,
+        unique_waiting: None,
+        unique_reruns: 0,
     };
     if let Err(e) = st.jobs.create(&job).await {
         if let Some(u) = &upload_id {

@@ -596,6 +596,77 @@ impl JobStore {
         }
     }
 
+    /// Records the `unique` re-runs of a finalising job: each of `chunks` must report back
+    /// ([`unique_rerun_done`](Self::unique_rerun_done)) before the job can complete. Exactly one
+    /// caller wins; false if they were recorded already or the job is not finalising.
+    pub async fn begin_unique_reruns(&self, id: &str, chunks: &[u32]) -> Result<bool, StoreError> {
+        let waiting = AttributeValue::M(
+            chunks
+                .iter()
+                .map(|c| (c.to_string(), AttributeValue::Bool(true)))
+                .collect(),
+        );
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(id)))
+            .key("sk", s("META"))
+            .update_expression("SET unique_waiting = :w, unique_reruns = :n, updated_at = :now")
+            .condition_expression("#state = :f AND attribute_not_exists(unique_waiting)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":f", s(JobState::Finalizing.as_str()))
+            .expression_attribute_values(":w", waiting)
+            .expression_attribute_values(":n", n(chunks.len()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::service("UpdateItem(begin unique re-runs)", e)),
+        }
+    }
+
+    /// Chunk `index`'s `unique` re-run is done: takes it out of the waiting set, atomically.
+    /// `Some(true)`: it was the last one, so this caller finishes the job (exactly one caller
+    /// sees this); `Some(false)`: others are still running; `None`: it was not waiting (a
+    /// redelivery of a re-run that reported already) or the job is no longer finalising.
+    pub async fn unique_rerun_done(
+        &self,
+        id: &str,
+        index: u32,
+    ) -> Result<Option<bool>, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(id)))
+            .key("sk", s("META"))
+            .update_expression("REMOVE unique_waiting.#i SET updated_at = :now")
+            .condition_expression("#state = :f AND attribute_exists(unique_waiting.#i)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#i", index.to_string())
+            .expression_attribute_values(":f", s(JobState::Finalizing.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let left = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("unique_waiting"))
+                    .and_then(|w| w.as_m().ok())
+                    .map_or(0, |m| m.len());
+                Ok(Some(left == 0))
+            }
+            Err(e) if is_conditional_failure(&e) => Ok(None),
+            Err(e) => Err(StoreError::service("UpdateItem(unique re-run done)", e)),
+        }
+    }
+
     /// Whether a chunk's completion is recorded.
     pub async fn chunk_done(&self, job_id: &str, index: u32) -> Result<bool, StoreError> {
         self.chunk_exists(job_id, index).await
