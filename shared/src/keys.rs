@@ -111,7 +111,8 @@ mod tests {
     #[test]
     fn output_keys_cover_parts_and_outputs() {
         let keys = job_output_keys("a", "j", 2);
-        assert_eq!(keys.len(), 2 * 5 + 5);
+        assert_eq!(keys.len(), 2 * 6 + 5);
+        assert!(keys.contains(&"results/a/j/parts/unique-repeats/000001".to_string()));
         assert!(keys.contains(&"results/a/j/parts/clean/000001".to_string()));
         assert!(keys.contains(&"results/a/j/parts/rejected-header/000000".to_string()));
         assert!(keys.contains(&"results/a/j/manifest.json".to_string()));
