@@ -467,6 +467,39 @@ fn main() {
         runs[4].push(run_child("rules", &path, file_size));
         runs[5].push(run_child("rules_token_id", &path, file_size));
     }
+    let cpu = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .and_then(|v| v.get("cpu_s"))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    let paired = |i: usize| -> Vec<String> {
+        runs[0]
+            .iter()
+            .zip(&runs[i])
+            .map(|(p, o)| format!("{:.2}x", cpu(o) / cpu(p)))
+            .collect()
+    };
+    if !rules_only {
+        println!(
+            "per round (same round's runs): profile vs DuckDB {:?}, vs polars {:?}",
+            paired(1),
+            paired(2)
+        );
+    }
+    println!(
+        "per round: rules rate vs profile-only rate {:?} (token on name), {:?} (token on id)",
+        runs[0]
+            .iter()
+            .zip(&runs[4])
+            .map(|(p, r)| format!("{:.0}%", 100.0 * cpu(p) / cpu(r)))
+            .collect::<Vec<_>>(),
+        runs[0]
+            .iter()
+            .zip(&runs[5])
+            .map(|(p, r)| format!("{:.0}%", 100.0 * cpu(p) / cpu(r)))
+            .collect::<Vec<_>>()
+    );
     let [prof_l, duck, pol, prof_out, rules_l, rules_id] = runs.map(|r| median_run(&r));
     if rules_only {
         print_rules(&prof_l, &prof_out, &rules_l, &rules_id);
