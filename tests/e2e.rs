@@ -247,6 +247,51 @@ async fn ingest_and_check(stack: &LocalStack, name: &str, data: Vec<u8>) -> Valu
     snap
 }
 
+/// A chunk that starts inside a quoted field longer than the guess window (64 KiB, no quote in
+/// it) is mispredicted: the finaliser re-runs it with its real start state, and the job's
+/// outputs still equal a sequential parse (the finaliser's merge is redone after a re-run).
+#[tokio::test]
+async fn chunks_inside_a_long_quoted_field_are_rerun_and_exact() {
+    let stack = stack_with(|o| o.chunk_size = 64 * 1024).await;
+    let mut data = b"id,text\n".to_vec();
+    for i in 0..500 {
+        data.extend(format!("{i},short {i}\n").as_bytes());
+    }
+    // ~420 KiB inside one pair of quotes: lines with commas, no quote.
+    data.extend(b"500,\"");
+    for k in 0..18_000 {
+        data.extend(format!("line {k}, with a comma\n").as_bytes());
+    }
+    data.extend(b"\"\n");
+    for i in 501..3000 {
+        data.extend(format!("{i},short {i}\n").as_bytes());
+    }
+    let snap = ingest_and_check(&stack, "long-quoted.csv", data).await;
+    assert_eq!(snap["rows"], 3000, "{snap}");
+    let id = snap["job_id"]
+        .as_str()
+        .or(snap["id"].as_str())
+        .unwrap()
+        .to_string();
+    let job = JobStore::new(stack.clients.dynamodb.clone(), &stack.config.jobs_table)
+        .get(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(
+        &ObjectStore::new(stack.clients.s3.clone(), &stack.config.bucket)
+            .read_all(job.results.manifest.as_deref().unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        manifest["chunks_rerun"].as_u64().unwrap() >= 4,
+        "chunks starting inside the field were re-run: {manifest}"
+    );
+    stack.shutdown().await;
+}
+
 #[tokio::test]
 async fn tricky_csv_in_64k_chunks_matches_a_sequential_parse() {
     let stack = stack().await;

@@ -703,10 +703,14 @@ impl Pipeline {
         let tasks = split::plan(job.declared_size, job.header_len, job.chunk_size.max(1));
         // Load the parity facts of every chunk (small), validate the guesses, re-run the
         // mispredicted chunks with their known start state.
+        // The same pass merges the results: one read of each result when nothing is re-run
+        // (the usual case); a re-run below discards this merge and reads them again.
         let mut summaries = Vec::with_capacity(tasks.len());
+        let mut merged = Merged::new(job);
         for t in &tasks {
             let r = self.load_result(job, t.index).await?;
             summaries.push(r.summary());
+            merged.add(&r);
         }
         let reruns = split::validate(&summaries);
         for (index, in_quotes) in &reruns {
@@ -779,6 +783,7 @@ impl Pipeline {
                                 .buffer_unordered(UNIQUE_READ_CONCURRENCY)
                                 .try_collect::<Vec<_>>()
                                 .await?;
+                            drop(merged);
                             if self.jobs.begin_unique_reruns(&job.id, &chunks).await? {
                                 self.send_unique_reruns(job, &tasks, &summaries, &chunks)
                                     .await?;
@@ -790,28 +795,20 @@ impl Pipeline {
             }
         }
 
-        // Merge profiles in chunk order, one state in memory at a time.
-        let mut profile = ProfileState::new(job.columns.clone(), &ProfileOptions::default());
-        let mut totals = Totals {
-            rows: 0,
-            rejected_rows: 0,
-            bytes: job.declared_size,
-        };
-        let mut violations: BTreeMap<String, u64> = BTreeMap::new();
-        let mut rule_rejected_rows = 0u64;
-        // What stitching the rejected output needs of each chunk, kept so no result is read again.
-        let mut line_facts = Vec::with_capacity(tasks.len());
-        for t in &tasks {
-            let r = self.load_result(job, t.index).await?;
-            line_facts.push((r.rejected_rows, r.newline_count_in_range));
-            totals.rows += r.rows;
-            totals.rejected_rows += r.rejected_rows;
-            rule_rejected_rows += r.rule_rejected_rows;
-            for (id, n) in &r.violations {
-                *violations.entry(id.clone()).or_default() += n;
+        if !reruns.is_empty() {
+            // Merge again, in chunk order, one state in memory at a time.
+            merged = Merged::new(job);
+            for t in &tasks {
+                merged.add(&self.load_result(job, t.index).await?);
             }
-            profile.merge(&r.profile);
         }
+        let Merged {
+            mut profile,
+            totals,
+            mut violations,
+            rule_rejected_rows,
+            line_facts,
+        } = merged;
         if let Some(rules) = &rules {
             for id in rules.rule_ids() {
                 violations.entry(id).or_default();
@@ -1185,6 +1182,45 @@ pub const MAX_CHUNK_DELIVERIES: u32 = 3;
 
 /// Concurrent S3 reads of the `unique` pass (headers, key groups, values).
 const UNIQUE_READ_CONCURRENCY: usize = 16;
+
+/// Every chunk's result added up: profile, totals, violations, and what stitching the rejected
+/// output needs of each chunk (`(rejected rows, line breaks in its range)`, in chunk order).
+struct Merged {
+    profile: ProfileState,
+    totals: Totals,
+    violations: BTreeMap<String, u64>,
+    rule_rejected_rows: u64,
+    line_facts: Vec<(u64, u64)>,
+}
+
+impl Merged {
+    fn new(job: &Job) -> Self {
+        Merged {
+            profile: ProfileState::new(job.columns.clone(), &ProfileOptions::default()),
+            totals: Totals {
+                rows: 0,
+                rejected_rows: 0,
+                bytes: job.declared_size,
+            },
+            violations: BTreeMap::new(),
+            rule_rejected_rows: 0,
+            line_facts: Vec::new(),
+        }
+    }
+
+    /// Adds the next chunk's result (chunks in order).
+    fn add(&mut self, r: &ChunkResult) {
+        self.line_facts
+            .push((r.rejected_rows, r.newline_count_in_range));
+        self.totals.rows += r.rows;
+        self.totals.rejected_rows += r.rejected_rows;
+        self.rule_rejected_rows += r.rule_rejected_rows;
+        for (id, n) in &r.violations {
+            *self.violations.entry(id.clone()).or_default() += n;
+        }
+        self.profile.merge(&r.profile);
+    }
+}
 
 /// The dialect the job was planned with.
 fn job_dialect(job: &Job) -> Result<Dialect, PipelineError> {
