@@ -16,7 +16,8 @@ use std::sync::Arc;
 use tessera_e2e::stack_with;
 use tessera_shared::job::{now_rfc3339, Job, JobError, JobState, ResultKeys};
 use tessera_shared::store::jobs::{
-    shard_chunk_count, shard_of, ChunkCommit, ChunkRecord, JobStore, Plan, COUNTER_SHARDS,
+    shard_chunk_count, shard_of, ChunkCommit, ChunkRecord, JobStore, Plan, UniqueStep,
+    COUNTER_SHARDS,
 };
 
 fn job(id: &str) -> Job {
@@ -52,6 +53,8 @@ fn job(id: &str) -> Job {
         workflow: None,
         unique_waiting: None,
         unique_reruns: 0,
+        unique_search_waiting: None,
+        unique_searches: 0,
     }
 }
 
@@ -339,17 +342,17 @@ async fn unique_reruns_report_once_and_exactly_one_finishes() {
     let job = running_job(&store, 8).await;
     // Not finalising yet: refused.
     assert!(!store
-        .begin_unique_reruns(&job.id, &[1, 4, 6])
+        .begin_unique_step(&job.id, UniqueStep::Rerun, &[1, 4, 6])
         .await
         .unwrap());
     assert!(store.mark_finalizing(&job.id).await.unwrap());
     assert!(store
-        .begin_unique_reruns(&job.id, &[1, 4, 6])
+        .begin_unique_step(&job.id, UniqueStep::Rerun, &[1, 4, 6])
         .await
         .unwrap());
     assert!(
         !store
-            .begin_unique_reruns(&job.id, &[1, 4, 6])
+            .begin_unique_step(&job.id, UniqueStep::Rerun, &[1, 4, 6])
             .await
             .unwrap(),
         "recorded once"
@@ -365,7 +368,13 @@ async fn unique_reruns_report_once_and_exactly_one_finishes() {
         for i in [6u32, 1, 4] {
             let (store, id) = (store.clone(), job.id.clone());
             handles.push(tokio::spawn(async move {
-                (i, store.unique_rerun_done(&id, i).await.unwrap())
+                (
+                    i,
+                    store
+                        .unique_step_done(&id, UniqueStep::Rerun, i)
+                        .await
+                        .unwrap(),
+                )
             }));
         }
     }
@@ -383,6 +392,12 @@ async fn unique_reruns_report_once_and_exactly_one_finishes() {
     assert_eq!(last, 1, "exactly one report finishes the job");
     let j = store.get(&job.id).await.unwrap().unwrap();
     assert_eq!(j.unique_waiting.map(|w| w.len()), Some(0));
-    assert_eq!(store.unique_rerun_done(&job.id, 9).await.unwrap(), None);
+    assert_eq!(
+        store
+            .unique_step_done(&job.id, UniqueStep::Rerun, 9)
+            .await
+            .unwrap(),
+        None
+    );
     stack.shutdown().await;
 }

@@ -468,6 +468,18 @@ async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
         }
     }
     assert_eq!(with_repeats, reruns, "{manifest}");
+    // The search ran as one task per group (here one group per rule), each writing what it found.
+    assert_eq!(manifest["unique_search_groups"], 2, "{manifest}");
+    for g in 0..2 {
+        let key = keys::part_key("alice", &job_id, "unique-found", g);
+        let found: Value = serde_json::from_slice(&objects.read_all(&key).await.unwrap()).unwrap();
+        let n = found["found"].as_array().unwrap().len();
+        match found["rule"].as_str().unwrap() {
+            "id_unique" => assert_eq!(n, 4, "{found}"),
+            "email_unique" => assert_eq!(n, 3, "{found}"),
+            other => panic!("unexpected rule {other}"),
+        }
+    }
 
     // Source line of record i: 2 (after the header) + i + the line breaks inside the notes of
     // records before it (one per record with i % 7 == 0).

@@ -128,6 +128,13 @@ pub struct Job {
     /// How many chunks were re-run for `unique` repeats (for the manifest).
     #[serde(default, skip_serializing)]
     pub unique_reruns: u32,
+    /// While finalising with `unique` rules: the search groups of the second pass that have not
+    /// reported back (`None`: the search was not started; empty: it is done).
+    #[serde(default, skip_serializing)]
+    pub unique_search_waiting: Option<std::collections::BTreeMap<String, bool>>,
+    /// How many search groups the second pass had.
+    #[serde(default, skip_serializing)]
+    pub unique_searches: u32,
 }
 
 /// Exactly which workflow version a job runs.

@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::job::{now_rfc3339, Job, JobError, JobState, ResultKeys};
 use crate::keys;
 use crate::notifications::{self, Notification};
-use crate::store::jobs::{ChunkCommit, ChunkRecord, JobStore, Plan, Totals};
+use crate::store::jobs::{ChunkCommit, ChunkRecord, JobStore, Plan, Totals, UniqueStep};
 use crate::store::objects::ObjectStore;
 use crate::store::queue::TaskQueue;
 use crate::store::workflows::WorkflowStore;
@@ -314,6 +314,9 @@ impl Pipeline {
         let Some((task, job)) = self.task_and_job(body).await? else {
             return Ok(());
         };
+        if let Some(group) = task.unique_search {
+            return self.unique_search_message(group, job).await;
+        }
         if task.unique_rerun {
             return self.unique_rerun(task, job).await;
         }
@@ -408,6 +411,191 @@ impl Pipeline {
         self.finalize_if_done(&job.id).await
     }
 
+    /// Where the `unique` second pass of a finalising job stands, moving it on: starts the
+    /// search (one task per group), or, once every group reported, gathers the repeats and
+    /// starts the re-runs of the chunks that own them; `Done` once those reported (or when there
+    /// is nothing to re-run). A finaliser taking over a stalled job re-sends what is waiting.
+    async fn unique_stage(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        summaries: &[tessera_engine::split::ChunkSummary],
+        unique: &[(String, usize)],
+    ) -> Result<UniqueStage, PipelineError> {
+        if let Some(waiting) = &job.unique_waiting {
+            if waiting.is_empty() {
+                return Ok(UniqueStage::Done {
+                    reruns: job.unique_reruns,
+                });
+            }
+            let again: Vec<u32> = waiting.keys().filter_map(|k| k.parse().ok()).collect();
+            tracing::warn!(job_id = %job.id, chunks = again.len(), "re-sending the unique re-runs that have not reported");
+            self.send_unique_reruns(job, tasks, summaries, &again)
+                .await?;
+            return Ok(UniqueStage::Waiting);
+        }
+        match &job.unique_search_waiting {
+            None => {
+                let groups = self.unique_groups(job, tasks, unique).await?;
+                if groups.is_empty() {
+                    // No non-empty value anywhere: nothing can repeat.
+                    return Ok(UniqueStage::Done { reruns: 0 });
+                }
+                let items: Vec<u32> = (0..groups.len() as u32).collect();
+                if self
+                    .jobs
+                    .begin_unique_step(&job.id, UniqueStep::Search, &items)
+                    .await?
+                {
+                    tracing::info!(job_id = %job.id, groups = items.len(), "searching for unique repeats");
+                    self.send_unique_searches(job, &items).await?;
+                }
+                Ok(UniqueStage::Waiting)
+            }
+            Some(waiting) if !waiting.is_empty() => {
+                let again: Vec<u32> = waiting.keys().filter_map(|k| k.parse().ok()).collect();
+                tracing::warn!(job_id = %job.id, groups = again.len(), "re-sending the unique searches that have not reported");
+                self.send_unique_searches(job, &again).await?;
+                Ok(UniqueStage::Waiting)
+            }
+            Some(_) => {
+                // Every group reported: gather the repeats they found.
+                let reads: Vec<_> = (0..job.unique_searches)
+                    .map(|g| {
+                        let key = keys::part_key(&job.owner, &job.id, "unique-found", g);
+                        async move { self.objects.read_all(&key).await }
+                    })
+                    .collect();
+                let found: Vec<Vec<u8>> = futures::stream::iter(reads)
+                    .buffered(UNIQUE_READ_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                let mut duplicates: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+                for (g, bytes) in found.iter().enumerate() {
+                    let f: UniqueFound = serde_json::from_slice(bytes).map_err(|e| {
+                        PipelineError::Malformed(format!("unique search group {g}: {e}"))
+                    })?;
+                    if !f.found.is_empty() {
+                        duplicates.entry(f.rule).or_default().extend(f.found);
+                    }
+                }
+                for v in duplicates.values_mut() {
+                    v.sort_unstable();
+                }
+                let starts: Vec<u64> = tasks.iter().map(|t| t.start).collect();
+                let (chunks, known) =
+                    tessera_engine::rules::unique::rerun_plan(&duplicates, &starts);
+                if chunks.is_empty() {
+                    return Ok(UniqueStage::Done { reruns: 0 });
+                }
+                tracing::info!(job_id = %job.id, repeats = duplicates.values().map(Vec::len).sum::<usize>(), chunks = chunks.len(), "re-running the chunks that own unique repeats");
+                // Each re-run reads only the repeats in its own range.
+                let writes: Vec<_> = chunks
+                    .iter()
+                    .map(|&i| {
+                        let t = tasks[i as usize];
+                        let mine: Repeats = known
+                            .iter()
+                            .map(|(rule, offs)| {
+                                let set = offs
+                                    .iter()
+                                    .copied()
+                                    .filter(|&o| o >= t.start && o < t.end)
+                                    .collect();
+                                (rule.clone(), set)
+                            })
+                            .collect();
+                        let body = serde_json::to_vec(&mine).unwrap_or_default();
+                        let key = keys::part_key(&job.owner, &job.id, "unique-repeats", i);
+                        async move { self.objects.put(&key, body, "application/json").await }
+                    })
+                    .collect();
+                futures::stream::iter(writes)
+                    .buffer_unordered(UNIQUE_READ_CONCURRENCY)
+                    .try_collect::<Vec<_>>()
+                    .await?;
+                if self
+                    .jobs
+                    .begin_unique_step(&job.id, UniqueStep::Rerun, &chunks)
+                    .await?
+                {
+                    self.send_unique_reruns(job, tasks, summaries, &chunks)
+                        .await?;
+                }
+                Ok(UniqueStage::Waiting)
+            }
+        }
+    }
+
+    /// Sends the `unique` search tasks of `groups`.
+    async fn send_unique_searches(&self, job: &Job, groups: &[u32]) -> Result<(), PipelineError> {
+        let msgs: Vec<ChunkTaskMessage> = groups
+            .iter()
+            .map(|&g| ChunkTaskMessage {
+                job_id: job.id.clone(),
+                owner: job.owner.clone(),
+                index: g,
+                start: 0,
+                end: 0,
+                start_in_quotes: None,
+                unique_rerun: false,
+                unique_search: Some(g),
+            })
+            .collect();
+        self.queue.send_all(&msgs).await?;
+        Ok(())
+    }
+
+    /// One search group of the `unique` second pass: finds its repeats, writes them to its
+    /// `unique-found` part and reports back; the last group to report carries the job on.
+    async fn unique_search_message(&self, group: u32, job: Job) -> Result<(), PipelineError> {
+        if job.state != JobState::Finalizing {
+            tracing::info!(job_id = %job.id, group, state = job.state.as_str(), "job not finalising; unique search skipped");
+            return Ok(());
+        }
+        let waiting = job
+            .unique_search_waiting
+            .as_ref()
+            .is_some_and(|w| w.contains_key(&group.to_string()));
+        if !waiting {
+            tracing::info!(job_id = %job.id, group, "unique search already reported (redelivery)");
+            return self.finalize_if_done(&job.id).await;
+        }
+        let rules = self.job_rules(&job).await?;
+        let unique = rules.as_ref().map(|r| r.unique_rules()).unwrap_or_default();
+        let tasks = split::plan(job.declared_size, job.header_len, job.chunk_size.max(1));
+        let groups = self.unique_groups(&job, &tasks, &unique).await?;
+        let g = *groups.get(group as usize).ok_or_else(|| {
+            PipelineError::Malformed(format!("unique search group {group} does not exist"))
+        })?;
+        let found = self.unique_search(&job, &tasks, &unique, g).await?;
+        tracing::info!(job_id = %job.id, group, repeats = found.len(), "unique search group done");
+        let body = serde_json::to_vec(&UniqueFound {
+            rule: unique[g.rule as usize].0.clone(),
+            found,
+        })
+        .map_err(|e| PipelineError::Malformed(e.to_string()))?;
+        self.objects
+            .put(
+                &keys::part_key(&job.owner, &job.id, "unique-found", group),
+                body,
+                "application/json",
+            )
+            .await?;
+        if self
+            .jobs
+            .unique_step_done(&job.id, UniqueStep::Search, group)
+            .await?
+            == Some(true)
+        {
+            tracing::info!(job_id = %job.id, "last unique search group done; going on");
+            if let Some(job) = self.jobs.get(&job.id).await? {
+                return self.finalize(&job).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends the `unique` re-run tasks of `chunks` (each with its known start state).
     async fn send_unique_reruns(
         &self,
@@ -428,6 +616,7 @@ impl Pipeline {
                     end: t.end,
                     start_in_quotes: Some(summaries[i as usize].assumed_start_in_quotes),
                     unique_rerun: true,
+                    unique_search: None,
                 }
             })
             .collect();
@@ -490,7 +679,11 @@ impl Pipeline {
             }
             Err(e) => return Err(e),
         }
-        match self.jobs.unique_rerun_done(&job.id, task.index).await? {
+        match self
+            .jobs
+            .unique_step_done(&job.id, UniqueStep::Rerun, task.index)
+            .await?
+        {
             Some(true) => {
                 tracing::info!(job_id = %job.id, chunk = task.index, "last unique re-run done; finishing the job");
                 match self.jobs.get(&job.id).await? {
@@ -532,6 +725,24 @@ impl Pipeline {
             return Ok(());
         };
         match job.state {
+            JobState::Finalizing
+                if task.unique_search.is_some_and(|g| {
+                    job.unique_search_waiting
+                        .as_ref()
+                        .is_some_and(|w| w.contains_key(&g.to_string()))
+                }) =>
+            {
+                tracing::error!(job_id = %job.id, group = task.index, "unique search exhausted its deliveries; failing the job");
+                self.fail(
+                    &job,
+                    "finalize_failed",
+                    format!(
+                        "The search for repeated values (unique rules), part {}, was tried {} times and never finished. Upload the file again; if it fails again, report the job id.",
+                        task.index, MAX_CHUNK_DELIVERIES
+                    ),
+                )
+                .await
+            }
             JobState::Finalizing
                 if task.unique_rerun
                     && job
@@ -724,73 +935,16 @@ impl Pipeline {
 
         // `unique` rules: the exact second pass over the chunks' keys, then a re-run of the
         // chunks that own repeats, so those records are rejected or flagged like any violation
-        // and every count below (rows, rejected rows, violations) includes them. The re-runs
-        // fan out through the chunk queue (each writes its own parts again); the last one to
-        // report back finishes the job by calling this again, which then finds none waiting.
+        // and every count below (rows, rejected rows, violations) includes them. Both steps fan
+        // out through the chunk queue; the last item of a step to report back calls this again,
+        // which then finds the step done and goes on.
         let mut unique_reruns = 0;
         if let Some(rules) = &rules {
             let unique = rules.unique_rules();
             if !unique.is_empty() {
-                match &job.unique_waiting {
-                    Some(waiting) if waiting.is_empty() => unique_reruns = job.unique_reruns,
-                    Some(waiting) => {
-                        // A takeover of a stalled finalisation while re-runs were out: send the
-                        // missing ones again (a re-run that already reported is ignored).
-                        let again: Vec<u32> =
-                            waiting.keys().filter_map(|k| k.parse().ok()).collect();
-                        tracing::warn!(job_id = %job.id, chunks = again.len(), "re-sending the unique re-runs that have not reported");
-                        self.send_unique_reruns(job, &tasks, &summaries, &again)
-                            .await?;
-                        return Ok(());
-                    }
-                    None => {
-                        let duplicates = self.unique_pass(job, &tasks, &unique).await?;
-                        let starts: Vec<u64> = tasks.iter().map(|t| t.start).collect();
-                        let (chunks, known) =
-                            tessera_engine::rules::unique::rerun_plan(&duplicates, &starts);
-                        if !chunks.is_empty() {
-                            tracing::info!(job_id = %job.id, repeats = duplicates.values().map(Vec::len).sum::<usize>(), chunks = chunks.len(), "re-running the chunks that own unique repeats");
-                            // Each re-run reads only the repeats in its own range.
-                            let writes: Vec<_> =
-                                chunks
-                                    .iter()
-                                    .map(|&i| {
-                                        let t = tasks[i as usize];
-                                        let mine: Repeats = known
-                                            .iter()
-                                            .map(|(rule, offs)| {
-                                                let set = offs
-                                                    .iter()
-                                                    .copied()
-                                                    .filter(|&o| o >= t.start && o < t.end)
-                                                    .collect();
-                                                (rule.clone(), set)
-                                            })
-                                            .collect();
-                                        let body = serde_json::to_vec(&mine).unwrap_or_default();
-                                        let key = keys::part_key(
-                                            &job.owner,
-                                            &job.id,
-                                            "unique-repeats",
-                                            i,
-                                        );
-                                        async move {
-                                            self.objects.put(&key, body, "application/json").await
-                                        }
-                                    })
-                                    .collect();
-                            futures::stream::iter(writes)
-                                .buffer_unordered(UNIQUE_READ_CONCURRENCY)
-                                .try_collect::<Vec<_>>()
-                                .await?;
-                            drop(merged);
-                            if self.jobs.begin_unique_reruns(&job.id, &chunks).await? {
-                                self.send_unique_reruns(job, &tasks, &summaries, &chunks)
-                                    .await?;
-                            }
-                            return Ok(());
-                        }
-                    }
+                match self.unique_stage(job, &tasks, &summaries, &unique).await? {
+                    UniqueStage::Waiting => return Ok(()),
+                    UniqueStage::Done { reruns } => unique_reruns = reruns,
                 }
             }
         }
@@ -866,6 +1020,7 @@ impl Pipeline {
             "chunks": tasks.len(),
             "chunks_rerun": reruns.len(),
             "chunks_rerun_for_unique": unique_reruns,
+            "unique_search_groups": job.unique_searches,
             "rows": totals.rows,
             "rejected_rows": totals.rejected_rows,
             "workflow": job.workflow,
@@ -934,78 +1089,106 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The exact second pass of the job's `unique` rules (`(id, column)` in document order) over
-    /// the keys the chunks wrote (`crate::unique`): per rule, groups of hash partitions of about
-    /// `unique::GROUP_BYTES` are read from every chunk (one ranged GET per chunk and group), sorted
-    /// into candidate runs of equal hashes, and verified against the values read back from the
-    /// source at their offsets, so hash collisions never count. Returns, per rule with repeats,
-    /// `(repeat offset, first offset)` sorted by offset.
-    async fn unique_pass(
+    /// The chunks' `unique` key headers (one small GET per chunk, 16 at a time).
+    async fn unique_headers(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        rules: usize,
+    ) -> Result<Vec<crate::unique::KeysIndex>, PipelineError> {
+        let parts = crate::unique::partitions_for(job.declared_size);
+        let hlen = crate::unique::header_len(rules, parts);
+        let reads: Vec<_> = tasks
+            .iter()
+            .map(|t| {
+                let key = keys::part_key(&job.owner, &job.id, "unique", t.index);
+                self.unique_header(key, hlen, rules, parts)
+            })
+            .collect();
+        futures::stream::iter(reads)
+            .buffered(UNIQUE_READ_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// The search groups of the `unique` pass: per rule, runs of adjacent partitions holding
+    /// about `GROUP_BYTES` of keys. Deterministic (from the chunks' immutable headers), so a
+    /// finaliser taking over finds the same groups.
+    async fn unique_groups(
         &self,
         job: &Job,
         tasks: &[ChunkTask],
         unique: &[(String, usize)],
-    ) -> Result<BTreeMap<String, Vec<(u64, u64)>>, PipelineError> {
-        use tessera_engine::rules::unique::{candidate_groups, decode, exact_duplicates};
+    ) -> Result<Vec<UniqueGroup>, PipelineError> {
         let parts = crate::unique::partitions_for(job.declared_size);
-        let hlen = crate::unique::header_len(unique.len(), parts);
-        let key = |i: u32| keys::part_key(&job.owner, &job.id, "unique", i);
-        let reads: Vec<_> = tasks
-            .iter()
-            .map(|t| self.unique_header(key(t.index), hlen, unique.len(), parts))
-            .collect();
-        let headers: Vec<crate::unique::KeysIndex> = futures::stream::iter(reads)
-            .buffered(UNIQUE_READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let dialect = job_dialect(job)?;
-        let mut out = BTreeMap::new();
-        for (r, (rule, column)) in unique.iter().enumerate() {
+        let headers = self.unique_headers(job, tasks, unique.len()).await?;
+        let mut groups = Vec::new();
+        for r in 0..unique.len() {
             let totals: Vec<u64> = (0..parts)
                 .map(|p| headers.iter().map(|h| h.count(r, p)).sum())
                 .collect();
-            let mut found = Vec::new();
             for (from, to) in crate::unique::group_partitions(&totals, crate::unique::GROUP_BYTES) {
-                let reads: Vec<_> = tasks
-                    .iter()
-                    .zip(&headers)
-                    .map(|(t, h)| {
-                        let (start, len) = h.range(r, from, to);
-                        self.read_piece(key(t.index), start, len)
-                    })
-                    .collect();
-                let pieces: Vec<Vec<u8>> = futures::stream::iter(reads)
-                    .buffered(UNIQUE_READ_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                let mut entries: Vec<(u64, u64)> = Vec::new();
-                for p in &pieces {
-                    entries.extend(decode(p));
-                }
-                drop(pieces);
-                let groups = candidate_groups(&mut entries);
-                drop(entries);
-                let reads: Vec<_> = groups
-                    .iter()
-                    .flatten()
-                    .map(|&off| self.value_at(job, &dialect, off, *column))
-                    .collect();
-                let values: HashMap<u64, String> = futures::stream::iter(reads)
-                    .buffer_unordered(UNIQUE_READ_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                found.extend(
-                    exact_duplicates(&groups, |off| values.get(&off).cloned().ok_or(())).map_err(
-                        |()| PipelineError::Malformed("a candidate value was not read".into()),
-                    )?,
-                );
-            }
-            if !found.is_empty() {
-                found.sort_unstable();
-                out.insert(rule.clone(), found);
+                groups.push(UniqueGroup {
+                    rule: r as u32,
+                    from,
+                    to,
+                });
             }
         }
-        Ok(out)
+        Ok(groups)
+    }
+
+    /// One search group of the `unique` pass: reads the group's keys from every chunk (one
+    /// ranged GET each, 16 at a time), sorts them, and verifies the candidates (equal hashes)
+    /// against the source values, so collisions are removed. `(repeat offset, first offset)`.
+    async fn unique_search(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        unique: &[(String, usize)],
+        group: UniqueGroup,
+    ) -> Result<Vec<(u64, u64)>, PipelineError> {
+        use tessera_engine::rules::unique::{candidate_groups, decode, exact_duplicates};
+        let headers = self.unique_headers(job, tasks, unique.len()).await?;
+        let r = group.rule as usize;
+        let column = unique
+            .get(r)
+            .ok_or_else(|| PipelineError::Malformed(format!("unique rule {r} not in the job")))?
+            .1;
+        let dialect = job_dialect(job)?;
+        let reads: Vec<_> = tasks
+            .iter()
+            .zip(&headers)
+            .map(|(t, h)| {
+                let (start, len) = h.range(r, group.from, group.to);
+                let key = keys::part_key(&job.owner, &job.id, "unique", t.index);
+                self.read_piece(key, start, len)
+            })
+            .collect();
+        let pieces: Vec<Vec<u8>> = futures::stream::iter(reads)
+            .buffered(UNIQUE_READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut entries: Vec<(u64, u64)> = Vec::new();
+        for p in &pieces {
+            entries.extend(decode(p));
+        }
+        drop(pieces);
+        let groups = candidate_groups(&mut entries);
+        drop(entries);
+        let reads: Vec<_> = groups
+            .iter()
+            .flatten()
+            .map(|&off| self.value_at(job, &dialect, off, column))
+            .collect();
+        let values: HashMap<u64, String> = futures::stream::iter(reads)
+            .buffer_unordered(UNIQUE_READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut found = exact_duplicates(&groups, |off| values.get(&off).cloned().ok_or(()))
+            .map_err(|()| PipelineError::Malformed("a candidate value was not read".into()))?;
+        found.sort_unstable();
+        Ok(found)
     }
 
     /// The header of one chunk's `unique` keys object.
@@ -1183,6 +1366,29 @@ pub const MAX_CHUNK_DELIVERIES: u32 = 3;
 /// Concurrent S3 reads of the `unique` pass (headers, key groups, values).
 const UNIQUE_READ_CONCURRENCY: usize = 16;
 
+/// Where a finalising job's `unique` second pass stands.
+enum UniqueStage {
+    /// Tasks are out; the last one to report calls the finaliser again.
+    Waiting,
+    /// Done; `reruns` chunks were re-run with repeats.
+    Done { reruns: u32 },
+}
+
+/// One search group of the `unique` pass (rule index, partitions `from..to`).
+#[derive(Debug, Clone, Copy)]
+struct UniqueGroup {
+    rule: u32,
+    from: u32,
+    to: u32,
+}
+
+/// What a search group found: `(repeat offset, first offset)` for its rule.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UniqueFound {
+    rule: String,
+    found: Vec<(u64, u64)>,
+}
+
 /// Every chunk's result added up: profile, totals, violations, and what stitching the rejected
 /// output needs of each chunk (`(rejected rows, line breaks in its range)`, in chunk order).
 struct Merged {
@@ -1240,6 +1446,7 @@ pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
             end: t.end,
             start_in_quotes: t.start_in_quotes,
             unique_rerun: false,
+            unique_search: None,
         })
         .collect()
 }

@@ -19,4 +19,8 @@ pub struct ChunkTaskMessage {
     /// pass found in its range (read from its `unique-repeats` part), instead of a first run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unique_rerun: bool,
+    /// A search group of the `unique` second pass (its number; `index` is the same and the
+    /// byte range is empty) instead of a chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_search: Option<u32>,
 }

@@ -336,6 +336,8 @@ pub async fn create_upload(
         workflow,
         unique_waiting: None,
         unique_reruns: 0,
+        unique_search_waiting: None,
+        unique_searches: 0,
     };
     if let Err(e) = st.jobs.create(&job).await {
         if let Some(u) = &upload_id {

@@ -149,6 +149,25 @@ pub struct Totals {
     pub bytes: u64,
 }
 
+/// The fanned-out steps of the `unique` second pass, each tracked on the job item by a map of
+/// the items still waiting (`Job::unique_search_waiting`, `Job::unique_waiting`) and a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueStep {
+    /// The search groups (rule x run of hash partitions).
+    Search,
+    /// The re-runs of the chunks that own repeats.
+    Rerun,
+}
+
+impl UniqueStep {
+    fn attributes(self) -> (&'static str, &'static str) {
+        match self {
+            UniqueStep::Search => ("unique_search_waiting", "unique_searches"),
+            UniqueStep::Rerun => ("unique_waiting", "unique_reruns"),
+        }
+    }
+}
+
 /// Where a page of a user's job list ends: the owner index's key of the last job returned.
 /// Callers turn it into an opaque cursor and back; [`JobStore::list_page`] checks it belongs to
 /// the owner before DynamoDB sees it.
@@ -596,12 +615,19 @@ impl JobStore {
         }
     }
 
-    /// Records the `unique` re-runs of a finalising job: each of `chunks` must report back
-    /// ([`unique_rerun_done`](Self::unique_rerun_done)) before the job can complete. Exactly one
-    /// caller wins; false if they were recorded already or the job is not finalising.
-    pub async fn begin_unique_reruns(&self, id: &str, chunks: &[u32]) -> Result<bool, StoreError> {
+    /// Records the items of a `unique` step of a finalising job (the search groups, or the
+    /// chunks to re-run): each must report back ([`unique_step_done`](Self::unique_step_done))
+    /// before the job can go on. Exactly one caller wins; false if the step was recorded
+    /// already or the job is not finalising.
+    pub async fn begin_unique_step(
+        &self,
+        id: &str,
+        step: UniqueStep,
+        items: &[u32],
+    ) -> Result<bool, StoreError> {
+        let (waiting_attr, count_attr) = step.attributes();
         let waiting = AttributeValue::M(
-            chunks
+            items
                 .iter()
                 .map(|c| (c.to_string(), AttributeValue::Bool(true)))
                 .collect(),
@@ -612,40 +638,45 @@ impl JobStore {
             .table_name(&self.table)
             .key("pk", s(job_pk(id)))
             .key("sk", s("META"))
-            .update_expression("SET unique_waiting = :w, unique_reruns = :n, updated_at = :now")
-            .condition_expression("#state = :f AND attribute_not_exists(unique_waiting)")
+            .update_expression("SET #w = :w, #n = :n, updated_at = :now")
+            .condition_expression("#state = :f AND attribute_not_exists(#w)")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#w", waiting_attr)
+            .expression_attribute_names("#n", count_attr)
             .expression_attribute_values(":f", s(JobState::Finalizing.as_str()))
             .expression_attribute_values(":w", waiting)
-            .expression_attribute_values(":n", n(chunks.len()))
+            .expression_attribute_values(":n", n(items.len()))
             .expression_attribute_values(":now", s(now_rfc3339()))
             .send()
             .await;
         match res {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(begin unique re-runs)", e)),
+            Err(e) => Err(StoreError::service("UpdateItem(begin unique step)", e)),
         }
     }
 
-    /// Chunk `index`'s `unique` re-run is done: takes it out of the waiting set, atomically.
-    /// `Some(true)`: it was the last one, so this caller finishes the job (exactly one caller
+    /// Item `index` of a `unique` step is done: takes it out of the waiting set, atomically.
+    /// `Some(true)`: it was the last one, so this caller carries the job on (exactly one caller
     /// sees this); `Some(false)`: others are still running; `None`: it was not waiting (a
-    /// redelivery of a re-run that reported already) or the job is no longer finalising.
-    pub async fn unique_rerun_done(
+    /// redelivery of an item that reported already) or the job is no longer finalising.
+    pub async fn unique_step_done(
         &self,
         id: &str,
+        step: UniqueStep,
         index: u32,
     ) -> Result<Option<bool>, StoreError> {
+        let (waiting_attr, _) = step.attributes();
         let res = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(job_pk(id)))
             .key("sk", s("META"))
-            .update_expression("REMOVE unique_waiting.#i SET updated_at = :now")
-            .condition_expression("#state = :f AND attribute_exists(unique_waiting.#i)")
+            .update_expression("REMOVE #w.#i SET updated_at = :now")
+            .condition_expression("#state = :f AND attribute_exists(#w.#i)")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#w", waiting_attr)
             .expression_attribute_names("#i", index.to_string())
             .expression_attribute_values(":f", s(JobState::Finalizing.as_str()))
             .expression_attribute_values(":now", s(now_rfc3339()))
@@ -657,13 +688,13 @@ impl JobStore {
                 let left = out
                     .attributes
                     .as_ref()
-                    .and_then(|a| a.get("unique_waiting"))
+                    .and_then(|a| a.get(waiting_attr))
                     .and_then(|w| w.as_m().ok())
                     .map_or(0, |m| m.len());
                 Ok(Some(left == 0))
             }
             Err(e) if is_conditional_failure(&e) => Ok(None),
-            Err(e) => Err(StoreError::service("UpdateItem(unique re-run done)", e)),
+            Err(e) => Err(StoreError::service("UpdateItem(unique step done)", e)),
         }
     }
 
