@@ -296,3 +296,69 @@ async fn a_range_that_cannot_be_converted_fails_the_export() {
     assert_eq!(objects.size(&part).await.unwrap(), None);
     stack.shutdown().await;
 }
+
+/// Measures an export job over a larger output (not run by default: `cargo test -p
+/// tessera-e2e --test exports -- --ignored --nocapture`; `TESSERA_MEASURE_MIB` sets the size,
+/// default 48). 8 MiB ranges, so the JSON Lines parts exceed S3's 5 MiB minimum and are
+/// stitched with `UploadPartCopy`; the result is compared with the synchronous conversion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn measure_a_large_export_job() {
+    let mib: usize = std::env::var("TESSERA_MEASURE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48);
+    let stack = stack_with(|o| {
+        o.export_sync_max_bytes = Some(1 << 20);
+        o.export_range_size = Some(8 << 20);
+        o.chunk_size = 16 << 20;
+        o.chunk_concurrency = 4;
+    })
+    .await;
+    let alice = Client::new(&stack, "alice");
+    let mut bytes = b"id,name,note,amount\n".to_vec();
+    let mut i = 0u64;
+    while bytes.len() < mib << 20 {
+        i += 1;
+        let line = if i.is_multiple_of(7) {
+            format!(
+                "{i},name {i},\"two\nlines, and \"\"quotes\"\"\",{}.5\n",
+                i % 1000
+            )
+        } else {
+            format!("{i},name {i},plain note,{}.25\n", i % 1000)
+        };
+        bytes.extend_from_slice(line.as_bytes());
+    }
+    let t = Instant::now();
+    let job_id = completed_job(&alice, bytes).await;
+    eprintln!("ingest of {mib} MiB: {:?}", t.elapsed());
+    let objects = ObjectStore::new(stack.clients.s3.clone(), &stack.config.bucket);
+    let clean = format!("results/alice/{job_id}/clean.csv");
+    let t = Instant::now();
+    let (status_url, started) = start_export(
+        &alice,
+        &job_id,
+        json!({"output": "clean", "format": "jsonl"}),
+    )
+    .await;
+    let done = wait_export(&alice, &status_url).await;
+    let took = t.elapsed();
+    assert_eq!(done["state"], "completed", "{done}");
+    eprintln!(
+        "export job: {} ranges, {} -> {} bytes in {took:?} ({} rows)",
+        started["ranges"], started["bytes"], done["size"], done["rows"]
+    );
+    let t = Instant::now();
+    let want = sync_conversion(&objects, &clean, Format::Jsonl, None, true).await;
+    eprintln!(
+        "synchronous conversion of the same output: {:?}",
+        t.elapsed()
+    );
+    let got = objects
+        .read_all(done["key"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(got == want, "{} vs {} bytes", got.len(), want.len());
+    stack.shutdown().await;
+}

@@ -216,6 +216,7 @@ impl Pipeline {
             tracing::info!("range already done (redelivery)");
             return self.stitch_if_done(&export).await;
         }
+        let started = std::time::Instant::now();
         let record = match self.convert_range(&export, &task).await {
             Ok(r) => r,
             Err(PipelineError::Engine(e)) => {
@@ -242,7 +243,12 @@ impl Pipeline {
         };
         match self.exports.complete_range(&export, &record).await? {
             RangeCommit::Committed => {
-                tracing::info!(rows = record.rows, "export range done");
+                tracing::info!(
+                    rows = record.rows,
+                    bytes = record.bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "export range done"
+                );
                 let Some(now) = self.exports.get(&export.job_id, &export.id).await? else {
                     return Ok(());
                 };
@@ -395,6 +401,7 @@ impl Pipeline {
     /// Validates the ranges' quote-state guesses (re-converting mispredicted ranges), then
     /// concatenates the parts in order into the export object and completes the export.
     async fn try_stitch(&self, export: &ExportJob) -> Result<(), PipelineError> {
+        let started = std::time::Instant::now();
         let tasks = export.ranges();
         let mut records = self.exports.ranges(&export.job_id, &export.id).await?;
         if records.len() != tasks.len()
@@ -436,6 +443,7 @@ impl Pipeline {
                 size,
                 ranges = tasks.len(),
                 reruns = reruns.len(),
+                stitch_ms = started.elapsed().as_millis() as u64,
                 "export completed"
             );
         } else {
