@@ -45,6 +45,10 @@ pub struct StackOptions {
     pub unique_names: bool,
     pub chunk_size: u64,
     pub max_upload_bytes: Option<u64>,
+    /// Overrides of `TESSERA_EXPORT_SYNC_MAX_BYTES` and `TESSERA_EXPORT_RANGE_SIZE` (tests force
+    /// small outputs through export jobs with several ranges).
+    pub export_sync_max_bytes: Option<u64>,
+    pub export_range_size: Option<u64>,
     /// Concurrent pollers of the chunk queue (Lambda concurrency).
     pub chunk_concurrency: usize,
     /// Visibility timeout overrides (tests shorten them to see redelivery quickly).
@@ -79,6 +83,8 @@ impl Default for StackOptions {
             unique_names: false,
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_upload_bytes: None,
+            export_sync_max_bytes: None,
+            export_range_size: None,
             chunk_concurrency: 2,
             chunk_visibility_secs: None,
             upload_visibility_secs: None,
@@ -416,6 +422,12 @@ fn stack_config(
     m.insert("AWS_REGION", opts.region.clone());
     if let Some(max) = opts.max_upload_bytes {
         m.insert("TESSERA_MAX_UPLOAD_BYTES", max.to_string());
+    }
+    if let Some(max) = opts.export_sync_max_bytes {
+        m.insert("TESSERA_EXPORT_SYNC_MAX_BYTES", max.to_string());
+    }
+    if let Some(size) = opts.export_range_size {
+        m.insert("TESSERA_EXPORT_RANGE_SIZE", size.to_string());
     }
     Config::from_lookup(|k| m.get(k).cloned().or_else(|| std::env::var(k).ok()))
 }

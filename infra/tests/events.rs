@@ -67,6 +67,7 @@ fn every_sample_is_checked() {
             "api-health.json",
             "authorizer-ws-connect.json",
             "chunk-dead-letter.json",
+            "chunk-export-range.json",
             "chunk-task.json",
             "planner-emulator-shape.json",
             "planner-s3-put.json",
@@ -166,6 +167,23 @@ fn chunk_task_sample() {
         (JOB, "demo-user")
     );
     assert_eq!((task.index, task.start, task.end), (0, 0, 1_048_576));
+}
+
+/// An export job's range task: on the chunk task queue, told apart by `kind`.
+#[test]
+fn chunk_export_range_sample() {
+    use tessera_shared::task::{parse_queue_message, QueueMessage};
+    let body = sqs_body("chunk-export-range.json", "tessera-chunk-tasks");
+    let QueueMessage::ExportRange(m) = parse_queue_message(&body).expect("export range body")
+    else {
+        panic!("an export range message expected: {body}")
+    };
+    assert_eq!(m.job_id, JOB);
+    assert_eq!((m.index, m.start, m.end), (1, 128 << 20, 256 << 20));
+    assert_eq!(
+        m.start_in_quotes, None,
+        "ranges after the first guess their start state"
+    );
 }
 
 /// A task the chunk queue redrove to its dead-letter queue after `maxReceiveCount` deliveries:

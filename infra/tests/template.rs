@@ -601,6 +601,7 @@ fn http_routes_are_authorised_except_health() {
             ("GET /v1/health".to_string(), true),
             ("GET /v1/jobs".to_string(), false),
             ("GET /v1/jobs/{id}".to_string(), false),
+            ("GET /v1/jobs/{id}/exports/{export_id}".to_string(), false),
             ("GET /v1/jobs/{id}/profile".to_string(), false),
             ("GET /v1/references".to_string(), false),
             ("GET /v1/uploads/{job}/parts".to_string(), false),

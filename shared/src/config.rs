@@ -53,6 +53,12 @@ pub struct Config {
     /// Key of `token` masks in rule documents (`TESSERA_MASK_KEY_HEX`, hex, at least 16 bytes).
     /// `None`: a workflow with a token mask fails its jobs with `mask_key_missing`.
     pub mask_key: Option<Vec<u8>>,
+    /// Largest output an export converts within the API request (`TESSERA_EXPORT_SYNC_MAX_BYTES`,
+    /// default 1 GiB: API Gateway answers by 29 s). Larger conversions become export jobs.
+    pub export_sync_max_bytes: u64,
+    /// Byte-range size of an export job's range tasks (`TESSERA_EXPORT_RANGE_SIZE`, default
+    /// 128 MiB, at least 1 byte).
+    pub export_range_size: u64,
 }
 
 /// Defaults, also used by the local runtime and tests as a base.
@@ -61,6 +67,13 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024 * 1024;
 pub const MAX_PRESIGN_TTL_SECS: u64 = 900;
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Largest output converted within an export request (see [`Config::export_sync_max_bytes`]),
+/// kept at its historical 1 GiB. API Gateway answers by 29 s, and the converter measured ~37 MiB/s
+/// per core locally (docs/rules.md § *Exports*), so lower it where the api's CPU share is small:
+/// larger exports become export jobs.
+pub const DEFAULT_EXPORT_SYNC_MAX_BYTES: u64 = 1 << 30;
+/// Byte range of one export range task: the chunk size's default, for the same reasons.
+pub const DEFAULT_EXPORT_RANGE_SIZE: u64 = 128 * 1024 * 1024;
 /// S3's part size limits: every part but the last is at least 5 MiB, none above 5 GiB.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -112,7 +125,20 @@ impl Config {
                 why: "must be between 5 MiB (5242880) and 5 GiB (5368709120), S3's part limits",
             });
         }
+        let export_range_size = num("TESSERA_EXPORT_RANGE_SIZE", DEFAULT_EXPORT_RANGE_SIZE)?;
+        if export_range_size == 0 {
+            return Err(ConfigError::Invalid {
+                name: "TESSERA_EXPORT_RANGE_SIZE",
+                value: "0".into(),
+                why: "must be at least 1 byte",
+            });
+        }
         Ok(Config {
+            export_sync_max_bytes: num(
+                "TESSERA_EXPORT_SYNC_MAX_BYTES",
+                DEFAULT_EXPORT_SYNC_MAX_BYTES,
+            )?,
+            export_range_size,
             region: get("AWS_REGION")
                 .or_else(|| get("AWS_DEFAULT_REGION"))
                 .filter(|v| !v.is_empty())
@@ -219,5 +245,23 @@ mod tests {
         let c = cfg(&BASE).unwrap();
         assert_eq!(c.multipart_threshold, 100 * 1024 * 1024);
         assert_eq!(c.part_size, 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn export_defaults_and_overrides() {
+        let c = cfg(&BASE).unwrap();
+        assert_eq!(c.export_sync_max_bytes, 1 << 30);
+        assert_eq!(c.export_range_size, 128 << 20);
+        let mut v = BASE.to_vec();
+        v.push(("TESSERA_EXPORT_SYNC_MAX_BYTES", "4096"));
+        v.push(("TESSERA_EXPORT_RANGE_SIZE", "1000"));
+        let c = cfg(&v).unwrap();
+        assert_eq!((c.export_sync_max_bytes, c.export_range_size), (4096, 1000));
+        let mut v = BASE.to_vec();
+        v.push(("TESSERA_EXPORT_RANGE_SIZE", "0"));
+        assert!(cfg(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("TESSERA_EXPORT_RANGE_SIZE"));
     }
 }

@@ -19,6 +19,47 @@ use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
 use crate::store::objects::ObjectStore;
 use crate::store::StoreError;
 
+/// Which output of a job an export converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    Clean,
+    Rejected,
+}
+
+impl Output {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Output::Clean => "clean",
+            Output::Rejected => "rejected",
+        }
+    }
+}
+
+/// Length of the header record at the start of an output (terminator included), or `None`
+/// when `head` does not reach its end (read more). `at_eof`: `head` is the whole object.
+pub fn header_len(head: &[u8], at_eof: bool) -> Result<Option<u64>, ExportError> {
+    let mut parser = Parser::from_start(ParserConfig::default());
+    let mut rec = RecordBuf::default();
+    let (o, _) = parser.parse(head, &mut rec);
+    let end = match o {
+        Outcome::Record => rec.content_end as usize,
+        _ if at_eof => {
+            return match parser.finish(&mut rec)? {
+                Outcome::Record => Ok(Some(head.len() as u64)),
+                _ => Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    };
+    let term = match (head.get(end), head.get(end + 1)) {
+        (Some(b'\r'), Some(b'\n')) => 2,
+        (Some(b'\r'), None) if !at_eof => return Ok(None),
+        _ => 1,
+    };
+    Ok(Some((end + term).min(head.len()) as u64))
+}
+
 /// Output format of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,7 +154,7 @@ impl Converter {
             let (o, used) = self.parser.parse(input, &mut self.rec);
             input = &input[used..];
             if o == Outcome::Record {
-                self.record(out)?;
+                self.own_record(out)?;
             }
         }
         Ok(())
@@ -122,7 +163,7 @@ impl Converter {
     /// Ends the input.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), ExportError> {
         if self.parser.finish(&mut self.rec)? == Outcome::Record {
-            self.record(out)?;
+            self.own_record(out)?;
         }
         if self.header.is_none() {
             return Err(ExportError::Engine(EngineError::InvalidOption {
@@ -132,10 +173,29 @@ impl Converter {
         Ok(())
     }
 
-    fn record(&mut self, out: &mut Vec<u8>) -> Result<(), ExportError> {
+    /// Whether the header has been read (by [`Self::feed`]: an export job's range converter is
+    /// fed the output's header line first, then given the range's records).
+    pub fn has_header(&self) -> bool {
+        self.header.is_some()
+    }
+
+    /// Converts one record parsed elsewhere (an export job's range, read with the engine's
+    /// `range::RangeReader`); the first record a converter sees is the header.
+    pub fn push_record(&mut self, rec: &RecordBuf, out: &mut Vec<u8>) -> Result<(), ExportError> {
+        self.record(rec, out)
+    }
+
+    fn own_record(&mut self, out: &mut Vec<u8>) -> Result<(), ExportError> {
+        let rec = std::mem::take(&mut self.rec);
+        let res = self.record(&rec, out);
+        self.rec = rec;
+        res
+    }
+
+    fn record(&mut self, rec: &RecordBuf, out: &mut Vec<u8>) -> Result<(), ExportError> {
         let Some((names, sel)) = &self.header else {
-            let names: Vec<String> = (0..self.rec.ends.len())
-                .map(|i| String::from_utf8_lossy(field(&self.rec, i)).into_owned())
+            let names: Vec<String> = (0..rec.ends.len())
+                .map(|i| String::from_utf8_lossy(field(rec, i)).into_owned())
                 .collect();
             let sel = match &self.columns {
                 None => (0..names.len()).collect(),
@@ -170,7 +230,7 @@ impl Converter {
                     if k > 0 {
                         out.push(b',');
                     }
-                    let f = field(&self.rec, i);
+                    let f = field(rec, i);
                     if self.formula_escape && needs_formula_escape(f) {
                         self.scratch.clear();
                         self.scratch.push(b'\'');
@@ -189,7 +249,7 @@ impl Converter {
                         out.push(b',');
                     }
                     let key = serde_json::to_string(&names[i]).unwrap_or_default();
-                    let val = serde_json::to_string(&String::from_utf8_lossy(field(&self.rec, i)))
+                    let val = serde_json::to_string(&String::from_utf8_lossy(field(rec, i)))
                         .unwrap_or_default();
                     out.extend_from_slice(key.as_bytes());
                     out.push(b':');
@@ -286,6 +346,39 @@ mod tests {
                 "a,b\n'=1+2,-12\n'@x,\"'-cmd,y\"\n+3.5,'\ttab\n"
             );
         }
+    }
+
+    #[test]
+    fn header_length_includes_the_terminator() {
+        assert_eq!(header_len(b"a,b\n1,2\n", false).unwrap(), Some(4));
+        assert_eq!(header_len(b"\"a\nx\",b\r\n1,2\n", false).unwrap(), Some(9));
+        assert_eq!(header_len(b"a,b\r", false).unwrap(), None);
+        assert_eq!(header_len(b"a,b", false).unwrap(), None);
+        assert_eq!(header_len(b"a,b", true).unwrap(), Some(3));
+    }
+
+    #[test]
+    fn records_pushed_from_outside_convert_like_fed_bytes() {
+        let input = "a,b\n\"x\ny\",=2\n3,4\n";
+        let mut fed = Converter::new(Format::Csv, Some(vec!["b".into(), "a".into()]), true);
+        let mut want = Vec::new();
+        fed.feed(input.as_bytes(), &mut want).unwrap();
+        fed.finish(&mut want).unwrap();
+        let mut pushed = Converter::new(Format::Csv, Some(vec!["b".into(), "a".into()]), true);
+        let mut got = Vec::new();
+        let mut p = Parser::from_start(ParserConfig::default());
+        let mut rec = RecordBuf::default();
+        let mut rest = input.as_bytes();
+        while !rest.is_empty() {
+            let (o, used) = p.parse(rest, &mut rec);
+            rest = &rest[used..];
+            if o == Outcome::Record {
+                pushed.push_record(&rec, &mut got).unwrap();
+            }
+        }
+        assert!(pushed.has_header());
+        assert_eq!(got, want);
+        assert_eq!(pushed.rows, 2);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - `results/<owner>/<job>/parts/{clean,rejected,result}/<chunk:06>` — per-chunk parts;
 //! - `results/<owner>/<job>/{clean.csv,rejected.csv,profile.json,manifest.json}` — final outputs;
 //! - `results/<owner>/<job>/exports/<id>.{csv,jsonl}` — exports of an output;
+//! - `results/<owner>/<job>/exports/<id>/parts/<range:06>` — an export job's converted ranges;
 //! - `refs/<owner>/<key>` — the owner's reference files (`one_of` lists of rule documents).
 //!
 //! The owner (a JWT `sub`) is percent-encoded so that any claim value gives one safe path segment.
@@ -26,6 +27,15 @@ pub fn segment(owner: &str) -> String {
 pub fn export_key(owner: &str, job_id: &str, export_id: &str, ext: &str) -> String {
     format!(
         "{}/exports/{}.{ext}",
+        results_prefix(owner, job_id),
+        seg(export_id)
+    )
+}
+
+/// Key of range `index`'s converted part of export job `export_id`.
+pub fn export_part_key(owner: &str, job_id: &str, export_id: &str, index: u32) -> String {
+    format!(
+        "{}/exports/{}/parts/{index:06}",
         results_prefix(owner, job_id),
         seg(export_id)
     )

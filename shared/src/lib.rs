@@ -9,6 +9,7 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod export_job;
 pub mod http;
 pub mod job;
 pub mod keys;

@@ -32,12 +32,13 @@ use crate::config::Config;
 use crate::job::{now_rfc3339, Job, JobError, JobState, ResultKeys};
 use crate::keys;
 use crate::notifications::{self, Notification};
+use crate::store::exports::ExportStore;
 use crate::store::jobs::{ChunkCommit, ChunkRecord, JobStore, Plan, Totals, UniqueStep};
 use crate::store::objects::ObjectStore;
 use crate::store::queue::TaskQueue;
 use crate::store::workflows::WorkflowStore;
 use crate::store::StoreError;
-use crate::task::ChunkTaskMessage;
+use crate::task::{ChunkTaskMessage, QueueMessage};
 
 /// How long a job may sit in `finalizing` before another worker takes the finalisation over
 /// (the chunk function's timeout is 300 s).
@@ -88,6 +89,8 @@ pub struct Pipeline {
     pub objects: ObjectStore,
     pub queue: TaskQueue,
     pub workflows: WorkflowStore,
+    /// Export jobs (items under their job), whose ranges share the chunk task queue.
+    pub exports: ExportStore,
     rules_cache: RulesCache,
 }
 
@@ -105,6 +108,7 @@ impl Pipeline {
             objects: ObjectStore::new(clients.s3.clone(), &config.bucket),
             queue: TaskQueue::new(clients.sqs.clone(), &config.chunk_queue_url),
             workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            exports: ExportStore::new(clients.dynamodb.clone(), &config.jobs_table),
             rules_cache: RulesCache::default(),
             config,
         }
@@ -309,8 +313,12 @@ impl Pipeline {
         Ok(Some((task, job)))
     }
 
-    /// Handles one chunk task message.
+    /// Handles one message of the chunk task queue: a chunk task, or an export job's range
+    /// (`export_job`).
     pub async fn chunk_message(&self, body: &str) -> Result<(), PipelineError> {
+        if let Ok(QueueMessage::ExportRange(m)) = crate::task::parse_queue_message(body) {
+            return self.export_range_message(m).await;
+        }
         let Some((task, job)) = self.task_and_job(body).await? else {
             return Ok(());
         };
@@ -720,7 +728,11 @@ impl Pipeline {
     /// (`POST /v1/jobs/{id}/retry` re-runs only the chunks without a completion). A job stuck in
     /// `finalizing` for longer than a finaliser can live fails `finalize_failed`. Anything else
     /// (a finished job, a chunk that did complete, a live finaliser) is left as it is.
+    /// Export ranges go to [`Pipeline::dead_export_range`].
     pub async fn dead_chunk_message(&self, body: &str) -> Result<(), PipelineError> {
+        if let Ok(QueueMessage::ExportRange(m)) = crate::task::parse_queue_message(body) {
+            return self.dead_export_range(m).await;
+        }
         let Some((task, job)) = self.task_and_job(body).await? else {
             return Ok(());
         };
@@ -819,10 +831,12 @@ impl Pipeline {
         let mut clean = PartSink::new(
             self.objects.clone(),
             keys::part_key(&job.owner, &job.id, "clean", task.index),
+            "text/csv",
         );
         let mut rejected = PartSink::new(
             self.objects.clone(),
             keys::part_key(&job.owner, &job.id, "rejected", task.index),
+            "text/csv",
         );
         if task.index == 0 {
             // Chunk 0's clean part begins with the header, so stitching is a plain concatenation.
@@ -1509,31 +1523,37 @@ pub fn clean_header(columns: &[String]) -> Vec<u8> {
     out
 }
 
-/// One chunk's output part: buffered up to 8 MiB, then sent to S3 as a multipart part, so a
-/// worker's memory does not grow with its range.
-struct PartSink {
+/// One chunk's (or export range's) output part: buffered up to 8 MiB, then sent to S3 as a
+/// multipart part, so a worker's memory does not grow with its range.
+pub(crate) struct PartSink {
     objects: ObjectStore,
     key: String,
-    buf: Vec<u8>,
+    content_type: &'static str,
+    pub(crate) buf: Vec<u8>,
     upload: Option<crate::store::objects::MultipartWriter>,
 }
 
 impl PartSink {
-    fn new(objects: ObjectStore, key: String) -> Self {
+    pub(crate) fn new(objects: ObjectStore, key: String, content_type: &'static str) -> Self {
         PartSink {
             objects,
             key,
+            content_type,
             buf: Vec::new(),
             upload: None,
         }
     }
 
-    async fn flush_if_full(&mut self) -> Result<(), StoreError> {
+    pub(crate) async fn flush_if_full(&mut self) -> Result<(), StoreError> {
         if self.buf.len() < OUTPUT_PART_BYTES {
             return Ok(());
         }
         if self.upload.is_none() {
-            self.upload = Some(self.objects.start_multipart(&self.key, "text/csv").await?);
+            self.upload = Some(
+                self.objects
+                    .start_multipart(&self.key, self.content_type)
+                    .await?,
+            );
         }
         let data = std::mem::take(&mut self.buf);
         self.upload
@@ -1543,11 +1563,11 @@ impl PartSink {
             .await
     }
 
-    async fn close(mut self) -> Result<(), StoreError> {
+    pub(crate) async fn close(mut self) -> Result<(), StoreError> {
         match self.upload.take() {
             None => {
                 self.objects
-                    .put(&self.key, std::mem::take(&mut self.buf), "text/csv")
+                    .put(&self.key, std::mem::take(&mut self.buf), self.content_type)
                     .await
             }
             Some(mut up) => {

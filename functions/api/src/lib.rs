@@ -16,6 +16,7 @@ use tessera_shared::config::Config;
 use tessera_shared::error::ApiError;
 use tessera_shared::http::Caller;
 use tessera_shared::job::Job;
+use tessera_shared::store::exports::ExportStore;
 use tessera_shared::store::jobs::JobStore;
 use tessera_shared::store::objects::ObjectStore;
 use tessera_shared::store::queue::TaskQueue;
@@ -35,10 +36,12 @@ pub struct ApiState {
     pub config: Arc<Config>,
     pub jobs: JobStore,
     pub objects: ObjectStore,
-    /// Chunk tasks, for retries.
+    /// Chunk tasks, for retries and export jobs' range tasks.
     pub queue: TaskQueue,
     /// Saved workflows (items in the jobs table).
     pub workflows: WorkflowStore,
+    /// Export jobs (items under their job in the jobs table).
+    pub exports: ExportStore,
 }
 
 impl ApiState {
@@ -48,6 +51,7 @@ impl ApiState {
             objects: ObjectStore::new(clients.s3.clone(), &config.bucket),
             queue: TaskQueue::new(clients.sqs.clone(), &config.chunk_queue_url),
             workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            exports: ExportStore::new(clients.dynamodb.clone(), &config.jobs_table),
             config,
         }
     }
@@ -66,6 +70,10 @@ pub fn app(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/retry", post(jobs::retry_job))
         .route("/v1/jobs/{id}/profile", get(jobs::get_profile))
         .route("/v1/jobs/{id}/exports", post(exports::create_export))
+        .route(
+            "/v1/jobs/{id}/exports/{export_id}",
+            get(exports::get_export),
+        )
         .route(
             "/v1/references",
             post(references::create_reference).get(references::list_references),

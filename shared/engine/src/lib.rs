@@ -8,6 +8,7 @@
 //! - [`parse`]: the push-based, resumable RFC 4180 state machine (csv-core style).
 //! - [`split`]: byte-range planning and the quote-parity speculation that keeps splitting exact.
 //! - [`chunk`]: one chunk's work: parse the records it owns, profile them, write clean/rejected parts.
+//! - [`range`]: the records of one byte range (the chunk's ownership rule and speculation), for read-only passes.
 //! - [`profile`]: the mergeable column profile (exact counters plus sketches).
 //! - [`file`]: parallel processing of a local file with exactly the chunk worker's code.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod file;
 pub mod parse;
 pub mod profile;
+pub mod range;
 pub mod record;
 pub mod rules;
 pub mod split;

@@ -1116,7 +1116,7 @@ impl JobStore {
 }
 
 /// The codes of a cancelled transaction's reasons (`None`: the error is not a cancellation).
-fn cancellation_reasons<R>(
+pub(super) fn cancellation_reasons<R>(
     e: &aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
         R,
@@ -1135,14 +1135,14 @@ fn cancellation_reasons<R>(
 }
 
 /// Cancellation reasons that say "not now" rather than "no".
-fn is_transient_reason(code: &str) -> bool {
+pub(super) fn is_transient_reason(code: &str) -> bool {
     matches!(
         code,
         "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
     )
 }
 
-fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+pub(super) fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {

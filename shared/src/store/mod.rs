@@ -3,6 +3,7 @@
 //! map them to safe, coded messages.
 
 pub mod connections;
+pub mod exports;
 pub mod jobs;
 pub mod objects;
 pub mod queue;

@@ -4,9 +4,14 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
 use super::StoreError;
-use crate::task::ChunkTaskMessage;
 
-/// Sends chunk tasks to the queue.
+/// A message of the chunk task queue: chunk tasks and export ranges. The index names the
+/// message within its batch (SQS entry ids).
+pub trait QueueTask: serde::Serialize {
+    fn index(&self) -> u32;
+}
+
+/// Sends chunk tasks (and export range tasks) to the queue.
 #[derive(Clone, Debug)]
 pub struct TaskQueue {
     client: Client,
@@ -23,15 +28,15 @@ impl TaskQueue {
 
     /// Enqueues every task with SendMessageBatch (10 per call, SQS's limit). Entries SQS reports
     /// as failed are retried up to three times before this gives up with an error.
-    pub async fn send_all(&self, tasks: &[ChunkTaskMessage]) -> Result<(), StoreError> {
+    pub async fn send_all<T: QueueTask>(&self, tasks: &[T]) -> Result<(), StoreError> {
         for batch in tasks.chunks(10) {
-            let mut pending: Vec<&ChunkTaskMessage> = batch.iter().collect();
+            let mut pending: Vec<&T> = batch.iter().collect();
             for attempt in 0..4 {
                 let entries = pending
                     .iter()
                     .map(|t| {
                         SendMessageBatchRequestEntry::builder()
-                            .id(format!("c{}", t.index))
+                            .id(format!("c{}", t.index()))
                             .message_body(serde_json::to_string(t).expect("task serialises"))
                             .build()
                             .map_err(|e| StoreError::service("SendMessageBatch entry", e))
@@ -55,7 +60,7 @@ impl TaskQueue {
                         detail: format!("entries still failing after retries: {failed:?}"),
                     });
                 }
-                pending.retain(|t| failed.contains(&format!("c{}", t.index)));
+                pending.retain(|t| failed.contains(&format!("c{}", t.index())));
                 tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
             }
         }

@@ -1,0 +1,547 @@
+//! Export jobs: a conversion of a job's output too large to finish within an API request
+//! (`Config::export_sync_max_bytes`), done in parallel by the chunk workers.
+//!
+//! The api plans the output object into byte ranges with the engine's `split::plan` (the output
+//! is CSV the engine wrote, so it splits exactly like an upload) and sends one
+//! [`ExportRangeMessage`] per range on the chunk task queue. A worker converts the records its
+//! range owns (`tessera_engine::range::RangeReader`: the chunk's ownership rule and quote-state
+//! guess) into part `results/<owner>/<job>/exports/<id>/parts/<range>`, and records the
+//! completion with its quote-parity facts in one transaction (`store::exports`). The worker that
+//! completes the last range wins `running -> stitching`, validates the guesses with
+//! `split::validate` (re-converting the rare mispredicted range with the known state),
+//! concatenates the parts in order into `exports/<id>.<ext>` (`ObjectStore::concat`:
+//! UploadPartCopy for parts of 5 MiB or more) and moves the export to `completed`. Range 0's
+//! part starts with the CSV header; JSON Lines has none.
+//!
+//! Failures: a range that cannot be converted (engine error, the output changed under it)
+//! fails the export with a stable code; a range that exhausts its deliveries fails it from the
+//! dead-letter consumer; a stitch that cannot finish fails it. The export object is written
+//! only by the stitch, in one PUT or one completed multipart upload, before the move to
+//! `completed`: no reader is ever handed a half-written export.
+//!
+//! Not here: the HTTP side (the api's `exports` module), the conversion itself (`export`).
+
+use serde::{Deserialize, Serialize};
+use tessera_engine::chunk::Feed;
+use tessera_engine::parse::{ParserConfig, RecordBuf};
+use tessera_engine::range::RangeReader;
+use tessera_engine::split::{self, ChunkTask};
+
+use crate::export::{Converter, ExportError, Format, Output};
+use crate::job::JobError;
+use crate::keys;
+use crate::pipeline::{PartSink, Pipeline, PipelineError};
+use crate::store::exports::{RangeCommit, RangeRecord};
+use crate::store::StoreError;
+use crate::task::{ExportRangeMessage, EXPORT_RANGE_KIND};
+
+/// How long an export may sit in `stitching` before a redelivered range takes the stitch over
+/// (the chunk function's timeout is 300 s).
+const STALE_STITCHING: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How far past its end a range on a guessed start state reads before giving up (it is then
+/// converted again with the known state): beyond the longest record.
+const MAX_OVERRUN: u64 = 64 << 20;
+
+/// Lifecycle of an export job. `stitching` is shown to callers as `running`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportState {
+    Queued,
+    Running,
+    Stitching,
+    Completed,
+    Failed,
+}
+
+impl ExportState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportState::Queued => "queued",
+            ExportState::Running => "running",
+            ExportState::Stitching => "stitching",
+            ExportState::Completed => "completed",
+            ExportState::Failed => "failed",
+        }
+    }
+
+    /// The name callers see: `queued`, `running` (stitching included), `completed`, `failed`.
+    pub fn public(self) -> &'static str {
+        match self {
+            ExportState::Stitching => "running",
+            s => s.as_str(),
+        }
+    }
+}
+
+/// The export job record (an item under its job: `store::exports`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportJob {
+    pub id: String,
+    pub job_id: String,
+    pub owner: String,
+    pub state: ExportState,
+    pub output: Output,
+    pub format: Format,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    pub formula_escape: bool,
+    /// The output object converted, its size when planned, and its header record's length.
+    pub source_key: String,
+    pub source_size: u64,
+    pub header_len: u64,
+    pub range_size: u64,
+    pub range_count: u32,
+    /// Progress, added to by each range's completion.
+    #[serde(default)]
+    pub ranges_done: u32,
+    #[serde(default)]
+    pub bytes_done: u64,
+    /// Data rows converted (exact once completed).
+    #[serde(default)]
+    pub rows: u64,
+    /// Size of the export object, once completed.
+    #[serde(default)]
+    pub size: u64,
+    /// Ranges the stitcher converted again because their guessed quote state was wrong.
+    #[serde(default)]
+    pub ranges_rerun: u32,
+    /// Where the export is written.
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    /// Epoch seconds after which DynamoDB deletes the record (the job's TTL).
+    pub expires_at: i64,
+}
+
+impl ExportJob {
+    /// The byte ranges of the output (none for a header-only output).
+    pub fn ranges(&self) -> Vec<ChunkTask> {
+        split::plan(self.source_size, self.header_len, self.range_size.max(1))
+    }
+
+    /// Every key the export may have written besides the export object: its range parts.
+    pub fn part_keys(&self) -> Vec<String> {
+        (0..self.range_count)
+            .map(|i| keys::export_part_key(&self.owner, &self.job_id, &self.id, i))
+            .collect()
+    }
+}
+
+/// One message per range of `export`.
+pub fn export_tasks(export: &ExportJob) -> Vec<ExportRangeMessage> {
+    export
+        .ranges()
+        .iter()
+        .map(|t| ExportRangeMessage {
+            kind: EXPORT_RANGE_KIND.into(),
+            job_id: export.job_id.clone(),
+            owner: export.owner.clone(),
+            export_id: export.id.clone(),
+            index: t.index,
+            start: t.start,
+            end: t.end,
+            start_in_quotes: t.start_in_quotes,
+        })
+        .collect()
+}
+
+fn export_error(code: &str, message: impl Into<String>) -> JobError {
+    JobError {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+fn is_stale(updated_at: &str, age: std::time::Duration) -> bool {
+    match time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => time::OffsetDateTime::now_utc() - t > age,
+        Err(_) => false,
+    }
+}
+
+impl Pipeline {
+    /// The export and the task of a range message, or `None` (logged) when no one can act on
+    /// it: the export is unknown or the owners differ. Such a message is acknowledged.
+    async fn export_of(
+        &self,
+        msg: &ExportRangeMessage,
+    ) -> Result<Option<(ExportJob, ChunkTask)>, PipelineError> {
+        let Some(export) = self.exports.get(&msg.job_id, &msg.export_id).await? else {
+            tracing::warn!(job_id = %msg.job_id, export_id = %msg.export_id, "range of an unknown export ignored");
+            return Ok(None);
+        };
+        if export.owner != msg.owner {
+            tracing::warn!(job_id = %msg.job_id, export_id = %msg.export_id, "export range owner does not match the export; ignored");
+            return Ok(None);
+        }
+        let task = ChunkTask {
+            index: msg.index,
+            start: msg.start,
+            end: msg.end,
+            start_in_quotes: msg.start_in_quotes,
+        };
+        Ok(Some((export, task)))
+    }
+
+    /// Handles one export range message (see the module docs). Only transient failures return
+    /// an error, so SQS redelivers the message.
+    pub async fn export_range_message(&self, msg: ExportRangeMessage) -> Result<(), PipelineError> {
+        let Some((export, task)) = self.export_of(&msg).await? else {
+            return Ok(());
+        };
+        let span = tracing::info_span!("export_range", job_id = %export.job_id, export_id = %export.id, range = task.index);
+        tracing::Instrument::instrument(self.export_range(export, task), span).await
+    }
+
+    async fn export_range(&self, export: ExportJob, task: ChunkTask) -> Result<(), PipelineError> {
+        match export.state {
+            ExportState::Queued | ExportState::Running => {}
+            ExportState::Stitching => return self.stitch_if_done(&export).await,
+            s => {
+                tracing::info!(state = s.as_str(), "export not active; range skipped");
+                return Ok(());
+            }
+        }
+        if self
+            .exports
+            .range_done(&export.job_id, &export.id, task.index)
+            .await?
+        {
+            tracing::info!("range already done (redelivery)");
+            return self.stitch_if_done(&export).await;
+        }
+        let started = std::time::Instant::now();
+        let record = match self.convert_range(&export, &task).await {
+            Ok(r) => r,
+            Err(PipelineError::Engine(e)) => {
+                return self
+                    .fail_export(
+                        &export,
+                        "export_conversion_failed",
+                        format!("Range {} of the output could not be converted ({}). Report the job id if this repeats.", task.index, e.code()),
+                        e.to_string(),
+                    )
+                    .await
+            }
+            Err(PipelineError::SourceChanged(detail)) => {
+                return self
+                    .fail_export(
+                        &export,
+                        "export_source_changed",
+                        "The job's output changed or disappeared while it was being exported. Ask for the export again.",
+                        detail,
+                    )
+                    .await
+            }
+            Err(e) => return Err(e),
+        };
+        match self.exports.complete_range(&export, &record).await? {
+            RangeCommit::Committed => {
+                tracing::info!(
+                    rows = record.rows,
+                    bytes = record.bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "export range done"
+                );
+                let Some(now) = self.exports.get(&export.job_id, &export.id).await? else {
+                    return Ok(());
+                };
+                self.stitch_if_done(&now).await
+            }
+            RangeCommit::AlreadyDone => self.stitch_if_done(&export).await,
+            RangeCommit::NotActive => {
+                // Failed while this range ran: its part must not outlive the export.
+                let key =
+                    keys::export_part_key(&export.owner, &export.job_id, &export.id, task.index);
+                if let Err(e) = self.objects.delete_keys(&[key]).await {
+                    tracing::warn!(error = %e, "could not delete the part of a failed export; the bucket's expiry rule will");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Converts the records range `task` owns into its part and returns its completion record.
+    async fn convert_range(
+        &self,
+        export: &ExportJob,
+        task: &ChunkTask,
+    ) -> Result<RangeRecord, PipelineError> {
+        let mut conv = Converter::new(export.format, export.columns.clone(), export.formula_escape);
+        let header = self
+            .objects
+            .read_range(&export.source_key, 0, export.header_len)
+            .await?;
+        let mut header_out = Vec::new();
+        conv.feed(&header, &mut header_out)
+            .map_err(export_engine_error)?;
+        if !conv.has_header() {
+            return Err(PipelineError::SourceChanged(
+                "the output's header record does not end where it was planned".into(),
+            ));
+        }
+        let mut sink = PartSink::new(
+            self.objects.clone(),
+            keys::export_part_key(&export.owner, &export.job_id, &export.id, task.index),
+            export.format.content_type(),
+        );
+        if task.index == 0 {
+            // Range 0's part starts with the header (empty for JSON Lines), so stitching is a
+            // plain concatenation.
+            sink.buf.extend_from_slice(&header_out);
+        }
+        let read_from = tessera_engine::chunk::read_start(task);
+        let Some((mut body, total)) = self
+            .objects
+            .stream_from_sized(&export.source_key, read_from)
+            .await?
+        else {
+            return Err(PipelineError::SourceChanged(format!(
+                "the output is gone or shorter than byte {read_from}"
+            )));
+        };
+        if let Some(total) = total.filter(|&t| t != export.source_size) {
+            return Err(PipelineError::SourceChanged(format!(
+                "the output is {total} bytes, the export was planned for {}",
+                export.source_size
+            )));
+        }
+        let mut reader = RangeReader::new(task, ParserConfig::default(), MAX_OVERRUN);
+        let mut failed: Option<ExportError> = None;
+        loop {
+            let next = body.try_next().await.map_err(|e| {
+                PipelineError::Store(StoreError::Service {
+                    op: "GetObject(stream)",
+                    detail: e.to_string(),
+                })
+            })?;
+            let Some(bytes) = next else { break };
+            let state = reader.feed(&bytes, &mut |rec: &RecordBuf| {
+                if failed.is_none() {
+                    failed = conv.push_record(rec, &mut sink.buf).err();
+                }
+            })?;
+            if let Some(e) = failed.take() {
+                return Err(export_engine_error(e));
+            }
+            sink.flush_if_full().await?;
+            if state == Feed::Done {
+                break;
+            }
+        }
+        drop(body);
+        let summary = reader.finish(&mut |rec: &RecordBuf| {
+            if failed.is_none() {
+                failed = conv.push_record(rec, &mut sink.buf).err();
+            }
+        })?;
+        if let Some(e) = failed.take() {
+            return Err(export_engine_error(e));
+        }
+        sink.close().await?;
+        Ok(RangeRecord {
+            index: task.index,
+            rows: conv.rows,
+            bytes: task.end - task.start,
+            summary,
+        })
+    }
+
+    /// Stitches the export if every range is done and this caller wins the claim, or takes
+    /// over a stitch that stalled.
+    async fn stitch_if_done(&self, export: &ExportJob) -> Result<(), PipelineError> {
+        let claimed = match export.state {
+            ExportState::Running if export.ranges_done >= export.range_count => {
+                self.exports.claim_stitching(export).await?
+            }
+            ExportState::Stitching if is_stale(&export.updated_at, STALE_STITCHING) => {
+                tracing::warn!(since = %export.updated_at, "taking over a stalled export stitch");
+                self.exports.reclaim_stitching(export).await?
+            }
+            _ => false,
+        };
+        if !claimed {
+            return Ok(());
+        }
+        let export = self
+            .exports
+            .get(&export.job_id, &export.id)
+            .await?
+            .unwrap_or_else(|| export.clone());
+        match self.try_stitch(&export).await {
+            Ok(()) => Ok(()),
+            Err(PipelineError::Engine(e)) => {
+                let message = match &e {
+                    tessera_engine::error::EngineError::UnbalancedQuote { .. } => {
+                        "The output ends inside a quoted field, so it cannot be converted. Report the job id.".to_string()
+                    }
+                    _ => "The output could not be converted. Report the job id.".to_string(),
+                };
+                self.fail_export(&export, "export_invalid_output", message, e.to_string())
+                    .await
+            }
+            Err(e) => {
+                self.fail_export(
+                    &export,
+                    "export_failed",
+                    "Tessera could not assemble this export. Ask for it again; if it fails again, report the job id.",
+                    e.to_string(),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Validates the ranges' quote-state guesses (re-converting mispredicted ranges), then
+    /// concatenates the parts in order into the export object and completes the export.
+    async fn try_stitch(&self, export: &ExportJob) -> Result<(), PipelineError> {
+        let started = std::time::Instant::now();
+        let tasks = export.ranges();
+        let mut records = self.exports.ranges(&export.job_id, &export.id).await?;
+        if records.len() != tasks.len()
+            || records.iter().zip(&tasks).any(|(r, t)| r.index != t.index)
+        {
+            return Err(PipelineError::Malformed(format!(
+                "{} range records for {} ranges",
+                records.len(),
+                tasks.len()
+            )));
+        }
+        let summaries: Vec<_> = records.iter().map(|r| r.summary).collect();
+        let reruns = split::validate(&summaries);
+        for &(index, in_quotes) in &reruns {
+            let mut t = tasks[index as usize];
+            t.start_in_quotes = Some(in_quotes);
+            tracing::info!(
+                range = index,
+                in_quotes,
+                "re-converting a range whose quote state was mispredicted"
+            );
+            records[index as usize] = self.convert_range(export, &t).await?;
+        }
+        let summaries: Vec<_> = records.iter().map(|r| r.summary).collect();
+        split::check_complete(&summaries)?;
+        let rows: u64 = records.iter().map(|r| r.rows).sum();
+        let parts = export.part_keys();
+        let size = self
+            .objects
+            .concat(&export.key, &parts, export.format.content_type())
+            .await?;
+        if self
+            .exports
+            .mark_completed(export, rows, size, reruns.len() as u32)
+            .await?
+        {
+            tracing::info!(
+                rows,
+                size,
+                ranges = tasks.len(),
+                reruns = reruns.len(),
+                stitch_ms = started.elapsed().as_millis() as u64,
+                "export completed"
+            );
+        } else {
+            // Failed while stitching (the dead-letter consumer): the object must not stay.
+            tracing::warn!("export failed while it was stitched; removing the object");
+            let _ = self
+                .objects
+                .delete_keys(std::slice::from_ref(&export.key))
+                .await;
+        }
+        if let Err(e) = self.objects.delete_keys(&parts).await {
+            tracing::warn!(error = %e, "could not delete an export's parts; the bucket's expiry rule will");
+        }
+        Ok(())
+    }
+
+    /// Fails the export with `code` and the caller-safe `message` (the detail goes to the log
+    /// only) and removes its parts, best effort.
+    async fn fail_export(
+        &self,
+        export: &ExportJob,
+        code: &str,
+        message: impl Into<String>,
+        detail: String,
+    ) -> Result<(), PipelineError> {
+        tracing::warn!(job_id = %export.job_id, export_id = %export.id, code, %detail, "export failed");
+        if self
+            .exports
+            .mark_failed(export, &export_error(code, message))
+            .await?
+        {
+            if let Err(e) = self.objects.delete_keys(&export.part_keys()).await {
+                tracing::warn!(error = %e, "could not delete a failed export's parts; the bucket's expiry rule will");
+            }
+        }
+        Ok(())
+    }
+
+    /// An export range that reached the dead-letter queue: SQS delivered it `maxReceiveCount`
+    /// times and no attempt finished. A running export whose range has no completion fails
+    /// `export_attempts_exhausted`; one stuck stitching for longer than a stitch can live fails
+    /// `export_failed`. Anything else is left as it is.
+    pub async fn dead_export_range(&self, msg: ExportRangeMessage) -> Result<(), PipelineError> {
+        let Some((export, task)) = self.export_of(&msg).await? else {
+            return Ok(());
+        };
+        match export.state {
+            ExportState::Queued | ExportState::Running => {
+                if self
+                    .exports
+                    .range_done(&export.job_id, &export.id, task.index)
+                    .await?
+                {
+                    return Ok(());
+                }
+                self.fail_export(
+                    &export,
+                    "export_attempts_exhausted",
+                    format!(
+                        "Range {} of the output (bytes {}-{}) was tried {} times and never finished. Ask for the export again; if it fails again, report the job id.",
+                        task.index, task.start, task.end, crate::pipeline::MAX_CHUNK_DELIVERIES
+                    ),
+                    "dead-lettered".into(),
+                )
+                .await
+            }
+            ExportState::Stitching if is_stale(&export.updated_at, STALE_STITCHING) => {
+                self.fail_export(
+                    &export,
+                    "export_failed",
+                    "Tessera could not assemble this export: every attempt stopped before finishing. Ask for it again; if it fails again, report the job id.",
+                    "stitch never finished".into(),
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Conversion errors are the data's (an engine error); store errors stay transient.
+fn export_engine_error(e: ExportError) -> PipelineError {
+    match e {
+        ExportError::Engine(e) => PipelineError::Engine(e),
+        ExportError::Store(e) => PipelineError::Store(e),
+        // The api checked the columns against this header when it planned the export.
+        ExportError::UnknownColumn { .. } => PipelineError::SourceChanged(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stitching_is_shown_as_running() {
+        assert_eq!(ExportState::Stitching.public(), "running");
+        assert_eq!(ExportState::Queued.public(), "queued");
+        assert_eq!(ExportState::Failed.public(), "failed");
+    }
+}

@@ -1,0 +1,407 @@
+//! Export jobs in the jobs table (DynamoDB), under their job's partition:
+//!
+//! | access pattern                         | key                                                     |
+//! |----------------------------------------|---------------------------------------------------------|
+//! | get an export (api, workers)           | `pk = JOB#<job>`, `sk = EXPORT#<export>`                |
+//! | a range's completion (idempotency)     | `pk = JOB#<job>`, `sk = EXPORT#<export>#R<range:06>`    |
+//! | every range of an export (stitcher)    | `pk = JOB#<job>`, `sk begins_with EXPORT#<export>#R`    |
+//!
+//! As for chunks, a range's completion is one transaction: the range item is created only if
+//! absent and the export's counters are added to in the same write (only while the export is
+//! `queued`/`running`), so a redelivered range cannot count twice and a failed export takes no
+//! more completions. The worker whose commit brings `ranges_done` to `range_count` sees it when
+//! it reads the export back, and the conditional move `running -> stitching` lets exactly one
+//! caller stitch. The status stream's filter admits only `META` and `COUNTER` items, so these
+//! items cause no pushes.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+
+use super::jobs::{cancellation_reasons, is_conditional_failure, is_transient_reason};
+use super::StoreError;
+use crate::export_job::{ExportJob, ExportState};
+use crate::job::{now_rfc3339, JobError};
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn job_pk(job_id: &str) -> String {
+    format!("JOB#{job_id}")
+}
+
+fn export_sk(export_id: &str) -> String {
+    format!("EXPORT#{export_id}")
+}
+
+fn range_sk(export_id: &str, index: u32) -> String {
+    format!("EXPORT#{export_id}#R{index:06}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct ExportItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    export: ExportJob,
+}
+
+/// One range's completion record: what the stitcher needs (rows and the quote-parity facts
+/// that `split::validate` checks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RangeRecord {
+    pub index: u32,
+    pub rows: u64,
+    pub bytes: u64,
+    pub summary: tessera_engine::split::ChunkSummary,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RangeItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    range: RangeRecord,
+    expires_at: i64,
+}
+
+/// Outcome of recording a range's completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeCommit {
+    /// This call recorded it and added the counters.
+    Committed,
+    /// Recorded before (a redelivered message): nothing changed.
+    AlreadyDone,
+    /// The export no longer takes completions (failed, or already stitching/completed).
+    NotActive,
+}
+
+/// The export jobs adapter (same table as the jobs).
+#[derive(Clone, Debug)]
+pub struct ExportStore {
+    client: Client,
+    table: String,
+}
+
+impl ExportStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        ExportStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Creates an export; fails if the id exists.
+    pub async fn create(&self, export: &ExportJob) -> Result<(), StoreError> {
+        let item = ExportItem {
+            pk: job_pk(&export.job_id),
+            sk: export_sk(&export.id),
+            export: export.clone(),
+        };
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(item).map_err(|e| StoreError::Malformed {
+                what: "export",
+                detail: e.to_string(),
+            })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| StoreError::service("PutItem(export)", e))?;
+        Ok(())
+    }
+
+    /// Reads an export (strongly consistent).
+    pub async fn get(
+        &self,
+        job_id: &str,
+        export_id: &str,
+    ) -> Result<Option<ExportJob>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job_id)))
+            .key("sk", s(export_sk(export_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetItem(export)", e))?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => {
+                let it: ExportItem =
+                    serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
+                        what: "export",
+                        detail: e.to_string(),
+                    })?;
+                Ok(Some(it.export))
+            }
+        }
+    }
+
+    /// Whether range `index` has a completion record.
+    pub async fn range_done(
+        &self,
+        job_id: &str,
+        export_id: &str,
+        index: u32,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job_id)))
+            .key("sk", s(range_sk(export_id, index)))
+            .consistent_read(true)
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetItem(export range)", e))?;
+        Ok(out.item.is_some())
+    }
+
+    /// Records a range's completion and adds it to the export's counters, in one transaction
+    /// (see the module docs). Moves a `queued` export to `running`.
+    pub async fn complete_range(
+        &self,
+        export: &ExportJob,
+        range: &RangeRecord,
+    ) -> Result<RangeCommit, StoreError> {
+        let pk = job_pk(&export.job_id);
+        let item = RangeItem {
+            pk: pk.clone(),
+            sk: range_sk(&export.id, range.index),
+            range: range.clone(),
+            expires_at: export.expires_at,
+        };
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(item).map_err(|e| StoreError::Malformed {
+                what: "export range",
+                detail: e.to_string(),
+            })?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::service("Put(export range) builder", e))?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(export_sk(&export.id)))
+            .update_expression(
+                "ADD ranges_done :one, #rows :rows, bytes_done :bytes \
+                 SET #state = :running, updated_at = :now",
+            )
+            .condition_expression("#state IN (:queued, :running)")
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":rows", n(range.rows))
+            .expression_attribute_values(":bytes", n(range.bytes))
+            .expression_attribute_values(":running", s(ExportState::Running.as_str()))
+            .expression_attribute_values(":queued", s(ExportState::Queued.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .build()
+            .map_err(|e| StoreError::service("Update(export) builder", e))?;
+        let mut attempt = 0u32;
+        loop {
+            let res = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(update.clone()).build())
+                .send()
+                .await;
+            let e = match res {
+                Ok(_) => return Ok(RangeCommit::Committed),
+                Err(e) => e,
+            };
+            let Some(reasons) = cancellation_reasons(&e) else {
+                return Err(StoreError::service("TransactWriteItems(export range)", e));
+            };
+            // Other ranges committing on the same export item at the same moment: nothing was
+            // written; try again, and after a few tries let SQS redeliver.
+            if reasons.iter().any(|c| is_transient_reason(c)) {
+                attempt += 1;
+                if attempt >= 6 {
+                    return Err(StoreError::service("TransactWriteItems(export range)", e));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+                continue;
+            }
+            return if self
+                .range_done(&export.job_id, &export.id, range.index)
+                .await?
+            {
+                Ok(RangeCommit::AlreadyDone)
+            } else {
+                Ok(RangeCommit::NotActive)
+            };
+        }
+    }
+
+    /// Every range completion record of an export, by index.
+    pub async fn ranges(
+        &self,
+        job_id: &str,
+        export_id: &str,
+    ) -> Result<Vec<RangeRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(job_pk(job_id)))
+                .expression_attribute_values(":p", s(format!("{}#R", export_sk(export_id))))
+                .consistent_read(true)
+                .set_exclusive_start_key(from.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::service("Query(export ranges)", e))?;
+            for item in page.items.unwrap_or_default() {
+                let it: RangeItem =
+                    serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
+                        what: "export range",
+                        detail: e.to_string(),
+                    })?;
+                out.push(it.range);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => from = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|r| r.index);
+        Ok(out)
+    }
+
+    /// One conditional `UpdateItem` of the export item; false when the condition failed.
+    async fn update_if(
+        &self,
+        export: &ExportJob,
+        set: &str,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(&export.job_id)))
+            .key("sk", s(export_sk(&export.id)))
+            .update_expression(format!("SET {set}, updated_at = :now"))
+            .condition_expression(condition)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        for (k, v) in names {
+            req = req.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::service("UpdateItem(export)", e)),
+        }
+    }
+
+    /// `running -> stitching` once every range is done; exactly one caller wins.
+    pub async fn claim_stitching(&self, export: &ExportJob) -> Result<bool, StoreError> {
+        self.update_if(
+            export,
+            "#state = :stitching",
+            "#state = :running AND ranges_done >= :count",
+            &[],
+            vec![
+                (":stitching", s(ExportState::Stitching.as_str())),
+                (":running", s(ExportState::Running.as_str())),
+                (":count", n(export.range_count)),
+            ],
+        )
+        .await
+    }
+
+    /// Takes over a stitch whose worker died: the export is still `stitching` and has not
+    /// moved since `updated_at`.
+    pub async fn reclaim_stitching(&self, export: &ExportJob) -> Result<bool, StoreError> {
+        self.update_if(
+            export,
+            "#state = :stitching",
+            "#state = :stitching AND updated_at = :seen",
+            &[],
+            vec![
+                (":stitching", s(ExportState::Stitching.as_str())),
+                (":seen", s(&export.updated_at)),
+            ],
+        )
+        .await
+    }
+
+    /// `stitching -> completed` with the exact row count, the object's size and how many
+    /// ranges were converted again.
+    pub async fn mark_completed(
+        &self,
+        export: &ExportJob,
+        rows: u64,
+        size: u64,
+        reruns: u32,
+    ) -> Result<bool, StoreError> {
+        self.update_if(
+            export,
+            "#state = :completed, #rows = :rows, #size = :size, ranges_rerun = :reruns, completed_at = :now",
+            "#state = :stitching",
+            &[("#rows", "rows"), ("#size", "size")],
+            vec![
+                (":completed", s(ExportState::Completed.as_str())),
+                (":stitching", s(ExportState::Stitching.as_str())),
+                (":rows", n(rows)),
+                (":size", n(size)),
+                (":reruns", n(reruns)),
+            ],
+        )
+        .await
+    }
+
+    /// Any non-final state -> `failed` with a stable code and a message safe to show.
+    pub async fn mark_failed(
+        &self,
+        export: &ExportJob,
+        error: &JobError,
+    ) -> Result<bool, StoreError> {
+        let err = serde_dynamo::to_attribute_value(error).map_err(|e| StoreError::Malformed {
+            what: "export error",
+            detail: e.to_string(),
+        })?;
+        self.update_if(
+            export,
+            "#state = :failed, #error = :err",
+            "#state IN (:queued, :running, :stitching)",
+            &[("#error", "error")],
+            vec![
+                (":failed", s(ExportState::Failed.as_str())),
+                (":queued", s(ExportState::Queued.as_str())),
+                (":running", s(ExportState::Running.as_str())),
+                (":stitching", s(ExportState::Stitching.as_str())),
+                (":err", err),
+            ],
+        )
+        .await
+    }
+}
