@@ -54,7 +54,7 @@ pub struct Config {
     /// `None`: a workflow with a token mask fails its jobs with `mask_key_missing`.
     pub mask_key: Option<Vec<u8>>,
     /// Largest output an export converts within the API request (`TESSERA_EXPORT_SYNC_MAX_BYTES`,
-    /// default 1 GiB: API Gateway answers by 29 s). Larger conversions become export jobs.
+    /// default 64 MiB: API Gateway answers by 29 s). Larger conversions become export jobs.
     pub export_sync_max_bytes: u64,
     /// Byte-range size of an export job's range tasks (`TESSERA_EXPORT_RANGE_SIZE`, default
     /// 128 MiB, at least 1 byte).
@@ -67,11 +67,11 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024 * 1024;
 pub const MAX_PRESIGN_TTL_SECS: u64 = 900;
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
-/// Largest output converted within an export request (see [`Config::export_sync_max_bytes`]),
-/// kept at its historical 1 GiB. API Gateway answers by 29 s, and the converter measured ~37 MiB/s
-/// per core locally (docs/rules.md § *Exports*), so lower it where the api's CPU share is small:
-/// larger exports become export jobs.
-pub const DEFAULT_EXPORT_SYNC_MAX_BYTES: u64 = 1 << 30;
+/// Largest output converted within an export request (see [`Config::export_sync_max_bytes`]).
+/// API Gateway answers by 29 s; the converter measured ~37 MiB/s per core locally
+/// (docs/rules.md § *Exports*), and the api function's 512 MB is ~0.29 vCPU, ~11 MiB/s: 64 MiB
+/// is ~6 s there. Larger exports become export jobs, so a low limit costs little.
+pub const DEFAULT_EXPORT_SYNC_MAX_BYTES: u64 = 64 << 20;
 /// Byte range of one export range task: the chunk size's default, for the same reasons.
 pub const DEFAULT_EXPORT_RANGE_SIZE: u64 = 128 * 1024 * 1024;
 /// S3's part size limits: every part but the last is at least 5 MiB, none above 5 GiB.
@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn export_defaults_and_overrides() {
         let c = cfg(&BASE).unwrap();
-        assert_eq!(c.export_sync_max_bytes, 1 << 30);
+        assert_eq!(c.export_sync_max_bytes, 64 << 20);
         assert_eq!(c.export_range_size, 128 << 20);
         let mut v = BASE.to_vec();
         v.push(("TESSERA_EXPORT_SYNC_MAX_BYTES", "4096"));

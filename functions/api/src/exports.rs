@@ -5,7 +5,7 @@
 //!
 //! An export that is the stored output as it is (`csv`, every column, `formula_escape: false`)
 //! is a presigned GET of that object, at any size. Any other export of an output up to
-//! `Config::export_sync_max_bytes` (1 GiB) is converted within this request (201), streaming
+//! `Config::export_sync_max_bytes` (64 MiB) is converted within this request (201), streaming
 //! through `tessera_shared::export` in bounded memory, so it ends well within API Gateway's
 //! 29 s. A larger output becomes an **export job** (202 with a status URL): its byte ranges are
 //! converted in parallel by the chunk workers and stitched (`tessera_shared::export_job`).
