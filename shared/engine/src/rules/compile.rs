@@ -11,7 +11,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::doc::*;
-use super::mask::{partial, Tokenizer};
+use super::mask::{partial, partial_bytes, Tokenizer};
 use super::unique::UniqueKeys;
 use super::validate::{seg, ValidationError};
 use super::value::{Family, Parser as ValParser, Val};
@@ -229,6 +229,34 @@ struct CRule {
     message: Option<String>,
 }
 
+/// One step of a clean row of an unquoted record.
+#[derive(Debug, Clone, Copy)]
+enum OutOp {
+    /// Source columns `first..=last`, all untransformed and adjacent in the layout: one copy of
+    /// their source bytes, with the commas between them.
+    Run(usize, usize),
+    /// A transformed column.
+    Col(usize),
+}
+
+/// Whether `t` maps a value without `,` `"` CR or LF to one without them.
+fn transform_keeps_plain(t: &CTransform) -> bool {
+    let plain = |s: &str| !s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
+    match t {
+        // Substrings of the value; case mappings only map letters to letters; digests; the
+        // canonical forms of numbers, booleans, dates and timestamps (or the value itself).
+        CTransform::Trim
+        | CTransform::Upper
+        | CTransform::Lower
+        | CTransform::Partial
+        | CTransform::Token(_)
+        | CTransform::Normalize(_) => true,
+        CTransform::Default(d) => plain(d),
+        CTransform::Redact(w) => plain(w),
+        CTransform::Replace(..) => false,
+    }
+}
+
 #[derive(Debug)]
 enum CTransform {
     Trim,
@@ -252,6 +280,12 @@ pub struct CompiledRules {
     transforms: Vec<Vec<CTransform>>,
     tokenizers: Vec<Tokenizer>,
     layout: Vec<usize>,
+    /// The clean row of an unquoted record (`,` delimiter, no quoted field) as copies of runs
+    /// of adjacent untransformed columns and transformed columns (see [`OutOp`]).
+    plan: Vec<OutOp>,
+    /// Per column: its transforms never put `,` `"` CR or LF into a value that had none, so in
+    /// an unquoted record (whose fields have none) the result needs no quoting scan.
+    keeps_plain: Vec<bool>,
     output_columns: Vec<String>,
     flag_column: bool,
     unique_count: usize,
@@ -749,6 +783,21 @@ impl CompiledRules {
         let typed_cols = (0..columns.len()).filter(|&c| types[c].is_some()).collect();
         let passthrough =
             !flag_column && layout.len() == columns.len() && transforms.iter().all(Vec::is_empty);
+        let mut plan: Vec<OutOp> = Vec::new();
+        for &c in &layout {
+            if !transforms[c].is_empty() {
+                plan.push(OutOp::Col(c));
+                continue;
+            }
+            match plan.last_mut() {
+                Some(OutOp::Run(_, last)) if *last + 1 == c => *last = c,
+                _ => plan.push(OutOp::Run(c, c)),
+            }
+        }
+        let keeps_plain = transforms
+            .iter()
+            .map(|ts| ts.iter().all(transform_keeps_plain))
+            .collect();
         Ok(CompiledRules {
             doc: doc.clone(),
             columns: columns.to_vec(),
@@ -758,6 +807,8 @@ impl CompiledRules {
             transforms,
             tokenizers,
             layout,
+            plan,
+            keeps_plain,
             output_columns,
             flag_column,
             unique_count,
@@ -910,11 +961,22 @@ impl RuleRunner {
     /// layout, `_violations`), without terminator.
     pub fn write_clean(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) {
         self.write_clean_raw(rec, None, out);
+        self.resolve(out);
+    }
+
+    /// Fills in the tokens [`write_clean_raw`](Self::write_clean_raw) left pending in `out`
+    /// (computed two at a time; see `mask::Tokenizer::token_bytes`). Call it before `out` is
+    /// read or cleared, with the `out` of those calls.
+    pub(crate) fn resolve(&mut self, out: &mut [u8]) {
+        for t in &mut self.s.tokenizers {
+            t.resolve(out);
+        }
     }
 
     /// [`write_clean`](Self::write_clean) with the record's source bytes when they are the
     /// fields joined by `,` with no quoting (`,` delimiter, no quoted field): untransformed
-    /// fields are then copied from `raw`, adjacent ones as one slice, without a scan.
+    /// fields are then copied from `raw`, adjacent ones as one slice, without a scan. Tokens
+    /// may be left pending: call [`resolve`](Self::resolve) before `out` is read or cleared.
     pub(crate) fn write_clean_raw(
         &mut self,
         rec: &Record<'_>,
@@ -924,45 +986,39 @@ impl RuleRunner {
         let r = &*self.rules;
         let s = &mut self.s;
         let start = out.len();
-        // A pending run of untransformed fields: raw byte range and the last column in it.
-        let mut run: Option<(usize, usize, usize)> = None;
-        for (k, &c) in r.layout.iter().enumerate() {
-            if let (Some(raw), true) = (raw, r.transforms[c].is_empty()) {
-                let (a, b) = rec.span(c);
-                let (a, b) = (a + c, b + c);
-                match &mut run {
-                    Some((_, end, last)) if *last + 1 == c => {
-                        *end = b;
-                        *last = c;
+        match raw {
+            Some(raw) => {
+                for (k, op) in r.plan.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
                     }
-                    _ => {
-                        if let Some((x, y, _)) = run.take() {
-                            out.extend_from_slice(&raw[x..y]);
+                    match *op {
+                        OutOp::Run(first, last) => {
+                            // Field `c` starts at its text offset plus the `c` commas before it.
+                            let (a, _) = rec.span(first);
+                            let (_, b) = rec.span(last);
+                            out.extend_from_slice(&raw[a + first..b + last]);
                         }
-                        if k > 0 {
-                            out.push(b',');
+                        OutOp::Col(c) => {
+                            let v = rec.get(c).unwrap_or("");
+                            write_transformed(&r.transforms[c], v, r.keeps_plain[c], s, out);
                         }
-                        run = Some((a, b, c));
                     }
                 }
-                continue;
             }
-            if let Some((x, y, _)) = run.take() {
-                out.extend_from_slice(&raw.unwrap_or_default()[x..y]);
+            None => {
+                for (k, &c) in r.layout.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    let v = rec.get(c).unwrap_or("");
+                    if r.transforms[c].is_empty() {
+                        write_field(out, v.as_bytes());
+                    } else {
+                        write_transformed(&r.transforms[c], v, false, s, out);
+                    }
+                }
             }
-            if k > 0 {
-                out.push(b',');
-            }
-            let v = rec.get(c).unwrap_or("");
-            if r.transforms[c].is_empty() {
-                write_field(out, v.as_bytes());
-                continue;
-            }
-            let v = transform(&r.transforms[c], v, s);
-            write_field(out, v.as_bytes());
-        }
-        if let Some((x, y, _)) = run.take() {
-            out.extend_from_slice(&raw.unwrap_or_default()[x..y]);
         }
         if r.flag_column {
             if !r.layout.is_empty() {
@@ -1201,6 +1257,49 @@ fn eval(r: &CompiledRules, s: &mut Scratch, check: &CCheck, rec: &Record<'_>, of
     }
 }
 
+/// Writes the transformed `v` as a CSV field. `plain`: the result is known to need no quotes
+/// (an unquoted record's field under transforms that keep it plain). The common single
+/// transforms write straight into `out`.
+#[inline]
+fn write_transformed(ts: &[CTransform], v: &str, plain: bool, s: &mut Scratch, out: &mut Vec<u8>) {
+    match ts {
+        // Tokens are hex or base64url: never quoted.
+        [CTransform::Token(i)] => {
+            if !v.is_empty() {
+                s.tokenizers[*i].token_bytes(v, out, true);
+            }
+        }
+        [CTransform::Partial] if plain => partial_bytes(v, out),
+        [CTransform::Trim] => {
+            let t = trim(v);
+            if plain {
+                out.extend_from_slice(t.as_bytes());
+            } else {
+                write_field(out, t.as_bytes());
+            }
+        }
+        _ => {
+            let t = transform(ts, v, s);
+            if plain {
+                out.extend_from_slice(t.as_bytes());
+            } else {
+                write_field(out, t.as_bytes());
+            }
+        }
+    }
+}
+
+/// `str::trim`, deciding from the first and last bytes when they are ASCII and not whitespace
+/// (`char::is_whitespace` of an ASCII byte: tab, LF, vertical tab, form feed, CR, space).
+#[inline]
+fn trim(v: &str) -> &str {
+    let ws = |b: u8| b >= 0x80 || matches!(b, b'\t'..=b'\r' | b' ');
+    match (v.as_bytes().first(), v.as_bytes().last()) {
+        (Some(&f), Some(&l)) if ws(f) || ws(l) => v.trim(),
+        _ => v,
+    }
+}
+
 /// Applies a column's transforms to `v`. `trim` and `default` borrow (no copy); the others
 /// write from the current value into a scratch string, alternating between two.
 fn transform<'a>(ts: &'a [CTransform], v: &'a str, s: &'a mut Scratch) -> &'a str {
@@ -1210,7 +1309,7 @@ fn transform<'a>(ts: &'a [CTransform], v: &'a str, s: &'a mut Scratch) -> &'a st
     for t in ts {
         match t {
             CTransform::Trim => match &mut in_a {
-                None => cur = cur.trim(),
+                None => cur = trim(cur),
                 Some((x, y)) => {
                     let full = &s.a[*x..*y];
                     let lead = full.len() - full.trim_start().len();
