@@ -14,7 +14,7 @@ use super::doc::*;
 use super::mask::{partial, partial_bytes, Tokenizer};
 use super::unique::UniqueKeys;
 use super::validate::{seg, ValidationError};
-use super::value::{Family, Parser as ValParser, Val};
+use super::value::{parse_dec, parse_int, Family, Parser as ValParser, Val};
 use crate::chunk::write_field;
 use crate::record::Record;
 
@@ -194,14 +194,36 @@ enum CCheck {
 #[derive(Debug)]
 enum ValueSet {
     Small(Vec<Box<str>>),
+    /// A short list of values of at most 7 bytes, each as its [`short_key`].
+    Tiny(Vec<u64>),
     Large(HashSet<Box<str>, xxhash_rust::xxh3::Xxh3DefaultBuilder>),
+}
+
+/// A value of 1 to 7 bytes packed in a word (bytes little-endian, length in the top byte):
+/// equal keys, equal values. Two overlapping loads, no loop.
+#[inline]
+fn short_key(b: &[u8]) -> u64 {
+    let n = b.len();
+    debug_assert!((1..=7).contains(&n));
+    let packed = if n >= 4 {
+        let lo = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
+        let hi = u32::from_le_bytes(b[n - 4..].try_into().expect("4 bytes"));
+        u64::from(lo) | (u64::from(hi) << (8 * (n - 4)))
+    } else {
+        u64::from(b[0])
+            | (u64::from(b[n / 2]) << (8 * (n / 2)))
+            | (u64::from(b[n - 1]) << (8 * (n - 1)))
+    };
+    packed | ((n as u64) << 56)
 }
 
 impl From<Vec<Box<str>>> for ValueSet {
     fn from(mut v: Vec<Box<str>>) -> Self {
         v.sort();
         v.dedup();
-        if v.len() <= 8 {
+        if v.len() <= 8 && v.iter().all(|x| (1..=7).contains(&x.len())) {
+            ValueSet::Tiny(v.iter().map(|x| short_key(x.as_bytes())).collect())
+        } else if v.len() <= 8 {
             ValueSet::Small(v)
         } else {
             ValueSet::Large(v.into_iter().collect())
@@ -210,12 +232,26 @@ impl From<Vec<Box<str>>> for ValueSet {
 }
 
 impl ValueSet {
-    #[inline]
+    #[inline(always)]
     fn contains(&self, x: &str) -> bool {
+        match self {
+            ValueSet::Tiny(keys) => {
+                (1..=7).contains(&x.len()) && {
+                    let k = short_key(x.as_bytes());
+                    keys.contains(&k)
+                }
+            }
+            _ => self.contains_listed(x),
+        }
+    }
+
+    #[inline(never)]
+    fn contains_listed(&self, x: &str) -> bool {
         match self {
             ValueSet::Small(v) => v
                 .iter()
                 .any(|s| super::mask::eq_short(s.as_bytes(), x.as_bytes())),
+            ValueSet::Tiny(_) => self.contains(x),
             ValueSet::Large(h) => h.contains(x),
         }
     }
@@ -1136,13 +1172,19 @@ impl RuleRunner {
     }
 }
 
+#[inline(always)]
 fn typed(r: &CompiledRules, s: &mut Scratch, rec: &Record<'_>, c: usize) -> Option<Val> {
     if let Some(v) = s.cache[c] {
         return v;
     }
-    let v = r.types[c]
-        .as_ref()
-        .and_then(|p| p.parse(rec.get(c).unwrap_or("")));
+    let f = rec.get(c).unwrap_or("");
+    let v = match &r.types[c] {
+        // The common numeric types inline; the rest through the type's parser.
+        Some(ValParser::Integer) => parse_int(f).map(Val::Int),
+        Some(ValParser::Decimal) => parse_dec(f).map(Val::Dec),
+        Some(p) => p.parse(f),
+        None => None,
+    };
     s.cache[c] = Some(v);
     v
 }
@@ -1380,6 +1422,40 @@ fn apply(t: &CTransform, a: &str, b: &mut String, tokenizers: &mut [Tokenizer]) 
         CTransform::Token(i) => {
             if !a.is_empty() {
                 tokenizers[*i].token(a, b);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod value_set_tests {
+    use super::*;
+
+    #[test]
+    fn tiny_sets_equal_listed_ones() {
+        let lists: [&[&str]; 4] = [
+            &["A", "B", "C", "D"],
+            &["ab", "ba", "abc", "abcd", "abcdefg", "x"],
+            &["1234", "12345", "123456", "1234567"],
+            &["é", "ü", "東"],
+        ];
+        let mut probes: Vec<String> = vec![String::new(), "abcdefgh".into(), "AB".into()];
+        for l in lists {
+            for v in l {
+                probes.push(v.to_string());
+                for cut in 0..v.len() {
+                    if v.is_char_boundary(cut) {
+                        probes.push(v[..cut].to_string());
+                        probes.push(format!("{}x", &v[..cut]));
+                    }
+                }
+            }
+        }
+        for l in lists {
+            let set = ValueSet::from(l.iter().map(|s| Box::<str>::from(*s)).collect::<Vec<_>>());
+            assert!(matches!(set, ValueSet::Tiny(_)));
+            for p in &probes {
+                assert_eq!(set.contains(p), l.contains(&p.as_str()), "{l:?} {p:?}");
             }
         }
     }

@@ -154,7 +154,7 @@ pub struct Tokenizer {
     pads: PadStates,
     encoding: TokenEncoding,
     len: usize,
-    cache: Vec<(u64, String, String)>,
+    cache: Vec<Slot>,
     /// Cache use: lookups and hits in the current trial window, and how many tokens to compute
     /// without the cache (on a column of unique values every lookup is a miss into a 200 KiB
     /// table, which cost more than the two compressions it was meant to save).
@@ -167,6 +167,25 @@ pub struct Tokenizer {
     /// SHA-NI is there (`sha2x::fast`).
     fast: bool,
 }
+
+/// One entry of the token cache, inline (no pointers to follow): the value's hash, the value
+/// (at most [`SHORT_MAX`] bytes; longer values are not cached) and its token.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Slot {
+    hash: u64,
+    /// Length of `key`; `u8::MAX`: empty.
+    key_len: u8,
+    key: [u8; SHORT_MAX],
+    token: [u8; 64],
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    hash: 0,
+    key_len: u8::MAX,
+    key: [0; SHORT_MAX],
+    token: [0; 64],
+};
 
 /// Lookups per trial of the token cache, and tokens computed without it after a trial in
 /// which fewer than a quarter hit.
@@ -234,9 +253,13 @@ impl Tokenizer {
             self.compute(value, out);
             return;
         }
+        if value.len() > SHORT_MAX {
+            self.compute(value, out);
+            return;
+        }
         let h = xxhash_rust::xxh3::xxh3_64(value.as_bytes());
         if self.cache.is_empty() {
-            self.cache = vec![(0, String::new(), String::new()); CACHE_SLOTS];
+            self.cache = vec![EMPTY_SLOT; CACHE_SLOTS];
         }
         self.trial.0 += 1;
         if self.trial.0 == TRIAL {
@@ -245,22 +268,34 @@ impl Tokenizer {
             }
             self.trial = (0, 0);
         }
+        let n = value.len();
         let slot = &mut self.cache[(h as usize) % CACHE_SLOTS];
-        if slot.0 == h && eq_short(slot.1.as_bytes(), value.as_bytes()) && !slot.2.is_empty() {
+        if slot.hash == h
+            && usize::from(slot.key_len) == n
+            && eq_short(&slot.key[..n], value.as_bytes())
+        {
             self.trial.1 += 1;
-            out.extend_from_slice(slot.2.as_bytes());
+            out.reserve(slot.token.len());
+            // SAFETY: `reserve` made room for the whole (fixed-size) token array past `len`;
+            // the first `self.len` bytes are the token (ASCII), the rest is left past `len`.
+            unsafe {
+                let end = out.len();
+                std::ptr::copy_nonoverlapping(
+                    slot.token.as_ptr(),
+                    out.as_mut_ptr().add(end),
+                    slot.token.len(),
+                );
+                out.set_len(end + self.len);
+            }
             return;
         }
         let start = out.len();
         self.compute(value, out);
         let slot = &mut self.cache[(h as usize) % CACHE_SLOTS];
-        slot.0 = h;
-        slot.1.clear();
-        slot.1.push_str(value);
-        slot.2.clear();
-        // The token just written: ASCII.
-        slot.2
-            .push_str(std::str::from_utf8(&out[start..]).expect("tokens are ASCII"));
+        slot.hash = h;
+        slot.key_len = n as u8;
+        slot.key[..n].copy_from_slice(value.as_bytes());
+        slot.token[..self.len].copy_from_slice(&out[start..]);
     }
 
     /// Fills in a token [`token_bytes`](Self::token_bytes) left pending in `out`.

@@ -182,6 +182,7 @@ impl Parser {
     }
 
     /// Parses one field (`None`: not a value of this type).
+    #[inline]
     pub fn parse(&self, s: &str) -> Option<Val> {
         match self {
             Parser::Integer => parse_int(s).map(Val::Int),
@@ -283,6 +284,18 @@ pub fn parse_int(s: &str) -> Option<i64> {
     if digits.is_empty() {
         return None;
     }
+    if digits.len() <= 18 {
+        // At most 18 digits: below 10^18, no overflow, no checks.
+        let mut m: i64 = 0;
+        for &c in digits {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            m = m * 10 + i64::from(d);
+        }
+        return Some(if neg { -m } else { m });
+    }
     // Magnitude as u64 with overflow checks; i64::MIN's magnitude is 2^63.
     let mut m: u64 = 0;
     for &c in digits {
@@ -343,9 +356,15 @@ fn is_decimal_syntax(b: &[u8]) -> bool {
 /// A decimal number (no `inf`/`nan`, no thousands separators).
 #[inline]
 pub fn parse_dec(s: &str) -> Option<f64> {
-    if let Some(v) = fast_dec(s.as_bytes()) {
-        return Some(v);
+    match fast_dec(s.as_bytes()) {
+        Some(v) => Some(v),
+        None => parse_dec_slow(s),
     }
+}
+
+/// [`parse_dec`] outside the fast path's shape.
+#[inline(never)]
+fn parse_dec_slow(s: &str) -> Option<f64> {
     if !is_decimal_syntax(s.as_bytes()) {
         return None;
     }
