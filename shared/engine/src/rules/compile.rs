@@ -1033,7 +1033,7 @@ impl RuleRunner {
                             // Field `c` starts at its text offset plus the `c` commas before it.
                             let (a, _) = rec.span(first);
                             let (_, b) = rec.span(last);
-                            out.extend_from_slice(&raw[a + first..b + last]);
+                            put(out, &raw[a + first..b + last]);
                         }
                         OutOp::Col(c) => {
                             let v = rec.get(c).unwrap_or("");
@@ -1315,7 +1315,7 @@ fn write_transformed(ts: &[CTransform], v: &str, plain: bool, s: &mut Scratch, o
         [CTransform::Trim] => {
             let t = trim(v);
             if plain {
-                out.extend_from_slice(t.as_bytes());
+                put(out, t.as_bytes());
             } else {
                 write_field(out, t.as_bytes());
             }
@@ -1328,6 +1328,47 @@ fn write_transformed(ts: &[CTransform], v: &str, plain: bool, s: &mut Scratch, o
                 write_field(out, t.as_bytes());
             }
         }
+    }
+}
+
+/// `out.extend_from_slice(b)` with the copy inline for up to 16 bytes (two overlapping word
+/// copies instead of a `memcpy` call: clean rows are mostly short slices).
+#[inline(always)]
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    if n > 16 {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.reserve(n);
+    // SAFETY: `reserve` made room for `n` bytes past `len`. Every write below is within
+    // `dst..dst + n` and every read within `src..src + n` (the cases bound `n`); the two
+    // overlapping copies write the same bytes twice. `b` cannot overlap `out`'s spare capacity.
+    unsafe {
+        let end = out.len();
+        let dst = out.as_mut_ptr().add(end);
+        let src = b.as_ptr();
+        match n {
+            0 => {}
+            1..=3 => {
+                *dst = *src;
+                *dst.add(n / 2) = *src.add(n / 2);
+                *dst.add(n - 1) = *src.add(n - 1);
+            }
+            4..=7 => {
+                let x = src.cast::<u32>().read_unaligned();
+                let y = src.add(n - 4).cast::<u32>().read_unaligned();
+                dst.cast::<u32>().write_unaligned(x);
+                dst.add(n - 4).cast::<u32>().write_unaligned(y);
+            }
+            _ => {
+                let x = src.cast::<u64>().read_unaligned();
+                let y = src.add(n - 8).cast::<u64>().read_unaligned();
+                dst.cast::<u64>().write_unaligned(x);
+                dst.add(n - 8).cast::<u64>().write_unaligned(y);
+            }
+        }
+        out.set_len(end + n);
     }
 }
 
@@ -1430,6 +1471,23 @@ fn apply(t: &CTransform, a: &str, b: &mut String, tokenizers: &mut [Tokenizer]) 
 #[cfg(test)]
 mod value_set_tests {
     use super::*;
+
+    #[test]
+    fn put_appends_exactly() {
+        let src: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for pre in [0usize, 1, 7, 100] {
+            for n in 0..=src.len() {
+                let mut out = vec![b'#'; pre];
+                out.shrink_to_fit();
+                put(&mut out, &src[..n]);
+                put(&mut out, &src[src.len() - n..]);
+                let mut want = vec![b'#'; pre];
+                want.extend_from_slice(&src[..n]);
+                want.extend_from_slice(&src[src.len() - n..]);
+                assert_eq!(out, want, "{pre} {n}");
+            }
+        }
+    }
 
     #[test]
     fn tiny_sets_equal_listed_ones() {

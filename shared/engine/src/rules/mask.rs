@@ -358,8 +358,9 @@ impl Tokenizer {
 }
 
 /// Appends `n` `*` (whole slices instead of one `push` per character).
+const STARS: &[u8; 32] = b"********************************";
+
 fn push_stars(out: &mut Vec<u8>, mut n: usize) {
-    const STARS: &[u8] = b"********************************";
     while n > 0 {
         let k = n.min(STARS.len());
         out.extend_from_slice(&STARS[..k]);
@@ -377,6 +378,33 @@ pub fn partial(value: &str, out: &mut String) {
 /// [`partial`] into bytes (the chunk's output buffer).
 pub(crate) fn partial_bytes(value: &str, out: &mut Vec<u8>) {
     let b = value.as_bytes();
+    let n = b.len();
+    if n <= STARS.len() {
+        // Short ASCII values without `@` (amounts, ids, codes): the stars and the last 4
+        // bytes as two fixed-size copies.
+        let (mut at, mut wide) = (false, false);
+        for &c in b {
+            at |= c == b'@';
+            wide |= c >= 0x80;
+        }
+        if !at && !wide {
+            let stars = if n <= 4 { n } else { n - 4 };
+            out.reserve(STARS.len() + 4);
+            // SAFETY: `reserve` made room for `STARS.len() + 4` bytes past `len`; the first
+            // `n` written (`stars` stars, then the `n - stars` <= 4 last bytes of `value`,
+            // ASCII) become the value, anything after them stays past `len`.
+            unsafe {
+                let end = out.len();
+                let dst = out.as_mut_ptr().add(end);
+                std::ptr::copy_nonoverlapping(STARS.as_ptr(), dst, STARS.len());
+                if n > 4 {
+                    std::ptr::copy_nonoverlapping(b.as_ptr().add(n - 4), dst.add(stars), 4);
+                }
+                out.set_len(end + n);
+            }
+            return;
+        }
+    }
     // Short values (amounts, ids) are scanned inline; a memrchr call costs more than the scan.
     let at = if b.len() <= 32 {
         b.iter().rposition(|&c| c == b'@')
@@ -587,5 +615,12 @@ mod tests {
         assert_eq!(m("Zürich-9"), "****ch-9");
         assert_eq!(m("@x"), "**");
         assert_eq!(m("a@"), "**");
+        assert_eq!(m(""), "");
+        assert_eq!(m("12345.67"), "****5.67");
+        assert_eq!(m("12345"), "*2345");
+        assert_eq!(m("12"), "**");
+        assert_eq!(m(&"9".repeat(32)), "*".repeat(28) + "9999");
+        assert_eq!(m(&"9".repeat(33)), "*".repeat(29) + "9999");
+        assert_eq!(m("Zürich"), "**rich");
     }
 }
