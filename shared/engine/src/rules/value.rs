@@ -23,9 +23,21 @@ pub enum Val {
 }
 
 impl Val {
-    #[inline]
     /// Ordering of two values of compatible types (`None` otherwise).
+    #[inline(always)]
     pub fn cmp_val(&self, other: &Val) -> Option<Ordering> {
+        use Val::*;
+        // The common numeric cases first, inline; the rest out of line.
+        match (self, other) {
+            (Dec(a), Dec(b)) => a.partial_cmp(b),
+            (Dec(a), Int(b)) => a.partial_cmp(&(*b as f64)),
+            (Int(a), Int(b)) => Some(a.cmp(b)),
+            _ => self.cmp_other(other),
+        }
+    }
+
+    #[inline(never)]
+    fn cmp_other(&self, other: &Val) -> Option<Ordering> {
         use Val::*;
         match (self, other) {
             (Int(a), Int(b)) => Some(a.cmp(b)),
@@ -424,7 +436,8 @@ fn fast_dec(b: &[u8]) -> Option<f64> {
     if digits == 0 || digits > 15 {
         return None;
     }
-    let v = mant as f64 / POW10[frac];
+    // `mant` < 10^17 < 2^63: the signed conversion (one instruction) is exact.
+    let v = mant as i64 as f64 / POW10[frac];
     Some(if neg { -v } else { v })
 }
 
