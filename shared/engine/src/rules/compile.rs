@@ -271,7 +271,13 @@ enum OutOp {
     /// Source columns `first..=last`, all untransformed and adjacent in the layout: one copy of
     /// their source bytes, with the commas between them.
     Run(usize, usize),
-    /// A transformed column.
+    /// A column whose only transform is the token of this tokenizer (never quoted).
+    Token(usize, usize),
+    /// A column whose only transform is the partial mask (plain in, plain out).
+    Partial(usize),
+    /// A column whose only transform is `trim` (plain in, plain out).
+    Trim(usize),
+    /// Any other transformed column.
     Col(usize),
 }
 
@@ -822,7 +828,12 @@ impl CompiledRules {
         let mut plan: Vec<OutOp> = Vec::new();
         for &c in &layout {
             if !transforms[c].is_empty() {
-                plan.push(OutOp::Col(c));
+                plan.push(match transforms[c].as_slice() {
+                    [CTransform::Token(i)] => OutOp::Token(c, *i),
+                    [CTransform::Partial] => OutOp::Partial(c),
+                    [CTransform::Trim] => OutOp::Trim(c),
+                    _ => OutOp::Col(c),
+                });
                 continue;
             }
             match plan.last_mut() {
@@ -1035,6 +1046,14 @@ impl RuleRunner {
                             let (_, b) = rec.span(last);
                             put(out, &raw[a + first..b + last]);
                         }
+                        OutOp::Token(c, i) => {
+                            let v = rec.get(c).unwrap_or("");
+                            if !v.is_empty() {
+                                s.tokenizers[i].token_bytes(v, out, true);
+                            }
+                        }
+                        OutOp::Partial(c) => partial_bytes(rec.get(c).unwrap_or(""), out),
+                        OutOp::Trim(c) => put(out, trim(rec.get(c).unwrap_or("")).as_bytes()),
                         OutOp::Col(c) => {
                             let v = rec.get(c).unwrap_or("");
                             write_transformed(&r.transforms[c], v, r.keeps_plain[c], s, out);
