@@ -575,6 +575,10 @@ impl ChunkProcessor {
         clean: &mut impl Write,
         rejected: &mut impl Write,
     ) -> Result<(), EngineError> {
+        if let Some(runner) = self.rules.as_mut() {
+            // Tokens computed two at a time: the last one may still be pending.
+            runner.resolve(&mut self.out);
+        }
         if !self.out.is_empty() {
             clean
                 .write_all(&self.out)

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::doc::*;
-use super::mask::{partial, Tokenizer};
+use super::mask::{partial, partial_bytes, Tokenizer};
 use super::unique::UniqueKeys;
 use super::validate::{seg, ValidationError};
-use super::value::{Family, Parser as ValParser, Val};
+use super::value::{parse_dec, parse_int, Family, Parser as ValParser, Val};
 use crate::chunk::write_field;
 use crate::record::Record;
 
@@ -194,14 +194,36 @@ enum CCheck {
 #[derive(Debug)]
 enum ValueSet {
     Small(Vec<Box<str>>),
+    /// A short list of values of at most 7 bytes, each as its [`short_key`].
+    Tiny(Vec<u64>),
     Large(HashSet<Box<str>, xxhash_rust::xxh3::Xxh3DefaultBuilder>),
+}
+
+/// A value of 1 to 7 bytes packed in a word (bytes little-endian, length in the top byte):
+/// equal keys, equal values. Two overlapping loads, no loop.
+#[inline]
+fn short_key(b: &[u8]) -> u64 {
+    let n = b.len();
+    debug_assert!((1..=7).contains(&n));
+    let packed = if n >= 4 {
+        let lo = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
+        let hi = u32::from_le_bytes(b[n - 4..].try_into().expect("4 bytes"));
+        u64::from(lo) | (u64::from(hi) << (8 * (n - 4)))
+    } else {
+        u64::from(b[0])
+            | (u64::from(b[n / 2]) << (8 * (n / 2)))
+            | (u64::from(b[n - 1]) << (8 * (n - 1)))
+    };
+    packed | ((n as u64) << 56)
 }
 
 impl From<Vec<Box<str>>> for ValueSet {
     fn from(mut v: Vec<Box<str>>) -> Self {
         v.sort();
         v.dedup();
-        if v.len() <= 8 {
+        if v.len() <= 8 && v.iter().all(|x| (1..=7).contains(&x.len())) {
+            ValueSet::Tiny(v.iter().map(|x| short_key(x.as_bytes())).collect())
+        } else if v.len() <= 8 {
             ValueSet::Small(v)
         } else {
             ValueSet::Large(v.into_iter().collect())
@@ -210,12 +232,26 @@ impl From<Vec<Box<str>>> for ValueSet {
 }
 
 impl ValueSet {
-    #[inline]
+    #[inline(always)]
     fn contains(&self, x: &str) -> bool {
+        match self {
+            ValueSet::Tiny(keys) => {
+                (1..=7).contains(&x.len()) && {
+                    let k = short_key(x.as_bytes());
+                    keys.contains(&k)
+                }
+            }
+            _ => self.contains_listed(x),
+        }
+    }
+
+    #[inline(never)]
+    fn contains_listed(&self, x: &str) -> bool {
         match self {
             ValueSet::Small(v) => v
                 .iter()
                 .any(|s| super::mask::eq_short(s.as_bytes(), x.as_bytes())),
+            ValueSet::Tiny(_) => self.contains(x),
             ValueSet::Large(h) => h.contains(x),
         }
     }
@@ -227,6 +263,40 @@ struct CRule {
     act: Act,
     check: CCheck,
     message: Option<String>,
+}
+
+/// One step of a clean row of an unquoted record.
+#[derive(Debug, Clone, Copy)]
+enum OutOp {
+    /// Source columns `first..=last`, all untransformed and adjacent in the layout: one copy of
+    /// their source bytes, with the commas between them.
+    Run(usize, usize),
+    /// A column whose only transform is the token of this tokenizer (never quoted).
+    Token(usize, usize),
+    /// A column whose only transform is the partial mask (plain in, plain out).
+    Partial(usize),
+    /// A column whose only transform is `trim` (plain in, plain out).
+    Trim(usize),
+    /// Any other transformed column.
+    Col(usize),
+}
+
+/// Whether `t` maps a value without `,` `"` CR or LF to one without them.
+fn transform_keeps_plain(t: &CTransform) -> bool {
+    let plain = |s: &str| !s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
+    match t {
+        // Substrings of the value; case mappings only map letters to letters; digests; the
+        // canonical forms of numbers, booleans, dates and timestamps (or the value itself).
+        CTransform::Trim
+        | CTransform::Upper
+        | CTransform::Lower
+        | CTransform::Partial
+        | CTransform::Token(_)
+        | CTransform::Normalize(_) => true,
+        CTransform::Default(d) => plain(d),
+        CTransform::Redact(w) => plain(w),
+        CTransform::Replace(..) => false,
+    }
 }
 
 #[derive(Debug)]
@@ -252,6 +322,12 @@ pub struct CompiledRules {
     transforms: Vec<Vec<CTransform>>,
     tokenizers: Vec<Tokenizer>,
     layout: Vec<usize>,
+    /// The clean row of an unquoted record (`,` delimiter, no quoted field) as copies of runs
+    /// of adjacent untransformed columns and transformed columns (see [`OutOp`]).
+    plan: Vec<OutOp>,
+    /// Per column: its transforms never put `,` `"` CR or LF into a value that had none, so in
+    /// an unquoted record (whose fields have none) the result needs no quoting scan.
+    keeps_plain: Vec<bool>,
     output_columns: Vec<String>,
     flag_column: bool,
     unique_count: usize,
@@ -749,6 +825,26 @@ impl CompiledRules {
         let typed_cols = (0..columns.len()).filter(|&c| types[c].is_some()).collect();
         let passthrough =
             !flag_column && layout.len() == columns.len() && transforms.iter().all(Vec::is_empty);
+        let mut plan: Vec<OutOp> = Vec::new();
+        for &c in &layout {
+            if !transforms[c].is_empty() {
+                plan.push(match transforms[c].as_slice() {
+                    [CTransform::Token(i)] => OutOp::Token(c, *i),
+                    [CTransform::Partial] => OutOp::Partial(c),
+                    [CTransform::Trim] => OutOp::Trim(c),
+                    _ => OutOp::Col(c),
+                });
+                continue;
+            }
+            match plan.last_mut() {
+                Some(OutOp::Run(_, last)) if *last + 1 == c => *last = c,
+                _ => plan.push(OutOp::Run(c, c)),
+            }
+        }
+        let keeps_plain = transforms
+            .iter()
+            .map(|ts| ts.iter().all(transform_keeps_plain))
+            .collect();
         Ok(CompiledRules {
             doc: doc.clone(),
             columns: columns.to_vec(),
@@ -758,6 +854,8 @@ impl CompiledRules {
             transforms,
             tokenizers,
             layout,
+            plan,
+            keeps_plain,
             output_columns,
             flag_column,
             unique_count,
@@ -910,11 +1008,22 @@ impl RuleRunner {
     /// layout, `_violations`), without terminator.
     pub fn write_clean(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) {
         self.write_clean_raw(rec, None, out);
+        self.resolve(out);
+    }
+
+    /// Fills in the tokens [`write_clean_raw`](Self::write_clean_raw) left pending in `out`
+    /// (computed two at a time; see `mask::Tokenizer::token_bytes`). Call it before `out` is
+    /// read or cleared, with the `out` of those calls.
+    pub(crate) fn resolve(&mut self, out: &mut [u8]) {
+        for t in &mut self.s.tokenizers {
+            t.resolve(out);
+        }
     }
 
     /// [`write_clean`](Self::write_clean) with the record's source bytes when they are the
     /// fields joined by `,` with no quoting (`,` delimiter, no quoted field): untransformed
-    /// fields are then copied from `raw`, adjacent ones as one slice, without a scan.
+    /// fields are then copied from `raw`, adjacent ones as one slice, without a scan. Tokens
+    /// may be left pending: call [`resolve`](Self::resolve) before `out` is read or cleared.
     pub(crate) fn write_clean_raw(
         &mut self,
         rec: &Record<'_>,
@@ -924,45 +1033,47 @@ impl RuleRunner {
         let r = &*self.rules;
         let s = &mut self.s;
         let start = out.len();
-        // A pending run of untransformed fields: raw byte range and the last column in it.
-        let mut run: Option<(usize, usize, usize)> = None;
-        for (k, &c) in r.layout.iter().enumerate() {
-            if let (Some(raw), true) = (raw, r.transforms[c].is_empty()) {
-                let (a, b) = rec.span(c);
-                let (a, b) = (a + c, b + c);
-                match &mut run {
-                    Some((_, end, last)) if *last + 1 == c => {
-                        *end = b;
-                        *last = c;
+        match raw {
+            Some(raw) => {
+                for (k, op) in r.plan.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
                     }
-                    _ => {
-                        if let Some((x, y, _)) = run.take() {
-                            out.extend_from_slice(&raw[x..y]);
+                    match *op {
+                        OutOp::Run(first, last) => {
+                            // Field `c` starts at its text offset plus the `c` commas before it.
+                            let (a, _) = rec.span(first);
+                            let (_, b) = rec.span(last);
+                            put(out, &raw[a + first..b + last]);
                         }
-                        if k > 0 {
-                            out.push(b',');
+                        OutOp::Token(c, i) => {
+                            let v = rec.get(c).unwrap_or("");
+                            if !v.is_empty() {
+                                s.tokenizers[i].token_bytes(v, out, true);
+                            }
                         }
-                        run = Some((a, b, c));
+                        OutOp::Partial(c) => partial_bytes(rec.get(c).unwrap_or(""), out),
+                        OutOp::Trim(c) => put(out, trim(rec.get(c).unwrap_or("")).as_bytes()),
+                        OutOp::Col(c) => {
+                            let v = rec.get(c).unwrap_or("");
+                            write_transformed(&r.transforms[c], v, r.keeps_plain[c], s, out);
+                        }
                     }
                 }
-                continue;
             }
-            if let Some((x, y, _)) = run.take() {
-                out.extend_from_slice(&raw.unwrap_or_default()[x..y]);
+            None => {
+                for (k, &c) in r.layout.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    let v = rec.get(c).unwrap_or("");
+                    if r.transforms[c].is_empty() {
+                        write_field(out, v.as_bytes());
+                    } else {
+                        write_transformed(&r.transforms[c], v, false, s, out);
+                    }
+                }
             }
-            if k > 0 {
-                out.push(b',');
-            }
-            let v = rec.get(c).unwrap_or("");
-            if r.transforms[c].is_empty() {
-                write_field(out, v.as_bytes());
-                continue;
-            }
-            let v = transform(&r.transforms[c], v, s);
-            write_field(out, v.as_bytes());
-        }
-        if let Some((x, y, _)) = run.take() {
-            out.extend_from_slice(&raw.unwrap_or_default()[x..y]);
         }
         if r.flag_column {
             if !r.layout.is_empty() {
@@ -1080,13 +1191,19 @@ impl RuleRunner {
     }
 }
 
+#[inline(always)]
 fn typed(r: &CompiledRules, s: &mut Scratch, rec: &Record<'_>, c: usize) -> Option<Val> {
     if let Some(v) = s.cache[c] {
         return v;
     }
-    let v = r.types[c]
-        .as_ref()
-        .and_then(|p| p.parse(rec.get(c).unwrap_or("")));
+    let f = rec.get(c).unwrap_or("");
+    let v = match &r.types[c] {
+        // The common numeric types inline; the rest through the type's parser.
+        Some(ValParser::Integer) => parse_int(f).map(Val::Int),
+        Some(ValParser::Decimal) => parse_dec(f).map(Val::Dec),
+        Some(p) => p.parse(f),
+        None => None,
+    };
     s.cache[c] = Some(v);
     v
 }
@@ -1201,6 +1318,90 @@ fn eval(r: &CompiledRules, s: &mut Scratch, check: &CCheck, rec: &Record<'_>, of
     }
 }
 
+/// Writes the transformed `v` as a CSV field. `plain`: the result is known to need no quotes
+/// (an unquoted record's field under transforms that keep it plain). The common single
+/// transforms write straight into `out`.
+#[inline]
+fn write_transformed(ts: &[CTransform], v: &str, plain: bool, s: &mut Scratch, out: &mut Vec<u8>) {
+    match ts {
+        // Tokens are hex or base64url: never quoted.
+        [CTransform::Token(i)] => {
+            if !v.is_empty() {
+                s.tokenizers[*i].token_bytes(v, out, true);
+            }
+        }
+        [CTransform::Partial] if plain => partial_bytes(v, out),
+        [CTransform::Trim] => {
+            let t = trim(v);
+            if plain {
+                put(out, t.as_bytes());
+            } else {
+                write_field(out, t.as_bytes());
+            }
+        }
+        _ => {
+            let t = transform(ts, v, s);
+            if plain {
+                out.extend_from_slice(t.as_bytes());
+            } else {
+                write_field(out, t.as_bytes());
+            }
+        }
+    }
+}
+
+/// `out.extend_from_slice(b)` with the copy inline for up to 16 bytes (two overlapping word
+/// copies instead of a `memcpy` call: clean rows are mostly short slices).
+#[inline(always)]
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    if n > 16 {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.reserve(n);
+    // SAFETY: `reserve` made room for `n` bytes past `len`. Every write below is within
+    // `dst..dst + n` and every read within `src..src + n` (the cases bound `n`); the two
+    // overlapping copies write the same bytes twice. `b` cannot overlap `out`'s spare capacity.
+    unsafe {
+        let end = out.len();
+        let dst = out.as_mut_ptr().add(end);
+        let src = b.as_ptr();
+        match n {
+            0 => {}
+            1..=3 => {
+                *dst = *src;
+                *dst.add(n / 2) = *src.add(n / 2);
+                *dst.add(n - 1) = *src.add(n - 1);
+            }
+            4..=7 => {
+                let x = src.cast::<u32>().read_unaligned();
+                let y = src.add(n - 4).cast::<u32>().read_unaligned();
+                dst.cast::<u32>().write_unaligned(x);
+                dst.add(n - 4).cast::<u32>().write_unaligned(y);
+            }
+            _ => {
+                let x = src.cast::<u64>().read_unaligned();
+                let y = src.add(n - 8).cast::<u64>().read_unaligned();
+                dst.cast::<u64>().write_unaligned(x);
+                dst.add(n - 8).cast::<u64>().write_unaligned(y);
+            }
+        }
+        out.set_len(end + n);
+    }
+}
+
+/// `str::trim`, deciding from the first and last bytes when they are ASCII and not whitespace
+/// (`char::is_whitespace` of an ASCII byte: tab, LF, vertical tab, form feed, CR, space).
+#[inline]
+fn trim(v: &str) -> &str {
+    let ws = |b: u8| b >= 0x80 || matches!(b, b'\t'..=b'\r' | b' ');
+    match (v.as_bytes().first(), v.as_bytes().last()) {
+        (Some(&f), Some(&l)) if ws(f) || ws(l) => v.trim(),
+        _ => v,
+    }
+}
+
 /// Applies a column's transforms to `v`. `trim` and `default` borrow (no copy); the others
 /// write from the current value into a scratch string, alternating between two.
 fn transform<'a>(ts: &'a [CTransform], v: &'a str, s: &'a mut Scratch) -> &'a str {
@@ -1210,7 +1411,7 @@ fn transform<'a>(ts: &'a [CTransform], v: &'a str, s: &'a mut Scratch) -> &'a st
     for t in ts {
         match t {
             CTransform::Trim => match &mut in_a {
-                None => cur = cur.trim(),
+                None => cur = trim(cur),
                 Some((x, y)) => {
                     let full = &s.a[*x..*y];
                     let lead = full.len() - full.trim_start().len();
@@ -1281,6 +1482,57 @@ fn apply(t: &CTransform, a: &str, b: &mut String, tokenizers: &mut [Tokenizer]) 
         CTransform::Token(i) => {
             if !a.is_empty() {
                 tokenizers[*i].token(a, b);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod value_set_tests {
+    use super::*;
+
+    #[test]
+    fn put_appends_exactly() {
+        let src: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for pre in [0usize, 1, 7, 100] {
+            for n in 0..=src.len() {
+                let mut out = vec![b'#'; pre];
+                out.shrink_to_fit();
+                put(&mut out, &src[..n]);
+                put(&mut out, &src[src.len() - n..]);
+                let mut want = vec![b'#'; pre];
+                want.extend_from_slice(&src[..n]);
+                want.extend_from_slice(&src[src.len() - n..]);
+                assert_eq!(out, want, "{pre} {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_sets_equal_listed_ones() {
+        let lists: [&[&str]; 4] = [
+            &["A", "B", "C", "D"],
+            &["ab", "ba", "abc", "abcd", "abcdefg", "x"],
+            &["1234", "12345", "123456", "1234567"],
+            &["é", "ü", "東"],
+        ];
+        let mut probes: Vec<String> = vec![String::new(), "abcdefgh".into(), "AB".into()];
+        for l in lists {
+            for v in l {
+                probes.push(v.to_string());
+                for cut in 0..v.len() {
+                    if v.is_char_boundary(cut) {
+                        probes.push(v[..cut].to_string());
+                        probes.push(format!("{}x", &v[..cut]));
+                    }
+                }
+            }
+        }
+        for l in lists {
+            let set = ValueSet::from(l.iter().map(|s| Box::<str>::from(*s)).collect::<Vec<_>>());
+            assert!(matches!(set, ValueSet::Tiny(_)));
+            for p in &probes {
+                assert_eq!(set.contains(p), l.contains(&p.as_str()), "{l:?} {p:?}");
             }
         }
     }

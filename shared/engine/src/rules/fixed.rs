@@ -12,6 +12,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fixed {
     sets: Vec<u128>,
+    /// For patterns of at most 64 positions: per byte value, the positions accepting it (bit
+    /// `i` for position `i`), so that a byte costs one load and two bit operations.
+    table: Option<Box<[u64; 256]>>,
 }
 
 /// Longest pattern expanded (positions); longer ones stay with the regex engine.
@@ -116,7 +119,21 @@ impl Fixed {
             sets.extend(std::iter::repeat_n(set, n));
         }
         // `^$` (the empty string only) is not worth a special case.
-        (!sets.is_empty() && !sets.contains(&0)).then_some(Fixed { sets })
+        if sets.is_empty() || sets.contains(&0) {
+            return None;
+        }
+        let table = (sets.len() <= 64).then(|| {
+            let mut t = Box::new([0u64; 256]);
+            for (i, set) in sets.iter().enumerate() {
+                for c in 0..128u8 {
+                    if (set >> c) & 1 == 1 {
+                        t[usize::from(c)] |= 1 << i;
+                    }
+                }
+            }
+            t
+        });
+        Some(Fixed { sets, table })
     }
 
     /// A class `[...]` at the start of `s`: its set and its length in bytes.
@@ -157,10 +174,23 @@ impl Fixed {
     #[inline]
     pub(crate) fn is_match(&self, v: &str) -> bool {
         let b = v.as_bytes();
-        b.len() == self.sets.len()
-            && b.iter()
+        if b.len() != self.sets.len() {
+            return false;
+        }
+        match &self.table {
+            Some(t) => {
+                // Positions whose byte is refused; bytes >= 128 are refused everywhere.
+                let mut bad = 0u64;
+                for (i, &c) in b.iter().enumerate() {
+                    bad |= !t[usize::from(c)] & (1 << i);
+                }
+                bad == 0
+            }
+            None => b
+                .iter()
                 .zip(&self.sets)
-                .all(|(&c, &s)| c < 128 && (s >> c) & 1 == 1)
+                .all(|(&c, &s)| c < 128 && (s >> c) & 1 == 1),
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Masking of personal data: partial masks and keyed tokens (HMAC-SHA256). The token key comes
 //! from the caller's configuration, never from a rule document.
 
-use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -84,28 +83,56 @@ impl PadStates {
         }
     }
 
-    /// HMAC of `msg` (at most [`SHORT_MAX`] bytes).
-    fn mac_short(&self, msg: &[u8]) -> [u8; 32] {
+    /// The inner hash's one block: `msg` (at most [`SHORT_MAX`] bytes) and its padding.
+    #[inline]
+    fn inner_block(msg: &[u8]) -> [u8; 64] {
         debug_assert!(msg.len() <= SHORT_MAX);
         let mut block = [0u8; 64];
         block[..msg.len()].copy_from_slice(msg);
         block[msg.len()] = 0x80;
         block[56..].copy_from_slice(&((64 + msg.len() as u64) * 8).to_be_bytes());
-        let mut st = self.inner;
-        compress(&mut st, &block);
+        block
+    }
+
+    /// The outer hash's one block: the inner digest (state `st`) and its padding.
+    #[inline]
+    fn outer_block(st: &[u32; 8]) -> [u8; 64] {
         let mut block = [0u8; 64];
-        for (o, w) in block.chunks_exact_mut(4).zip(&st) {
+        for (o, w) in block.chunks_exact_mut(4).zip(st) {
             o.copy_from_slice(&w.to_be_bytes());
         }
         block[32] = 0x80;
         block[56..].copy_from_slice(&((64 + 32u64) * 8).to_be_bytes());
-        let mut st = self.outer;
-        compress(&mut st, &block);
+        block
+    }
+
+    #[inline]
+    fn digest(st: &[u32; 8]) -> [u8; 32] {
         let mut out = [0u8; 32];
-        for (o, w) in out.chunks_exact_mut(4).zip(&st) {
+        for (o, w) in out.chunks_exact_mut(4).zip(st) {
             o.copy_from_slice(&w.to_be_bytes());
         }
         out
+    }
+
+    /// HMAC of `msg` (at most [`SHORT_MAX`] bytes).
+    fn mac_short(&self, msg: &[u8]) -> [u8; 32] {
+        let mut st = self.inner;
+        compress(&mut st, &Self::inner_block(msg));
+        let mut out = self.outer;
+        compress(&mut out, &Self::outer_block(&st));
+        Self::digest(&out)
+    }
+
+    /// The HMACs of two messages given as their [`inner_block`](Self::inner_block)s, the two
+    /// hashes interleaved ([`super::sha2x`]).
+    fn mac_short_pair(&self, fast: bool, a: &[u8; 64], b: &[u8; 64]) -> [[u8; 32]; 2] {
+        let (mut s0, mut s1) = (self.inner, self.inner);
+        super::sha2x::compress2(fast, [&mut s0, &mut s1], [a, b]);
+        let (o0, o1) = (Self::outer_block(&s0), Self::outer_block(&s1));
+        let (mut t0, mut t1) = (self.outer, self.outer);
+        super::sha2x::compress2(fast, [&mut t0, &mut t1], [&o0, &o1]);
+        [Self::digest(&t0), Self::digest(&t1)]
     }
 }
 
@@ -113,7 +140,7 @@ impl PadStates {
 /// itself deprecated in favour of 1.x; there is no other way to name it in this `sha2`.
 #[inline]
 #[allow(deprecated)]
-fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+pub(crate) fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
     let b = sha2::digest::generic_array::GenericArray::from_slice(block);
     sha2::compress256(state, std::slice::from_ref(b));
 }
@@ -127,13 +154,38 @@ pub struct Tokenizer {
     pads: PadStates,
     encoding: TokenEncoding,
     len: usize,
-    cache: Vec<(u64, String, String)>,
+    cache: Vec<Slot>,
     /// Cache use: lookups and hits in the current trial window, and how many tokens to compute
     /// without the cache (on a column of unique values every lookup is a miss into a 200 KiB
     /// table, which cost more than the two compressions it was meant to save).
     trial: (u32, u32),
     bypass: u32,
+    /// A token whose computation waits for a second one (so that the two run interleaved,
+    /// [`super::sha2x`]): where its `len` placeholder bytes are in the output, and the inner
+    /// block of its value. See [`token_bytes`](Self::token_bytes) and [`resolve`](Self::resolve).
+    pending: Option<(usize, [u8; 64])>,
+    /// SHA-NI is there (`sha2x::fast`).
+    fast: bool,
 }
+
+/// One entry of the token cache, inline (no pointers to follow): the value's hash, the value
+/// (at most [`SHORT_MAX`] bytes; longer values are not cached) and its token.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Slot {
+    hash: u64,
+    /// Length of `key`; `u8::MAX`: empty.
+    key_len: u8,
+    key: [u8; SHORT_MAX],
+    token: [u8; 64],
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    hash: 0,
+    key_len: u8::MAX,
+    key: [0; SHORT_MAX],
+    token: [0; 64],
+};
 
 /// Lookups per trial of the token cache, and tokens computed without it after a trial in
 /// which fewer than a quarter hit.
@@ -166,19 +218,48 @@ impl Tokenizer {
             cache: Vec::new(),
             trial: (0, 0),
             bypass: 0,
+            pending: None,
+            fast: super::sha2x::fast(),
         }
     }
 
     /// Writes the token of `value` into `out`.
     pub fn token(&mut self, value: &str, out: &mut String) {
+        // SAFETY: tokens are ASCII (hex or base64url), so `out` stays UTF-8.
+        self.token_bytes(value, unsafe { out.as_mut_vec() }, false);
+    }
+
+    /// [`token`](Self::token) into bytes (the chunk's output buffer). `defer`: the token may be
+    /// left as `len` placeholder bytes, filled in by the next call or by
+    /// [`resolve`](Self::resolve) (which the caller must call on the same `out` before it
+    /// reads `out` or removes bytes from it).
+    pub(crate) fn token_bytes(&mut self, value: &str, out: &mut Vec<u8>, defer: bool) {
         if self.bypass > 0 {
             self.bypass -= 1;
+            if defer && value.len() <= SHORT_MAX {
+                let block = PadStates::inner_block(value.as_bytes());
+                let at = out.len();
+                out.resize(at + self.len, 0);
+                match self.pending.take() {
+                    None => self.pending = Some((at, block)),
+                    Some((first, other)) => {
+                        let [d0, d1] = self.pads.mac_short_pair(self.fast, &other, &block);
+                        self.encode(&d0, &mut out[first..first + self.len]);
+                        self.encode(&d1, &mut out[at..at + self.len]);
+                    }
+                }
+                return;
+            }
+            self.compute(value, out);
+            return;
+        }
+        if value.len() > SHORT_MAX {
             self.compute(value, out);
             return;
         }
         let h = xxhash_rust::xxh3::xxh3_64(value.as_bytes());
         if self.cache.is_empty() {
-            self.cache = vec![(0, String::new(), String::new()); CACHE_SLOTS];
+            self.cache = vec![EMPTY_SLOT; CACHE_SLOTS];
         }
         self.trial.0 += 1;
         if self.trial.0 == TRIAL {
@@ -187,24 +268,82 @@ impl Tokenizer {
             }
             self.trial = (0, 0);
         }
+        let n = value.len();
         let slot = &mut self.cache[(h as usize) % CACHE_SLOTS];
-        if slot.0 == h && eq_short(slot.1.as_bytes(), value.as_bytes()) && !slot.2.is_empty() {
+        if slot.hash == h
+            && usize::from(slot.key_len) == n
+            && eq_short(&slot.key[..n], value.as_bytes())
+        {
             self.trial.1 += 1;
-            out.push_str(&slot.2);
+            out.reserve(slot.token.len());
+            // SAFETY: `reserve` made room for the whole (fixed-size) token array past `len`;
+            // the first `self.len` bytes are the token (ASCII), the rest is left past `len`.
+            unsafe {
+                let end = out.len();
+                std::ptr::copy_nonoverlapping(
+                    slot.token.as_ptr(),
+                    out.as_mut_ptr().add(end),
+                    slot.token.len(),
+                );
+                out.set_len(end + self.len);
+            }
             return;
         }
         let start = out.len();
         self.compute(value, out);
         let slot = &mut self.cache[(h as usize) % CACHE_SLOTS];
-        slot.0 = h;
-        slot.1.clear();
-        slot.1.push_str(value);
-        slot.2.clear();
-        slot.2.push_str(&out[start..]);
+        slot.hash = h;
+        slot.key_len = n as u8;
+        slot.key[..n].copy_from_slice(value.as_bytes());
+        slot.token[..self.len].copy_from_slice(&out[start..]);
+    }
+
+    /// Fills in a token [`token_bytes`](Self::token_bytes) left pending in `out`.
+    pub(crate) fn resolve(&mut self, out: &mut [u8]) {
+        if let Some((at, block)) = self.pending.take() {
+            let mut st = self.pads.inner;
+            compress(&mut st, &block);
+            let mut o = self.pads.outer;
+            compress(&mut o, &PadStates::outer_block(&st));
+            self.encode(&PadStates::digest(&o), &mut out[at..at + self.len]);
+        }
+    }
+
+    /// The first `dst.len()` (at most the full encoding's) characters of the encoded `digest`:
+    /// a hex character per half byte, four base64url characters per three bytes (unpadded),
+    /// only for the bytes the kept characters come from.
+    #[inline]
+    fn encode(&self, digest: &[u8; 32], dst: &mut [u8]) {
+        let mut buf = [0u8; 64];
+        let n = dst.len();
+        match self.encoding {
+            TokenEncoding::Hex => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                for (i, &b) in digest[..n.div_ceil(2)].iter().enumerate() {
+                    buf[2 * i] = HEX[usize::from(b >> 4)];
+                    buf[2 * i + 1] = HEX[usize::from(b & 15)];
+                }
+            }
+            TokenEncoding::Base64url => {
+                const B64: &[u8; 64] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                let bytes = (n.div_ceil(4) * 3).min(digest.len());
+                let mut k = 0;
+                for g in digest[..bytes].chunks(3) {
+                    let at = |i: usize| u32::from(g.get(i).copied().unwrap_or(0));
+                    let v = (at(0) << 16) | (at(1) << 8) | at(2);
+                    for t in 0..=g.len() {
+                        buf[k + t] = B64[((v >> (18 - 6 * t)) & 63) as usize];
+                    }
+                    k += g.len() + 1;
+                }
+            }
+        }
+        dst.copy_from_slice(&buf[..n]);
     }
 
     /// The token of `value`, without the cache.
-    fn compute(&self, value: &str, out: &mut String) {
+    fn compute(&self, value: &str, out: &mut Vec<u8>) {
         let digest: [u8; 32] = if value.len() <= SHORT_MAX {
             self.pads.mac_short(value.as_bytes())
         } else {
@@ -212,34 +351,19 @@ impl Tokenizer {
             m.update(value.as_bytes());
             m.finalize().into_bytes().into()
         };
-        // Only the digest bytes the kept characters come from are encoded: a hex character
-        // per half byte, four base64 characters per three bytes (so a prefix of whole groups
-        // encodes to a prefix of the full encoding).
-        let start = out.len();
-        match self.encoding {
-            TokenEncoding::Hex => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                for &b in &digest[..self.len.div_ceil(2)] {
-                    out.push(HEX[(b >> 4) as usize] as char);
-                    out.push(HEX[(b & 15) as usize] as char);
-                }
-            }
-            TokenEncoding::Base64url => {
-                let bytes = (self.len.div_ceil(4) * 3).min(digest.len());
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode_string(&digest[..bytes], out)
-            }
-        }
-        out.truncate(start + self.len);
+        let at = out.len();
+        out.resize(at + self.len, 0);
+        self.encode(&digest, &mut out[at..]);
     }
 }
 
 /// Appends `n` `*` (whole slices instead of one `push` per character).
-fn push_stars(out: &mut String, mut n: usize) {
-    const STARS: &str = "********************************";
+const STARS: &[u8; 32] = b"********************************";
+
+fn push_stars(out: &mut Vec<u8>, mut n: usize) {
     while n > 0 {
         let k = n.min(STARS.len());
-        out.push_str(&STARS[..k]);
+        out.extend_from_slice(&STARS[..k]);
         n -= k;
     }
 }
@@ -247,7 +371,40 @@ fn push_stars(out: &mut String, mut n: usize) {
 /// Partial mask: e-mail addresses keep their first character and domain (`j***@example.com`),
 /// anything else keeps its last 4 characters (`****1234`); 4 characters or fewer: all masked.
 pub fn partial(value: &str, out: &mut String) {
+    // SAFETY: `partial_bytes` appends `*`, ASCII and whole characters of `value`: UTF-8.
+    partial_bytes(value, unsafe { out.as_mut_vec() });
+}
+
+/// [`partial`] into bytes (the chunk's output buffer).
+pub(crate) fn partial_bytes(value: &str, out: &mut Vec<u8>) {
     let b = value.as_bytes();
+    let n = b.len();
+    if n <= STARS.len() {
+        // Short ASCII values without `@` (amounts, ids, codes): the stars and the last 4
+        // bytes as two fixed-size copies.
+        let (mut at, mut wide) = (false, false);
+        for &c in b {
+            at |= c == b'@';
+            wide |= c >= 0x80;
+        }
+        if !at && !wide {
+            let stars = if n <= 4 { n } else { n - 4 };
+            out.reserve(STARS.len() + 4);
+            // SAFETY: `reserve` made room for `STARS.len() + 4` bytes past `len`; the first
+            // `n` written (`stars` stars, then the `n - stars` <= 4 last bytes of `value`,
+            // ASCII) become the value, anything after them stays past `len`.
+            unsafe {
+                let end = out.len();
+                let dst = out.as_mut_ptr().add(end);
+                std::ptr::copy_nonoverlapping(STARS.as_ptr(), dst, STARS.len());
+                if n > 4 {
+                    std::ptr::copy_nonoverlapping(b.as_ptr().add(n - 4), dst.add(stars), 4);
+                }
+                out.set_len(end + n);
+            }
+            return;
+        }
+    }
     // Short values (amounts, ids) are scanned inline; a memrchr call costs more than the scan.
     let at = if b.len() <= 32 {
         b.iter().rposition(|&c| c == b'@')
@@ -258,9 +415,9 @@ pub fn partial(value: &str, out: &mut String) {
         let (local, domain) = value.split_at(at);
         if let Some(first) = local.chars().next() {
             if !domain[1..].is_empty() {
-                out.push(first);
-                out.push_str("***");
-                out.push_str(domain);
+                out.extend_from_slice(&local.as_bytes()[..first.len_utf8()]);
+                out.extend_from_slice(b"***");
+                out.extend_from_slice(domain.as_bytes());
                 return;
             }
         }
@@ -269,25 +426,57 @@ pub fn partial(value: &str, out: &mut String) {
         let n = value.len();
         let stars = if n <= 4 { n } else { n - 4 };
         push_stars(out, stars);
-        out.push_str(&value[stars..]);
+        out.extend_from_slice(&b[stars..]);
         return;
     }
     let n = value.chars().count();
     if n <= 4 {
-        out.extend(std::iter::repeat_n('*', n));
+        push_stars(out, n);
         return;
     }
-    out.extend(std::iter::repeat_n('*', n - 4));
+    push_stars(out, n - 4);
     let tail = value
         .char_indices()
         .nth(n - 4)
         .map_or(value.len(), |(i, _)| i);
-    out.push_str(&value[tail..]);
+    out.extend_from_slice(&b[tail..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+
+    #[test]
+    fn deferred_tokens_equal_direct_ones() {
+        for (enc, max) in [(TokenEncoding::Hex, 64), (TokenEncoding::Base64url, 43)] {
+            for len in [1, 2, 3, 5, 16, 42, max] {
+                let mut t = Tokenizer::new(b"key", enc, len);
+                t.bypass = 1000;
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                for i in 0..101 {
+                    // Short values pair up; a long one (the `hmac` path) comes in between.
+                    let v = if i % 17 == 5 {
+                        format!("{i}").repeat(40)
+                    } else {
+                        format!("value-{i}")
+                    };
+                    got.push(b',');
+                    t.token_bytes(&v, &mut got, true);
+                    want.push(b',');
+                    let mut s = String::new();
+                    Tokenizer::new(b"key", enc, len).token(&v, &mut s);
+                    want.extend_from_slice(s.as_bytes());
+                }
+                t.resolve(&mut got);
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap(),
+                    "{enc:?} {len}"
+                );
+            }
+        }
+    }
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
@@ -426,5 +615,12 @@ mod tests {
         assert_eq!(m("Zürich-9"), "****ch-9");
         assert_eq!(m("@x"), "**");
         assert_eq!(m("a@"), "**");
+        assert_eq!(m(""), "");
+        assert_eq!(m("12345.67"), "****5.67");
+        assert_eq!(m("12345"), "*2345");
+        assert_eq!(m("12"), "**");
+        assert_eq!(m(&"9".repeat(32)), "*".repeat(28) + "9999");
+        assert_eq!(m(&"9".repeat(33)), "*".repeat(29) + "9999");
+        assert_eq!(m("Zürich"), "**rich");
     }
 }

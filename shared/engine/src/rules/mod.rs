@@ -16,6 +16,7 @@ pub mod compile;
 pub mod doc;
 mod fixed;
 pub mod mask;
+mod sha2x;
 pub mod unique;
 pub mod validate;
 pub mod value;

@@ -214,6 +214,21 @@ fn raw_copy_of_untouched_fields_equals_encoding() {
             "c": {"transforms": [{"replace": {"pattern": "e", "with": ","}}]},
             "a": {"drop": true}, "f": {"drop": true}
         }}),
+        // Transforms whose output may need quotes although the input did not, and ones whose
+        // output never does (written without the quoting scan in unquoted records).
+        json!({"version": 1, "columns": {
+            "a": {"transforms": [{"mask": {"token": {"length": 12}}}]},
+            "b": {"transforms": [{"mask": {"redact": {"with": "x,y"}}}]},
+            "c": {"transforms": [{"case": "upper"}, "trim"]},
+            "d": {"transforms": [{"default": "a\"b"}]},
+            "e": {"transforms": [{"default": "plain"}, {"mask": "partial"}]},
+            "f": {"transforms": [{"normalize": "integer"}]}
+        }}),
+        json!({"version": 1, "columns": {
+            "b": {"transforms": [{"mask": {"redact": {}}}], "rename": "B"},
+            "e": {"transforms": [{"default": "x\ny"}]},
+            "f": {"transforms": [{"mask": {"token": {"length": 7, "encoding": "hex"}}}]}
+        }, "rules": [{"column": "a", "check": "not_null", "on_violation": "flag"}]}),
     ];
     for doc in docs {
         let c = Arc::new(compile(doc.clone(), &header).unwrap());
@@ -236,6 +251,53 @@ fn raw_copy_of_untouched_fields_equals_encoding() {
         }
         let (clean, _, _) = run(&data, doc);
         assert_eq!(clean, want);
+    }
+}
+
+/// A unique column's tokens are computed two at a time and written late (`token_bytes` with
+/// `defer`): the outputs must equal one HMAC per value, at any chunk size.
+#[test]
+fn tokens_of_unique_values_equal_hmacs() {
+    use base64::Engine as _;
+    let mut data = String::from("id,name\n");
+    let mut want = String::from("id,name\n");
+    for i in 0..20_000u32 {
+        let name = if i % 10 == 0 { "\"a, b\"" } else { "ab" };
+        data += &format!("{i},{name}\n");
+        let d = mask::hmac_sha256(b"test key", i.to_string().as_bytes());
+        let t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+        want += &format!("{},{name}\n", &t[..16]);
+    }
+    let doc = json!({"version": 1, "columns": {
+        "id": {"transforms": [{"mask": {"token": {"length": 16, "encoding": "base64url"}}}]}
+    }});
+    let d = from_value(&doc).unwrap();
+    let rules = Arc::new(
+        CompiledRules::compile(
+            &d,
+            &cols(&["id", "name"]),
+            &ResolvedRefs::none(),
+            Some(b"test key"),
+        )
+        .unwrap(),
+    );
+    for cs in [1 << 20, 40_000, 9_999] {
+        let opts = ProcessOptions {
+            chunk_size: cs,
+            workers: 2,
+            read_buffer_bytes: 777,
+            chunk: ChunkOptions {
+                rules: Some(rules.clone()),
+                ..ChunkOptions::default()
+            },
+            ..ProcessOptions::default()
+        };
+        let out = process_bytes(data.as_bytes(), &opts).unwrap();
+        assert_eq!(
+            String::from_utf8(out.clean).unwrap(),
+            want,
+            "chunk size {cs}"
+        );
     }
 }
 

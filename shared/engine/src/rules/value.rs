@@ -23,9 +23,21 @@ pub enum Val {
 }
 
 impl Val {
-    #[inline]
     /// Ordering of two values of compatible types (`None` otherwise).
+    #[inline(always)]
     pub fn cmp_val(&self, other: &Val) -> Option<Ordering> {
+        use Val::*;
+        // The common numeric cases first, inline; the rest out of line.
+        match (self, other) {
+            (Dec(a), Dec(b)) => a.partial_cmp(b),
+            (Dec(a), Int(b)) => a.partial_cmp(&(*b as f64)),
+            (Int(a), Int(b)) => Some(a.cmp(b)),
+            _ => self.cmp_other(other),
+        }
+    }
+
+    #[inline(never)]
+    fn cmp_other(&self, other: &Val) -> Option<Ordering> {
         use Val::*;
         match (self, other) {
             (Int(a), Int(b)) => Some(a.cmp(b)),
@@ -182,6 +194,7 @@ impl Parser {
     }
 
     /// Parses one field (`None`: not a value of this type).
+    #[inline]
     pub fn parse(&self, s: &str) -> Option<Val> {
         match self {
             Parser::Integer => parse_int(s).map(Val::Int),
@@ -272,6 +285,7 @@ impl Parser {
 }
 
 /// `[+-]?[0-9]+` within i64.
+#[inline]
 pub fn parse_int(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let (neg, digits) = match b.first()? {
@@ -281,6 +295,18 @@ pub fn parse_int(s: &str) -> Option<i64> {
     };
     if digits.is_empty() {
         return None;
+    }
+    if digits.len() <= 18 {
+        // At most 18 digits: below 10^18, no overflow, no checks.
+        let mut m: i64 = 0;
+        for &c in digits {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            m = m * 10 + i64::from(d);
+        }
+        return Some(if neg { -m } else { m });
     }
     // Magnitude as u64 with overflow checks; i64::MIN's magnitude is 2^63.
     let mut m: u64 = 0;
@@ -340,10 +366,17 @@ fn is_decimal_syntax(b: &[u8]) -> bool {
 }
 
 /// A decimal number (no `inf`/`nan`, no thousands separators).
+#[inline]
 pub fn parse_dec(s: &str) -> Option<f64> {
-    if let Some(v) = fast_dec(s.as_bytes()) {
-        return Some(v);
+    match fast_dec(s.as_bytes()) {
+        Some(v) => Some(v),
+        None => parse_dec_slow(s),
     }
+}
+
+/// [`parse_dec`] outside the fast path's shape.
+#[inline(never)]
+fn parse_dec_slow(s: &str) -> Option<f64> {
     if !is_decimal_syntax(s.as_bytes()) {
         return None;
     }
@@ -361,36 +394,50 @@ const POW10: [f64; 16] = [
 /// to the full parse, which may still accept it).
 #[inline]
 fn fast_dec(b: &[u8]) -> Option<f64> {
-    let (neg, mut i) = match b.first()? {
-        b'-' => (true, 1),
-        b'+' => (false, 1),
-        _ => (false, 0),
+    // Sign + 15 digits + dot: anything longer has too many digits or is not of this shape,
+    // and up to 17 digits cannot overflow the u64 mantissa below.
+    if b.len() > 17 {
+        return None;
+    }
+    let (neg, b) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
     };
     let mut mant: u64 = 0;
-    let mut digits = 0usize;
-    let mut frac = 0usize;
-    let mut dot = false;
+    let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        let d = c.wrapping_sub(b'0');
-        if d <= 9 {
-            mant = mant * 10 + u64::from(d);
-            digits += 1;
-            frac += usize::from(dot);
-            if digits > 15 {
-                return None;
-            }
-        } else if c == b'.' && !dot {
-            dot = true;
-        } else {
+        let d = b[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        mant = mant * 10 + u64::from(d);
+        i += 1;
+    }
+    let mut frac = 0;
+    let dot = i < b.len();
+    if dot {
+        if b[i] != b'.' {
             return None;
         }
         i += 1;
+        let f = i;
+        while i < b.len() {
+            let d = b[i].wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            mant = mant * 10 + u64::from(d);
+            i += 1;
+        }
+        frac = i - f;
     }
-    if digits == 0 {
+    let digits = b.len() - usize::from(dot);
+    if digits == 0 || digits > 15 {
         return None;
     }
-    let v = mant as f64 / POW10[frac];
+    // `mant` < 10^17 < 2^63: the signed conversion (one instruction) is exact.
+    let v = mant as i64 as f64 / POW10[frac];
     Some(if neg { -v } else { v })
 }
 
@@ -709,6 +756,36 @@ mod tests {
         ] {
             let want = t.strip_prefix('+').unwrap_or(t).parse::<i64>().ok();
             assert_eq!(parse_int(t), want, "integer {t:?}");
+        }
+        // Generated strings around the fast path's limits (15 digits, 17 bytes).
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 20) as usize;
+            let t: String = (0..len)
+                .map(|k| {
+                    let r = (x >> (3 * k)) % 16;
+                    match r {
+                        0 => '.',
+                        1 if k == 0 => '-',
+                        2 if k == 0 => '+',
+                        3 if k > 0 && x.is_multiple_of(7) => 'e',
+                        _ => char::from(b'0' + (r % 10) as u8),
+                    }
+                })
+                .collect();
+            let want = if is_decimal_syntax(t.as_bytes()) {
+                t.parse::<f64>().ok().filter(|v| v.is_finite())
+            } else {
+                None
+            };
+            assert_eq!(
+                parse_dec(&t).map(f64::to_bits),
+                want.map(f64::to_bits),
+                "decimal {t:?}"
+            );
         }
     }
     use crate::rules::doc::FormatSpec;
