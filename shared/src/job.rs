@@ -137,6 +137,18 @@ pub struct Job {
     pub unique_searches: u32,
 }
 
+/// The item numbers of a `unique` step's waiting map (`Job::unique_search_waiting`,
+/// `Job::unique_waiting`), and whether one of them is still waiting.
+pub fn waiting_items(waiting: &std::collections::BTreeMap<String, bool>) -> Vec<u32> {
+    waiting.keys().filter_map(|k| k.parse().ok()).collect()
+}
+
+/// Whether item `index` of a `unique` step (its waiting map, if the step was started) has
+/// not reported yet.
+pub fn is_waiting(waiting: Option<&std::collections::BTreeMap<String, bool>>, index: u32) -> bool {
+    waiting.is_some_and(|w| w.contains_key(&index.to_string()))
+}
+
 /// Exactly which workflow version a job runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowRef {

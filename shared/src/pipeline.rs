@@ -436,7 +436,7 @@ impl Pipeline {
                     reruns: job.unique_reruns,
                 });
             }
-            let again: Vec<u32> = waiting.keys().filter_map(|k| k.parse().ok()).collect();
+            let again = crate::job::waiting_items(waiting);
             tracing::warn!(job_id = %job.id, chunks = again.len(), "re-sending the unique re-runs that have not reported");
             self.send_unique_reruns(job, tasks, summaries, &again)
                 .await?;
@@ -461,7 +461,7 @@ impl Pipeline {
                 Ok(UniqueStage::Waiting)
             }
             Some(waiting) if !waiting.is_empty() => {
-                let again: Vec<u32> = waiting.keys().filter_map(|k| k.parse().ok()).collect();
+                let again = crate::job::waiting_items(waiting);
                 tracing::warn!(job_id = %job.id, groups = again.len(), "re-sending the unique searches that have not reported");
                 self.send_unique_searches(job, &again).await?;
                 Ok(UniqueStage::Waiting)
@@ -561,22 +561,24 @@ impl Pipeline {
             tracing::info!(job_id = %job.id, group, state = job.state.as_str(), "job not finalising; unique search skipped");
             return Ok(());
         }
-        let waiting = job
-            .unique_search_waiting
-            .as_ref()
-            .is_some_and(|w| w.contains_key(&group.to_string()));
-        if !waiting {
+        if !crate::job::is_waiting(job.unique_search_waiting.as_ref(), group) {
             tracing::info!(job_id = %job.id, group, "unique search already reported (redelivery)");
             return self.finalize_if_done(&job.id).await;
         }
         let rules = self.job_rules(&job).await?;
         let unique = rules.as_ref().map(|r| r.unique_rules()).unwrap_or_default();
         let tasks = split::plan(job.declared_size, job.header_len, job.chunk_size.max(1));
-        let groups = self.unique_groups(&job, &tasks, &unique).await?;
-        let g = *groups.get(group as usize).ok_or_else(|| {
-            PipelineError::Malformed(format!("unique search group {group} does not exist"))
-        })?;
-        let found = self.unique_search(&job, &tasks, &unique, g).await?;
+        // The headers are read once: they give the groups and the group's key ranges.
+        let headers = self.unique_headers(&job, &tasks, unique.len()).await?;
+        let g = *unique_groups_of(&job, &headers, unique.len())
+            .get(group as usize)
+            .ok_or_else(|| {
+                PipelineError::Malformed(format!("unique search group {group} does not exist"))
+            })?;
+        let column = unique[g.rule as usize].1;
+        let found = self
+            .unique_search(&job, &tasks, &headers, column, g)
+            .await?;
         tracing::info!(job_id = %job.id, group, repeats = found.len(), "unique search group done");
         let body = serde_json::to_vec(&UniqueFound {
             rule: unique[g.rule as usize].0.clone(),
@@ -640,11 +642,7 @@ impl Pipeline {
             tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "job not finalising; unique re-run skipped");
             return Ok(());
         }
-        let waiting = job
-            .unique_waiting
-            .as_ref()
-            .is_some_and(|w| w.contains_key(&task.index.to_string()));
-        if !waiting {
+        if !crate::job::is_waiting(job.unique_waiting.as_ref(), task.index) {
             tracing::info!(job_id = %job.id, chunk = task.index, "unique re-run already reported (redelivery)");
             return self.finalize_if_done(&job.id).await;
         }
@@ -739,9 +737,7 @@ impl Pipeline {
         match job.state {
             JobState::Finalizing
                 if task.unique_search.is_some_and(|g| {
-                    job.unique_search_waiting
-                        .as_ref()
-                        .is_some_and(|w| w.contains_key(&g.to_string()))
+                    crate::job::is_waiting(job.unique_search_waiting.as_ref(), g)
                 }) =>
             {
                 tracing::error!(job_id = %job.id, group = task.index, "unique search exhausted its deliveries; failing the job");
@@ -757,10 +753,7 @@ impl Pipeline {
             }
             JobState::Finalizing
                 if task.unique_rerun
-                    && job
-                        .unique_waiting
-                        .as_ref()
-                        .is_some_and(|w| w.contains_key(&task.index.to_string())) =>
+                    && crate::job::is_waiting(job.unique_waiting.as_ref(), task.index) =>
             {
                 tracing::error!(job_id = %job.id, chunk = task.index, "unique re-run exhausted its deliveries; failing the job");
                 self.fail(
@@ -1134,45 +1127,28 @@ impl Pipeline {
         tasks: &[ChunkTask],
         unique: &[(String, usize)],
     ) -> Result<Vec<UniqueGroup>, PipelineError> {
-        let parts = crate::unique::partitions_for(job.declared_size);
         let headers = self.unique_headers(job, tasks, unique.len()).await?;
-        let mut groups = Vec::new();
-        for r in 0..unique.len() {
-            let totals: Vec<u64> = (0..parts)
-                .map(|p| headers.iter().map(|h| h.count(r, p)).sum())
-                .collect();
-            for (from, to) in crate::unique::group_partitions(&totals, crate::unique::GROUP_BYTES) {
-                groups.push(UniqueGroup {
-                    rule: r as u32,
-                    from,
-                    to,
-                });
-            }
-        }
-        Ok(groups)
+        Ok(unique_groups_of(job, &headers, unique.len()))
     }
 
     /// One search group of the `unique` pass: reads the group's keys from every chunk (one
-    /// ranged GET each, 16 at a time), sorts them, and verifies the candidates (equal hashes)
-    /// against the source values, so collisions are removed. `(repeat offset, first offset)`.
+    /// ranged GET each, 16 at a time; `headers` are the chunks' key headers, in chunk order),
+    /// sorts them, and verifies the candidates (equal hashes) against the source values, so
+    /// collisions are removed. `(repeat offset, first offset)`.
     async fn unique_search(
         &self,
         job: &Job,
         tasks: &[ChunkTask],
-        unique: &[(String, usize)],
+        headers: &[crate::unique::KeysIndex],
+        column: usize,
         group: UniqueGroup,
     ) -> Result<Vec<(u64, u64)>, PipelineError> {
         use tessera_engine::rules::unique::{candidate_groups, decode, exact_duplicates};
-        let headers = self.unique_headers(job, tasks, unique.len()).await?;
         let r = group.rule as usize;
-        let column = unique
-            .get(r)
-            .ok_or_else(|| PipelineError::Malformed(format!("unique rule {r} not in the job")))?
-            .1;
         let dialect = job_dialect(job)?;
         let reads: Vec<_> = tasks
             .iter()
-            .zip(&headers)
+            .zip(headers)
             .map(|(t, h)| {
                 let (start, len) = h.range(r, group.from, group.to);
                 let key = keys::part_key(&job.owner, &job.id, "unique", t.index);
@@ -1394,6 +1370,30 @@ struct UniqueGroup {
     rule: u32,
     from: u32,
     to: u32,
+}
+
+/// The search groups of the `unique` pass from the chunks' key headers: per rule, runs of
+/// adjacent partitions holding about `GROUP_BYTES` of keys.
+fn unique_groups_of(
+    job: &Job,
+    headers: &[crate::unique::KeysIndex],
+    rules: usize,
+) -> Vec<UniqueGroup> {
+    let parts = crate::unique::partitions_for(job.declared_size);
+    let mut groups = Vec::new();
+    for r in 0..rules {
+        let totals: Vec<u64> = (0..parts)
+            .map(|p| headers.iter().map(|h| h.count(r, p)).sum())
+            .collect();
+        for (from, to) in crate::unique::group_partitions(&totals, crate::unique::GROUP_BYTES) {
+            groups.push(UniqueGroup {
+                rule: r as u32,
+                from,
+                to,
+            });
+        }
+    }
+    groups
 }
 
 /// What a search group found: `(repeat offset, first offset)` for its rule.
