@@ -32,7 +32,6 @@ use crate::job::JobError;
 use crate::keys;
 use crate::pipeline::{PartSink, Pipeline, PipelineError};
 use crate::store::exports::{RangeCommit, RangeRecord};
-use crate::store::StoreError;
 use crate::task::{ExportRangeMessage, EXPORT_RANGE_KIND};
 
 /// How long an export may sit in `stitching` before a redelivered range takes the stitch over
@@ -297,31 +296,20 @@ impl Pipeline {
             sink.buf.extend_from_slice(&header_out);
         }
         let read_from = tessera_engine::chunk::read_start(task);
-        let Some((mut body, total)) = self
-            .objects
-            .stream_from_sized(&export.source_key, read_from)
-            .await?
-        else {
-            return Err(PipelineError::SourceChanged(format!(
-                "the output is gone or shorter than byte {read_from}"
-            )));
-        };
-        if let Some(total) = total.filter(|&t| t != export.source_size) {
-            return Err(PipelineError::SourceChanged(format!(
-                "the output is {total} bytes, the export was planned for {}",
-                export.source_size
-            )));
-        }
+        let mut body = crate::pipeline::open_planned(
+            &self.objects,
+            &export.source_key,
+            read_from,
+            export.source_size,
+            ("output", "export"),
+        )
+        .await?;
         let mut reader = RangeReader::new(task, ParserConfig::default(), MAX_OVERRUN);
         let mut failed: Option<ExportError> = None;
         loop {
-            let next = body.try_next().await.map_err(|e| {
-                PipelineError::Store(StoreError::Service {
-                    op: "GetObject(stream)",
-                    detail: e.to_string(),
-                })
-            })?;
-            let Some(bytes) = next else { break };
+            let Some(bytes) = crate::pipeline::next_piece(&mut body).await? else {
+                break;
+            };
             let state = reader.feed(&bytes, &mut |rec: &RecordBuf| {
                 if failed.is_none() {
                     failed = conv.push_record(rec, &mut sink.buf).err();

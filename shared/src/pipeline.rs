@@ -837,29 +837,18 @@ impl Pipeline {
                 .buf
                 .extend_from_slice(&clean_header(output_columns(job, &rules)));
         }
-        let Some((mut body, total)) = self
-            .objects
-            .stream_from_sized(&job.source_key, read_from)
-            .await?
-        else {
-            return Err(PipelineError::SourceChanged(format!(
-                "the object is gone or shorter than byte {read_from}"
-            )));
-        };
-        if let Some(total) = total.filter(|&t| t != job.declared_size) {
-            return Err(PipelineError::SourceChanged(format!(
-                "the object is {total} bytes, the job was planned for {}",
-                job.declared_size
-            )));
-        }
+        let mut body = open_planned(
+            &self.objects,
+            &job.source_key,
+            read_from,
+            job.declared_size,
+            ("object", "job"),
+        )
+        .await?;
         loop {
-            let next = body.try_next().await.map_err(|e| {
-                PipelineError::Store(StoreError::Service {
-                    op: "GetObject(stream)",
-                    detail: e.to_string(),
-                })
-            })?;
-            let Some(bytes) = next else { break };
+            let Some(bytes) = next_piece(&mut body).await? else {
+                break;
+            };
             let state = proc.feed(&bytes, &mut clean.buf, &mut rejected.buf)?;
             clean.flush_if_full().await?;
             rejected.flush_if_full().await?;
@@ -1401,6 +1390,43 @@ fn unique_groups_of(
 struct UniqueFound {
     rule: String,
     found: Vec<(u64, u64)>,
+}
+
+/// Streams `key` from byte `from`, checking that the object is still the `planned` bytes its
+/// work was cut for (S3's `Content-Range` total, no extra request); `SourceChanged` if it is
+/// gone, shorter, or another size. `names`: what the object and the plan are called in the
+/// message (`("object", "job")`, `("output", "export")`).
+pub(crate) async fn open_planned(
+    objects: &ObjectStore,
+    key: &str,
+    from: u64,
+    planned: u64,
+    names: (&str, &str),
+) -> Result<aws_sdk_s3::primitives::ByteStream, PipelineError> {
+    let (object, plan) = names;
+    let Some((body, total)) = objects.stream_from_sized(key, from).await? else {
+        return Err(PipelineError::SourceChanged(format!(
+            "the {object} is gone or shorter than byte {from}"
+        )));
+    };
+    if let Some(total) = total.filter(|&t| t != planned) {
+        return Err(PipelineError::SourceChanged(format!(
+            "the {object} is {total} bytes, the {plan} was planned for {planned}"
+        )));
+    }
+    Ok(body)
+}
+
+/// The next piece of an object stream (`None` at its end).
+pub(crate) async fn next_piece(
+    body: &mut aws_sdk_s3::primitives::ByteStream,
+) -> Result<Option<bytes::Bytes>, PipelineError> {
+    body.try_next().await.map_err(|e| {
+        PipelineError::Store(StoreError::Service {
+            op: "GetObject(stream)",
+            detail: e.to_string(),
+        })
+    })
 }
 
 /// Every chunk's result added up: profile, totals, violations, and what stitching the rejected
