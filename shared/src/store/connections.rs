@@ -167,7 +167,7 @@ impl ConnectionStore {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) if super::is_conditional_failure(&e) => Ok(()),
             Err(e) => Err(StoreError::service("UpdateItem(connection jobs)", e)),
         }
     }
@@ -269,20 +269,6 @@ impl ConnectionStore {
             .expression_attribute_values(":exp", n(expires_at()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(push slot)", e)),
-        }
+        super::applied(res, "UpdateItem(push slot)")
     }
-}
-
-fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(|se| se.code())
-        .map(|c| c == "ConditionalCheckFailedException")
-        .unwrap_or(false)
 }

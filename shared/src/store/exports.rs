@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use super::jobs::{cancellation_reasons, is_conditional_failure, is_transient_reason};
+use super::jobs::{cancellation_reasons, is_transient_reason};
 use super::StoreError;
 use crate::export_job::{ExportJob, ExportState};
 use crate::job::{now_rfc3339, JobError};
@@ -315,11 +315,7 @@ impl ExportStore {
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
         }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(export)", e)),
-        }
+        super::applied(req.send().await, "UpdateItem(export)")
     }
 
     /// `running -> stitching` once every range is done; exactly one caller wins.

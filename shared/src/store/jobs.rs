@@ -458,11 +458,7 @@ impl JobStore {
                 .set_expression_attribute_values(Some(values))
                 .send()
                 .await;
-            return match res {
-                Ok(_) => Ok(true),
-                Err(e) if is_conditional_failure(&e) => Ok(false),
-                Err(e) => Err(StoreError::service("UpdateItem(job state)", e)),
-            };
+            return super::applied(res, "UpdateItem(job state)");
         }
         let meta = Update::builder()
             .table_name(&self.table)
@@ -608,11 +604,7 @@ impl JobStore {
             .expression_attribute_values(":now", s(now_rfc3339()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(reclaim finalizing)", e)),
-        }
+        super::applied(res, "UpdateItem(reclaim finalizing)")
     }
 
     /// Records the items of a `unique` step of a finalising job (the search groups, or the
@@ -649,11 +641,7 @@ impl JobStore {
             .expression_attribute_values(":now", s(now_rfc3339()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(begin unique step)", e)),
-        }
+        super::applied(res, "UpdateItem(begin unique step)")
     }
 
     /// Item `index` of a `unique` step is done: takes it out of the waiting set, atomically.
@@ -693,7 +681,7 @@ impl JobStore {
                     .map_or(0, |m| m.len());
                 Ok(Some(left == 0))
             }
-            Err(e) if is_conditional_failure(&e) => Ok(None),
+            Err(e) if super::is_conditional_failure(&e) => Ok(None),
             Err(e) => Err(StoreError::service("UpdateItem(unique step done)", e)),
         }
     }
@@ -828,11 +816,7 @@ impl JobStore {
             .expression_attribute_values(":now", s(now_rfc3339()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(upload completed)", e)),
-        }
+        super::applied(res, "UpdateItem(upload completed)")
     }
 
     /// Records a chunk's completion and adds its counters to its shard's counter, once: one
@@ -1140,16 +1124,6 @@ pub(super) fn is_transient_reason(code: &str) -> bool {
         code,
         "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
     )
-}
-
-pub(super) fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(|se| se.code())
-        .map(|c| c == "ConditionalCheckFailedException")
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

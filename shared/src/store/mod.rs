@@ -18,6 +18,33 @@ pub enum StoreError {
     Malformed { what: &'static str, detail: String },
 }
 
+/// True when a DynamoDB request failed only because its condition did not hold.
+pub(crate) fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|se| se.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+/// A conditional write's answer: `true` if it was applied, `false` if its condition did not
+/// hold; any other failure is a service error of `op`.
+pub(crate) fn applied<O, E, R>(
+    res: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    op: &'static str,
+) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(StoreError::service(op, e)),
+    }
+}
+
 impl StoreError {
     pub(crate) fn service<E>(op: &'static str, err: E) -> Self
     where
