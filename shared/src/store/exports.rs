@@ -16,11 +16,11 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use super::jobs::{cancellation_reasons, is_transient_reason};
+use super::jobs::transact_put_update;
 use super::StoreError;
 use crate::export_job::{ExportJob, ExportState};
 use crate::job::{now_rfc3339, JobError};
@@ -215,40 +215,25 @@ impl ExportStore {
             .expression_attribute_values(":now", s(now_rfc3339()))
             .build()
             .map_err(|e| StoreError::service("Update(export) builder", e))?;
-        let mut attempt = 0u32;
-        loop {
-            let res = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
-                .transact_items(TransactWriteItem::builder().update(update.clone()).build())
-                .send()
-                .await;
-            let e = match res {
-                Ok(_) => return Ok(RangeCommit::Committed),
-                Err(e) => e,
-            };
-            let Some(reasons) = cancellation_reasons(&e) else {
-                return Err(StoreError::service("TransactWriteItems(export range)", e));
-            };
-            // Other ranges committing on the same export item at the same moment: nothing was
-            // written; try again, and after a few tries let SQS redeliver.
-            if reasons.iter().any(|c| is_transient_reason(c)) {
-                attempt += 1;
-                if attempt >= 6 {
-                    return Err(StoreError::service("TransactWriteItems(export range)", e));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
-                continue;
-            }
-            return if self
-                .range_done(&export.job_id, &export.id, range.index)
-                .await?
-            {
-                Ok(RangeCommit::AlreadyDone)
-            } else {
-                Ok(RangeCommit::NotActive)
-            };
+        match transact_put_update(
+            &self.client,
+            &put,
+            &update,
+            "TransactWriteItems(export range)",
+        )
+        .await?
+        {
+            None => Ok(RangeCommit::Committed),
+            Some(_) => Ok(
+                if self
+                    .range_done(&export.job_id, &export.id, range.index)
+                    .await?
+                {
+                    RangeCommit::AlreadyDone
+                } else {
+                    RangeCommit::NotActive
+                },
+            ),
         }
     }
 

@@ -865,46 +865,14 @@ impl JobStore {
             .expression_attribute_values(":exp", n(expires_at))
             .build()
             .map_err(|e| StoreError::service("Update(shard counter) builder", e))?;
-        let mut attempt = 0u32;
-        loop {
-            let res = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
-                .transact_items(TransactWriteItem::builder().update(update.clone()).build())
-                .send()
-                .await;
-            let e = match res {
-                Ok(_) => return Ok(ChunkCommit::Committed),
-                Err(e) => e,
-            };
-            let Some(reasons) = cancellation_reasons(&e) else {
-                return Err(StoreError::service("TransactWriteItems(chunk)", e));
-            };
-            // Another transaction on the shard counter at the same moment (125 completions/s per
-            // shard at the design peak), or throttling: nothing was written; try again, and
-            // after a few tries let SQS redeliver. Never mistake it for "job not active".
-            if reasons.iter().any(|c| is_transient_reason(c)) {
-                attempt += 1;
-                if attempt >= 6 {
-                    return Err(StoreError::service("TransactWriteItems(chunk)", e));
-                }
-                tracing::info!(
-                    job_id,
-                    chunk = chunk.index,
-                    attempt,
-                    ?reasons,
-                    "chunk commit conflicted; retrying"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
-                continue;
-            }
+        match transact_put_update(&self.client, &put, &update, "TransactWriteItems(chunk)").await? {
+            None => Ok(ChunkCommit::Committed),
             // Which condition failed? Read back rather than rely on reason ordering.
-            return if self.chunk_exists(job_id, chunk.index).await? {
-                Ok(ChunkCommit::AlreadyDone)
+            Some(_) => Ok(if self.chunk_exists(job_id, chunk.index).await? {
+                ChunkCommit::AlreadyDone
             } else {
-                Ok(ChunkCommit::JobNotActive)
-            };
+                ChunkCommit::JobNotActive
+            }),
         }
     }
 
@@ -1115,6 +1083,45 @@ pub(super) fn cancellation_reasons<R>(
                 .collect(),
         ),
         _ => None,
+    }
+}
+
+/// Sends a transaction of one conditional `put` and one `update`, again while it is cancelled
+/// only for transient reasons (another transaction on the same item at the same moment — a
+/// shard counter at 125 completions/s, an export item — or throttling: nothing was written),
+/// pausing `10 << attempt` ms, at most 6 times; then the error goes back and SQS redelivers the
+/// message. Never mistakes a conflict for a failed condition. `Ok(None)`: committed;
+/// `Ok(Some(reasons))`: cancelled because a condition did not hold.
+pub(super) async fn transact_put_update(
+    client: &Client,
+    put: &Put,
+    update: &Update,
+    op: &'static str,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let mut attempt = 0u32;
+    loop {
+        let res = client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+            .transact_items(TransactWriteItem::builder().update(update.clone()).build())
+            .send()
+            .await;
+        let e = match res {
+            Ok(_) => return Ok(None),
+            Err(e) => e,
+        };
+        let Some(reasons) = cancellation_reasons(&e) else {
+            return Err(StoreError::service(op, e));
+        };
+        if !reasons.iter().any(|c| is_transient_reason(c)) {
+            return Ok(Some(reasons));
+        }
+        attempt += 1;
+        if attempt >= 6 {
+            return Err(StoreError::service(op, e));
+        }
+        tracing::info!(op, attempt, ?reasons, "transaction conflicted; retrying");
+        tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
     }
 }
 
