@@ -31,11 +31,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::dialect::Dialect;
 use crate::error::EngineError;
-use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf, State};
+use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf};
 use crate::profile::{ProfileOptions, ProfileState};
+use crate::range::{Begin, RangeStart};
 use crate::record::{Record, RejectReason};
 use crate::rules::{CompiledRules, RuleRunner, UniqueKeys, Verdict};
-use crate::split::{guess_start_in_quotes, ChunkSummary, ChunkTask, GUESS_WINDOW};
+use crate::split::{ChunkSummary, ChunkTask};
 
 /// First line of every rejected output (chunk parts have no header; the stitcher writes it).
 pub const REJECTED_HEADER: &str = "source_byte_offset,source_line,reason,raw,detail\n";
@@ -173,9 +174,7 @@ pub struct ChunkProcessor {
     cfg: ParserConfig,
     emit_rows: bool,
     parser: Option<Parser>,
-    need_prev: bool,
-    prev: Option<u8>,
-    guess_buf: Vec<u8>,
+    start: RangeStart,
     /// Offset of the next byte `run` will see.
     pos: u64,
     rec: RecordBuf,
@@ -183,7 +182,6 @@ pub struct ChunkProcessor {
     raw: Vec<u8>,
     out: Vec<u8>,
     rej_out: Vec<u8>,
-    assumed: bool,
     at_end: Option<(u64, u64)>,
     /// Records within `[slice start, utf8_valid_until)` of the current slice are valid UTF-8.
     utf8_valid_until: u64,
@@ -221,15 +219,12 @@ impl ChunkProcessor {
             cfg,
             emit_rows: opts.emit_rows,
             parser: None,
-            need_prev: read_start(task) < task.start,
-            prev: None,
-            guess_buf: Vec::new(),
+            start: RangeStart::new(task, cfg),
             pos: task.start,
             rec: RecordBuf::default(),
             raw: Vec::new(),
             out: Vec::with_capacity(OUT_BATCH + 1024),
             rej_out: Vec::new(),
-            assumed: false,
             at_end: None,
             utf8_valid_until: 0,
             nul_free_until: 0,
@@ -248,38 +243,6 @@ impl ChunkProcessor {
         }
     }
 
-    fn start_parser(&mut self, in_quotes: bool) {
-        const CR: u8 = b'\r';
-        const LF: u8 = b'\n';
-        self.assumed = in_quotes;
-        let state = if self.task.index == 0 || self.prev.is_none() {
-            State::LineStart
-        } else if in_quotes {
-            State::SkipIn
-        } else {
-            match self.prev {
-                Some(LF) => State::LineStart,
-                Some(CR) => State::AfterCr,
-                _ => State::SkipOut,
-            }
-        };
-        let mut p = Parser::new(self.cfg, state, self.task.start, self.task.end);
-        if state == State::SkipIn && self.prev == Some(CR) {
-            p.set_prev_cr_in_quotes(true);
-        }
-        self.parser = Some(p);
-    }
-
-    fn decide_guess(&mut self) {
-        let g = guess_start_in_quotes(
-            self.prev,
-            &self.guess_buf,
-            self.dialect.delimiter,
-            self.dialect.quote,
-        );
-        self.start_parser(g);
-    }
-
     /// Pushes the next bytes (starting at [`read_start`] for the first call).
     pub fn feed(
         &mut self,
@@ -290,29 +253,15 @@ impl ChunkProcessor {
         if self.done {
             return Ok(Feed::Done);
         }
-        if self.need_prev {
-            let Some((&b, rest)) = bytes.split_first() else {
+        if self.parser.is_none() {
+            let Begin::Start(parser, guessed_from, rest) = self.start.begin(bytes) else {
                 return Ok(Feed::NeedMore);
             };
-            self.prev = Some(b);
-            self.need_prev = false;
-            bytes = rest;
-        }
-        if self.parser.is_none() {
-            match self.task.start_in_quotes {
-                Some(k) => self.start_parser(k),
-                None => {
-                    let take = (GUESS_WINDOW - self.guess_buf.len()).min(bytes.len());
-                    self.guess_buf.extend_from_slice(&bytes[..take]);
-                    bytes = &bytes[take..];
-                    if self.guess_buf.len() < GUESS_WINDOW {
-                        return Ok(Feed::NeedMore);
-                    }
-                    self.decide_guess();
-                    let buf = std::mem::take(&mut self.guess_buf);
-                    self.run(&buf)?;
-                }
+            self.parser = Some(*parser);
+            if let Some(buf) = guessed_from {
+                self.run(&buf)?;
             }
+            bytes = rest;
         }
         if !self.done {
             self.run(bytes)?;
@@ -340,13 +289,10 @@ impl ChunkProcessor {
         rejected: &mut impl Write,
     ) -> Result<ChunkResult, EngineError> {
         if self.parser.is_none() {
-            match self.task.start_in_quotes {
-                Some(k) => self.start_parser(k),
-                None => {
-                    self.decide_guess();
-                    let buf = std::mem::take(&mut self.guess_buf);
-                    self.run(&buf)?;
-                }
+            let (parser, guessed_from) = self.start.begin_at_eof();
+            self.parser = Some(parser);
+            if let Some(buf) = guessed_from {
+                self.run(&buf)?;
             }
         }
         if !self.done {
@@ -380,7 +326,7 @@ impl ChunkProcessor {
             index: self.task.index,
             start: self.task.start,
             end: self.task.end,
-            assumed_start_in_quotes: self.assumed,
+            assumed_start_in_quotes: self.start.assumed,
             start_state_known: self.task.start_in_quotes.is_some(),
             quote_count_in_range: quotes,
             newline_count_in_range: lines,

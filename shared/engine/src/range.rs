@@ -18,56 +18,92 @@ use crate::error::EngineError;
 use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf, State};
 use crate::split::{guess_start_in_quotes, ChunkSummary, ChunkTask, GUESS_WINDOW};
 
-/// Reads the records a byte range owns. See the module docs.
-pub struct RangeReader {
+/// How a byte range's parse begins, shared by [`RangeReader`] and
+/// [`crate::chunk::ChunkProcessor`]: the byte before `start` (it decides the parser's first
+/// state), the guess window when the start state is not known, and the parser made from them.
+pub(crate) struct RangeStart {
     task: ChunkTask,
     cfg: ParserConfig,
-    parser: Option<Parser>,
     need_prev: bool,
     prev: Option<u8>,
     guess_buf: Vec<u8>,
-    /// Offset of the next byte `run` will see.
-    pos: u64,
-    rec: RecordBuf,
-    assumed: bool,
-    /// Quote bytes in `[start, end)`, once the parser has passed `end`.
-    quotes_at_end: Option<u64>,
-    done: bool,
-    abandoned: bool,
-    max_overrun: u64,
-    records: u64,
+    /// The start state the parser began in (the known one, or the guess).
+    pub(crate) assumed: bool,
 }
 
-impl RangeReader {
-    /// A reader for `task` in a file of `cfg`'s dialect. `max_overrun`: like
-    /// `ChunkOptions::max_speculative_overrun_bytes`, how far past `end` a range on a guessed
-    /// start state may read before it gives up (it is then read again with the known state).
-    pub fn new(task: &ChunkTask, cfg: ParserConfig, max_overrun: u64) -> Self {
-        RangeReader {
+/// What [`RangeStart::begin`] decided.
+pub(crate) enum Begin<'a> {
+    /// The parser cannot start yet: feed more bytes.
+    NeedMore,
+    /// The parser, the guess window it was decided from (to be run first; `None`: the start
+    /// state was known and nothing was held back), and the rest of the bytes.
+    Start(Box<Parser>, Option<Vec<u8>>, &'a [u8]),
+}
+
+impl RangeStart {
+    pub(crate) fn new(task: &ChunkTask, cfg: ParserConfig) -> Self {
+        RangeStart {
             task: *task,
             cfg,
-            parser: None,
             need_prev: crate::chunk::read_start(task) < task.start,
             prev: None,
             guess_buf: Vec::new(),
-            pos: task.start,
-            rec: RecordBuf::default(),
             assumed: false,
-            quotes_at_end: None,
-            done: false,
-            abandoned: false,
-            max_overrun,
-            records: 0,
         }
     }
 
-    /// Records handed out so far.
-    pub fn records(&self) -> u64 {
-        self.records
+    /// Takes the leading bytes of the input (from [`crate::chunk::read_start`]) until the
+    /// parser can start: the byte before `start`, then, when the start state is not known, the
+    /// guess window.
+    pub(crate) fn begin<'a>(&mut self, mut bytes: &'a [u8]) -> Begin<'a> {
+        if self.need_prev {
+            let Some((&b, rest)) = bytes.split_first() else {
+                return Begin::NeedMore;
+            };
+            self.prev = Some(b);
+            self.need_prev = false;
+            bytes = rest;
+        }
+        match self.task.start_in_quotes {
+            Some(k) => Begin::Start(Box::new(self.parser(k)), None, bytes),
+            None => {
+                let take = (GUESS_WINDOW - self.guess_buf.len()).min(bytes.len());
+                self.guess_buf.extend_from_slice(&bytes[..take]);
+                if self.guess_buf.len() < GUESS_WINDOW {
+                    return Begin::NeedMore;
+                }
+                let (parser, window) = self.guess();
+                Begin::Start(Box::new(parser), Some(window), &bytes[take..])
+            }
+        }
     }
 
-    fn start_parser(&mut self, in_quotes: bool) {
-        // The same start states as `ChunkProcessor::start_parser`.
+    /// The parser when the input ended before [`begin`](Self::begin) started it, and the
+    /// bytes held back for the guess (to be run first), if any.
+    pub(crate) fn begin_at_eof(&mut self) -> (Parser, Option<Vec<u8>>) {
+        match self.task.start_in_quotes {
+            Some(k) => (self.parser(k), None),
+            None => {
+                let (parser, window) = self.guess();
+                (parser, Some(window))
+            }
+        }
+    }
+
+    fn guess(&mut self) -> (Parser, Vec<u8>) {
+        let g = guess_start_in_quotes(
+            self.prev,
+            &self.guess_buf,
+            self.cfg.delimiter,
+            self.cfg.quote,
+        );
+        (self.parser(g), std::mem::take(&mut self.guess_buf))
+    }
+
+    /// The parser for the range, starting in quotes or not: from the start of a line for the
+    /// first range (or one with no byte before it), else skipping to the first record that
+    /// starts in the range, in the state the byte before `start` leaves it.
+    fn parser(&mut self, in_quotes: bool) -> Parser {
         self.assumed = in_quotes;
         let state = if self.task.index == 0 || self.prev.is_none() {
             State::LineStart
@@ -84,17 +120,48 @@ impl RangeReader {
         if state == State::SkipIn && self.prev == Some(b'\r') {
             p.set_prev_cr_in_quotes(true);
         }
-        self.parser = Some(p);
+        p
+    }
+}
+
+/// Reads the records a byte range owns. See the module docs.
+pub struct RangeReader {
+    task: ChunkTask,
+    parser: Option<Parser>,
+    start: RangeStart,
+    /// Offset of the next byte `run` will see.
+    pos: u64,
+    rec: RecordBuf,
+    /// Quote bytes in `[start, end)`, once the parser has passed `end`.
+    quotes_at_end: Option<u64>,
+    done: bool,
+    abandoned: bool,
+    max_overrun: u64,
+    records: u64,
+}
+
+impl RangeReader {
+    /// A reader for `task` in a file of `cfg`'s dialect. `max_overrun`: like
+    /// `ChunkOptions::max_speculative_overrun_bytes`, how far past `end` a range on a guessed
+    /// start state may read before it gives up (it is then read again with the known state).
+    pub fn new(task: &ChunkTask, cfg: ParserConfig, max_overrun: u64) -> Self {
+        RangeReader {
+            task: *task,
+            parser: None,
+            start: RangeStart::new(task, cfg),
+            pos: task.start,
+            rec: RecordBuf::default(),
+            quotes_at_end: None,
+            done: false,
+            abandoned: false,
+            max_overrun,
+            records: 0,
+        }
     }
 
-    fn decide_guess(&mut self) {
-        let g = guess_start_in_quotes(
-            self.prev,
-            &self.guess_buf,
-            self.cfg.delimiter,
-            self.cfg.quote,
-        );
-        self.start_parser(g);
+    /// Records handed out so far.
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// Pushes the next bytes (starting at `read_start` for the first call); `on_record` gets
@@ -107,29 +174,15 @@ impl RangeReader {
         if self.done {
             return Ok(Feed::Done);
         }
-        if self.need_prev {
-            let Some((&b, rest)) = bytes.split_first() else {
+        if self.parser.is_none() {
+            let Begin::Start(parser, guessed_from, rest) = self.start.begin(bytes) else {
                 return Ok(Feed::NeedMore);
             };
-            self.prev = Some(b);
-            self.need_prev = false;
-            bytes = rest;
-        }
-        if self.parser.is_none() {
-            match self.task.start_in_quotes {
-                Some(k) => self.start_parser(k),
-                None => {
-                    let take = (GUESS_WINDOW - self.guess_buf.len()).min(bytes.len());
-                    self.guess_buf.extend_from_slice(&bytes[..take]);
-                    bytes = &bytes[take..];
-                    if self.guess_buf.len() < GUESS_WINDOW {
-                        return Ok(Feed::NeedMore);
-                    }
-                    self.decide_guess();
-                    let buf = std::mem::take(&mut self.guess_buf);
-                    self.run(&buf, on_record);
-                }
+            self.parser = Some(*parser);
+            if let Some(buf) = guessed_from {
+                self.run(&buf, on_record);
             }
+            bytes = rest;
         }
         if !self.done {
             self.run(bytes, on_record);
@@ -157,13 +210,10 @@ impl RangeReader {
         on_record: &mut impl FnMut(&RecordBuf),
     ) -> Result<ChunkSummary, EngineError> {
         if self.parser.is_none() {
-            match self.task.start_in_quotes {
-                Some(k) => self.start_parser(k),
-                None => {
-                    self.decide_guess();
-                    let buf = std::mem::take(&mut self.guess_buf);
-                    self.run(&buf, on_record);
-                }
+            let (parser, guessed_from) = self.start.begin_at_eof();
+            self.parser = Some(parser);
+            if let Some(buf) = guessed_from {
+                self.run(&buf, on_record);
             }
         }
         let mut open_quote_at_eof = None;
@@ -190,7 +240,7 @@ impl RangeReader {
         };
         Ok(ChunkSummary {
             index: self.task.index,
-            assumed_start_in_quotes: self.assumed,
+            assumed_start_in_quotes: self.start.assumed,
             quote_count_in_range: quotes,
             open_quote_at_eof,
             abandoned: self.abandoned,
