@@ -488,60 +488,34 @@ impl JobStore {
             Some(job) => job.expires_at,
             None => return Ok(false),
         };
-        let mut attempt = 0u32;
-        loop {
-            let mut req = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(meta.clone()).build());
-            for k in 0..COUNTER_SHARDS {
-                let u = Update::builder()
-                    .table_name(&self.table)
-                    .key("pk", s(shard_pk(id, k)))
-                    .key("sk", s(COUNTER_SK));
-                let u = match shards {
-                    Shards::Close => u
-                        .update_expression(
-                            "SET closed = :t, expires_at = if_not_exists(expires_at, :exp)",
-                        )
-                        .expression_attribute_values(":t", AttributeValue::Bool(true))
-                        .expression_attribute_values(":exp", n(expires_at)),
-                    Shards::Reopen | Shards::Keep => u.update_expression("REMOVE closed"),
-                };
-                let u = u
-                    .build()
-                    .map_err(|e| StoreError::service("Update(shard) builder", e))?;
-                req = req.transact_items(TransactWriteItem::builder().update(u).build());
-            }
-            let e = match req.send().await {
-                Ok(_) => return Ok(true),
-                Err(e) => e,
+        let mut items = vec![TransactWriteItem::builder().update(meta).build()];
+        for k in 0..COUNTER_SHARDS {
+            let u = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(shard_pk(id, k)))
+                .key("sk", s(COUNTER_SK));
+            let u = match shards {
+                Shards::Close => u
+                    .update_expression(
+                        "SET closed = :t, expires_at = if_not_exists(expires_at, :exp)",
+                    )
+                    .expression_attribute_values(":t", AttributeValue::Bool(true))
+                    .expression_attribute_values(":exp", n(expires_at)),
+                Shards::Reopen | Shards::Keep => u.update_expression("REMOVE closed"),
             };
-            let Some(reasons) = cancellation_reasons(&e) else {
-                return Err(StoreError::service(
-                    "TransactWriteItems(job state + shards)",
-                    e,
-                ));
-            };
-            // Only the job item has a condition.
-            if !reasons.iter().any(|c| is_transient_reason(c)) {
-                return Ok(false);
-            }
-            attempt += 1;
-            if attempt >= 8 {
-                return Err(StoreError::service(
-                    "TransactWriteItems(job state + shards)",
-                    e,
-                ));
-            }
-            tracing::info!(
-                job_id = id,
-                attempt,
-                ?reasons,
-                "job state + shards transaction conflicted; retrying"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
+            let u = u
+                .build()
+                .map_err(|e| StoreError::service("Update(shard) builder", e))?;
+            items.push(TransactWriteItem::builder().update(u).build());
         }
+        // Only the job item has a condition: a cancellation that is not transient is it failing.
+        let cancelled = transact_retrying(
+            &self.client,
+            &items,
+            "TransactWriteItems(job state + shards)",
+        )
+        .await?;
+        Ok(cancelled.is_none())
     }
 
     /// `awaiting_upload -> queued` with the planner's facts. False if the job was already planned.
@@ -1086,27 +1060,39 @@ pub(super) fn cancellation_reasons<R>(
     }
 }
 
-/// Sends a transaction of one conditional `put` and one `update`, again while it is cancelled
-/// only for transient reasons (another transaction on the same item at the same moment — a
-/// shard counter at 125 completions/s, an export item — or throttling: nothing was written),
-/// pausing `10 << attempt` ms, at most 6 times; then the error goes back and SQS redelivers the
-/// message. Never mistakes a conflict for a failed condition. `Ok(None)`: committed;
-/// `Ok(Some(reasons))`: cancelled because a condition did not hold.
+/// Sends a transaction of one conditional `put` and one `update` ([`transact_retrying`]).
 pub(super) async fn transact_put_update(
     client: &Client,
     put: &Put,
     update: &Update,
     op: &'static str,
 ) -> Result<Option<Vec<String>>, StoreError> {
+    let items = [
+        TransactWriteItem::builder().put(put.clone()).build(),
+        TransactWriteItem::builder().update(update.clone()).build(),
+    ];
+    transact_retrying(client, &items, op).await
+}
+
+/// Sends a transaction, again while it is cancelled only for transient reasons (another
+/// transaction on the same item at the same moment — a shard counter at 125 completions/s, an
+/// export item, the job item — or throttling: nothing was written), pausing
+/// `10 << min(attempt, 5)` ms, at most 8 tries (~1.2 s in all); then the error goes back and SQS
+/// redelivers the message. Never mistakes a conflict for a failed condition. `Ok(None)`:
+/// committed; `Ok(Some(reasons))`: cancelled because a condition did not hold.
+pub(super) async fn transact_retrying(
+    client: &Client,
+    items: &[TransactWriteItem],
+    op: &'static str,
+) -> Result<Option<Vec<String>>, StoreError> {
     let mut attempt = 0u32;
     loop {
-        let res = client
+        let e = match client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put.clone()).build())
-            .transact_items(TransactWriteItem::builder().update(update.clone()).build())
+            .set_transact_items(Some(items.to_vec()))
             .send()
-            .await;
-        let e = match res {
+            .await
+        {
             Ok(_) => return Ok(None),
             Err(e) => e,
         };
@@ -1117,11 +1103,11 @@ pub(super) async fn transact_put_update(
             return Ok(Some(reasons));
         }
         attempt += 1;
-        if attempt >= 6 {
+        if attempt >= 8 {
             return Err(StoreError::service(op, e));
         }
         tracing::info!(op, attempt, ?reasons, "transaction conflicted; retrying");
-        tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(5))).await;
     }
 }
 
