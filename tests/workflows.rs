@@ -571,6 +571,44 @@ async fn reference_files_upload_list_isolation_use_and_delete() {
     let b = bob.get("/v1/references").await;
     assert_eq!(b.body["references"], json!([]), "{:?}", b.body);
 
+    // Pages: a second file, one a page; the cursor is the caller's own and checked.
+    put_reference(&alice, "lists/more.csv", "code\nZZZ\n").await;
+    let p1 = alice.get("/v1/references?limit=1").await;
+    assert_eq!(p1.status, StatusCode::OK, "{:?}", p1.body);
+    assert_eq!(
+        p1.body["references"][0]["key"], "lists/codes.csv",
+        "{:?}",
+        p1.body
+    );
+    assert_eq!(p1.body["references"].as_array().unwrap().len(), 1);
+    let cursor = p1.body["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let p2 = alice
+        .get(&format!("/v1/references?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(
+        p2.body["references"][0]["key"], "lists/more.csv",
+        "{:?}",
+        p2.body
+    );
+    assert_eq!(p2.body["references"].as_array().unwrap().len(), 1);
+    assert!(p2.body["next_cursor"].is_null(), "{:?}", p2.body);
+    for (who, url) in [
+        (&alice, "/v1/references?cursor=not-a-cursor".to_string()),
+        (&bob, format!("/v1/references?cursor={cursor}")),
+    ] {
+        let r = who.get(&url).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}: {:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "invalid_cursor", "{:?}", r.body);
+    }
+    let r = alice.get("/v1/references?limit=0").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], "invalid_limit");
+    let d = alice.delete("/v1/references/lists/more.csv").await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT, "{:?}", d.body);
+
     // Bad keys and sizes are refused with a code that says what to fix.
     for key in ["../alice/x.csv", "/abs.csv", "a//b.csv", ""] {
         let a = alice
@@ -622,18 +660,12 @@ async fn reference_files_upload_list_isolation_use_and_delete() {
     assert_eq!(done["error"]["code"], "reference_missing", "{done}");
 
     // Delete: 404 for bob, 204 for alice, then gone; a new job fails before any chunk.
-    let delete = |c: &Client, key: &str| {
-        c.http
-            .delete(format!("{}/v1/references/{key}", c.base))
-            .bearer_auth(c.token.as_deref().unwrap())
-            .send()
-    };
     assert_eq!(
-        delete(&bob, "lists/codes.csv").await.unwrap().status(),
+        bob.delete("/v1/references/lists/codes.csv").await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        delete(&alice, "lists/codes.csv").await.unwrap().status(),
+        alice.delete("/v1/references/lists/codes.csv").await.status,
         StatusCode::NO_CONTENT
     );
     assert_eq!(

@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 use tessera_infra::emulator::Emulator;
 pub use tessera_infra::stack::{LocalStack, StackOptions};
 
+mod dead_letters;
+pub use dead_letters::RefusingPollers;
+
 /// URL of the emulator shared by every test of this binary.
 pub fn emulator_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
@@ -101,6 +104,16 @@ impl Client {
                 .send()
                 .await
                 .expect("GET"),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        answer(
+            self.auth(self.http.delete(format!("{}{path}", self.base)))
+                .send()
+                .await
+                .expect("DELETE"),
         )
         .await
     }

@@ -8,14 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tessera_shared::error::ApiError;
 use tessera_shared::http::Caller;
 use tessera_shared::job::{Job, JobSnapshot, JobState};
 use tessera_shared::store::jobs::OwnerPageKey;
 
-use crate::{conflict, discard_outputs, owned_job, ApiState};
+use crate::{conflict, cursor, discard_outputs, owned_job, ApiState};
 
 /// `GET /v1/jobs` query. Strings, so every bad value gets a coded answer.
 #[derive(Debug, Deserialize)]
@@ -37,26 +36,17 @@ pub struct JobList {
     pub next_cursor: Option<String>,
 }
 
-/// The opaque cursor: base64url (no padding) of the owner index key of the last job returned.
+/// The opaque cursor ([`crate::cursor`]) of the owner index key of the last job returned.
 pub fn encode_cursor(key: &OwnerPageKey) -> String {
-    let json = serde_json::to_vec(key).expect("a key of strings serialises");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    cursor::encode(&serde_json::to_vec(key).expect("a key of strings serialises"))
 }
 
 /// Decodes a cursor made by [`encode_cursor`] for `owner`; anything else is `invalid_cursor`.
-pub fn decode_cursor(cursor: &str, owner: &str) -> Result<OwnerPageKey, ApiError> {
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_cursor",
-            "`cursor` is not one this API gave you; pass `next_cursor` from the previous page unchanged, or leave it out to start again.",
-        )
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor.trim_end_matches('='))
-        .map_err(|_| invalid())?;
-    let key: OwnerPageKey = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+pub fn decode_cursor(c: &str, owner: &str) -> Result<OwnerPageKey, ApiError> {
+    let key: OwnerPageKey =
+        serde_json::from_slice(&cursor::decode(c)?).map_err(|_| cursor::invalid())?;
     if !key.belongs_to(owner) {
-        return Err(invalid());
+        return Err(cursor::invalid());
     }
     Ok(key)
 }

@@ -22,6 +22,7 @@ use tessera_shared::store::objects::ObjectStore;
 use tessera_shared::store::queue::TaskQueue;
 use tessera_shared::store::workflows::WorkflowStore;
 
+pub mod cursor;
 pub mod exports;
 pub mod jobs;
 pub mod references;

@@ -16,7 +16,7 @@ use tessera_shared::error::ApiError;
 use tessera_shared::http::{Caller, JsonBody};
 use tessera_shared::workflow::{reference_key, reference_prefix, MAX_REFERENCE_BYTES};
 
-use crate::ApiState;
+use crate::{cursor, ApiState};
 
 /// `POST /v1/references` body.
 #[derive(Debug, Deserialize)]
@@ -57,6 +57,9 @@ pub struct ReferenceItem {
 pub struct ListQuery {
     #[serde(default)]
     pub cursor: Option<String>,
+    /// Page size, 1 to 1,000 (default 1,000).
+    #[serde(default)]
+    pub limit: Option<String>,
 }
 
 /// `GET /v1/references` body.
@@ -111,29 +114,42 @@ pub async fn create_reference(
     ))
 }
 
-/// `GET /v1/references`: the caller's reference files, in key order, 1,000 a page.
+/// The cursor ([`crate::cursor`]) of the references listing is the last key of the page: the
+/// next page starts after it (S3's `StartAfter`, not its continuation token), so a cursor is
+/// checked here and cannot reach outside the caller's prefix.
+fn decode_cursor(c: &str, prefix: &str) -> Result<String, ApiError> {
+    String::from_utf8(cursor::decode(c)?)
+        .ok()
+        .filter(|key| key.starts_with(prefix))
+        .ok_or_else(cursor::invalid)
+}
+
+/// `GET /v1/references?limit=&cursor=`: the caller's reference files, in key order, up to
+/// `limit` (default and most 1,000) a page.
 pub async fn list_references(
     State(st): State<ApiState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ReferenceList>, ApiError> {
     let prefix = reference_prefix(&caller.owner);
-    let (items, next) = st
-        .objects
-        .list(&prefix, q.cursor.filter(|c| !c.is_empty()))
-        .await
-        .map_err(|e| match e {
-            // A cursor S3 does not recognise is the caller's mistake, not ours.
-            tessera_shared::store::StoreError::Service { detail, .. }
-                if detail.contains("continuation") || detail.contains("InvalidArgument") =>
-            {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "`cursor` is not one this API returned; leave it out to start from the first page.",
-                )
-            }
-            e => e.into(),
-        })?;
+    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(decode_cursor(c, &prefix)?),
+        None => None,
+    };
+    let limit = match q.limit.as_deref() {
+        None | Some("") => 1000,
+        Some(v) => v
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::unprocessable("invalid_limit", "`limit` must be between 1 and 1000.")
+            })?,
+    };
+    let (items, more) = st.objects.list(&prefix, after.as_deref(), limit).await?;
+    let next = more
+        .then(|| items.last().map(|o| cursor::encode(o.key.as_bytes())))
+        .flatten();
     Ok(Json(ReferenceList {
         references: items
             .into_iter()

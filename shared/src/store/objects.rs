@@ -370,19 +370,21 @@ impl ObjectStore {
         Ok(())
     }
 
-    /// One page (up to 1,000) of the objects under `prefix`, in key order, and the token of the
-    /// next page.
+    /// One page (up to `max_keys`, at most 1,000) of the objects under `prefix` in key order, after the key
+    /// `start_after` when given, and whether more follow.
     pub async fn list(
         &self,
         prefix: &str,
-        token: Option<String>,
-    ) -> Result<(Vec<ObjectInfo>, Option<String>), StoreError> {
+        start_after: Option<&str>,
+        max_keys: i32,
+    ) -> Result<(Vec<ObjectInfo>, bool), StoreError> {
         let out = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
-            .set_continuation_token(token)
+            .set_start_after(start_after.map(str::to_string))
+            .max_keys(max_keys)
             .send()
             .await
             .map_err(|e| StoreError::service("ListObjectsV2", e))?;
@@ -397,12 +399,7 @@ impl ObjectStore {
                     .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok()),
             })
             .collect();
-        let next = out
-            .is_truncated()
-            .unwrap_or(false)
-            .then(|| out.next_continuation_token().map(str::to_string))
-            .flatten();
-        Ok((items, next))
+        Ok((items, out.is_truncated().unwrap_or(false)))
     }
 
     /// Size of an object, or `None` when it does not exist.
