@@ -14,48 +14,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use tessera_e2e::stack_with;
-use tessera_shared::job::{now_rfc3339, Job, JobError, JobState, ResultKeys};
+use tessera_shared::job::{now_rfc3339, Job, JobError, JobState};
 use tessera_shared::store::jobs::{
     shard_chunk_count, shard_of, ChunkCommit, ChunkRecord, JobStore, Plan, UniqueStep,
     COUNTER_SHARDS,
 };
 
 fn job(id: &str) -> Job {
-    let now = now_rfc3339();
-    Job {
-        id: id.to_string(),
-        owner: "alice".into(),
-        state: JobState::AwaitingUpload,
-        filename: "many.csv".into(),
-        content_type: "text/csv".into(),
-        declared_size: 10_000_000,
-        source_key: format!("uploads/alice/{id}/source"),
-        created_at: now.clone(),
-        updated_at: now,
-        dialect: None,
-        columns: vec![],
-        header_len: 0,
-        chunk_size: 0,
-        chunk_count: 0,
-        chunks_done: 0,
-        bytes_done: 0,
-        rows: 0,
-        rejected_rows: 0,
-        error: None,
-        results: ResultKeys::default(),
-        expires_at: 4_102_444_800,
-        upload_id: None,
-        part_size: 0,
-        part_count: 0,
-        upload_completed: false,
-        failed_chunks: vec![],
-        retries: 0,
-        workflow: None,
-        unique_waiting: None,
-        unique_reruns: 0,
-        unique_search_waiting: None,
-        unique_searches: 0,
-    }
+    Job::awaiting_upload(
+        id,
+        "alice",
+        "many.csv",
+        "text/csv",
+        10_000_000,
+        4_102_444_800,
+    )
 }
 
 /// A job in `processing` with `chunks` chunks.

@@ -370,11 +370,7 @@ async fn measure_a_large_export_job() {
 /// seen by SQS).
 #[tokio::test]
 async fn a_range_that_exhausts_its_deliveries_fails_the_export() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-    use tessera_infra::esm::{self, Handler, Mapping};
+    use std::sync::atomic::Ordering;
 
     let stack = stack_with(|o| {
         o.no_pollers = true;
@@ -384,71 +380,9 @@ async fn a_range_that_exhausts_its_deliveries_fails_the_export() {
         o.max_receive_count = Some(2);
     })
     .await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mapping = |function, url: &str, arn: &str| Mapping {
-        function,
-        queue_url: url.to_string(),
-        queue_arn: arn.to_string(),
-        region: stack.config.region.clone(),
-        batch_size: 1,
-        wait_secs: 1,
-        duplicate_messages: false,
-    };
-    let planner = tessera_planner::PlannerState::new(stack.config.clone(), &stack.clients);
-    let planner: Handler = Arc::new(move |ev| {
-        let st = planner.clone();
-        Box::pin(async move { tessera_planner::handle(&st, ev).await })
+    let pollers = RefusingPollers::start(&stack, 1, |task| {
+        task["kind"] == "export_range" && task["index"] == 1
     });
-    let refusals = Arc::new(AtomicUsize::new(0));
-    let chunk = tessera_chunk::ChunkState::new(stack.config.clone(), &stack.clients);
-    let n = refusals.clone();
-    let worker: Handler = Arc::new(move |ev: SqsEvent| {
-        let (st, n) = (chunk.clone(), n.clone());
-        Box::pin(async move {
-            let doomed = |body: &Option<String>| {
-                let v: Value =
-                    serde_json::from_str(body.as_deref().unwrap_or("{}")).unwrap_or_default();
-                v["kind"] == "export_range" && v["index"] == 1
-            };
-            if ev.records.iter().any(|m| doomed(&m.body)) {
-                n.fetch_add(1, Ordering::SeqCst);
-                let mut resp = SqsBatchResponse::default();
-                for m in ev.records.iter().filter(|m| doomed(&m.body)) {
-                    let mut f = BatchItemFailure::default();
-                    f.item_identifier = m.message_id.clone().unwrap_or_default();
-                    resp.batch_item_failures.push(f);
-                }
-                return resp;
-            }
-            tessera_chunk::handle(&st, ev).await
-        })
-    });
-    let dead = tessera_chunk::ChunkState::new(stack.config.clone(), &stack.clients);
-    let dead: Handler = Arc::new(move |ev| {
-        let st = dead.clone();
-        Box::pin(async move { tessera_chunk::handle_dead_letters(&st, ev).await })
-    });
-    let (up, ct) = (&stack.resources.upload_events, &stack.resources.chunk_tasks);
-    let pollers = vec![
-        tokio::spawn(esm::run(
-            mapping("planner", &up.url, &up.arn),
-            stack.clients.sqs.clone(),
-            planner,
-            stopped.clone(),
-        )),
-        tokio::spawn(esm::run(
-            mapping("chunk", &ct.url, &ct.arn),
-            stack.clients.sqs.clone(),
-            worker,
-            stopped.clone(),
-        )),
-        tokio::spawn(esm::run(
-            mapping("chunk-dlq", &ct.dlq_url, &ct.dlq_arn),
-            stack.clients.sqs.clone(),
-            dead,
-            stopped.clone(),
-        )),
-    ];
 
     let alice = Client::new(&stack, "alice");
     let job_id = completed_job(&alice, data(120, None)).await;
@@ -466,7 +400,7 @@ async fn a_range_that_exhausts_its_deliveries_fails_the_export() {
     assert!(message.contains("Range 1 "), "{message}");
     assert!(done.get("url").is_none(), "{done}");
     assert_eq!(
-        refusals.load(Ordering::SeqCst),
+        pollers.refusals.load(Ordering::SeqCst),
         2,
         "delivered maxReceiveCount times, then dead-lettered"
     );
@@ -481,9 +415,6 @@ async fn a_range_that_exhausts_its_deliveries_fails_the_export() {
         "range 0's part is removed"
     );
 
-    stop.send(true).unwrap();
-    for p in pollers {
-        p.await.unwrap();
-    }
+    pollers.stop().await;
     stack.shutdown().await;
 }

@@ -34,24 +34,6 @@ fn message(a: &Answer) -> String {
         .to_string()
 }
 
-async fn delete(c: &Client, path: &str) -> Answer {
-    let resp = c
-        .http
-        .delete(format!("{}{path}", c.base))
-        .bearer_auth(c.token.as_deref().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
 /// `POST /v1/uploads` as multipart with 5 MiB parts; asserts 201.
 async fn create_multipart(c: &Client, name: &str, size: usize) -> Value {
     let a = c
@@ -300,7 +282,7 @@ async fn multipart_bad_input_is_refused_naming_the_part() {
         "not_found",
     );
     assert_error(
-        &delete(&bob, &format!("/v1/uploads/{job_id}")).await,
+        &bob.delete(&format!("/v1/uploads/{job_id}")).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
@@ -380,7 +362,7 @@ async fn aborted_upload_cancels_the_job_and_closes_cleanly() {
     let first = urls(&created["upload"]["parts"]);
     let etag = put_part(&alice, &first[&1], part_bytes(&data, 5 * MIB, 1)).await;
 
-    let a = delete(&alice, &format!("/v1/uploads/{job_id}")).await;
+    let a = alice.delete(&format!("/v1/uploads/{job_id}")).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     assert_eq!(a.body["state"], "cancelled");
     // S3 dropped the upload and its parts.
@@ -411,7 +393,7 @@ async fn aborted_upload_cancels_the_job_and_closes_cleanly() {
         "upload_aborted",
     );
     // Aborting again answers the same; cancelling the cancelled job is refused.
-    let b = delete(&alice, &format!("/v1/uploads/{job_id}")).await;
+    let b = alice.delete(&format!("/v1/uploads/{job_id}")).await;
     assert_eq!(
         (b.status, &b.body["state"]),
         (StatusCode::OK, &json!("cancelled"))
@@ -426,7 +408,7 @@ async fn aborted_upload_cancels_the_job_and_closes_cleanly() {
     let id = single["job_id"].as_str().unwrap();
     assert_eq!(single["upload"]["kind"], "single");
     assert_error(
-        &delete(&alice, &format!("/v1/uploads/{id}")).await,
+        &alice.delete(&format!("/v1/uploads/{id}")).await,
         StatusCode::CONFLICT,
         "not_multipart",
     );

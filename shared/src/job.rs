@@ -201,6 +201,54 @@ pub struct Progress {
 }
 
 impl Job {
+    /// A new job of `owner`'s upload of `filename`, waiting for it: no plan, no progress, no
+    /// results, no workflow, a single PUT. The caller sets what else it knows with struct
+    /// update syntax (`Job { upload_id, workflow, ..Job::awaiting_upload(..) }`).
+    pub fn awaiting_upload(
+        id: &str,
+        owner: &str,
+        filename: &str,
+        content_type: &str,
+        declared_size: u64,
+        expires_at: i64,
+    ) -> Job {
+        let now = now_rfc3339();
+        Job {
+            id: id.to_string(),
+            owner: owner.to_string(),
+            state: JobState::AwaitingUpload,
+            filename: filename.to_string(),
+            content_type: content_type.to_string(),
+            declared_size,
+            source_key: crate::keys::source_key(owner, id),
+            created_at: now.clone(),
+            updated_at: now,
+            dialect: None,
+            columns: vec![],
+            header_len: 0,
+            chunk_size: 0,
+            chunk_count: 0,
+            chunks_done: 0,
+            bytes_done: 0,
+            rows: 0,
+            rejected_rows: 0,
+            error: None,
+            results: ResultKeys::default(),
+            expires_at,
+            upload_id: None,
+            part_size: 0,
+            part_count: 0,
+            upload_completed: false,
+            failed_chunks: vec![],
+            retries: 0,
+            workflow: None,
+            unique_waiting: None,
+            unique_reruns: 0,
+            unique_search_waiting: None,
+            unique_searches: 0,
+        }
+    }
+
     /// The owner-facing view.
     pub fn snapshot(&self) -> JobSnapshot {
         let fraction = match self.state {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tessera_shared::config::{Config, MAX_PART_SIZE, MIN_PART_SIZE};
 use tessera_shared::error::ApiError;
 use tessera_shared::http::{Caller, JsonBody};
-use tessera_shared::job::{now_rfc3339, Job, JobSnapshot, JobState, ResultKeys, WorkflowRef};
+use tessera_shared::job::{Job, JobSnapshot, JobState, WorkflowRef};
 use tessera_shared::keys;
 use tessera_shared::store::objects::{same_etag, PartRef, UploadLookup, UploadedPart};
 
@@ -292,7 +292,6 @@ pub async fn create_upload(
         Some(w) => Some(resolve_workflow(&st, &caller, w).await?),
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let now = now_rfc3339();
     let expires_at =
         time::OffsetDateTime::now_utc().unix_timestamp() + st.config.job_ttl_days as i64 * 86_400;
     let source_key = keys::source_key(&caller.owner, &id);
@@ -306,38 +305,18 @@ pub async fn create_upload(
     };
     let (part_size, part_count) = parts.unwrap_or((0, 0));
     let job = Job {
-        id: id.clone(),
-        owner: caller.owner.clone(),
-        state: JobState::AwaitingUpload,
-        filename: req.filename.trim().to_string(),
-        content_type: req.content_type.clone(),
-        declared_size: req.size,
-        source_key,
-        created_at: now.clone(),
-        updated_at: now,
-        dialect: None,
-        columns: vec![],
-        header_len: 0,
-        chunk_size: 0,
-        chunk_count: 0,
-        chunks_done: 0,
-        bytes_done: 0,
-        rows: 0,
-        rejected_rows: 0,
-        error: None,
-        results: ResultKeys::default(),
-        expires_at,
         upload_id: upload_id.clone(),
         part_size,
         part_count,
-        upload_completed: false,
-        failed_chunks: vec![],
-        retries: 0,
         workflow,
-        unique_waiting: None,
-        unique_reruns: 0,
-        unique_search_waiting: None,
-        unique_searches: 0,
+        ..Job::awaiting_upload(
+            &id,
+            &caller.owner,
+            req.filename.trim(),
+            &req.content_type,
+            req.size,
+            expires_at,
+        )
     };
     if let Err(e) = st.jobs.create(&job).await {
         if let Some(u) = &upload_id {
