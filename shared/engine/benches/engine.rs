@@ -5,7 +5,9 @@
 //! then measures, each in a child process of this binary so peak RSS is per measurement:
 //! - profile + outputs (clean and rejected rows written to a sink) and profile + a 10-rule
 //!   workflow (not_null, type, range, regex, one_of, length, row compare, trim, partial mask,
-//!   HMAC token) + outputs, over the whole file: the cost of rules;
+//!   HMAC token) + outputs, over the whole file: the cost of rules, as the rate with rules
+//!   against the profile-only job (profile + outputs: every job writes its clean and rejected
+//!   outputs), target >= 70%, and against the bare profile;
 //! - bare parse (the state machine only) and full profile (chunk processor, profile on, no
 //!   outputs) with one worker, over a 64 MiB range and over the whole file;
 //! - DuckDB `SUMMARIZE` (threads=1) and polars `describe()` (POLARS_MAX_THREADS=1) on the same
@@ -393,11 +395,21 @@ fn print_rules(
             f(v, "peak_rss_mib")
         );
     }
-    let base = f(prof, "mb_per_cpu_s");
+    // The target compares a job with rules to the same job without them: a profile-only job
+    // also writes its clean and rejected outputs (the pipeline always does), so that line is
+    // the baseline; the bare profile (no outputs: the engine's comparison with DuckDB and
+    // polars) is shown beside it.
+    let job = f(prof_out, "mb_per_cpu_s");
+    let bare = f(prof, "mb_per_cpu_s");
     println!(
-        "\nrate with rules vs profile only: {:.0}% (token on name), {:.0}% (token on id); target >= 70%",
-        100.0 * f(rules, "mb_per_cpu_s") / base,
-        100.0 * f(rules_id, "mb_per_cpu_s") / base
+        "\nrate with rules vs the profile-only job (profile + its outputs): {:.0}% (token on name), {:.0}% (token on id); target >= 70%",
+        100.0 * f(rules, "mb_per_cpu_s") / job,
+        100.0 * f(rules_id, "mb_per_cpu_s") / job
+    );
+    println!(
+        "rate with rules vs the bare profile (no outputs written): {:.0}% (token on name), {:.0}% (token on id)",
+        100.0 * f(rules, "mb_per_cpu_s") / bare,
+        100.0 * f(rules_id, "mb_per_cpu_s") / bare
     );
 }
 
@@ -487,18 +499,19 @@ fn main() {
             paired(2)
         );
     }
+    let rate = |base: usize, with: usize| -> Vec<String> {
+        runs[base]
+            .iter()
+            .zip(&runs[with])
+            .map(|(p, r)| format!("{:.0}%", 100.0 * cpu(p) / cpu(r)))
+            .collect()
+    };
     println!(
-        "per round: rules rate vs profile-only rate {:?} (token on name), {:?} (token on id)",
-        runs[0]
-            .iter()
-            .zip(&runs[4])
-            .map(|(p, r)| format!("{:.0}%", 100.0 * cpu(p) / cpu(r)))
-            .collect::<Vec<_>>(),
-        runs[0]
-            .iter()
-            .zip(&runs[5])
-            .map(|(p, r)| format!("{:.0}%", 100.0 * cpu(p) / cpu(r)))
-            .collect::<Vec<_>>()
+        "per round: rules rate vs the profile-only job {:?} (token on name), {:?} (token on id); vs the bare profile {:?}, {:?}",
+        rate(3, 4),
+        rate(3, 5),
+        rate(0, 4),
+        rate(0, 5)
     );
     let [prof_l, duck, pol, prof_out, rules_l, rules_id] = runs.map(|r| median_run(&r));
     if rules_only {
