@@ -1046,10 +1046,11 @@ impl Pipeline {
     }
 
     /// Builds rejected.csv: the header, then each chunk's rejected rows with their chunk-local
-    /// line numbers made absolute (line base = 1 + header lines + earlier chunks' line breaks).
-    /// A chunk's rejected part is rebased in memory (rejected parts are usually small; streaming
-    /// this step is tracked with the outputs work). `facts` are each chunk's `(rejected rows,
-    /// line breaks in its range)`, from the merge.
+    /// line numbers made absolute (line base = 1 + header lines + earlier chunks' line breaks),
+    /// concatenated in chunk order. Each chunk's part is streamed through the rebaser into its
+    /// own final part (a multipart upload past 8 MiB), `STITCH_CONCURRENCY` chunks at a time:
+    /// memory is bounded whatever the rejected output's size. `facts` are each chunk's
+    /// `(rejected rows, line breaks in its range)`, from the merge.
     async fn stitch_rejected(
         &self,
         job: &Job,
@@ -1061,28 +1062,44 @@ impl Pipeline {
         self.objects
             .put(&header_key, REJECTED_HEADER.as_bytes().to_vec(), "text/csv")
             .await?;
-        let mut parts = vec![header_key];
         let mut line_base = 1 + self.header_lines(job).await?;
+        let mut rebases = Vec::new();
         for (t, &(rejected_rows, newlines)) in tasks.iter().zip(facts) {
             if rejected_rows > 0 {
-                let raw = self
-                    .objects
-                    .read_all(&keys::part_key(&job.owner, &job.id, "rejected", t.index))
-                    .await?;
-                let mut rebased = Vec::with_capacity(raw.len() + 64);
-                tessera_engine::chunk::rebase_rejected(
-                    std::io::Cursor::new(raw),
-                    line_base,
-                    &mut rebased,
-                )?;
-                let key = keys::part_key(&job.owner, &job.id, "rejected-final", t.index);
-                self.objects.put(&key, rebased, "text/csv").await?;
-                parts.push(key);
+                rebases.push((t.index, line_base));
             }
             line_base += newlines;
         }
+        let finals: Vec<String> = futures::stream::iter(rebases)
+            .map(|(index, base)| self.rebase_rejected_part(job, index, base))
+            .buffered(STITCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let parts: Vec<String> = std::iter::once(header_key).chain(finals).collect();
         self.objects.concat(dest, &parts, "text/csv").await?;
         Ok(())
+    }
+
+    /// Streams chunk `index`'s rejected part through the rebaser into `rejected-final/<index>`
+    /// and returns that key.
+    async fn rebase_rejected_part(
+        &self,
+        job: &Job,
+        index: u32,
+        line_base: u64,
+    ) -> Result<String, PipelineError> {
+        let source = keys::part_key(&job.owner, &job.id, "rejected", index);
+        let key = keys::part_key(&job.owner, &job.id, "rejected-final", index);
+        let mut body = self.objects.stream_from(&source, 0).await?;
+        let mut sink = PartSink::new(self.objects.clone(), key.clone(), "text/csv");
+        let mut rebaser = tessera_engine::chunk::RejectedRebaser::new(line_base);
+        while let Some(bytes) = next_piece(&mut body).await? {
+            rebaser.feed(&bytes, &mut sink.buf)?;
+            sink.flush_if_full().await?;
+        }
+        rebaser.finish(&mut sink.buf)?;
+        sink.close().await?;
+        Ok(key)
     }
 
     /// The chunks' `unique` key headers (one small GET per chunk, 16 at a time).
@@ -1344,6 +1361,9 @@ pub const MAX_CHUNK_DELIVERIES: u32 = 3;
 
 /// Concurrent S3 reads of the `unique` pass (headers, key groups, values).
 const UNIQUE_READ_CONCURRENCY: usize = 16;
+
+/// Rejected parts rebased at once while stitching (each holds at most one 8 MiB output part).
+const STITCH_CONCURRENCY: usize = 8;
 
 /// Where a finalising job's `unique` second pass stands.
 enum UniqueStage {
