@@ -784,7 +784,7 @@ async fn a_large_rejected_output_is_rebased_exactly_in_bounded_parts() {
     let mut i = 0u64;
     while data.len() < 30 << 20 {
         lines.push(line);
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             data.push_str(&format!("{i},\"two\nlines {i}\"\n"));
             line += 2;
         } else {
