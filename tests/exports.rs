@@ -418,3 +418,72 @@ async fn a_range_that_exhausts_its_deliveries_fails_the_export() {
     pollers.stop().await;
     stack.shutdown().await;
 }
+
+/// An export whose range tasks never run (the only worker refuses them, so they wait in the
+/// queue) shows `queued` while it is young, and once it has not moved for two hours its status
+/// read fails it `export_stalled`, with nothing left behind, instead of `queued` for ever.
+#[tokio::test]
+async fn an_export_that_never_moves_fails_export_stalled() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let stack = stack_with(|o| {
+        o.no_pollers = true;
+        o.export_sync_max_bytes = Some(SYNC_MAX);
+        o.export_range_size = Some(RANGE);
+        o.max_receive_count = Some(100);
+    })
+    .await;
+    let pollers = RefusingPollers::start(&stack, 1, |task| task["kind"] == "export_range");
+    let alice = Client::new(&stack, "alice");
+    let job_id = completed_job(&alice, data(120, None)).await;
+    let (status_url, started) = start_export(
+        &alice,
+        &job_id,
+        json!({"output": "clean", "format": "jsonl"}),
+    )
+    .await;
+    let export_id = started["export_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let young = alice.get(&status_url).await;
+    assert_eq!(young.status, StatusCode::OK, "{:?}", young.body);
+    assert!(
+        matches!(young.body["state"].as_str(), Some("queued" | "running")),
+        "{:?}",
+        young.body
+    );
+    assert!(pollers.refusals.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    // Long without a move (far more than two hours).
+    let old = "2000-01-01T00:00:00Z".to_string();
+    stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(&stack.config.jobs_table)
+        .key("pk", AttributeValue::S(format!("JOB#{job_id}")))
+        .key("sk", AttributeValue::S(format!("EXPORT#{export_id}")))
+        .update_expression("SET updated_at = :old")
+        .expression_attribute_values(":old", AttributeValue::S(old))
+        .send()
+        .await
+        .unwrap();
+    let stalled = alice.get(&status_url).await;
+    assert_eq!(stalled.status, StatusCode::OK, "{:?}", stalled.body);
+    assert_eq!(stalled.body["state"], "failed", "{:?}", stalled.body);
+    assert_eq!(
+        stalled.body["error"]["code"], "export_stalled",
+        "{:?}",
+        stalled.body
+    );
+    let message = stalled.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/exports"), "{message}");
+    assert!(stalled.body.get("url").is_none(), "{:?}", stalled.body);
+    // Read again: still failed (the move happened once).
+    assert_eq!(alice.get(&status_url).await.body["state"], "failed");
+    let objects = ObjectStore::new(stack.clients.s3.clone(), &stack.config.bucket);
+    let key = tessera_shared::keys::export_key("alice", &job_id, &export_id, "jsonl");
+    assert_eq!(objects.size(&key).await.unwrap(), None);
+
+    pollers.stop().await;
+    stack.shutdown().await;
+}

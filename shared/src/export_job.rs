@@ -157,6 +157,49 @@ fn export_error(code: &str, message: impl Into<String>) -> JobError {
     }
 }
 
+/// An export still `queued` or `running` that has not moved for this long is failed
+/// `export_stalled` when its status is read ([`fail_if_stalled`]). By then nothing can move it:
+/// a range task is delivered at most 3 times (the chunk queue's `maxReceiveCount`), each for
+/// at most the queue's 30-minute visibility timeout, and the dead-letter consumer fails the
+/// export when the last delivery fails. What is left are exports whose tasks never ran: the
+/// api stopped between saving the export and queueing its ranges, or a worker of an older
+/// deployment skipped them during a stack update.
+pub const EXPORT_STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
+/// `export` as it should be shown: failed `export_stalled` (its parts removed, best effort) if
+/// it is `queued` or `running` and has not moved for [`EXPORT_STALLED_AFTER`]; else unchanged.
+/// The move is conditional on the export not having moved since it was read, so progress made
+/// meanwhile wins.
+pub async fn fail_if_stalled(
+    exports: &crate::store::exports::ExportStore,
+    objects: &crate::store::objects::ObjectStore,
+    export: ExportJob,
+) -> Result<ExportJob, crate::store::StoreError> {
+    if !matches!(export.state, ExportState::Queued | ExportState::Running)
+        || !is_stale(&export.updated_at, EXPORT_STALLED_AFTER)
+    {
+        return Ok(export);
+    }
+    let error = export_error(
+        "export_stalled",
+        format!(
+            "The export made no progress for {} hours and was stopped; nothing was written. Start it again with POST /v1/jobs/{}/exports.",
+            EXPORT_STALLED_AFTER.as_secs() / 3600,
+            export.job_id
+        ),
+    );
+    if exports.mark_stalled(&export, &error).await? {
+        tracing::warn!(job_id = %export.job_id, export_id = %export.id, since = %export.updated_at, state = export.state.as_str(), "export stalled; failed it");
+        if let Err(e) = objects.delete_keys(&export.part_keys()).await {
+            tracing::warn!(error = %e, "could not delete a stalled export's parts; the bucket's expiry rule will");
+        }
+    }
+    Ok(exports
+        .get(&export.job_id, &export.id)
+        .await?
+        .unwrap_or(export))
+}
+
 fn is_stale(updated_at: &str, age: std::time::Duration) -> bool {
     match time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339) {
         Ok(t) => time::OffsetDateTime::now_utc() - t > age,

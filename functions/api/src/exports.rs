@@ -251,6 +251,8 @@ pub async fn get_export(
         Some(e) if e.owner == caller.owner => e,
         _ => return Err(ApiError::not_found("export")),
     };
+    let export =
+        tessera_shared::export_job::fail_if_stalled(&st.exports, &st.objects, export).await?;
     let mut body = json!({
         "export_id": export.id,
         "job_id": export.job_id,

@@ -360,6 +360,34 @@ impl ExportStore {
         .await
     }
 
+    /// `queued`/`running` -> `failed` with `error`, only if the export has not moved since it
+    /// was read (same state, same `updated_at`).
+    pub async fn mark_stalled(
+        &self,
+        export: &ExportJob,
+        error: &JobError,
+    ) -> Result<bool, StoreError> {
+        let err = serde_dynamo::to_attribute_value(error).map_err(|e| StoreError::Malformed {
+            what: "export error",
+            detail: e.to_string(),
+        })?;
+        self.update_if(
+            export,
+            "#state = :failed, #error = :err",
+            "#state = :seen_state AND updated_at = :seen AND #state IN (:queued, :running)",
+            &[("#error", "error")],
+            vec![
+                (":failed", s(ExportState::Failed.as_str())),
+                (":seen_state", s(export.state.as_str())),
+                (":seen", s(&export.updated_at)),
+                (":queued", s(ExportState::Queued.as_str())),
+                (":running", s(ExportState::Running.as_str())),
+                (":err", err),
+            ],
+        )
+        .await
+    }
+
     /// Any non-final state -> `failed` with a stable code and a message safe to show.
     pub async fn mark_failed(
         &self,
