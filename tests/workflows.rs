@@ -468,6 +468,26 @@ async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
         }
     }
     assert_eq!(with_repeats, reruns, "{manifest}");
+    // The search tasks read the chunks' key headers from one index object (written by the
+    // finaliser: every chunk's header, in chunk order), not one object per chunk.
+    let index = objects
+        .read_all(&keys::part_key("alice", &job_id, "unique-index", 0))
+        .await
+        .unwrap();
+    let parts = tessera_shared::unique::partitions_for(data.len() as u64);
+    let hlen = tessera_shared::unique::header_len(2, parts) as usize;
+    assert_eq!(index.len(), chunks as usize * hlen, "{manifest}");
+    for (i, head) in index.chunks(hlen).enumerate() {
+        let own = objects
+            .read_range(
+                &keys::part_key("alice", &job_id, "unique", i as u32),
+                0,
+                hlen as u64,
+            )
+            .await
+            .unwrap();
+        assert_eq!(head, &own[..], "chunk {i}'s header");
+    }
     // The search ran as one task per group (here one group per rule), each writing what it found.
     assert_eq!(manifest["unique_search_groups"], 2, "{manifest}");
     for g in 0..2 {

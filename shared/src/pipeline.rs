@@ -1102,7 +1102,43 @@ impl Pipeline {
         Ok(key)
     }
 
-    /// The chunks' `unique` key headers (one small GET per chunk, 16 at a time).
+    /// The chunks' `unique` key headers read from each chunk's keys object (one small GET per
+    /// chunk, 16 at a time), and their bytes end to end in chunk order (the job's header index).
+    async fn read_unique_headers(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        rules: usize,
+    ) -> Result<(Vec<crate::unique::KeysIndex>, Vec<u8>), PipelineError> {
+        let parts = crate::unique::partitions_for(job.declared_size);
+        let hlen = crate::unique::header_len(rules, parts);
+        let reads: Vec<_> = tasks
+            .iter()
+            .map(|t| {
+                let key = keys::part_key(&job.owner, &job.id, "unique", t.index);
+                self.read_piece(key, 0, hlen)
+            })
+            .collect();
+        let heads: Vec<Vec<u8>> = futures::stream::iter(reads)
+            .buffered(UNIQUE_READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut index = Vec::with_capacity(heads.len() * hlen as usize);
+        let mut headers = Vec::with_capacity(heads.len());
+        for (t, head) in tasks.iter().zip(&heads) {
+            headers.push(
+                crate::unique::KeysIndex::parse(head, rules, parts).map_err(|e| {
+                    PipelineError::Malformed(format!("unique keys of chunk {}: {e}", t.index))
+                })?,
+            );
+            index.extend_from_slice(&head[..hlen as usize]);
+        }
+        Ok((headers, index))
+    }
+
+    /// The chunks' `unique` key headers for a search task: from the job's header index (one
+    /// GET; the finaliser writes it before it sends the searches), or, should that be missing
+    /// or of another shape, from each chunk's keys object.
     async fn unique_headers(
         &self,
         job: &Job,
@@ -1110,30 +1146,49 @@ impl Pipeline {
         rules: usize,
     ) -> Result<Vec<crate::unique::KeysIndex>, PipelineError> {
         let parts = crate::unique::partitions_for(job.declared_size);
-        let hlen = crate::unique::header_len(rules, parts);
-        let reads: Vec<_> = tasks
-            .iter()
-            .map(|t| {
-                let key = keys::part_key(&job.owner, &job.id, "unique", t.index);
-                self.unique_header(key, hlen, rules, parts)
-            })
-            .collect();
-        futures::stream::iter(reads)
-            .buffered(UNIQUE_READ_CONCURRENCY)
-            .try_collect()
-            .await
+        let hlen = crate::unique::header_len(rules, parts) as usize;
+        let key = keys::part_key(&job.owner, &job.id, "unique-index", 0);
+        match self.objects.read_all(&key).await {
+            Ok(bytes) if bytes.len() == hlen * tasks.len() => {
+                let parsed: Result<Vec<_>, String> = bytes
+                    .chunks(hlen)
+                    .map(|h| crate::unique::KeysIndex::parse(h, rules, parts))
+                    .collect();
+                match parsed {
+                    Ok(headers) => return Ok(headers),
+                    Err(e) => {
+                        tracing::warn!(job_id = %job.id, error = %e, "unique header index unreadable; reading each chunk's header")
+                    }
+                }
+            }
+            Ok(bytes) => {
+                tracing::warn!(job_id = %job.id, len = bytes.len(), "unique header index of another shape; reading each chunk's header")
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "no unique header index; reading each chunk's header")
+            }
+        }
+        Ok(self.read_unique_headers(job, tasks, rules).await?.0)
     }
 
     /// The search groups of the `unique` pass: per rule, runs of adjacent partitions holding
     /// about `GROUP_BYTES` of keys. Deterministic (from the chunks' immutable headers), so a
-    /// finaliser taking over finds the same groups.
+    /// finaliser taking over finds the same groups. Writes the job's header index on the way,
+    /// so that each search task reads one object instead of one per chunk.
     async fn unique_groups(
         &self,
         job: &Job,
         tasks: &[ChunkTask],
         unique: &[(String, usize)],
     ) -> Result<Vec<UniqueGroup>, PipelineError> {
-        let headers = self.unique_headers(job, tasks, unique.len()).await?;
+        let (headers, index) = self.read_unique_headers(job, tasks, unique.len()).await?;
+        self.objects
+            .put(
+                &keys::part_key(&job.owner, &job.id, "unique-index", 0),
+                index,
+                "application/octet-stream",
+            )
+            .await?;
         Ok(unique_groups_of(job, &headers, unique.len()))
     }
 
@@ -1185,19 +1240,6 @@ impl Pipeline {
             .map_err(|()| PipelineError::Malformed("a candidate value was not read".into()))?;
         found.sort_unstable();
         Ok(found)
-    }
-
-    /// The header of one chunk's `unique` keys object.
-    async fn unique_header(
-        &self,
-        key: String,
-        len: u64,
-        rules: usize,
-        parts: u32,
-    ) -> Result<crate::unique::KeysIndex, PipelineError> {
-        let head = self.objects.read_range(&key, 0, len).await?;
-        crate::unique::KeysIndex::parse(&head, rules, parts)
-            .map_err(|e| PipelineError::Malformed(format!("{key}: {e}")))
     }
 
     /// Bytes `[start, start+len)` of an object (nothing for `len` 0).
