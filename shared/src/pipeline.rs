@@ -911,14 +911,21 @@ impl Pipeline {
         // Load the parity facts of every chunk (small), validate the guesses, re-run the
         // mispredicted chunks with their known start state.
         // The same pass merges the results: one read of each result when nothing is re-run
-        // (the usual case); a re-run below discards this merge and reads them again.
+        // (the usual case); a re-run below discards this merge and reads them again. While a
+        // `unique` step is still to come (this call will most likely start or wait for one),
+        // nothing is merged: the call that finds the steps done merges.
+        let unique_pending = rules.as_ref().is_some_and(|r| !r.unique_rules().is_empty())
+            && !job.unique_waiting.as_ref().is_some_and(|w| w.is_empty());
         let mut summaries = Vec::with_capacity(tasks.len());
-        let mut merged = Merged::new(job);
-        for t in &tasks {
-            let r = self.load_result(job, t.index).await?;
+        let mut merged = (!unique_pending).then(|| Merged::new(job));
+        let mut results = self.results_in_order(job, &tasks);
+        while let Some(r) = results.try_next().await? {
             summaries.push(r.summary());
-            merged.add(&r);
+            if let Some(m) = merged.as_mut() {
+                m.add(&r);
+            }
         }
+        drop(results);
         let reruns = split::validate(&summaries);
         for (index, in_quotes) in &reruns {
             let mut t = tasks[*index as usize];
@@ -945,13 +952,18 @@ impl Pipeline {
             }
         }
 
-        if !reruns.is_empty() {
-            // Merge again, in chunk order, one state in memory at a time.
-            merged = Merged::new(job);
-            for t in &tasks {
-                merged.add(&self.load_result(job, t.index).await?);
+        let merged = match merged {
+            Some(m) if reruns.is_empty() => m,
+            _ => {
+                // Merge (again), in chunk order.
+                let mut m = Merged::new(job);
+                let mut results = self.results_in_order(job, &tasks);
+                while let Some(r) = results.try_next().await? {
+                    m.add(&r);
+                }
+                m
             }
-        }
+        };
         let Merged {
             mut profile,
             totals,
@@ -1387,6 +1399,18 @@ impl Pipeline {
         Ok(Some(compiled))
     }
 
+    /// Every chunk's result, in chunk order, read `RESULT_READ_CONCURRENCY` at a time (a
+    /// result holds a profile state: at most that many are in memory at once).
+    fn results_in_order<'a>(
+        &'a self,
+        job: &'a Job,
+        tasks: &'a [ChunkTask],
+    ) -> impl futures::Stream<Item = Result<ChunkResult, PipelineError>> + 'a {
+        futures::stream::iter(tasks)
+            .map(move |t| self.load_result(job, t.index))
+            .buffered(RESULT_READ_CONCURRENCY)
+    }
+
     async fn load_result(&self, job: &Job, index: u32) -> Result<ChunkResult, PipelineError> {
         let bytes = self
             .objects
@@ -1403,6 +1427,9 @@ pub const MAX_CHUNK_DELIVERIES: u32 = 3;
 
 /// Concurrent S3 reads of the `unique` pass (headers, key groups, values).
 const UNIQUE_READ_CONCURRENCY: usize = 16;
+
+/// Chunk results read at once while finalising (in order: a merge adds them one by one).
+const RESULT_READ_CONCURRENCY: usize = 16;
 
 /// Rejected parts rebased at once while stitching (each holds at most one 8 MiB output part).
 const STITCH_CONCURRENCY: usize = 8;
