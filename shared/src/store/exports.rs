@@ -367,22 +367,13 @@ impl ExportStore {
         export: &ExportJob,
         error: &JobError,
     ) -> Result<bool, StoreError> {
-        let err = serde_dynamo::to_attribute_value(error).map_err(|e| StoreError::Malformed {
-            what: "export error",
-            detail: e.to_string(),
-        })?;
-        self.update_if(
+        self.fail_if(
             export,
-            "#state = :failed, #error = :err",
+            error,
             "#state = :seen_state AND updated_at = :seen AND #state IN (:queued, :running)",
-            &[("#error", "error")],
             vec![
-                (":failed", s(ExportState::Failed.as_str())),
                 (":seen_state", s(export.state.as_str())),
                 (":seen", s(&export.updated_at)),
-                (":queued", s(ExportState::Queued.as_str())),
-                (":running", s(ExportState::Running.as_str())),
-                (":err", err),
             ],
         )
         .await
@@ -394,22 +385,40 @@ impl ExportStore {
         export: &ExportJob,
         error: &JobError,
     ) -> Result<bool, StoreError> {
+        self.fail_if(
+            export,
+            error,
+            "#state IN (:queued, :running, :stitching)",
+            vec![(":stitching", s(ExportState::Stitching.as_str()))],
+        )
+        .await
+    }
+
+    /// `-> failed` with `error` if `condition` holds (it may name `:queued` and `:running`,
+    /// and whatever `values` adds).
+    async fn fail_if(
+        &self,
+        export: &ExportJob,
+        error: &JobError,
+        condition: &str,
+        mut values: Vec<(&'static str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
         let err = serde_dynamo::to_attribute_value(error).map_err(|e| StoreError::Malformed {
             what: "export error",
             detail: e.to_string(),
         })?;
+        values.extend([
+            (":failed", s(ExportState::Failed.as_str())),
+            (":queued", s(ExportState::Queued.as_str())),
+            (":running", s(ExportState::Running.as_str())),
+            (":err", err),
+        ]);
         self.update_if(
             export,
             "#state = :failed, #error = :err",
-            "#state IN (:queued, :running, :stitching)",
+            condition,
             &[("#error", "error")],
-            vec![
-                (":failed", s(ExportState::Failed.as_str())),
-                (":queued", s(ExportState::Queued.as_str())),
-                (":running", s(ExportState::Running.as_str())),
-                (":stitching", s(ExportState::Stitching.as_str())),
-                (":err", err),
-            ],
+            values,
         )
         .await
     }
