@@ -11,6 +11,7 @@
 //! Gateway's maximum connection duration), so what a lost `$disconnect` leaves behind expires.
 //! Not here: sending messages (the status function's notifier) or deciding what to send.
 
+use super::{job_pk, n, s};
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -22,20 +23,8 @@ use crate::job::now_rfc3339;
 /// API Gateway closes a WebSocket connection after 2 hours; its items live as long.
 pub const CONNECTION_TTL_SECS: i64 = 2 * 3600;
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 fn conn_pk(id: &str) -> String {
     format!("CONN#{id}")
-}
-
-fn job_pk(id: &str) -> String {
-    format!("JOB#{id}")
 }
 
 fn sub_sk(conn: &str) -> String {

@@ -14,6 +14,7 @@
 //! caller stitch. The status stream's filter admits only `META` and `COUNTER` items, so these
 //! items cause no pushes.
 
+use super::{job_pk, n, s};
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
@@ -24,18 +25,6 @@ use super::jobs::transact_put_update;
 use super::StoreError;
 use crate::export_job::{ExportJob, ExportState};
 use crate::job::{now_rfc3339, JobError};
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn job_pk(job_id: &str) -> String {
-    format!("JOB#{job_id}")
-}
 
 fn export_sk(export_id: &str) -> String {
     format!("EXPORT#{export_id}")

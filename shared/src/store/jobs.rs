@@ -21,6 +21,7 @@
 //! same transaction as the job item, and a retry reopens them, so the completion transaction
 //! checks the job's state on its own partition and never touches the job item.
 
+use super::{job_pk, n, s};
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -32,10 +33,6 @@ use crate::job::{now_rfc3339, Job, JobError, JobState, ResultKeys};
 
 /// Name of the owner index (also in template.yaml and the local provisioning).
 pub const OWNER_INDEX: &str = "by_owner";
-
-fn job_pk(id: &str) -> String {
-    format!("JOB#{id}")
-}
 
 /// Partitions a job's chunk items and progress counters are spread over. 16 carry 2,000
 /// completions per second at half of a partition's 1,000 WCU/s (docs/websocket.md § *Hot key*).
@@ -68,14 +65,6 @@ pub fn shard_chunk_count(k: u32, chunk_count: u32) -> u32 {
 
 fn chunk_sk(index: u32) -> String {
     format!("CHUNK#{index:06}")
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 #[derive(Serialize, Deserialize)]

@@ -18,6 +18,21 @@ pub enum StoreError {
     Malformed { what: &'static str, detail: String },
 }
 
+/// A DynamoDB string value.
+pub(crate) fn s(v: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::S(v.into())
+}
+
+/// A DynamoDB number value.
+pub(crate) fn n(v: impl ToString) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::N(v.to_string())
+}
+
+/// The partition key of a job and everything stored under it (chunks, exports, connections).
+pub(crate) fn job_pk(id: &str) -> String {
+    format!("JOB#{id}")
+}
+
 /// True when a DynamoDB request failed only because its condition did not hold.
 pub(crate) fn is_conditional_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where

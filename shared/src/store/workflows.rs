@@ -15,6 +15,7 @@
 //!
 //! Not here: validating the rule document (the api does that with the engine).
 
+use super::s;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -24,10 +25,6 @@ use serde::{Deserialize, Serialize};
 use super::jobs::OWNER_INDEX;
 use super::StoreError;
 use crate::job::now_rfc3339;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
 
 fn wf_pk(id: &str) -> String {
     format!("WF#{id}")
