@@ -12,7 +12,9 @@
 //! - [`profile`]: the mergeable column profile (exact counters plus sketches).
 //! - [`file`]: parallel processing of a local file with exactly the chunk worker's code.
 
+pub mod byte_range;
 pub mod chunk;
+pub mod csv_write;
 pub mod dialect;
 pub mod error;
 pub mod file;
@@ -20,6 +22,7 @@ pub mod parse;
 pub mod profile;
 pub mod range;
 pub mod record;
+pub mod rejected;
 pub mod rules;
 pub mod split;
 

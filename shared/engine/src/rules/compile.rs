@@ -15,7 +15,7 @@ use super::mask::{partial, partial_bytes, Tokenizer};
 use super::unique::UniqueKeys;
 use super::validate::{seg, ValidationError};
 use super::value::{parse_dec, parse_int, Family, Parser as ValParser, Val};
-use crate::chunk::write_field;
+use crate::csv_write::write_field;
 use crate::record::Record;
 
 /// Reference lists the caller loaded for `one_of` rules with a `ref`, keyed by the ref.
