@@ -23,8 +23,6 @@ pub enum Feed {
     Done,
 }
 
-/// What one chunk produced (besides its output parts).
-
 /// The first byte a range must be given: one before `start` (except for chunk 0, which starts at
 /// the first data byte by construction).
 pub fn read_start(task: &ChunkTask) -> u64 {

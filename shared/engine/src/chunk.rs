@@ -91,6 +91,7 @@ fn default_overrun() -> u64 {
     64 << 20
 }
 
+/// What one chunk produced (besides its output parts).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkResult {
     /// Chunk index.

@@ -12,11 +12,16 @@
 //!
 //! Not here: loading reference files or keys (I/O belongs to the caller), the profile.
 
-pub mod compile;
+mod clean_row;
+mod compile;
+mod compiled;
 pub mod doc;
 mod fixed;
+mod ids;
 pub mod mask;
+mod run;
 mod sha2x;
+mod threshold;
 pub mod unique;
 pub mod validate;
 pub mod value;
@@ -24,11 +29,11 @@ pub mod value;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{
-    CompiledRules, ResolvedRefs, RuleOutcome, RuleRunner, ThresholdExceeded, Verdict,
-    VIOLATIONS_COLUMN,
-};
+pub use compile::ResolvedRefs;
+pub use compiled::{CompiledRules, VIOLATIONS_COLUMN};
 pub use doc::*;
+pub use run::{RuleOutcome, RuleRunner, Verdict};
+pub use threshold::ThresholdExceeded;
 pub use unique::UniqueKeys;
 pub use validate::{against_profile, from_value, parse_document, ValidationError};
 
