@@ -4,13 +4,16 @@
 //!
 //! Header names are made usable deterministically rather than refused: an empty name becomes
 //! `col_<n>` (1-based position), a repeated name gets `_2`, `_3`, ... (the first keeps its name).
-//! Without a header the columns are `col_1..col_n`, n = the first record's field count.
+//! Without a header the columns are `col_1..col_n`, n = the first record's field count. A first
+//! record of more than [`MAX_COLUMNS`] fields is refused (`too_many_columns`). Sniffing is
+//! linear in the size of the bytes given.
 //!
 //! Not here: parsing the data records (see `parse` and `chunk`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
+use crate::names::UniqueNames;
 use crate::parse::{count_line_breaks, Outcome, Parser, ParserConfig, RecordBuf};
 
 /// The UTF-8 byte order mark.
@@ -19,6 +22,11 @@ pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub const CANDIDATE_DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 /// How many leading records the sniffer looks at to choose a delimiter.
 const SNIFF_RECORDS: usize = 64;
+/// The most columns a file may have (header names, or fields of the first record without a
+/// header). The column list is stored in the job record (DynamoDB items hold at most 400 KB)
+/// and sent in every WebSocket progress message (frames of at most 128 KiB); 10,000 names of
+/// ~10 bytes fit both, with room for the rest. A wider file fails `too_many_columns`.
+pub const MAX_COLUMNS: usize = 10_000;
 
 /// How records end in this file (as first seen; mixed endings are still parsed correctly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -177,6 +185,12 @@ pub fn sniff_with_size(
         _ => LineEnding::Lf,
     };
     let fields: Vec<&[u8]> = field_slices(&first);
+    if fields.len() > MAX_COLUMNS {
+        return Err(EngineError::TooManyColumns {
+            columns: fields.len(),
+            limit: MAX_COLUMNS,
+        });
+    }
     dialect.has_header = match overrides.has_header {
         Some(h) => h,
         None => looks_like_header(&first, &fields),
@@ -321,23 +335,19 @@ fn looks_like_header(first: &RecordBuf, fields: &[&[u8]]) -> bool {
 }
 
 /// Makes names non-empty and unique: empty -> `col_<position>`, repeats -> `<name>_2`, `_3`...
+/// Linear in the number of names (see `names`).
 pub fn unique_names(names: &[String]) -> Vec<String> {
-    let mut used = std::collections::HashSet::new();
-    let mut out = Vec::with_capacity(names.len());
-    for (i, n) in names.iter().enumerate() {
-        let base = if n.trim().is_empty() {
-            format!("col_{}", i + 1)
-        } else {
-            n.clone()
-        };
-        let mut name = base.clone();
-        let mut k = 2;
-        while used.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        used.insert(name.clone());
-        out.push(name);
-    }
-    out
+    let mut taken = UniqueNames::with_capacity(names.len());
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let base = if n.trim().is_empty() {
+                format!("col_{}", i + 1)
+            } else {
+                n.clone()
+            };
+            taken.claim(base)
+        })
+        .collect()
 }

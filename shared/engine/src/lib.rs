@@ -18,6 +18,7 @@ pub mod csv_write;
 pub mod dialect;
 pub mod error;
 pub mod file;
+mod names;
 pub mod parse;
 pub mod profile;
 pub mod range;

@@ -4,9 +4,8 @@
 //!
 //! Not here: compiling (see `compile`), thresholds (see `threshold`).
 
-use std::collections::HashSet;
-
 use super::doc::*;
+use crate::names::UniqueNames;
 
 impl RuleDocument {
     /// Every reference the document names (the caller loads them before compiling).
@@ -36,13 +35,15 @@ impl RuleDocument {
     /// The rule ids in document order: given ids, or `<column>_<check>` (`<left>_<right>_compare`
     /// for compares), with `_2`, `_3`... for repeats. A pure function of the document.
     pub fn rule_ids(&self) -> Vec<String> {
-        let given: HashSet<&str> = self.rules.iter().filter_map(|r| r.id.as_deref()).collect();
-        let mut taken: HashSet<String> = HashSet::new();
+        // Given ids are reserved up front: a generated id never takes one given later.
+        let mut taken = UniqueNames::with_capacity(self.rules.len());
+        for id in self.rules.iter().filter_map(|r| r.id.as_deref()) {
+            taken.reserve(id);
+        }
         self.rules
             .iter()
             .map(|r| {
                 if let Some(id) = &r.id {
-                    taken.insert(id.clone());
                     return id.clone();
                 }
                 let base = match &r.check {
@@ -53,14 +54,7 @@ impl RuleDocument {
                     .chars()
                     .map(|c| if valid_id_char(c) { c } else { '_' })
                     .collect();
-                let mut id = base.clone();
-                let mut n = 2;
-                while taken.contains(&id) || given.contains(id.as_str()) {
-                    id = format!("{base}_{n}");
-                    n += 1;
-                }
-                taken.insert(id.clone());
-                id
+                taken.claim(base)
             })
             .collect()
     }
