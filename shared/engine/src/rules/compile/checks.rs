@@ -14,7 +14,7 @@ use super::super::fixed::Fixed;
 use super::super::ids::valid_id_char;
 use super::super::validate::seg;
 use super::super::value::{Family, Parser as ValParser, Val};
-use super::{Ctx, ResolvedRefs};
+use super::ctx::{Ctx, ResolvedRefs};
 
 /// What a check needs besides its own spec: the column types (a `range` on an untyped column
 /// with numeric bounds types it as decimal), the references, and the count of `unique` rules

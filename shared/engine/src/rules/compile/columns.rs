@@ -11,7 +11,7 @@ use super::super::doc::*;
 use super::super::mask::Tokenizer;
 use super::super::validate::seg;
 use super::super::value::Parser as ValParser;
-use super::Ctx;
+use super::ctx::Ctx;
 
 /// What the `columns` section compiles to, per source column (by index).
 pub(super) struct Columns {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::super::compiled::{transform_keeps_plain, CTransform, OutOp, VIOLATIONS_COLUMN};
 use super::super::validate::seg;
-use super::Ctx;
+use super::ctx::Ctx;
 
 /// The source columns kept in the clean output, in order, and the clean output's header.
 pub(super) fn output_columns(

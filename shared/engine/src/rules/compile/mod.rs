@@ -6,83 +6,21 @@
 //! - [`columns`]: the `columns` section (types, drop, rename, each transform kind), then the
 //!   types that `type` rules give to undeclared columns;
 //! - [`checks`]: each rule (id, action, column) and each check kind;
-//! - [`layout`]: the clean output's columns and the plan that writes a clean row.
+//! - [`layout`]: the clean output's columns and the plan that writes a clean row;
+//! - [`ctx`]: what the steps share (the header, the references, the problems found so far).
 //!
 //! Not here: the compiled form itself (see `compiled`), evaluating it (see `run`).
 
 mod checks;
 mod columns;
+mod ctx;
 mod layout;
-
-use std::collections::HashMap;
 
 use super::compiled::{Act, CompiledRules};
 use super::doc::*;
 use super::validate::ValidationError;
-
-/// Reference lists the caller loaded for `one_of` rules with a `ref`, keyed by the ref.
-#[derive(Debug, Clone, Default)]
-pub struct ResolvedRefs {
-    /// The values of each referenced column.
-    pub values: HashMap<RefSpec, Vec<String>>,
-}
-
-impl ResolvedRefs {
-    /// No references.
-    pub fn none() -> Self {
-        Self::default()
-    }
-
-    /// Adds the values of one reference.
-    pub fn insert(&mut self, r: RefSpec, values: Vec<String>) {
-        self.values.insert(r, values);
-    }
-}
-
-/// What every compile step shares: the header, its name index, and the problems found so far
-/// (in the order they are found, which is the order they are reported in).
-struct Ctx<'a> {
-    columns: &'a [String],
-    index: HashMap<&'a str, usize>,
-    errs: Vec<ValidationError>,
-}
-
-impl<'a> Ctx<'a> {
-    fn new(columns: &'a [String]) -> Self {
-        let index = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.as_str(), i))
-            .collect();
-        Ctx {
-            columns,
-            index,
-            errs: Vec::new(),
-        }
-    }
-
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errs.push(ValidationError::new(path, message));
-    }
-
-    /// The index of column `name`, or an error at `path` that suggests the right name.
-    fn col(&mut self, name: &str, path: String) -> Option<usize> {
-        let i = self.index.get(name).copied();
-        if i.is_none() {
-            let hint = suggest(name, self.columns);
-            self.err(path, format!("unknown column `{name}`{hint}"));
-        }
-        i
-    }
-}
-
-fn suggest(name: &str, columns: &[String]) -> String {
-    let lower = name.to_lowercase();
-    match columns.iter().find(|c| c.to_lowercase() == lower.trim()) {
-        Some(c) => format!("; did you mean `{c}`?"),
-        None => format!("; the columns are: {}", columns.join(", ")),
-    }
-}
+use ctx::Ctx;
+pub use ctx::ResolvedRefs;
 
 impl CompiledRules {
     /// Validates `doc` against the header `columns` and compiles it. `refs` holds the values of
