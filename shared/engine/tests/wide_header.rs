@@ -68,8 +68,12 @@ fn ten_thousand_repeats_of_one_name_are_numbered() {
 /// -> `_2`, `_3`..., a literal name that a repeat would take pushes the repeat on.
 #[test]
 fn ordinary_headers_keep_their_names() {
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
         ("id,name,amount\n", &["id", "name", "amount"]),
+        (
+            "id,,name,name,name_2\n", // the example in docs/engine.md
+            &["id", "col_2", "name", "name_2", "name_2_2"],
+        ),
         (
             "id,name,,name,col_3\n",
             &["id", "name", "col_3", "name_2", "col_3_2"],
