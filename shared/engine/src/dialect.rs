@@ -203,6 +203,25 @@ pub fn sniff_with_size(
             header_lines: 0,
         });
     }
+    let names = header_names(&first, &fields)?;
+    let mut header_end = end;
+    match body.get(end) {
+        Some(b'\r') if body.get(end + 1) == Some(&b'\n') => header_end += 2,
+        Some(b'\r') | Some(b'\n') => header_end += 1,
+        _ => {}
+    }
+    let header_len = bom_len + header_end;
+    Ok(Sniffed {
+        dialect,
+        columns: unique_names(&names),
+        header_len: header_len as u64,
+        header_lines: count_line_breaks(&first_bytes[..header_len], false),
+    })
+}
+
+/// The header's names as text: a header with a stray quote, a name over the field size limit,
+/// a NUL or invalid UTF-8 is `invalid_header`.
+fn header_names(first: &RecordBuf, fields: &[&[u8]]) -> Result<Vec<String>, EngineError> {
     if first.stray_quote {
         return Err(EngineError::InvalidHeader {
             detail: "the header has a quote inside an unquoted name or text after a closing quote"
@@ -220,7 +239,7 @@ pub fn sniff_with_size(
         });
     }
     let mut names = Vec::with_capacity(fields.len());
-    for f in &fields {
+    for f in fields {
         match std::str::from_utf8(f) {
             Ok(s) => names.push(s.to_string()),
             Err(_) => {
@@ -230,19 +249,7 @@ pub fn sniff_with_size(
             }
         }
     }
-    let mut header_end = end;
-    match body.get(end) {
-        Some(b'\r') if body.get(end + 1) == Some(&b'\n') => header_end += 2,
-        Some(b'\r') | Some(b'\n') => header_end += 1,
-        _ => {}
-    }
-    let header_len = bom_len + header_end;
-    Ok(Sniffed {
-        dialect,
-        columns: unique_names(&names),
-        header_len: header_len as u64,
-        header_lines: count_line_breaks(&first_bytes[..header_len], false),
-    })
+    Ok(names)
 }
 
 fn field_slices(rec: &RecordBuf) -> Vec<&[u8]> {

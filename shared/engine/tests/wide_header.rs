@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use tessera_engine::dialect::{sniff, DialectOverrides, MAX_COLUMNS};
-use tessera_engine::EngineError;
+use tessera_engine::{process_bytes, EngineError, ProcessOptions};
 
 fn header_of(name: &str, n: usize) -> Vec<u8> {
     let mut data = vec![name; n].join(",").into_bytes();
@@ -35,6 +35,16 @@ fn a_header_over_the_column_limit_fails_too_many_columns() {
         );
         assert!(msg.contains("delimiter"), "says what to check: {msg}");
     }
+}
+
+/// The case end to end (`tessera process` runs this): 20,000 repeats of one name.
+#[test]
+fn processing_a_twenty_thousand_name_header_fails_fast_with_the_code() {
+    let data = header_of("id", 20_000);
+    let t = Instant::now();
+    let err = process_bytes(&data, &ProcessOptions::default()).unwrap_err();
+    eprintln!("process_bytes, 20000 names: {:?}", t.elapsed());
+    assert_eq!(err.code(), "too_many_columns");
 }
 
 #[test]
