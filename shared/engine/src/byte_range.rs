@@ -2,9 +2,9 @@
 //! ([`crate::chunk::ChunkProcessor`]) and the read-only range reader
 //! ([`crate::range::RangeReader`]), so that both own exactly the same records:
 //! - [`read_start`]: the first byte a range must be given (one before `start`);
-//! - [`RangeStart`]: the byte before `start` and, when the start state is not known, the guess
+//! - `RangeStart`: the byte before `start` and, when the start state is not known, the guess
 //!   window, from which the parser's first state is decided;
-//! - [`RangeStart::end`]: the end of input: the last record, and a quote still open at end of
+//! - `RangeStart::end`: the end of input: the last record, and a quote still open at end of
 //!   file (an error when the start state was known, reported when it was guessed).
 //!
 //! Not here: what is done with the records (see `chunk` and `range`), planning the ranges and

@@ -10,6 +10,12 @@
 //!    [`unique`]); the clean header is [`CompiledRules::output_columns`];
 //! 5. after the merge, [`RuleDocument::threshold_exceeded`] says whether the job fails.
 //!
+//! Inside: `doc` and `validate` (the document and its structural checks), `ids` and `threshold`
+//! (pure functions of the document), `compile/` (one module per step, one function per check and
+//! transform kind) building `compiled` (the immutable compiled form), evaluated per record by
+//! `run` (checks, details, a chunk's outcome) and `clean_row` (the transformed row), with `mask`,
+//! `sha2x`, `fixed`, `value` and `unique` beneath them.
+//!
 //! Not here: loading reference files or keys (I/O belongs to the caller), the profile.
 
 mod clean_row;
