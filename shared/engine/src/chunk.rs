@@ -20,7 +20,9 @@
 //! then checked: a rejecting violation sends it to the rejected output, otherwise its transformed
 //! row goes to the clean output (see `rules`).
 //!
-//! Not here: reading files or S3 (see `file` and the chunk Lambda), merging (see `split`).
+//! Not here: reading files or S3 (see `file` and the chunk Lambda), merging (see `split`), where a
+//! range's parse starts and how it ends (see `byte_range`, shared with `range`), the CSV writer
+//! (`csv_write`), rebasing rejected parts (`rejected`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
