@@ -20,26 +20,31 @@
 //! then checked: a rejecting violation sends it to the rejected output, otherwise its transformed
 //! row goes to the clean output (see `rules`).
 //!
-//! Not here: reading files or S3 (see `file` and the chunk Lambda), merging (see `split`).
+//! Not here: reading files or S3 (see `file` and the chunk Lambda), merging (see `split`), where a
+//! range's parse starts and how it ends (see `byte_range`, shared with `range`), the CSV writer
+//! (`csv_write`), rebasing rejected parts (`rejected`).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
-use memchr::{memchr, memchr3};
+use memchr::memchr;
 use serde::{Deserialize, Serialize};
 
+use crate::byte_range::{Begin, RangeStart};
 use crate::dialect::Dialect;
 use crate::error::EngineError;
 use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf};
 use crate::profile::{ProfileOptions, ProfileState};
-use crate::range::{Begin, RangeStart};
 use crate::record::{Record, RejectReason};
 use crate::rules::{CompiledRules, RuleRunner, UniqueKeys, Verdict};
 use crate::split::{ChunkSummary, ChunkTask};
 
-/// First line of every rejected output (chunk parts have no header; the stitcher writes it).
-pub const REJECTED_HEADER: &str = "source_byte_offset,source_line,reason,raw,detail\n";
+// Re-exported where callers have always found them; they live in lower modules that `range`
+// and `rules` use too.
+pub use crate::byte_range::{read_start, Feed};
+pub use crate::csv_write::{write_field, write_fields};
+pub use crate::rejected::{rebase_rejected, RejectedRebaser, REJECTED_HEADER};
 
 /// Output batches are handed to the writers once they pass this size (and at the end of a feed).
 const OUT_BATCH: usize = 64 * 1024;
@@ -86,15 +91,6 @@ impl Default for ChunkOptions {
 
 fn default_overrun() -> u64 {
     64 << 20
-}
-
-/// Whether the caller should keep feeding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Feed {
-    /// Feed more bytes (or call `finish` at end of input).
-    NeedMore,
-    /// The last owned record is finished; stop reading and call `finish`.
-    Done,
 }
 
 /// What one chunk produced (besides its output parts).
@@ -153,16 +149,6 @@ impl ChunkResult {
             open_quote_at_eof: self.open_quote_at_eof,
             abandoned: self.abandoned,
         }
-    }
-}
-
-/// The first byte a chunk must be given: one before `start` (except for chunk 0, which starts at
-/// the first data byte by construction).
-pub fn read_start(task: &ChunkTask) -> u64 {
-    if task.index == 0 || task.start == 0 {
-        task.start
-    } else {
-        task.start - 1
     }
 }
 
@@ -297,20 +283,12 @@ impl ChunkProcessor {
         }
         if !self.done {
             let parser = self.parser.as_mut().expect("parser started above");
-            match parser.finish(&mut self.rec) {
-                Ok(Outcome::Record) => {
-                    let base = self.pos;
-                    self.on_record(&[], base);
-                }
-                Ok(_) => {}
-                Err(EngineError::UnbalancedQuote { offset }) => {
-                    if self.task.start_in_quotes.is_some() {
-                        return Err(EngineError::UnbalancedQuote { offset });
-                    }
-                    self.open_quote_at_eof = Some(offset);
-                }
-                Err(e) => return Err(e),
+            let end = self.start.end(parser, &mut self.rec)?;
+            if end.last_record {
+                let base = self.pos;
+                self.on_record(&[], base);
             }
+            self.open_quote_at_eof = end.open_quote_at_eof;
             self.done = true;
         }
         if self.at_end.is_none() {
@@ -559,221 +537,5 @@ fn utf8_fields<'a>(text: &'a [u8], ends: &[usize], raw_is_utf8: bool) -> Option<
         Some(s)
     } else {
         None
-    }
-}
-
-/// True when `f` contains `,` `"` CR or LF (so that it must be quoted). Fields are mostly short:
-/// up to 64 bytes they are scanned 8 bytes at a time inline (SWAR, the last word overlapping),
-/// which costs a fraction of two `memchr` calls and their setup; longer ones use `memchr`.
-#[inline]
-fn needs_quotes(f: &[u8]) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    #[inline(always)]
-    fn has_zero(v: u64) -> u64 {
-        v.wrapping_sub(LO) & !v & HI
-    }
-    #[inline(always)]
-    fn special(w: u64) -> bool {
-        (has_zero(w ^ (LO * u64::from(b',')))
-            | has_zero(w ^ (LO * u64::from(b'"')))
-            | has_zero(w ^ (LO * u64::from(b'\n')))
-            | has_zero(w ^ (LO * u64::from(b'\r'))))
-            != 0
-    }
-    let n = f.len();
-    if n > 64 {
-        return memchr3(b',', b'"', b'\n', f).is_some() || memchr(b'\r', f).is_some();
-    }
-    if n < 8 {
-        return f.iter().any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
-    }
-    let word = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().expect("8 bytes"));
-    let mut i = 0;
-    while i + 8 < n {
-        if special(word(i)) {
-            return true;
-        }
-        i += 8;
-    }
-    special(word(n - 8))
-}
-
-/// Writes one field as CSV (`,` delimiter), quoting only when needed.
-pub fn write_field(out: &mut Vec<u8>, f: &[u8]) {
-    if !needs_quotes(f) {
-        out.extend_from_slice(f);
-        return;
-    }
-    out.push(b'"');
-    let mut rest = f;
-    while let Some(i) = memchr(b'"', rest) {
-        out.extend_from_slice(&rest[..=i]);
-        out.push(b'"');
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
-    out.push(b'"');
-}
-
-/// Writes a record's fields as one CSV row without terminator. A record of one empty field is
-/// written `""` so that it does not read back as a blank line.
-pub fn write_fields(out: &mut Vec<u8>, text: &[u8], ends: &[usize]) {
-    if ends.len() == 1 && ends[0] == 0 {
-        out.extend_from_slice(b"\"\"");
-        return;
-    }
-    let mut start = 0;
-    for (i, &e) in ends.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_field(out, &text[start..e]);
-        start = e;
-    }
-}
-
-/// Copies a chunk's rejected part to `out`, turning its chunk-local `source_line` into an absolute
-/// 1-based line number (rows of 4 fields, from workers older than the `detail` column, get an
-/// empty `detail`): `line_base` = 1 + header line breaks + the `newline_count_in_range` of all
-/// earlier chunks. Streams: memory is one row.
-pub fn rebase_rejected<R: Read, W: Write>(
-    mut part: R,
-    line_base: u64,
-    out: &mut W,
-) -> Result<(), EngineError> {
-    let mut rebaser = RejectedRebaser::new(line_base);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut rows = Vec::new();
-    loop {
-        let n = part
-            .read(&mut buf)
-            .map_err(|e| EngineError::io("reading a rejected part", e))?;
-        if n == 0 {
-            break;
-        }
-        rebaser.feed(&buf[..n], &mut rows)?;
-        out.write_all(&rows)
-            .map_err(|e| EngineError::io("writing the rejected output", e))?;
-        rows.clear();
-    }
-    rebaser.finish(&mut rows)?;
-    out.write_all(&rows)
-        .map_err(|e| EngineError::io("writing the rejected output", e))
-}
-
-/// [`rebase_rejected`] pushed a piece at a time (for a part streamed from S3): the rows are
-/// appended to `out` as their records complete; memory is one row.
-pub struct RejectedRebaser {
-    parser: Parser,
-    rec: RecordBuf,
-    line_base: u64,
-}
-
-impl RejectedRebaser {
-    /// A rebaser adding `line_base` to every row's chunk-local `source_line`.
-    pub fn new(line_base: u64) -> Self {
-        RejectedRebaser {
-            parser: Parser::from_start(ParserConfig {
-                max_field_bytes: usize::MAX / 4,
-                max_record_bytes: usize::MAX / 4,
-                ..ParserConfig::default()
-            }),
-            rec: RecordBuf::default(),
-            line_base,
-        }
-    }
-
-    /// Takes the next bytes of the part; complete rows are appended to `out`.
-    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
-        let mut off = 0;
-        while off < bytes.len() {
-            let (o, used) = self.parser.parse(&bytes[off..], &mut self.rec);
-            off += used;
-            if o == Outcome::Record {
-                self.emit(out)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the part: its last row (if it had no line break) is appended to `out`.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), EngineError> {
-        if self.parser.finish(&mut self.rec)? == Outcome::Record {
-            self.emit(out)?;
-        }
-        Ok(())
-    }
-
-    fn emit(&self, row: &mut Vec<u8>) -> Result<(), EngineError> {
-        let rec = &self.rec;
-        let field = |i: usize| {
-            let s = if i == 0 { 0 } else { rec.ends[i - 1] };
-            &rec.text[s..rec.ends[i]]
-        };
-        if rec.ends.len() != 4 && rec.ends.len() != 5 {
-            return Err(EngineError::InvalidOption {
-                detail: "a rejected part row does not have 5 fields".into(),
-            });
-        }
-        let local: u64 = std::str::from_utf8(field(1))
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| EngineError::InvalidOption {
-                detail: "a rejected part row has no numeric source_line".into(),
-            })?;
-        row.extend_from_slice(field(0));
-        let _ = write!(row, ",{},", local + self.line_base);
-        row.extend_from_slice(field(2));
-        row.push(b',');
-        write_field(row, field(3));
-        row.push(b',');
-        if rec.ends.len() == 5 {
-            write_field(row, field(4));
-        }
-        row.push(b'\n');
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod rebase_tests {
-    use super::*;
-
-    /// A rejected part (chunk-local lines; a 4-field row from an older worker; raw values with
-    /// quotes, commas and line breaks) rebased whole, and pushed in pieces of every size from 1
-    /// to 9 bytes: the same rows, line numbers moved by the base, nothing lost.
-    #[test]
-    fn rebasing_in_pieces_equals_rebasing_whole() {
-        let part = concat!(
-            "120,1,ragged_row,\"a,b\",expected 3 fields\n",
-            "180,2,rule:amount_range,\"x,\"\"quoted\"\"\ny\",amount 5 is above 4\n",
-            "260,4,invalid_utf8,z\n",
-            "300,7,stray_quote,\"q\"\"\",",
-        );
-        let want = concat!(
-            "120,101,ragged_row,\"a,b\",expected 3 fields\n",
-            "180,102,rule:amount_range,\"x,\"\"quoted\"\"\ny\",amount 5 is above 4\n",
-            "260,104,invalid_utf8,z,\n",
-            "300,107,stray_quote,\"q\"\"\",\n",
-        );
-        let mut whole = Vec::new();
-        rebase_rejected(part.as_bytes(), 100, &mut whole).unwrap();
-        assert_eq!(String::from_utf8(whole).unwrap(), want);
-        for size in 1..=9 {
-            let mut r = RejectedRebaser::new(100);
-            let mut out = Vec::new();
-            for piece in part.as_bytes().chunks(size) {
-                r.feed(piece, &mut out).unwrap();
-            }
-            r.finish(&mut out).unwrap();
-            assert_eq!(String::from_utf8(out).unwrap(), want, "pieces of {size}");
-        }
-        let mut out = Vec::new();
-        let bad = RejectedRebaser::new(1).feed(b"1,x,ragged_row,r,d\n", &mut out);
-        assert!(
-            bad.is_err(),
-            "a row without a numeric line is an error, not dropped"
-        );
     }
 }

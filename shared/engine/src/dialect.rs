@@ -4,13 +4,16 @@
 //!
 //! Header names are made usable deterministically rather than refused: an empty name becomes
 //! `col_<n>` (1-based position), a repeated name gets `_2`, `_3`, ... (the first keeps its name).
-//! Without a header the columns are `col_1..col_n`, n = the first record's field count.
+//! Without a header the columns are `col_1..col_n`, n = the first record's field count. A first
+//! record of more than [`MAX_COLUMNS`] fields is refused (`too_many_columns`). Sniffing is
+//! linear in the size of the bytes given.
 //!
 //! Not here: parsing the data records (see `parse` and `chunk`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
+use crate::names::UniqueNames;
 use crate::parse::{count_line_breaks, Outcome, Parser, ParserConfig, RecordBuf};
 
 /// The UTF-8 byte order mark.
@@ -19,6 +22,11 @@ pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub const CANDIDATE_DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 /// How many leading records the sniffer looks at to choose a delimiter.
 const SNIFF_RECORDS: usize = 64;
+/// The most columns a file may have (header names, or fields of the first record without a
+/// header). The column list is stored in the job record (DynamoDB items hold at most 400 KB)
+/// and sent in every WebSocket progress message (frames of at most 128 KiB); 10,000 names of
+/// ~10 bytes fit both, with room for the rest. A wider file fails `too_many_columns`.
+pub const MAX_COLUMNS: usize = 10_000;
 
 /// How records end in this file (as first seen; mixed endings are still parsed correctly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -177,6 +185,12 @@ pub fn sniff_with_size(
         _ => LineEnding::Lf,
     };
     let fields: Vec<&[u8]> = field_slices(&first);
+    if fields.len() > MAX_COLUMNS {
+        return Err(EngineError::TooManyColumns {
+            columns: fields.len(),
+            limit: MAX_COLUMNS,
+        });
+    }
     dialect.has_header = match overrides.has_header {
         Some(h) => h,
         None => looks_like_header(&first, &fields),
@@ -189,6 +203,25 @@ pub fn sniff_with_size(
             header_lines: 0,
         });
     }
+    let names = header_names(&first, &fields)?;
+    let mut header_end = end;
+    match body.get(end) {
+        Some(b'\r') if body.get(end + 1) == Some(&b'\n') => header_end += 2,
+        Some(b'\r') | Some(b'\n') => header_end += 1,
+        _ => {}
+    }
+    let header_len = bom_len + header_end;
+    Ok(Sniffed {
+        dialect,
+        columns: unique_names(&names),
+        header_len: header_len as u64,
+        header_lines: count_line_breaks(&first_bytes[..header_len], false),
+    })
+}
+
+/// The header's names as text: a header with a stray quote, a name over the field size limit,
+/// a NUL or invalid UTF-8 is `invalid_header`.
+fn header_names(first: &RecordBuf, fields: &[&[u8]]) -> Result<Vec<String>, EngineError> {
     if first.stray_quote {
         return Err(EngineError::InvalidHeader {
             detail: "the header has a quote inside an unquoted name or text after a closing quote"
@@ -206,7 +239,7 @@ pub fn sniff_with_size(
         });
     }
     let mut names = Vec::with_capacity(fields.len());
-    for f in &fields {
+    for f in fields {
         match std::str::from_utf8(f) {
             Ok(s) => names.push(s.to_string()),
             Err(_) => {
@@ -216,19 +249,7 @@ pub fn sniff_with_size(
             }
         }
     }
-    let mut header_end = end;
-    match body.get(end) {
-        Some(b'\r') if body.get(end + 1) == Some(&b'\n') => header_end += 2,
-        Some(b'\r') | Some(b'\n') => header_end += 1,
-        _ => {}
-    }
-    let header_len = bom_len + header_end;
-    Ok(Sniffed {
-        dialect,
-        columns: unique_names(&names),
-        header_len: header_len as u64,
-        header_lines: count_line_breaks(&first_bytes[..header_len], false),
-    })
+    Ok(names)
 }
 
 fn field_slices(rec: &RecordBuf) -> Vec<&[u8]> {
@@ -321,23 +342,19 @@ fn looks_like_header(first: &RecordBuf, fields: &[&[u8]]) -> bool {
 }
 
 /// Makes names non-empty and unique: empty -> `col_<position>`, repeats -> `<name>_2`, `_3`...
+/// Linear in the number of names (see `names`).
 pub fn unique_names(names: &[String]) -> Vec<String> {
-    let mut used = std::collections::HashSet::new();
-    let mut out = Vec::with_capacity(names.len());
-    for (i, n) in names.iter().enumerate() {
-        let base = if n.trim().is_empty() {
-            format!("col_{}", i + 1)
-        } else {
-            n.clone()
-        };
-        let mut name = base.clone();
-        let mut k = 2;
-        while used.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        used.insert(name.clone());
-        out.push(name);
-    }
-    out
+    let mut taken = UniqueNames::with_capacity(names.len());
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let base = if n.trim().is_empty() {
+                format!("col_{}", i + 1)
+            } else {
+                n.clone()
+            };
+            taken.claim(base)
+        })
+        .collect()
 }

@@ -44,6 +44,18 @@ pub enum EngineError {
         /// How many bytes were looked at.
         limit: usize,
     },
+    /// The first record has more fields than the engine accepts (`dialect::MAX_COLUMNS`).
+    #[error(
+        "too many columns: the first record has {columns} fields and at most {limit} are \
+         accepted; check the delimiter (a wrong one can split every value), or split the file \
+         into files of at most {limit} columns"
+    )]
+    TooManyColumns {
+        /// Fields in the first record.
+        columns: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// An option has a value the engine cannot work with.
     #[error("invalid option: {detail}")]
     InvalidOption {
@@ -78,6 +90,7 @@ impl EngineError {
             EngineError::UnsupportedEncoding { .. } => "unsupported_encoding",
             EngineError::InvalidHeader { .. } => "invalid_header",
             EngineError::HeaderTooLong { .. } => "header_too_long",
+            EngineError::TooManyColumns { .. } => "too_many_columns",
             EngineError::InvalidOption { .. } => "invalid_option",
             EngineError::Io { .. } => "io_error",
             EngineError::Encode { .. } => "encode_error",

@@ -4,7 +4,7 @@
 //! rules and clean/rejected writers.
 //!
 //! Same contract as [`crate::chunk::ChunkProcessor`]: the caller reads from
-//! [`crate::chunk::read_start`] (one byte before `start`), pushes slices of any size into
+//! [`crate::byte_range::read_start`] (one byte before `start`), pushes slices of any size into
 //! [`RangeReader::feed`] until it answers [`Feed::Done`] or the input ends, then calls
 //! [`RangeReader::finish`]. The reader owns the records whose first byte lies in `[start, end)`
 //! (reading past `end` to finish the last one). A range whose start state was *guessed* reports
@@ -13,116 +13,12 @@
 //!
 //! Not here: judging records (UTF-8, field counts: the caller's business), any I/O.
 
-use crate::chunk::Feed;
+use crate::byte_range::{Begin, RangeStart};
 use crate::error::EngineError;
-use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf, State};
-use crate::split::{guess_start_in_quotes, ChunkSummary, ChunkTask, GUESS_WINDOW};
+use crate::parse::{Outcome, Parser, ParserConfig, RecordBuf};
+use crate::split::{ChunkSummary, ChunkTask};
 
-/// How a byte range's parse begins, shared by [`RangeReader`] and
-/// [`crate::chunk::ChunkProcessor`]: the byte before `start` (it decides the parser's first
-/// state), the guess window when the start state is not known, and the parser made from them.
-pub(crate) struct RangeStart {
-    task: ChunkTask,
-    cfg: ParserConfig,
-    need_prev: bool,
-    prev: Option<u8>,
-    guess_buf: Vec<u8>,
-    /// The start state the parser began in (the known one, or the guess).
-    pub(crate) assumed: bool,
-}
-
-/// What [`RangeStart::begin`] decided.
-pub(crate) enum Begin<'a> {
-    /// The parser cannot start yet: feed more bytes.
-    NeedMore,
-    /// The parser, the guess window it was decided from (to be run first; `None`: the start
-    /// state was known and nothing was held back), and the rest of the bytes.
-    Start(Box<Parser>, Option<Vec<u8>>, &'a [u8]),
-}
-
-impl RangeStart {
-    pub(crate) fn new(task: &ChunkTask, cfg: ParserConfig) -> Self {
-        RangeStart {
-            task: *task,
-            cfg,
-            need_prev: crate::chunk::read_start(task) < task.start,
-            prev: None,
-            guess_buf: Vec::new(),
-            assumed: false,
-        }
-    }
-
-    /// Takes the leading bytes of the input (from [`crate::chunk::read_start`]) until the
-    /// parser can start: the byte before `start`, then, when the start state is not known, the
-    /// guess window.
-    pub(crate) fn begin<'a>(&mut self, mut bytes: &'a [u8]) -> Begin<'a> {
-        if self.need_prev {
-            let Some((&b, rest)) = bytes.split_first() else {
-                return Begin::NeedMore;
-            };
-            self.prev = Some(b);
-            self.need_prev = false;
-            bytes = rest;
-        }
-        match self.task.start_in_quotes {
-            Some(k) => Begin::Start(Box::new(self.parser(k)), None, bytes),
-            None => {
-                let take = (GUESS_WINDOW - self.guess_buf.len()).min(bytes.len());
-                self.guess_buf.extend_from_slice(&bytes[..take]);
-                if self.guess_buf.len() < GUESS_WINDOW {
-                    return Begin::NeedMore;
-                }
-                let (parser, window) = self.guess();
-                Begin::Start(Box::new(parser), Some(window), &bytes[take..])
-            }
-        }
-    }
-
-    /// The parser when the input ended before [`begin`](Self::begin) started it, and the
-    /// bytes held back for the guess (to be run first), if any.
-    pub(crate) fn begin_at_eof(&mut self) -> (Parser, Option<Vec<u8>>) {
-        match self.task.start_in_quotes {
-            Some(k) => (self.parser(k), None),
-            None => {
-                let (parser, window) = self.guess();
-                (parser, Some(window))
-            }
-        }
-    }
-
-    fn guess(&mut self) -> (Parser, Vec<u8>) {
-        let g = guess_start_in_quotes(
-            self.prev,
-            &self.guess_buf,
-            self.cfg.delimiter,
-            self.cfg.quote,
-        );
-        (self.parser(g), std::mem::take(&mut self.guess_buf))
-    }
-
-    /// The parser for the range, starting in quotes or not: from the start of a line for the
-    /// first range (or one with no byte before it), else skipping to the first record that
-    /// starts in the range, in the state the byte before `start` leaves it.
-    fn parser(&mut self, in_quotes: bool) -> Parser {
-        self.assumed = in_quotes;
-        let state = if self.task.index == 0 || self.prev.is_none() {
-            State::LineStart
-        } else if in_quotes {
-            State::SkipIn
-        } else {
-            match self.prev {
-                Some(b'\n') => State::LineStart,
-                Some(b'\r') => State::AfterCr,
-                _ => State::SkipOut,
-            }
-        };
-        let mut p = Parser::new(self.cfg, state, self.task.start, self.task.end);
-        if state == State::SkipIn && self.prev == Some(b'\r') {
-            p.set_prev_cr_in_quotes(true);
-        }
-        p
-    }
-}
+pub use crate::byte_range::Feed;
 
 /// Reads the records a byte range owns. See the module docs.
 pub struct RangeReader {
@@ -219,20 +115,12 @@ impl RangeReader {
         let mut open_quote_at_eof = None;
         if !self.done {
             let parser = self.parser.as_mut().expect("parser started above");
-            match parser.finish(&mut self.rec) {
-                Ok(Outcome::Record) => {
-                    self.records += 1;
-                    on_record(&self.rec);
-                }
-                Ok(_) => {}
-                Err(EngineError::UnbalancedQuote { offset }) => {
-                    if self.task.start_in_quotes.is_some() {
-                        return Err(EngineError::UnbalancedQuote { offset });
-                    }
-                    open_quote_at_eof = Some(offset);
-                }
-                Err(e) => return Err(e),
+            let end = self.start.end(parser, &mut self.rec)?;
+            if end.last_record {
+                self.records += 1;
+                on_record(&self.rec);
             }
+            open_quote_at_eof = end.open_quote_at_eof;
         }
         let quotes = match self.quotes_at_end {
             Some(q) => q,
@@ -289,7 +177,8 @@ impl RangeReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::split::{plan, validate};
+    use crate::parse::State;
+    use crate::split::{plan, validate, GUESS_WINDOW};
 
     type Records = Vec<(u64, Vec<Vec<u8>>)>;
 
@@ -301,7 +190,7 @@ mod tests {
             let mut r = RangeReader::new(t, ParserConfig::default(), 1 << 20);
             let mut got = Vec::new();
             let mut keep = |rec: &RecordBuf| got.push(fields(rec));
-            let from = crate::chunk::read_start(t) as usize;
+            let from = crate::byte_range::read_start(t) as usize;
             for p in data[from..].chunks(piece) {
                 if r.feed(p, &mut keep).unwrap() == Feed::Done {
                     break;

@@ -42,7 +42,10 @@ impl Distinct {
         self.registers.is_empty()
     }
 
-    #[inline]
+    // `always`: called once per non-empty field from `ProfileState::observe`; as a plain hint
+    // LLVM kept it inline or not depending on how the crate's code was split into codegen
+    // units (out of line: +2% instructions for the whole profile, measured with callgrind).
+    #[inline(always)]
     pub(crate) fn insert(&mut self, hash: u64) {
         if self.registers.is_empty() {
             if self.exact.find(hash, |&h| h == hash).is_none() {

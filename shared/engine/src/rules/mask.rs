@@ -5,6 +5,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::doc::TokenEncoding;
+use super::sha2x::compress;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -134,15 +135,6 @@ impl PadStates {
         super::sha2x::compress2(fast, [&mut t0, &mut t1], [&o0, &o1]);
         [Self::digest(&t0), Self::digest(&t1)]
     }
-}
-
-/// One SHA-256 compression. `sha2` 0.10's block type is generic-array 0.14's, which marks
-/// itself deprecated in favour of 1.x; there is no other way to name it in this `sha2`.
-#[inline]
-#[allow(deprecated)]
-pub(crate) fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
-    let b = sha2::digest::generic_array::GenericArray::from_slice(block);
-    sha2::compress256(state, std::slice::from_ref(b));
 }
 
 /// A keyed tokeniser: the key's inner and outer pads are hashed once; each token starts from

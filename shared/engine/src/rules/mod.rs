@@ -10,13 +10,24 @@
 //!    [`unique`]); the clean header is [`CompiledRules::output_columns`];
 //! 5. after the merge, [`RuleDocument::threshold_exceeded`] says whether the job fails.
 //!
+//! Inside: `doc` and `validate` (the document and its structural checks), `ids` and `threshold`
+//! (pure functions of the document), `compile/` (one module per step, one function per check and
+//! transform kind) building `compiled` (the immutable compiled form), evaluated per record by
+//! `run` (checks, details, a chunk's outcome) and `clean_row` (the transformed row), with `mask`,
+//! `sha2x`, `fixed`, `value` and `unique` beneath them.
+//!
 //! Not here: loading reference files or keys (I/O belongs to the caller), the profile.
 
-pub mod compile;
+mod clean_row;
+mod compile;
+mod compiled;
 pub mod doc;
 mod fixed;
+mod ids;
 pub mod mask;
+mod run;
 mod sha2x;
+mod threshold;
 pub mod unique;
 pub mod validate;
 pub mod value;
@@ -24,11 +35,11 @@ pub mod value;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{
-    CompiledRules, ResolvedRefs, RuleOutcome, RuleRunner, ThresholdExceeded, Verdict,
-    VIOLATIONS_COLUMN,
-};
+pub use compile::ResolvedRefs;
+pub use compiled::{CompiledRules, VIOLATIONS_COLUMN};
 pub use doc::*;
+pub use run::{RuleOutcome, RuleRunner, Verdict};
+pub use threshold::ThresholdExceeded;
 pub use unique::UniqueKeys;
 pub use validate::{against_profile, from_value, parse_document, ValidationError};
 

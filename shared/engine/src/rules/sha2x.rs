@@ -4,7 +4,17 @@
 //! (latency 4 cycles, one issued every 2 on current AMD and Intel cores), so a lone compression
 //! keeps the SHA unit half idle. Two independent ones interleaved fill it: the tokens of a
 //! unique column (where every value is hashed) are computed two at a time (`mask.rs`).
-//! Without SHA-NI (or off x86-64) this is two calls of `sha2::compress256`. Tested against it.
+//! Without SHA-NI (or off x86-64) this is two calls of `sha2::compress256` ([`compress`], the
+//! single compression the rest of the token code uses). Tested against it.
+
+/// One SHA-256 compression. `sha2` 0.10's block type is generic-array 0.14's, which marks
+/// itself deprecated in favour of 1.x; there is no other way to name it in this `sha2`.
+#[inline]
+#[allow(deprecated)]
+pub(crate) fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+    let b = sha2::digest::generic_array::GenericArray::from_slice(block);
+    sha2::compress256(state, std::slice::from_ref(b));
+}
 
 /// Whether [`compress2`] runs on SHA-NI (checked once; `std` caches the CPUID answer).
 pub(crate) fn fast() -> bool {
@@ -31,8 +41,8 @@ pub(crate) fn compress2(fast: bool, s: [&mut [u32; 8]; 2], b: [&[u8; 64]; 2]) {
     }
     let _ = fast;
     let [s0, s1] = s;
-    super::mask::compress(s0, b[0]);
-    super::mask::compress(s1, b[1]);
+    compress(s0, b[0]);
+    compress(s1, b[1]);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -135,8 +145,8 @@ mod tests {
                     bl[j].iter_mut().for_each(|b| *b = next() as u8);
                 }
                 let mut want = st;
-                super::super::mask::compress(&mut want[0], &bl[0]);
-                super::super::mask::compress(&mut want[1], &bl[1]);
+                super::compress(&mut want[0], &bl[0]);
+                super::compress(&mut want[1], &bl[1]);
                 let [s0, s1] = &mut st;
                 compress2(fast, [s0, s1], [&bl[0], &bl[1]]);
                 assert_eq!(st, want);
