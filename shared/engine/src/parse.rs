@@ -20,6 +20,11 @@ use memchr::{memchr, memchr2_iter, memchr3};
 
 use crate::error::EngineError;
 
+mod fast;
+mod index;
+
+pub use index::Kernel;
+
 const CR: u8 = b'\r';
 const LF: u8 = b'\n';
 
@@ -135,6 +140,29 @@ impl RecordBuf {
         self.text.extend_from_slice(bytes);
     }
 
+    /// [`push`](Self::push) of `input[a..b]`, copying short fields with one fixed-size copy
+    /// (no `memcpy` call) when 32 bytes can be read at `a`.
+    #[inline(always)]
+    fn push_from(&mut self, input: &[u8], a: usize, b: usize) {
+        let len = b - a;
+        let len0 = self.text.len();
+        if len0 + len > self.limit || len > 32 || a + 32 > input.len() {
+            self.push(&input[a..b]);
+            return;
+        }
+        self.text.reserve(32);
+        // SAFETY: `a + 32 <= input.len()` (checked), and `reserve` made room for 32 bytes past
+        // the text's length; only the first `len <= 32` of them become part of the text.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                input.as_ptr().add(a),
+                self.text.as_mut_ptr().add(len0),
+                32,
+            );
+            self.text.set_len(len0 + len);
+        }
+    }
+
     #[inline]
     fn end_field(&mut self) {
         if self.too_large {
@@ -167,6 +195,8 @@ pub struct Parser {
     special: [bool; 256],
     /// The same four bytes broadcast to every byte of a word.
     splat: [u64; 4],
+    /// The structural-index kernel of the fast path (`Scalar`: none).
+    kernel: Kernel,
 }
 
 impl Parser {
@@ -191,7 +221,36 @@ impl Parser {
                 t
             },
             splat: [cfg.delimiter, cfg.quote, CR, LF].map(|b| u64::from(b) * 0x0101_0101_0101_0101),
+            kernel: if Self::indexable(&cfg) {
+                Kernel::detect()
+            } else {
+                Kernel::Scalar
+            },
         }
+    }
+
+    /// The fast path assumes four distinct special bytes (delimiter, quote, CR, LF).
+    fn indexable(cfg: &ParserConfig) -> bool {
+        let [d, q] = [cfg.delimiter, cfg.quote];
+        d != q && ![d, q].iter().any(|&b| b == CR || b == LF)
+    }
+
+    /// The same parser with another structural-index kernel (`Scalar` turns the fast path
+    /// off). For tests and benchmarks; [`new`](Self::new) picks the fastest one available.
+    ///
+    /// # Panics
+    /// If the CPU cannot run `kernel` (see [`Kernel::available`]).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        assert!(kernel.available(), "kernel {kernel:?} not supported here");
+        if Self::indexable(&self.cfg) {
+            self.kernel = kernel;
+        }
+        self
+    }
+
+    /// The structural-index kernel in use.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// A parser for a whole input from its first byte (no stop).
@@ -328,6 +387,12 @@ impl Parser {
         let q = self.cfg.quote;
         let n = input.len();
         let mut i = 0usize;
+        // The fast path is not tried again at the field it handed back.
+        let mut fast_from = if self.kernel == Kernel::Scalar {
+            usize::MAX
+        } else {
+            0
+        };
         macro_rules! end_record {
             ($b:expr) => {{
                 rec.end_field();
@@ -374,6 +439,19 @@ impl Parser {
                     }
                 }
                 State::FieldStart => {
+                    if i >= fast_from && n - i >= 64 {
+                        match fast::fields(self, input, i, rec) {
+                            fast::Fast::Record(j) => {
+                                self.pos += j as u64;
+                                return (Outcome::Record, j);
+                            }
+                            fast::Fast::Bail(j) => {
+                                i = j;
+                                fast_from = j + 1;
+                                continue;
+                            }
+                        }
+                    }
                     let b = input[i];
                     if b == q {
                         self.quotes += 1;
