@@ -77,10 +77,8 @@ impl Kernel {
 pub(crate) struct Block {
     /// Quote bytes.
     pub q: u64,
-    /// Delimiter bytes.
-    pub d: u64,
-    /// CR or LF bytes.
-    pub nl: u64,
+    /// Delimiter, CR or LF bytes (field and record ends, wherever they are).
+    pub sep: u64,
 }
 
 /// The dialect bytes a classifier compares against.
@@ -147,13 +145,13 @@ impl Classify for Portable {
     unsafe fn block(p: *const u8, b: Bytes) -> Block {
         let (sd, sq) = (ONES * u64::from(b.delimiter), ONES * u64::from(b.quote));
         let (scr, slf) = (ONES * u64::from(b'\r'), ONES * u64::from(b'\n'));
-        let mut out = Block { q: 0, d: 0, nl: 0 };
+        let mut out = Block { q: 0, sep: 0 };
         for j in 0..8 {
             // SAFETY: the caller guarantees 64 readable bytes at `p`; j * 8 + 8 <= 64.
             let w = u64::from_le(unsafe { p.add(j * 8).cast::<u64>().read_unaligned() });
             out.q |= pack(eq_bytes(w, sq)) << (j * 8);
-            out.d |= pack(eq_bytes(w, sd)) << (j * 8);
-            out.nl |= pack(eq_bytes(w, scr) | eq_bytes(w, slf)) << (j * 8);
+            let sep = eq_bytes(w, sd) | eq_bytes(w, scr) | eq_bytes(w, slf);
+            out.sep |= pack(sep) << (j * 8);
         }
         out
     }
@@ -185,13 +183,15 @@ mod x86 {
                 let sq = _mm_set1_epi8(b.quote as i8);
                 let scr = _mm_set1_epi8(b'\r' as i8);
                 let slf = _mm_set1_epi8(b'\n' as i8);
-                let mut out = Block { q: 0, d: 0, nl: 0 };
+                let mut out = Block { q: 0, sep: 0 };
                 for j in 0..4 {
                     let v = _mm_loadu_si128(p.add(j * 16).cast());
-                    let m = |x: __m128i| u64::from(_mm_movemask_epi8(x) as u16) << (j * 16);
-                    out.q |= m(_mm_cmpeq_epi8(v, sq));
-                    out.d |= m(_mm_cmpeq_epi8(v, sd));
-                    out.nl |= m(_mm_or_si128(_mm_cmpeq_epi8(v, scr), _mm_cmpeq_epi8(v, slf)));
+                    let q = _mm_movemask_epi8(_mm_cmpeq_epi8(v, sq)) as u16;
+                    let nl = _mm_or_si128(_mm_cmpeq_epi8(v, scr), _mm_cmpeq_epi8(v, slf));
+                    let sep = _mm_or_si128(nl, _mm_cmpeq_epi8(v, sd));
+                    let sep = _mm_movemask_epi8(sep) as u16;
+                    out.q |= u64::from(q) << (j * 16);
+                    out.sep |= u64::from(sep) << (j * 16);
                 }
                 out
             }
@@ -216,19 +216,21 @@ mod x86 {
                 let sq = _mm256_set1_epi8(b.quote as i8);
                 let scr = _mm256_set1_epi8(b'\r' as i8);
                 let slf = _mm256_set1_epi8(b'\n' as i8);
+                // No closures here: a closure is compiled without the caller's target
+                // features, and passing `__m256i` through one scalarises it.
                 let lo = _mm256_loadu_si256(p.cast());
                 let hi = _mm256_loadu_si256(p.add(32).cast());
-                let m = |a: __m256i, b: __m256i| {
-                    u64::from(_mm256_movemask_epi8(a) as u32)
-                        | u64::from(_mm256_movemask_epi8(b) as u32) << 32
-                };
-                let nl = |v: __m256i| {
-                    _mm256_or_si256(_mm256_cmpeq_epi8(v, scr), _mm256_cmpeq_epi8(v, slf))
-                };
+                let q_lo = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, sq)) as u32;
+                let q_hi = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, sq)) as u32;
+                let nl_lo = _mm256_or_si256(_mm256_cmpeq_epi8(lo, scr), _mm256_cmpeq_epi8(lo, slf));
+                let nl_hi = _mm256_or_si256(_mm256_cmpeq_epi8(hi, scr), _mm256_cmpeq_epi8(hi, slf));
+                let s_lo = _mm256_or_si256(nl_lo, _mm256_cmpeq_epi8(lo, sd));
+                let s_hi = _mm256_or_si256(nl_hi, _mm256_cmpeq_epi8(hi, sd));
+                let s_lo = _mm256_movemask_epi8(s_lo) as u32;
+                let s_hi = _mm256_movemask_epi8(s_hi) as u32;
                 Block {
-                    q: m(_mm256_cmpeq_epi8(lo, sq), _mm256_cmpeq_epi8(hi, sq)),
-                    d: m(_mm256_cmpeq_epi8(lo, sd), _mm256_cmpeq_epi8(hi, sd)),
-                    nl: m(nl(lo), nl(hi)),
+                    q: u64::from(q_lo) | u64::from(q_hi) << 32,
+                    sep: u64::from(s_lo) | u64::from(s_hi) << 32,
                 }
             }
         }
@@ -259,8 +261,7 @@ mod tests {
         };
         Block {
             q: bits(&|c| c == b.quote),
-            d: bits(&|c| c == b.delimiter),
-            nl: bits(&|c| c == b'\r' || c == b'\n'),
+            sep: bits(&|c| c == b.delimiter || c == b'\r' || c == b'\n'),
         }
     }
 
