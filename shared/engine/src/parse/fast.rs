@@ -98,7 +98,7 @@ fn run<K: Classify>(p: &mut Parser, input: &[u8], mut fs: usize, rec: &mut Recor
         let qf = (blk.q >> off) & low(e);
         if qf == 0 {
             rec.push_from(input, fs, end);
-        } else if !quoted(p, input, fs, e, qf, rec) {
+        } else if !quoted(p, input, fs, e, qf, (blk.nl >> off) & low(e), rec) {
             return Fast::Bail(fs);
         }
         rec.end_field();
@@ -125,10 +125,19 @@ fn run<K: Classify>(p: &mut Parser, input: &[u8], mut fs: usize, rec: &mut Recor
     }
 }
 
-/// A quoted field of `e` bytes at `fs` (quote bits `qf`, relative to `fs`): if it is `"..."` with only `""` escapes inside, does what the state machine does
+/// A quoted field of `e` bytes at `fs` (quote bits `qf`, line-break bits `nlf`, both relative
+/// to `fs`): if it is `"..."` with only `""` escapes inside, does what the state machine does
 /// (pushes, counters) and returns true; otherwise changes nothing and returns false.
 #[inline(always)]
-fn quoted(p: &mut Parser, input: &[u8], fs: usize, e: usize, qf: u64, rec: &mut RecordBuf) -> bool {
+fn quoted(
+    p: &mut Parser,
+    input: &[u8],
+    fs: usize,
+    e: usize,
+    qf: u64,
+    nlf: u64,
+    rec: &mut RecordBuf,
+) -> bool {
     if e < 2 || qf & 1 == 0 || qf >> (e - 1) & 1 == 0 {
         return false;
     }
@@ -149,7 +158,9 @@ fn quoted(p: &mut Parser, input: &[u8], fs: usize, e: usize, qf: u64, rec: &mut 
     // Line breaks inside quotes count as the state machine counts them run by run: a `""`
     // between a CR and an LF separates them there and here alike.
     p.quoted_cr = false;
-    p.count_breaks(&input[fs + 1..fs + e - 1]);
+    if nlf != 0 {
+        p.count_breaks(&input[fs + 1..fs + e - 1]);
+    }
     // The same pushes as the state machine: each run, then one quote per `""`.
     let mut from = fs + 1;
     let mut a = inner;

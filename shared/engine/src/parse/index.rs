@@ -79,6 +79,8 @@ pub(crate) struct Block {
     pub q: u64,
     /// Delimiter, CR or LF bytes (field and record ends, wherever they are).
     pub sep: u64,
+    /// CR or LF bytes.
+    pub nl: u64,
 }
 
 /// The dialect bytes a classifier compares against.
@@ -145,13 +147,18 @@ impl Classify for Portable {
     unsafe fn block(p: *const u8, b: Bytes) -> Block {
         let (sd, sq) = (ONES * u64::from(b.delimiter), ONES * u64::from(b.quote));
         let (scr, slf) = (ONES * u64::from(b'\r'), ONES * u64::from(b'\n'));
-        let mut out = Block { q: 0, sep: 0 };
+        let mut out = Block {
+            q: 0,
+            sep: 0,
+            nl: 0,
+        };
         for j in 0..8 {
             // SAFETY: the caller guarantees 64 readable bytes at `p`; j * 8 + 8 <= 64.
             let w = u64::from_le(unsafe { p.add(j * 8).cast::<u64>().read_unaligned() });
             out.q |= pack(eq_bytes(w, sq)) << (j * 8);
-            let sep = eq_bytes(w, sd) | eq_bytes(w, scr) | eq_bytes(w, slf);
-            out.sep |= pack(sep) << (j * 8);
+            let nl = eq_bytes(w, scr) | eq_bytes(w, slf);
+            out.sep |= pack(nl | eq_bytes(w, sd)) << (j * 8);
+            out.nl |= pack(nl) << (j * 8);
         }
         out
     }
@@ -183,15 +190,20 @@ mod x86 {
                 let sq = _mm_set1_epi8(b.quote as i8);
                 let scr = _mm_set1_epi8(b'\r' as i8);
                 let slf = _mm_set1_epi8(b'\n' as i8);
-                let mut out = Block { q: 0, sep: 0 };
+                let mut out = Block {
+                    q: 0,
+                    sep: 0,
+                    nl: 0,
+                };
                 for j in 0..4 {
                     let v = _mm_loadu_si128(p.add(j * 16).cast());
                     let q = _mm_movemask_epi8(_mm_cmpeq_epi8(v, sq)) as u16;
                     let nl = _mm_or_si128(_mm_cmpeq_epi8(v, scr), _mm_cmpeq_epi8(v, slf));
-                    let sep = _mm_or_si128(nl, _mm_cmpeq_epi8(v, sd));
-                    let sep = _mm_movemask_epi8(sep) as u16;
+                    let sep = _mm_movemask_epi8(_mm_or_si128(nl, _mm_cmpeq_epi8(v, sd))) as u16;
+                    let nl = _mm_movemask_epi8(nl) as u16;
                     out.q |= u64::from(q) << (j * 16);
                     out.sep |= u64::from(sep) << (j * 16);
+                    out.nl |= u64::from(nl) << (j * 16);
                 }
                 out
             }
@@ -228,9 +240,12 @@ mod x86 {
                 let s_hi = _mm256_or_si256(nl_hi, _mm256_cmpeq_epi8(hi, sd));
                 let s_lo = _mm256_movemask_epi8(s_lo) as u32;
                 let s_hi = _mm256_movemask_epi8(s_hi) as u32;
+                let nl_lo = _mm256_movemask_epi8(nl_lo) as u32;
+                let nl_hi = _mm256_movemask_epi8(nl_hi) as u32;
                 Block {
                     q: u64::from(q_lo) | u64::from(q_hi) << 32,
                     sep: u64::from(s_lo) | u64::from(s_hi) << 32,
+                    nl: u64::from(nl_lo) | u64::from(nl_hi) << 32,
                 }
             }
         }
@@ -262,6 +277,7 @@ mod tests {
         Block {
             q: bits(&|c| c == b.quote),
             sep: bits(&|c| c == b.delimiter || c == b'\r' || c == b'\n'),
+            nl: bits(&|c| c == b'\r' || c == b'\n'),
         }
     }
 
