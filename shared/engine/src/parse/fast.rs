@@ -128,7 +128,8 @@ fn run<K: Classify>(p: &mut Parser, input: &[u8], mut fs: usize, rec: &mut Recor
 /// A quoted field of `e` bytes at `fs` (quote bits `qf`, line-break bits `nlf`, both relative
 /// to `fs`): if it is `"..."` with only `""` escapes inside, does what the state machine does
 /// (pushes, counters) and returns true; otherwise changes nothing and returns false.
-#[inline(always)]
+// Out of line: most fields are unquoted, and the hot loop keeps its registers.
+#[inline(never)]
 fn quoted(
     p: &mut Parser,
     input: &[u8],
