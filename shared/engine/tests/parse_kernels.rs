@@ -171,7 +171,10 @@ fn setup() -> impl Strategy<Value = Setup> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1500))]
+    // 800 cases by default (CI); `PROPTEST_CASES=20000` for a long run.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(800)
+    ))]
 
     #[test]
     fn kernels_agree_on_csv_like_text(input in csvish(), cuts in cuts(), s in setup()) {
