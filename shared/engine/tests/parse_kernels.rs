@@ -225,3 +225,55 @@ fn known_shapes_agree() {
         check(&input, &cuts, &s);
     }
 }
+
+/// A hash of every record and the final counters of one parse of `data` in 256 KiB slices.
+fn digest(data: &[u8], kernel: Kernel) -> (u64, u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut p = Parser::from_start(ParserConfig::default()).with_kernel(kernel);
+    let mut rec = RecordBuf::default();
+    let mut records = 0;
+    let mut hash = |rec: &RecordBuf, h: &mut std::collections::hash_map::DefaultHasher| {
+        (
+            &rec.text,
+            &rec.ends,
+            rec.start,
+            rec.content_end,
+            rec.start_line,
+        )
+            .hash(h);
+        (rec.stray_quote, rec.too_large, rec.any_quoted).hash(h);
+    };
+    for slice in data.chunks(256 * 1024) {
+        let mut off = 0;
+        loop {
+            let (out, used) = p.parse(&slice[off..], &mut rec);
+            off += used;
+            if out != Outcome::Record {
+                break;
+            }
+            records += 1;
+            hash(&rec, &mut h);
+        }
+    }
+    if p.finish(&mut rec).expect("balanced quotes") == Outcome::Record {
+        records += 1;
+        hash(&rec, &mut h);
+    }
+    (p.quotes(), p.lines(), p.blank_lines()).hash(&mut h);
+    (records, p.lines(), h.finish())
+}
+
+/// `TESSERA_BIG_CSV=bench-data/engine-256mib.csv cargo test -p tessera-engine --release --test
+/// parse_kernels -- --ignored`: every kernel against the state machine alone on a real-size file.
+#[test]
+#[ignore]
+fn kernels_agree_on_a_big_file() {
+    let path = std::env::var("TESSERA_BIG_CSV").expect("TESSERA_BIG_CSV=<file>");
+    let data = std::fs::read(&path).unwrap();
+    let want = digest(&data, Kernel::Scalar);
+    eprintln!("{path}: {} records, {} line breaks", want.0, want.1);
+    for k in Kernel::all_available() {
+        assert_eq!(digest(&data, k), want, "{k:?}");
+    }
+}
