@@ -233,7 +233,7 @@ fn digest(data: &[u8], kernel: Kernel) -> (u64, u64, u64) {
     let mut p = Parser::from_start(ParserConfig::default()).with_kernel(kernel);
     let mut rec = RecordBuf::default();
     let mut records = 0;
-    let mut hash = |rec: &RecordBuf, h: &mut std::collections::hash_map::DefaultHasher| {
+    let hash = |rec: &RecordBuf, h: &mut std::collections::hash_map::DefaultHasher| {
         (
             &rec.text,
             &rec.ends,

@@ -8,7 +8,13 @@ use libfuzzer_sys::fuzz_target;
 use tessera_engine::parse::{Kernel, Outcome, Parser, ParserConfig, RecordBuf, State};
 
 /// Everything observable, in order.
-fn trace(input: &[u8], piece: usize, kernel: Kernel, cfg: ParserConfig, state: State) -> Vec<String> {
+fn trace(
+    input: &[u8],
+    piece: usize,
+    kernel: Kernel,
+    cfg: ParserConfig,
+    state: State,
+) -> Vec<String> {
     let mut p = Parser::new(cfg, state, 0, u64::MAX).with_kernel(kernel);
     let mut rec = RecordBuf::default();
     let mut ev = Vec::new();
@@ -59,8 +65,12 @@ fuzz_target!(|input: &[u8]| {
     }
     let piece = 1 + input[0] as usize * 3;
     let delimiter = [b',', b';', b'\t', b'|'][(input[1] & 3) as usize];
-    let state = [State::LineStart, State::SkipOut, State::SkipIn, State::LineStart]
-        [(input[1] >> 2 & 3) as usize];
+    let state = [
+        State::LineStart,
+        State::SkipOut,
+        State::SkipIn,
+        State::LineStart,
+    ][(input[1] >> 2 & 3) as usize];
     let mut cfg = ParserConfig {
         delimiter,
         ..ParserConfig::default()
@@ -73,7 +83,11 @@ fuzz_target!(|input: &[u8]| {
     let want = trace(data, piece, Kernel::Scalar, cfg, state);
     let whole = trace(data, usize::MAX, Kernel::Scalar, cfg, state);
     for k in Kernel::all_available() {
-        assert_eq!(trace(data, piece, k, cfg, state), want, "{k:?} in pieces of {piece}");
+        assert_eq!(
+            trace(data, piece, k, cfg, state),
+            want,
+            "{k:?} in pieces of {piece}"
+        );
         assert_eq!(trace(data, usize::MAX, k, cfg, state), whole, "{k:?} whole");
     }
 });
