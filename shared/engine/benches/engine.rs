@@ -237,6 +237,8 @@ fn child(mode: &str, path: &Path, range: u64) {
         "parse" => bare_parse(&file, start, end, None),
         "parse_old" => bare_parse(&file, start, end, Some(Kernel::Scalar)),
         "parse_portable" => bare_parse(&file, start, end, Some(Kernel::Portable)),
+        #[cfg(target_arch = "x86_64")]
+        "parse_sse2" => bare_parse(&file, start, end, Some(Kernel::Sse2)),
         "parse_csv" => parse_bench::csv_parse(&file, start, end),
         "profile" => {
             let task = ChunkTask {
