@@ -27,9 +27,12 @@ use std::process::Command;
 use tessera_engine::chunk::ChunkOptions;
 use tessera_engine::dialect::{sniff_with_size, DialectOverrides};
 use tessera_engine::file::{run_chunk, ReadAt};
-use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
+use tessera_engine::parse::{Kernel, Outcome, Parser, ParserConfig, RecordBuf};
 use tessera_engine::rules::{from_value, CompiledRules, ResolvedRefs};
 use tessera_engine::split::ChunkTask;
+
+#[path = "engine/parse.rs"]
+mod parse_bench;
 
 const MIB: u64 = 1 << 20;
 
@@ -150,13 +153,16 @@ fn generate(path: &Path, size: u64) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn bare_parse(file: &std::fs::File, start: u64, end: u64) -> u64 {
+fn bare_parse(file: &std::fs::File, start: u64, end: u64, kernel: Option<Kernel>) -> u64 {
     let mut p = Parser::new(
         ParserConfig::default(),
         tessera_engine::parse::State::LineStart,
         start,
         end,
     );
+    if let Some(k) = kernel {
+        p = p.with_kernel(k);
+    }
     let mut rec = RecordBuf::default();
     let mut buf = vec![0u8; 256 * 1024];
     let mut pos = start;
@@ -228,7 +234,12 @@ fn child(mode: &str, path: &Path, range: u64) {
     let end = (start + range).min(size);
     let c0 = cpu_seconds();
     let records = match mode {
-        "parse" => bare_parse(&file, start, end),
+        "parse" => bare_parse(&file, start, end, None),
+        "parse_old" => bare_parse(&file, start, end, Some(Kernel::Scalar)),
+        "parse_portable" => bare_parse(&file, start, end, Some(Kernel::Portable)),
+        #[cfg(target_arch = "x86_64")]
+        "parse_sse2" => bare_parse(&file, start, end, Some(Kernel::Sse2)),
+        "parse_csv" => parse_bench::csv_parse(&file, start, end),
         "profile" => {
             let task = ChunkTask {
                 index: 0,
@@ -453,6 +464,23 @@ fn main() {
     generate(&path, size);
     let file_size = std::fs::metadata(&path).unwrap().len();
     println!("file: {} ({} bytes)", path.display(), file_size);
+    let env_u64 = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    if std::env::var_os("TESSERA_BENCH_PARSE_ONLY").is_some() {
+        // Bare parse only: ours, the csv crate, the old parser, the portable kernel, on the
+        // bench file and on an export-shaped file (rows and seed from the environment).
+        let rows = env_u64("TESSERA_BENCH_EXPORT_ROWS", 2_500_000);
+        let seed = env_u64("TESSERA_BENCH_SEED", 1);
+        let export = root.join(format!("export-{rows}rows-seed{seed}.csv"));
+        parse_bench::generate_export(&export, rows, seed);
+        let rounds = env_u64("TESSERA_BENCH_ROUNDS", 3).max(1) as usize;
+        parse_bench::compare(&[&path, &export], rounds);
+        return;
+    }
 
     let small = 64 * MIB;
     let parse_s = run_child("parse", &path, small);

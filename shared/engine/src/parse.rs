@@ -20,6 +20,12 @@ use memchr::{memchr, memchr2_iter, memchr3};
 
 use crate::error::EngineError;
 
+mod buf;
+mod fast;
+mod index;
+
+pub use index::Kernel;
+
 const CR: u8 = b'\r';
 const LF: u8 = b'\n';
 
@@ -105,52 +111,6 @@ pub struct RecordBuf {
     max_record: usize,
 }
 
-impl RecordBuf {
-    fn begin(&mut self, start: u64, line: u64, cfg: &ParserConfig) {
-        self.text.clear();
-        self.ends.clear();
-        self.start = start;
-        self.content_end = start;
-        self.start_line = line;
-        self.stray_quote = false;
-        self.too_large = false;
-        self.any_quoted = false;
-        self.max_field = cfg.max_field_bytes;
-        self.max_record = cfg.max_record_bytes;
-        self.limit = self.max_field.min(self.max_record);
-    }
-
-    #[inline]
-    fn push(&mut self, bytes: &[u8]) {
-        // One comparison on the hot path: `limit` is where the current field (or the record)
-        // becomes too large; 0 once the record is too large.
-        if self.text.len() + bytes.len() > self.limit {
-            if !bytes.is_empty() {
-                // Bounded memory: stop buffering; the record will be rejected.
-                self.too_large = true;
-                self.limit = 0;
-            }
-            return;
-        }
-        self.text.extend_from_slice(bytes);
-    }
-
-    #[inline]
-    fn end_field(&mut self) {
-        if self.too_large {
-            return;
-        }
-        if self.ends.len() * 8 >= self.max_record {
-            self.too_large = true;
-            self.limit = 0;
-            return;
-        }
-        let len = self.text.len();
-        self.ends.push(len);
-        self.limit = len.saturating_add(self.max_field).min(self.max_record);
-    }
-}
-
 /// The resumable state machine. See the module docs for the exact semantics.
 #[derive(Debug, Clone)]
 pub struct Parser {
@@ -167,6 +127,8 @@ pub struct Parser {
     special: [bool; 256],
     /// The same four bytes broadcast to every byte of a word.
     splat: [u64; 4],
+    /// The structural-index kernel of the fast path (`Scalar`: none).
+    kernel: Kernel,
 }
 
 impl Parser {
@@ -191,7 +153,36 @@ impl Parser {
                 t
             },
             splat: [cfg.delimiter, cfg.quote, CR, LF].map(|b| u64::from(b) * 0x0101_0101_0101_0101),
+            kernel: if Self::indexable(&cfg) {
+                Kernel::detect()
+            } else {
+                Kernel::Scalar
+            },
         }
+    }
+
+    /// The fast path assumes four distinct special bytes (delimiter, quote, CR, LF).
+    fn indexable(cfg: &ParserConfig) -> bool {
+        let [d, q] = [cfg.delimiter, cfg.quote];
+        d != q && ![d, q].iter().any(|&b| b == CR || b == LF)
+    }
+
+    /// The same parser with another structural-index kernel (`Scalar` turns the fast path
+    /// off). For tests and benchmarks; [`new`](Self::new) picks the fastest one available.
+    ///
+    /// # Panics
+    /// If the CPU cannot run `kernel` (see [`Kernel::available`]).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        assert!(kernel.available(), "kernel {kernel:?} not supported here");
+        if Self::indexable(&self.cfg) {
+            self.kernel = kernel;
+        }
+        self
+    }
+
+    /// The structural-index kernel in use.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// A parser for a whole input from its first byte (no stop).
@@ -328,6 +319,12 @@ impl Parser {
         let q = self.cfg.quote;
         let n = input.len();
         let mut i = 0usize;
+        // The fast path is not tried again at the field it handed back.
+        let mut fast_from = if self.kernel == Kernel::Scalar {
+            usize::MAX
+        } else {
+            0
+        };
         macro_rules! end_record {
             ($b:expr) => {{
                 rec.end_field();
@@ -374,6 +371,19 @@ impl Parser {
                     }
                 }
                 State::FieldStart => {
+                    if i >= fast_from && n - i >= 64 {
+                        match fast::fields(self, input, i, rec) {
+                            fast::Fast::Record(j) => {
+                                self.pos += j as u64;
+                                return (Outcome::Record, j);
+                            }
+                            fast::Fast::Bail(j) => {
+                                i = j;
+                                fast_from = j + 1;
+                                continue;
+                            }
+                        }
+                    }
                     let b = input[i];
                     if b == q {
                         self.quotes += 1;
