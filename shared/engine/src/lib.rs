@@ -10,6 +10,7 @@
 //! - [`chunk`]: one chunk's work: parse the records it owns, profile them, write clean/rejected parts.
 //! - [`range`]: the records of one byte range (the chunk's ownership rule and speculation), for read-only passes.
 //! - [`profile`]: the mergeable column profile (exact counters plus sketches).
+//! - [`query`]: structured aggregate queries, map-reduced over byte ranges (docs/query.md).
 //! - [`file`]: parallel processing of a local file with exactly the chunk worker's code.
 
 pub mod chunk;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod file;
 pub mod parse;
 pub mod profile;
+pub mod query;
 pub mod range;
 pub mod record;
 pub mod rules;
