@@ -1,0 +1,124 @@
+//! The answer of a query does not depend on how the file is cut: every chunk size from one
+//! byte up and any worker count give the same result object as one range, and partial states
+//! shipped as bytes and merged in any order (as a query job merges them) give it too.
+
+mod query_common;
+
+use proptest::prelude::*;
+use tessera_engine::query::{
+    compile, finish, from_value, layout, query_bytes, run_range, PartialState, QueryOptions,
+    QueryResult, RunOptions,
+};
+use tessera_engine::split::{plan, validate, ChunkSummary, ChunkTask};
+
+/// `q` with the column types fixed (tiny files would otherwise type every column as text).
+fn typed(q: &serde_json::Value) -> serde_json::Value {
+    let mut q = q.clone();
+    q["types"] = serde_json::json!({"id": "integer", "amount": "decimal", "qty": "integer",
+        "ts": "timestamp", "day": "date", "flag": "boolean", "score": "decimal"});
+    q
+}
+
+fn run(data: &[u8], q: &serde_json::Value, chunk: u64, workers: usize) -> QueryResult {
+    let doc = from_value(typed(q)).unwrap();
+    let opts = RunOptions {
+        chunk_size: chunk,
+        workers,
+        ..RunOptions::default()
+    };
+    query_bytes(data, &doc, &opts).unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
+#[test]
+fn every_chunk_size_from_one_byte_gives_one_answer() {
+    let data = query_common::csv(11, 40, false);
+    let queries = query_common::queries();
+    for q in &queries {
+        let whole = run(&data, q, 1 << 30, 1);
+        for chunk in [1, 2, 3, 5, 8, 13, 64, 333] {
+            assert_eq!(
+                run(&data, q, chunk, 1 + (chunk as usize % 3)),
+                whole,
+                "chunk {chunk}: {q}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_files_and_cuts(seed in 0u64..10_000, rows in 0usize..60, crlf: bool,
+                             chunk in 1u64..400, workers in 1usize..4, which in 0usize..36) {
+        let data = query_common::csv(seed, rows, crlf);
+        let queries = query_common::queries();
+        let q = &queries[which % queries.len()];
+        prop_assert_eq!(run(&data, q, chunk, workers), run(&data, q, 1 << 30, 1));
+    }
+}
+
+/// What a query job does: one task per range, each state shipped as bytes; the last
+/// completion reads them all back and merges (here in reverse order, pairwise as a tree).
+#[test]
+fn shipped_states_merge_in_any_order() {
+    let data = query_common::csv(5, 300, true);
+    let size = data.len() as u64;
+    let opts = RunOptions::default();
+    let lay = layout(&data[..], size).unwrap();
+    for q in query_common::queries() {
+        let doc = from_value(typed(&q)).unwrap();
+        let p = compile(&doc, &lay.schema, &QueryOptions::default()).unwrap();
+        let tasks = plan(size, lay.header_len, 700);
+        let mut outs: Vec<(PartialState, ChunkSummary)> = tasks
+            .iter()
+            .map(|t| run_range(&data[..], size, t, &lay.dialect, &p, &opts).unwrap())
+            .collect();
+        let sums: Vec<ChunkSummary> = outs.iter().map(|o| o.1).collect();
+        for (i, k) in validate(&sums) {
+            let t = ChunkTask {
+                start_in_quotes: Some(k),
+                ..tasks[i as usize]
+            };
+            outs[i as usize] = run_range(&data[..], size, &t, &lay.dialect, &p, &opts).unwrap();
+        }
+        let mut shipped: Vec<PartialState> = outs
+            .iter()
+            .rev()
+            .map(|o| PartialState::from_bytes(&o.0.to_bytes()).unwrap())
+            .collect();
+        while shipped.len() > 1 {
+            let b = shipped.pop().unwrap();
+            let mut a = shipped.pop().unwrap();
+            a.merge(&p, &b).unwrap();
+            shipped.insert(0, a);
+        }
+        let merged = finish(&p, &shipped[0]).unwrap();
+        assert_eq!(merged, run(&data, &q, 1 << 30, 1), "{q}");
+        // A merged state shipped again (a tree of merges) still gives the same answer.
+        let again = PartialState::from_bytes(&shipped[0].to_bytes()).unwrap();
+        assert_eq!(finish(&p, &again).unwrap(), merged, "{q}");
+    }
+}
+
+#[test]
+fn a_state_of_another_query_is_refused() {
+    let data = query_common::csv(6, 20, false);
+    let lay = layout(&data[..], data.len() as u64).unwrap();
+    let qs = query_common::queries();
+    let a = compile(
+        &from_value(qs[0].clone()).unwrap(),
+        &lay.schema,
+        &QueryOptions::default(),
+    )
+    .unwrap();
+    let b = compile(
+        &from_value(qs[2].clone()).unwrap(),
+        &lay.schema,
+        &QueryOptions::default(),
+    )
+    .unwrap();
+    let mut sa = PartialState::new(&a);
+    let err = sa.merge(&a, &PartialState::new(&b)).unwrap_err();
+    assert_eq!(err.code(), "bad_state");
+}
