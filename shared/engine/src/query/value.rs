@@ -177,6 +177,12 @@ impl Fixed {
             }
             _ => false,
         };
+        // The profile's rule: no leading zero in an integer part of two or more digits
+        // (`007` and `00.5` are identifiers, not numbers).
+        let int_len = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if int_len > 1 && b[i] == b'0' {
+            return None;
+        }
         let mut m: i128 = 0;
         let mut digits = 0u32;
         let mut scale: i32 = 0;
@@ -250,7 +256,12 @@ pub use crate::profile::DEFAULT_NULL_TOKENS;
 /// True for the texts read as null: the empty string and [`DEFAULT_NULL_TOKENS`].
 #[inline]
 pub fn is_null(t: &str) -> bool {
-    t.is_empty() || (t.len() <= 4 && DEFAULT_NULL_TOKENS.contains(&t))
+    // Every default token starts with one of these bytes: most values leave at one compare.
+    match t.as_bytes().first() {
+        None => true,
+        Some(b'N' | b'n' | b'<' | b'#') => t.len() <= 4 && DEFAULT_NULL_TOKENS.contains(&t),
+        Some(_) => false,
+    }
 }
 
 /// Reads a non-null field as `ty`; `None` when the text does not parse as it (unparsed).
@@ -262,14 +273,9 @@ pub fn parse_as(ty: ValueType, t: &str) -> Option<Val<'_>> {
             Class::Int(i) => Some(Val::Int(i)),
             _ => None,
         },
-        ValueType::Decimal => match classify(t) {
-            Class::Int(i) => Some(Val::Dec(Fixed {
-                m: i128::from(i),
-                s: 0,
-            })),
-            Class::Dec(_) => Fixed::parse(t).map(Val::Dec),
-            _ => None,
-        },
+        // The same spellings as the profile's decimal class (tested against it), read
+        // exactly in one pass.
+        ValueType::Decimal => Fixed::parse(t).map(Val::Dec),
         ValueType::Boolean => match classify(t) {
             Class::Bool(b) => Some(Val::Bool(b)),
             _ => None,
@@ -479,12 +485,72 @@ mod tests {
             ("1.5E-3", "0.0015"),
             (".5", "0.5"),
             ("5.", "5"),
-            ("-007.10", "-7.1"),
+            ("-7.10", "-7.1"),
         ] {
             assert_eq!(Fixed::parse(t).unwrap().text(), want, "{t}");
         }
         assert!(Fixed::parse("1e300").is_none());
         assert!(Fixed::parse("abc").is_none());
+    }
+
+    #[test]
+    fn decimal_spellings_are_the_profile_s() {
+        for t in [
+            "0",
+            "-0",
+            "+3",
+            "007",
+            "00",
+            "-01",
+            "00.5",
+            "0.5",
+            "1e5",
+            "1.5E-3",
+            "-2.25",
+            ".5",
+            "5.",
+            "+.5",
+            "-0.0",
+            ".",
+            "-",
+            "+",
+            "1e",
+            "1e+",
+            "1.2.3",
+            "1,000",
+            " 1",
+            "1 ",
+            "inf",
+            "NaN",
+            "0x10",
+            "--1",
+            "e5",
+            "12abc",
+            "9223372036854775808",
+            "1e-5",
+            "0e0",
+        ] {
+            let profile = matches!(classify(t), Class::Int(_) | Class::Dec(_));
+            assert_eq!(Fixed::parse(t).is_some(), profile, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn null_spellings() {
+        for t in DEFAULT_NULL_TOKENS.iter().chain(&[""]) {
+            assert!(is_null(t), "{t:?}");
+        }
+        for t in ["Nulls", "none!", "0", "n", "#N/B", " "] {
+            assert!(!is_null(t), "{t:?}");
+        }
+        let firsts: Vec<u8> = DEFAULT_NULL_TOKENS
+            .iter()
+            .map(|t| t.as_bytes()[0])
+            .collect();
+        assert!(
+            firsts.iter().all(|b| b"Nn<#".contains(b)),
+            "update is_null's fast path"
+        );
     }
 
     #[test]
