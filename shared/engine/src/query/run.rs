@@ -272,7 +272,6 @@ pub fn run_range<R: ReadAt + ?Sized>(
         }
     }
     let summary = r.finish(&mut on)?;
-    drop(on);
     match err.into_inner() {
         Some(e) => Err(e),
         None => Ok((state, summary)),

@@ -359,8 +359,8 @@ impl Val<'_> {
     }
 
     /// The owned copy.
-    pub fn to_owned_val(&self) -> OwnedVal {
-        match *self {
+    pub fn to_owned_val(self) -> OwnedVal {
+        match self {
             Val::Null => OwnedVal::Null,
             Val::Int(i) => OwnedVal::Int(i),
             Val::Dec(f) => OwnedVal::Dec(f.normalised()),
@@ -373,9 +373,9 @@ impl Val<'_> {
 
     /// The result JSON: integers and booleans as JSON values, decimals as exact strings,
     /// dates `YYYY-MM-DD`, timestamps `YYYY-MM-DDTHH:MM:SS[.fffffffff]Z`.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn to_json(self) -> serde_json::Value {
         use serde_json::Value as J;
-        match *self {
+        match self {
             Val::Null => J::Null,
             Val::Int(i) => J::from(i),
             Val::Dec(f) => J::String(f.text()),
