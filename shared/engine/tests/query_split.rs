@@ -122,3 +122,47 @@ fn a_state_of_another_query_is_refused() {
     let err = sa.merge(&a, &PartialState::new(&b)).unwrap_err();
     assert_eq!(err.code(), "bad_state");
 }
+
+/// Malformed records (invalid UTF-8, a NUL byte, a ragged row, a character cut by every
+/// read-buffer boundary) are skipped and counted the same way by long ranges (checked per
+/// buffer) and short ones (checked per record).
+#[test]
+fn malformed_records_are_counted_alike() {
+    let mut data = b"k,v\n".to_vec();
+    let mut i = 0;
+    while data.len() < 300 << 10 {
+        let line = match i % 997 {
+            5 => b"bad\xff\xfe,1\n".to_vec(),
+            7 => b"nul\x00,2\n".to_vec(),
+            9 => b"ragged,3,4\n".to_vec(),
+            _ => format!("Z\u{fc}rich \u{6771}\u{4eac},{}\n", i % 13).into_bytes(),
+        };
+        data.extend_from_slice(&line);
+        i += 1;
+    }
+    let q = serde_json::json!({"version": 1, "group_by": ["k"], "aggregates": [{"fn": "count"}, {"fn": "sum", "column": "v"}]});
+    let doc = from_value(q).unwrap();
+    let mut answers = Vec::new();
+    for (chunk, buf) in [
+        (1 << 30, 256 << 10),
+        (1 << 30, 1000),
+        (100 << 10, 4093),
+        (997, 256 << 10),
+    ] {
+        let opts = RunOptions {
+            chunk_size: chunk,
+            workers: 2,
+            read_buffer_bytes: buf,
+            ..RunOptions::default()
+        };
+        answers.push(query_bytes(&data, &doc, &opts).unwrap());
+    }
+    assert!(
+        answers[0].rejected_rows >= 3 * (i / 997),
+        "{}",
+        answers[0].rejected_rows
+    );
+    for a in &answers[1..] {
+        assert_eq!(a, &answers[0]);
+    }
+}
