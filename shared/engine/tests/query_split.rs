@@ -166,3 +166,31 @@ fn malformed_records_are_counted_alike() {
         assert_eq!(a, &answers[0]);
     }
 }
+
+/// The server types columns from the job's profile, the local command from the records it
+/// reads: on a file read whole, both give the same types.
+#[test]
+fn profile_and_local_inference_agree() {
+    use tessera_engine::file::{process_bytes, ProcessOptions};
+    use tessera_engine::query::Schema;
+    for seed in [21, 22] {
+        let data = query_common::csv(seed, 400, seed == 22);
+        let out = process_bytes(
+            &data,
+            &ProcessOptions {
+                profile_only: true,
+                ..ProcessOptions::default()
+            },
+        )
+        .unwrap();
+        let from_profile = Schema::from_profile(&out.profile.report());
+        let local = layout(&data[..], data.len() as u64).unwrap().schema;
+        assert_eq!(from_profile, local);
+        assert!(
+            local
+                .types
+                .contains(&tessera_engine::query::ValueType::Decimal),
+            "{local:?}"
+        );
+    }
+}

@@ -139,52 +139,54 @@ impl Ctx<'_> {
         })
     }
 
+    /// Reports the arguments `a.func` does not take.
+    fn unexpected_args(&mut self, a: &Aggregate, path: &str, fname: &str) {
+        let f = a.func;
+        let given = [
+            ("approx", a.approx.is_some() && f != AggFn::CountDistinct),
+            ("q", a.q.is_some() && f != AggFn::Quantile),
+            ("k", a.k.is_some() && f != AggFn::Top),
+            ("other", a.other.is_some() && f != AggFn::Corr),
+            ("filter", a.filter.is_some() && f != AggFn::CountIf),
+            ("column", a.column.is_some() && f == AggFn::CountIf),
+        ];
+        for (arg, bad) in given {
+            if bad {
+                self.problem(
+                    "unexpected_argument",
+                    format!("{path}.{arg}"),
+                    format!("`{fname}` takes no `{arg}`"),
+                );
+            }
+        }
+    }
+
+    fn count_if(&mut self, a: &Aggregate, path: &str) -> Option<AggPlan> {
+        let Some(p) = &a.filter else {
+            self.problem(
+                "missing_argument",
+                path,
+                "`count_if` needs a `filter` predicate",
+            );
+            return None;
+        };
+        let pred = self.pred(p, &format!("{path}.filter"))?;
+        Some(AggPlan {
+            kind: AggKind::CountIf,
+            slot: 0,
+            other: 0,
+            filter: Some(pred),
+            name: "count_if".into(),
+            out: CellKind::Number,
+        })
+    }
+
     pub(crate) fn agg(&mut self, a: &Aggregate, path: &str) -> Option<AggPlan> {
         let f = a.func;
         let fname = serde_json::to_value(f).ok()?.as_str()?.to_string();
-        let unexpected = |cx: &mut Self, arg: &str| {
-            cx.problem(
-                "unexpected_argument",
-                format!("{path}.{arg}"),
-                format!("`{fname}` takes no `{arg}`"),
-            );
-        };
-        if a.approx.is_some() && f != AggFn::CountDistinct {
-            unexpected(self, "approx");
-        }
-        if a.q.is_some() && f != AggFn::Quantile {
-            unexpected(self, "q");
-        }
-        if a.k.is_some() && f != AggFn::Top {
-            unexpected(self, "k");
-        }
-        if a.other.is_some() && f != AggFn::Corr {
-            unexpected(self, "other");
-        }
-        if a.filter.is_some() && f != AggFn::CountIf {
-            unexpected(self, "filter");
-        }
+        self.unexpected_args(a, path, &fname);
         if f == AggFn::CountIf {
-            if a.column.is_some() {
-                unexpected(self, "column");
-            }
-            let Some(p) = &a.filter else {
-                self.problem(
-                    "missing_argument",
-                    path,
-                    "`count_if` needs a `filter` predicate",
-                );
-                return None;
-            };
-            let pred = self.pred(p, &format!("{path}.filter"))?;
-            return Some(AggPlan {
-                kind: AggKind::CountIf,
-                slot: 0,
-                other: 0,
-                filter: Some(pred),
-                name: "count_if".into(),
-                out: CellKind::Number,
-            });
+            return self.count_if(a, path);
         }
         let Some(col) = &a.column else {
             if f == AggFn::Count {
