@@ -140,14 +140,18 @@ impl PartialState {
             }
         }
         self.rows_matched += 1;
-        let mut key = std::mem::take(&mut self.key_buf);
-        key.clear();
-        for k in &plan.keys {
-            encode_key(k, &vals[k.slot], &mut key);
-        }
-        let g = self.group(plan, &key);
-        self.key_buf = key;
-        let g = g?;
+        let g = if plan.keys.is_empty() && !self.keys.is_empty() {
+            0 // the one group of a query without keys: no hashing
+        } else {
+            let mut key = std::mem::take(&mut self.key_buf);
+            key.clear();
+            for k in &plan.keys {
+                encode_key(k, &vals[k.slot], &mut key);
+            }
+            let g = self.group(plan, &key);
+            self.key_buf = key;
+            g?
+        };
         let states = &mut self.states[g * self.naggs..(g + 1) * self.naggs];
         for (a, st) in plan.aggs.iter().zip(states) {
             if a.kind == AggKind::CountIf && !a.filter.as_ref().is_some_and(|p| eval(p, vals)) {
