@@ -413,7 +413,10 @@ fn run_query(
     let opts = RunOptions {
         chunk_size,
         workers,
-        query: QueryOptions { max_groups },
+        query: QueryOptions {
+            max_groups,
+            ..QueryOptions::default()
+        },
         ..RunOptions::default()
     };
     let result = parse_document(&text).and_then(|doc| query_file(file, &doc, &opts));

@@ -416,7 +416,10 @@ fn too_many_groups_names_the_limit() {
         let opts = RunOptions {
             chunk_size: chunk,
             workers: 1,
-            query: QueryOptions { max_groups: 300 },
+            query: QueryOptions {
+                max_groups: 300,
+                ..QueryOptions::default()
+            },
             ..RunOptions::default()
         };
         match query_bytes(&data, &doc, &opts) {
@@ -432,10 +435,49 @@ fn too_many_groups_names_the_limit() {
     ))
     .unwrap();
     let opts = RunOptions {
-        query: QueryOptions { max_groups: 7 },
+        query: QueryOptions {
+            max_groups: 7,
+            ..QueryOptions::default()
+        },
         ..RunOptions::default()
     };
     assert_eq!(query_bytes(&data, &doc, &opts).unwrap().rows.len(), 7);
+}
+
+#[test]
+fn too_many_values_names_the_limit_and_approx_avoids_it() {
+    let mut data = b"id,v\n".to_vec();
+    for i in 0..500 {
+        data.extend_from_slice(format!("{i},{}\n", i % 3).as_bytes());
+    }
+    let opts = |chunk| RunOptions {
+        chunk_size: chunk,
+        workers: 2,
+        query: QueryOptions {
+            max_values: 400,
+            ..QueryOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    for agg in [
+        json!({"fn": "count_distinct", "column": "id"}),
+        json!({"fn": "top", "column": "id"}),
+    ] {
+        let doc = from_value(with(json!({"aggregates": [agg]}))).unwrap();
+        for chunk in [1 << 20, 50] {
+            match query_bytes(&data, &doc, &opts(chunk)) {
+                Err(e @ QueryError::TooManyValues { limit: 400 }) => {
+                    assert_eq!(e.code(), "too_many_values");
+                    assert!(e.to_string().contains("400"), "{e}");
+                }
+                other => panic!("expected too_many_values, got {other:?}"),
+            }
+        }
+    }
+    let doc = from_value(with(json!({"group_by": ["v"], "aggregates": [{"fn": "count_distinct", "column": "id", "approx": true}]}))).unwrap();
+    let r = query_bytes(&data, &doc, &opts(50)).unwrap();
+    let total: u64 = r.rows.iter().map(|row| row[1].as_u64().unwrap()).sum();
+    assert_eq!(total, 500, "exact below 1024 values per group");
 }
 
 #[test]

@@ -32,13 +32,18 @@ pub(crate) struct ValueCounts {
 }
 
 impl ValueCounts {
+    /// Counts `n` more of `key`; true when the value is new.
     #[inline]
-    fn add(&mut self, key: &[u8], n: u64) {
+    fn add(&mut self, key: &[u8], n: u64) -> bool {
         let h = xxh3_64(key);
         match self.table.find_mut(h, |e| &*e.1 == key) {
-            Some(e) => e.2 += n,
+            Some(e) => {
+                e.2 += n;
+                false
+            }
             None => {
                 self.table.insert_unique(h, (h, key.into(), n), |e| e.0);
+                true
             }
         }
     }
@@ -134,7 +139,16 @@ impl AggState {
         }
     }
 
-    /// Adds one value (`y`: the second column of `corr`); `buf` is scratch space.
+    /// Values held in exact sets (what `max_values` bounds).
+    pub fn held_values(&self) -> u64 {
+        match self {
+            AggState::Values(c) => c.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// Adds one value (`y`: the second column of `corr`); `buf` is scratch space. Returns the
+    /// number of values it added to an exact set (0 or 1).
     #[inline]
     pub fn update(
         &mut self,
@@ -142,7 +156,8 @@ impl AggState {
         v: &Val<'_>,
         y: &Val<'_>,
         buf: &mut Vec<u8>,
-    ) -> Result<(), Overflow> {
+    ) -> Result<u64, Overflow> {
+        let mut grew = 0;
         match self {
             AggState::Count(n) => {
                 let hit = match kind {
@@ -187,7 +202,7 @@ impl AggState {
                 if !matches!(v, Val::Null) {
                     buf.clear();
                     v.encode(buf);
-                    c.add(buf, 1);
+                    grew = u64::from(c.add(buf, 1));
                 }
             }
             AggState::Hll(d) => {
@@ -213,11 +228,13 @@ impl AggState {
                 }
             }
         }
-        Ok(())
+        Ok(grew)
     }
 
-    /// Folds `o` (a state of the same aggregate) into `self`.
-    pub fn merge(&mut self, kind: AggKind, o: &AggState) -> Result<(), Overflow> {
+    /// Folds `o` (a state of the same aggregate) into `self`; returns the values it added to
+    /// an exact set.
+    pub fn merge(&mut self, kind: AggKind, o: &AggState) -> Result<u64, Overflow> {
+        let mut grew = 0;
         match (self, o) {
             (AggState::Count(a), AggState::Count(b)) => *a += b,
             (AggState::Sum(n, s), AggState::Sum(n2, s2)) => {
@@ -241,7 +258,7 @@ impl AggState {
             }
             (AggState::Values(a), AggState::Values(b)) => {
                 for e in b.table.iter() {
-                    a.add(&e.1, e.2);
+                    grew += u64::from(a.add(&e.1, e.2));
                 }
             }
             (AggState::Hll(a), AggState::Hll(b)) => a.merge(b),
@@ -254,7 +271,7 @@ impl AggState {
             }
             _ => return Err(Overflow),
         }
-        Ok(())
+        Ok(grew)
     }
 }
 

@@ -18,12 +18,16 @@ use super::value::{parse_as, Fixed, OwnedVal};
 pub struct QueryOptions {
     /// Groups allowed before the query fails with `too_many_groups`.
     pub max_groups: usize,
+    /// Values held by the exact sets of `count_distinct` and `top`, over all groups, before
+    /// the query fails with `too_many_values` (each costs about 60 bytes plus its text).
+    pub max_values: u64,
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
         QueryOptions {
             max_groups: 1_000_000,
+            max_values: 5_000_000,
         }
     }
 }
@@ -133,6 +137,7 @@ pub fn compile(
         offset: doc.offset.unwrap_or(0),
         columns,
         max_groups: opts.max_groups,
+        max_values: opts.max_values,
         fingerprint: fingerprint(doc, schema),
     })
 }

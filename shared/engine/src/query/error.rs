@@ -50,6 +50,12 @@ pub enum QueryError {
         /// The limit in force.
         limit: usize,
     },
+    /// More values in exact distinct sets than the configured limit.
+    #[error("too_many_values: the exact count_distinct/top sets hold more than {limit} values; use `approx: true` for count_distinct, or filter or group more coarsely")]
+    TooManyValues {
+        /// The limit in force.
+        limit: u64,
+    },
     /// An exact sum left the 38-digit fixed-point range.
     #[error("overflow: {what} does not fit 38 decimal digits; filter or group the data so each sum is smaller")]
     Overflow {
@@ -70,6 +76,7 @@ impl QueryError {
         match self {
             QueryError::Invalid(_) => "invalid_query",
             QueryError::TooManyGroups { .. } => "too_many_groups",
+            QueryError::TooManyValues { .. } => "too_many_values",
             QueryError::Overflow { .. } => "overflow",
             QueryError::BadState(_) => "bad_state",
             QueryError::Engine(e) => e.code(),

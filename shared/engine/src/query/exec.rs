@@ -37,6 +37,8 @@ pub struct PartialState {
     pub rejected_rows: u64,
     /// Per slot: non-null values that do not parse as the column type.
     pub(crate) unparsed: Vec<u64>,
+    /// Values held in exact sets (`count_distinct`, `top`) over all groups.
+    values: u64,
     naggs: usize,
     table: HashTable<(u64, u32)>,
     keys: Vec<Box<[u8]>>,
@@ -56,6 +58,7 @@ impl PartialState {
             rows_matched: 0,
             rejected_rows: 0,
             unparsed: vec![0; plan.slot_cols.len()],
+            values: 0,
             naggs: plan.aggs.len(),
             table: HashTable::new(),
             keys: Vec::new(),
@@ -157,10 +160,20 @@ impl PartialState {
             if a.kind == AggKind::CountIf && !a.filter.as_ref().is_some_and(|p| eval(p, vals)) {
                 continue;
             }
-            st.update(a.kind, &vals[a.slot], &vals[a.other], &mut self.scratch)
+            self.values += st
+                .update(a.kind, &vals[a.slot], &vals[a.other], &mut self.scratch)
                 .map_err(|Overflow| QueryError::Overflow {
                     what: a.name.clone(),
                 })?;
+        }
+        self.check_values(plan)
+    }
+
+    fn check_values(&self, plan: &Plan) -> Result<(), QueryError> {
+        if self.values > plan.max_values {
+            return Err(QueryError::TooManyValues {
+                limit: plan.max_values,
+            });
         }
         Ok(())
     }
@@ -185,11 +198,13 @@ impl PartialState {
             let g = self.group(plan, key)?;
             let mine = &mut self.states[g * self.naggs..(g + 1) * self.naggs];
             for ((a, st), t) in plan.aggs.iter().zip(mine).zip(theirs) {
-                st.merge(a.kind, t)
+                self.values += st
+                    .merge(a.kind, t)
                     .map_err(|Overflow| QueryError::Overflow {
                         what: a.name.clone(),
                     })?;
             }
+            self.check_values(plan)?;
         }
         Ok(())
     }
@@ -254,6 +269,7 @@ impl TryFrom<StateWire> for PartialState {
             rows_matched: w.rows_matched,
             rejected_rows: w.rejected_rows,
             unparsed: w.unparsed,
+            values: 0,
             naggs: w.naggs,
             table: HashTable::new(),
             keys: Vec::new(),
@@ -271,6 +287,7 @@ impl TryFrom<StateWire> for PartialState {
             let g = p.keys.len() as u32;
             p.table.insert_unique(h, (h, g), |e| e.0);
             p.keys.push(key.into());
+            p.values += s.iter().map(AggState::held_values).sum::<u64>();
             p.states.extend(s);
         }
         Ok(p)

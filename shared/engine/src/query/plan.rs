@@ -28,6 +28,7 @@ pub struct Plan {
     /// Result column names: keys, then aggregates.
     pub(crate) columns: Vec<String>,
     pub(crate) max_groups: usize,
+    pub(crate) max_values: u64,
     pub(crate) fingerprint: u64,
 }
 
