@@ -8,6 +8,7 @@
 //! - [`ws`]: API Gateway's WebSocket API (upgrade with a token, route events, `@connections`);
 //! - [`streams`]: Lambda's DynamoDB-stream event-source mapping (the jobs table -> status pushes);
 //! - [`stack`]: all of the above started together, as `tessera up` and the tests use it;
+//! - [`model`]: the scale model of a deployed job and fleet (`tessera model`, docs/scale.md);
 //! - [`web`]: the browser page (static files embedded in the binary) and its `config.json`.
 //!
 //! The `tessera` command (`src/main.rs`) is a thin layer over [`stack`] and [`auth`].
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod emulator;
 pub mod esm;
 pub mod gateway;
+pub mod model;
 pub mod provision;
 pub mod resources;
 pub mod stack;

@@ -951,3 +951,62 @@ fn status_stream_filter_admits_job_items_and_shard_counters() {
     keys.sort();
     assert_eq!(keys, [tessera_shared::store::jobs::COUNTER_SK, "META"]);
 }
+
+/// A browser calls every route, so the HTTP API's CORS must allow every method a route uses
+/// (PUT was missing once: workflow updates failed from the page's origin).
+#[test]
+fn cors_allows_every_route_method() {
+    let t = template();
+    let allowed = seq_of_str(at(
+        props(&t, "HttpApi"),
+        &["CorsConfiguration", "AllowMethods"],
+    ));
+    assert!(allowed.contains(&"OPTIONS"), "preflight: {allowed:?}");
+    for (id, ev) in function_events(&t, "HttpApi") {
+        let method = str_of(at(ev, &["Properties", "Method"]));
+        assert!(
+            allowed.contains(&method),
+            "{id} serves {method} but CORS allows only {allowed:?}"
+        );
+    }
+}
+
+/// Every dead-letter queue (a queue some redrive policy targets) has a consumer (an SQS event
+/// of a function) or an alarm on its visible messages that notifies someone: messages left in a
+/// DLQ nobody reads are lost work.
+#[test]
+fn every_dead_letter_queue_is_consumed_or_alarmed() {
+    let t = template();
+    let dlqs: Vec<&str> = resources_of(&t, "AWS::SQS::Queue")
+        .into_iter()
+        .filter_map(|(_, q)| q.get("Properties")?.get("RedrivePolicy"))
+        .map(|r| {
+            let target = at(r, &["deadLetterTargetArn"]);
+            resources_of(&t, "AWS::SQS::Queue")
+                .into_iter()
+                .map(|(id, _)| id)
+                .find(|id| target == &get_att(id, "Arn"))
+                .unwrap_or_else(|| panic!("redrive target {target:?} is not a queue here"))
+        })
+        .collect();
+    assert_eq!(dlqs.len(), 2, "upload events and chunk tasks: {dlqs:?}");
+    let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+    for dlq in dlqs {
+        let consumed = function_events(&t, "SQS")
+            .iter()
+            .any(|(_, ev)| at(ev, &["Properties", "Queue"]) == &get_att(dlq, "Arn"));
+        let alarmed = alarms.iter().any(|(_, a)| {
+            let p = at(a, &["Properties"]);
+            str_of(at(p, &["MetricName"])) == "ApproximateNumberOfMessagesVisible"
+                && at(&at(p, &["Dimensions"])[0], &["Value"]) == &get_att(dlq, "QueueName")
+                && !at(p, &["AlarmActions"])
+                    .as_sequence()
+                    .expect("AlarmActions is a list")
+                    .is_empty()
+        });
+        assert!(alarmed, "{dlq}: no alarm on its visible messages");
+        if dlq == "ChunkTasksDLQ" {
+            assert!(consumed, "{dlq}: its consumer fails the jobs");
+        }
+    }
+}
