@@ -194,3 +194,49 @@ fn profile_and_local_inference_agree() {
         );
     }
 }
+
+/// A query task is fed its range's bytes as they arrive, in slices of any size (UTF-8
+/// characters cut anywhere): the answer is the one of a whole read.
+#[test]
+fn a_range_fed_in_slices_of_any_size() {
+    use tessera_engine::query::RangeQuery;
+    let mut data = b"k,v\n".to_vec();
+    let mut i = 0u32;
+    while data.len() < 100 << 10 {
+        let line = match i % 211 {
+            3 => b"bad\xff,1\n".to_vec(),
+            _ => format!("Z\u{fc}rich \u{6771}\u{4eac} \u{1F600},{}\n", i % 13).into_bytes(),
+        };
+        data.extend_from_slice(&line);
+        i += 1;
+    }
+    let q = serde_json::json!({"version": 1, "group_by": ["k"], "aggregates": [{"fn": "count"}, {"fn": "sum", "column": "v"}]});
+    let want = query_bytes(
+        &data,
+        &from_value(q.clone()).unwrap(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert!(want.rejected_rows > 0 && want.rows.len() == 1, "{want:?}");
+    let lay = layout(&data[..], data.len() as u64).unwrap();
+    let p = compile(
+        &from_value(q).unwrap(),
+        &lay.schema,
+        &QueryOptions::default(),
+    )
+    .unwrap();
+    let task = ChunkTask {
+        index: 0,
+        start: lay.header_len,
+        end: data.len() as u64,
+        start_in_quotes: Some(false),
+    };
+    for piece in [1, 2, 3, 5, 4096, 65537] {
+        let mut scan = RangeQuery::new(&task, &lay.dialect, &p, 1 << 20);
+        for s in data[lay.header_len as usize..].chunks(piece) {
+            scan.feed(s).unwrap();
+        }
+        let (state, _) = scan.finish().unwrap();
+        assert_eq!(finish(&p, &state).unwrap(), want, "slices of {piece}");
+    }
+}

@@ -11,7 +11,7 @@
 //!
 //! Module map: `doc` (the document types), `parse` (JSON to document), `compile`/`resolve`
 //! (document to plan), `plan`, `value` (typed values, fixed-point decimals), `schema` (column
-//! types), `agg` (aggregate states), `exec` (partial state), `finish`, `run` (local files).
+//! types), `agg` (aggregate states), `exec` (partial state), `finish`, `scan` (one range, push-based: a query task), `run` (local files).
 //!
 //! Not here: HTTP, S3, queues, caching of results.
 
@@ -25,6 +25,7 @@ mod parse;
 mod plan;
 mod resolve;
 mod run;
+mod scan;
 mod schema;
 mod value;
 
@@ -37,6 +38,7 @@ pub use finish::{finish, QueryResult, AVG_DIGITS};
 pub use parse::{from_value, parse_document};
 pub use plan::Plan;
 pub use run::{layout, query_bytes, query_file, query_source, run_range, Layout, RunOptions};
+pub use scan::RangeQuery;
 pub use schema::{Schema, TypeTally};
 pub use value::Fixed;
 

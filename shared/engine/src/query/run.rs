@@ -16,6 +16,7 @@ use super::error::QueryError;
 use super::exec::PartialState;
 use super::finish::{finish, QueryResult};
 use super::plan::Plan;
+use super::scan::{well_formed, RangeQuery};
 use super::schema::{Schema, TypeTally};
 use crate::chunk::{read_start, Feed};
 use crate::dialect::{sniff_with_size, Dialect, DialectOverrides};
@@ -61,99 +62,6 @@ pub struct Layout {
     pub header_len: u64,
     /// Names and types.
     pub schema: Schema,
-}
-
-/// The text of a well-formed record, or `None` for a record the chunk worker would reject
-/// (too large, stray quote, NUL byte, invalid UTF-8, wrong field count). `clean`: the record's
-/// raw bytes lie in a region already known to be UTF-8 without NUL (then its unescaped text,
-/// the raw bytes minus ASCII quotes and delimiters, is too, and every field end is a char
-/// boundary).
-#[inline]
-pub fn well_formed(rec: &RecordBuf, ncols: usize, clean: bool) -> Option<&str> {
-    if rec.too_large || rec.stray_quote || rec.ends.len() != ncols {
-        return None;
-    }
-    if clean {
-        // SAFETY: see above; the region was validated by `CleanRegion::extend`.
-        return Some(unsafe { std::str::from_utf8_unchecked(&rec.text) });
-    }
-    let text = simdutf8::basic::from_utf8(&rec.text).ok()?;
-    if memchr::memchr(0, rec.text.as_slice()).is_some()
-        || !rec.ends.iter().all(|&e| text.is_char_boundary(e))
-    {
-        return None;
-    }
-    Some(text)
-}
-
-/// Ranges at least this long check UTF-8 and NUL bytes per read buffer ([`CleanRegion`]).
-const WHOLE_BUFFER_CHECK_MIN: u64 = 64 << 10;
-
-/// The file bytes `[start, end)` known to be valid UTF-8 without a NUL byte, grown one read
-/// buffer at a time (one vectorised check per buffer instead of one per record).
-#[derive(Default)]
-struct CleanRegion {
-    start: u64,
-    end: u64,
-}
-
-impl CleanRegion {
-    fn extend(&mut self, mut pos: u64, mut bytes: &[u8]) {
-        if pos != self.end {
-            // A range's first read may begin inside a character: start after it.
-            let lead = bytes
-                .iter()
-                .take(3)
-                .take_while(|&&c| c & 0xC0 == 0x80)
-                .count();
-            bytes = &bytes[lead..];
-            pos += lead as u64;
-            self.start = pos;
-        }
-        let valid = match simdutf8::compat::from_utf8(bytes) {
-            Ok(_) => bytes.len(),
-            Err(e) => e.valid_up_to(),
-        };
-        let valid = memchr::memchr(0, &bytes[..valid]).unwrap_or(valid);
-        if valid < bytes.len() {
-            // Bad bytes: the region ends before them and starts again after this buffer.
-            self.end = pos + valid as u64;
-            if valid == 0 {
-                self.start = pos + bytes.len() as u64;
-                self.end = self.start;
-            }
-            return;
-        }
-        self.end = pos + bytes.len() as u64;
-    }
-
-    fn holds(&self, rec: &RecordBuf) -> bool {
-        rec.start >= self.start && rec.content_end <= self.end
-    }
-}
-
-/// The length of `b` without a UTF-8 character cut at its end (all of `b` when none is, or
-/// when cutting would leave nothing).
-fn char_cut(b: &[u8]) -> usize {
-    let n = b.len();
-    for back in 1..=n.min(4) {
-        let c = b[n - back];
-        if c & 0xC0 == 0x80 {
-            continue; // a continuation byte: look further back for the leading one
-        }
-        let width = match c {
-            0x00..=0x7F => 1,
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            _ => 4,
-        };
-        return if width > back && n > back {
-            n - back
-        } else {
-            n
-        };
-    }
-    n
 }
 
 fn reader(task: &ChunkTask, dialect: &Dialect, max_overrun: u64) -> RangeReader {
@@ -230,31 +138,7 @@ pub fn run_range<R: ReadAt + ?Sized>(
     plan: &Plan,
     opts: &RunOptions,
 ) -> Result<(PartialState, ChunkSummary), QueryError> {
-    let mut state = PartialState::new(plan);
-    let mut r = reader(task, dialect, opts.max_overrun);
-    let err: std::cell::Cell<Option<QueryError>> = std::cell::Cell::new(None);
-    let failed = std::cell::Cell::new(false);
-    let ncols = plan.ncols;
-    let region = std::cell::RefCell::new(CleanRegion::default());
-    // A short range would validate far more bytes than it owns (a read buffer, the guess
-    // window): check its records one by one instead. Both paths meet in the tests (short
-    // ranges against one long one).
-    let whole_buffers = task.end - task.start >= WHOLE_BUFFER_CHECK_MIN;
-    let mut on = |rec: &RecordBuf| {
-        if failed.get() {
-            return;
-        }
-        let clean = region.borrow().holds(rec);
-        match well_formed(rec, ncols, clean) {
-            Some(text) => {
-                if let Err(e) = state.observe(plan, text, &rec.ends) {
-                    err.set(Some(e));
-                    failed.set(true);
-                }
-            }
-            None => state.rejected_rows += 1,
-        }
-    };
+    let mut scan = RangeQuery::new(task, dialect, plan, opts.max_overrun);
     let mut buf = vec![0u8; opts.read_buffer_bytes.max(1)];
     let mut pos = read_start(task);
     while pos < size {
@@ -265,26 +149,12 @@ pub fn run_range<R: ReadAt + ?Sized>(
         if n == 0 {
             break;
         }
-        // Feed whole characters only (the cut one is read again next time), so that every
-        // buffer of a UTF-8 file validates as a whole.
-        let n = if pos + (n as u64) < size {
-            char_cut(&buf[..n])
-        } else {
-            n
-        };
-        if whole_buffers {
-            region.borrow_mut().extend(pos, &buf[..n]);
-        }
         pos += n as u64;
-        if r.feed(&buf[..n], &mut on)? == Feed::Done || failed.get() {
+        if scan.feed(&buf[..n])? == Feed::Done {
             break;
         }
     }
-    let summary = r.finish(&mut on)?;
-    match err.into_inner() {
-        Some(e) => Err(e),
-        None => Ok((state, summary)),
-    }
+    scan.finish()
 }
 
 /// Runs `doc` over the whole of `src` (see the module docs).
