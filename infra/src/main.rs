@@ -76,6 +76,7 @@ enum Command {
     /// Answer a query document (docs/query.md) over a local CSV file with the query engine on
     /// this machine's cores, range by range like a query job (no AWS, no emulator).
     Query {
+        /// The CSV file.
         file: PathBuf,
         /// The query document (JSON); or give it with --query.
         query_file: Option<PathBuf>,
