@@ -71,10 +71,38 @@ impl Ctx<'_> {
                 out_type: ty,
             });
         }
-        if let Some(w) = &d.width {
+        if d.width.is_some() || d.edges.is_some() {
             if !numeric(ty) {
-                return mismatch(self, "width", "integer or decimal");
+                let what = if d.width.is_some() { "width" } else { "edges" };
+                return mismatch(self, what, "integer or decimal");
             }
+            return self.numeric_key(d, path, slot, ty);
+        }
+        if ty != ValueType::String {
+            return mismatch(self, "transform", "string");
+        }
+        let (kind, f) = match d.transform? {
+            Transform::Lower => (KeyKind::Lower, "lower"),
+            Transform::Trim => (KeyKind::Trim, "trim"),
+        };
+        Some(KeyPlan {
+            slot,
+            kind,
+            name: format!("{f}({c})"),
+            out_type: ValueType::String,
+        })
+    }
+
+    /// A `width` or `edges` key of numeric column `d.column` (checked by the caller).
+    fn numeric_key(
+        &mut self,
+        d: &DerivedKey,
+        path: &str,
+        slot: usize,
+        ty: ValueType,
+    ) -> Option<KeyPlan> {
+        let c = &d.column;
+        if let Some(w) = &d.width {
             let Some(f) = number(w).filter(|f| f.m > 0) else {
                 self.problem(
                     "invalid_value",
@@ -96,9 +124,6 @@ impl Ctx<'_> {
             });
         }
         if let Some(e) = &d.edges {
-            if !numeric(ty) {
-                return mismatch(self, "edges", "integer or decimal");
-            }
             let edges: Option<Vec<Fixed>> = e.iter().map(number).collect();
             let ok = edges.as_ref().is_some_and(|v| {
                 !v.is_empty() && v.windows(2).all(|w| w[0].cmp_exact(w[1]).is_lt())
@@ -124,19 +149,7 @@ impl Ctx<'_> {
                 out_type: out,
             });
         }
-        if ty != ValueType::String {
-            return mismatch(self, "transform", "string");
-        }
-        let (kind, f) = match d.transform? {
-            Transform::Lower => (KeyKind::Lower, "lower"),
-            Transform::Trim => (KeyKind::Trim, "trim"),
-        };
-        Some(KeyPlan {
-            slot,
-            kind,
-            name: format!("{f}({c})"),
-            out_type: ValueType::String,
-        })
+        None
     }
 
     /// Reports the arguments `a.func` does not take.
