@@ -1,5 +1,6 @@
 //! The `tessera` command: run the local stack (`up`), try it end to end (`demo`), mint a token
-//! the local gateway accepts (`token`), and process a local file without any AWS (`process`).
+//! the local gateway accepts (`token`), and process or query a local file without any AWS
+//! (`process`, `query`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -71,6 +72,29 @@ enum Command {
         /// File holding the key of `token` masks (its bytes, trailing newline removed).
         #[arg(long)]
         mask_key_file: Option<PathBuf>,
+    },
+    /// Answer a query document (docs/query.md) over a local CSV file with the query engine on
+    /// this machine's cores, range by range like a query job (no AWS, no emulator).
+    Query {
+        /// The CSV file.
+        file: PathBuf,
+        /// The query document (JSON); or give it with --query.
+        query_file: Option<PathBuf>,
+        /// The query document (JSON).
+        #[arg(long = "query")]
+        query: Option<PathBuf>,
+        /// Bytes per range.
+        #[arg(long, default_value_t = 64 << 20)]
+        chunk_size: u64,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// Groups allowed before the query fails with too_many_groups.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_groups: usize,
+        /// Print exactly the result object as JSON on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Predict a job's time to a completed profile on AWS, its cost per GB and the first AWS
     /// limit that binds, from figures measured here (docs/scale.md); also a 1 TB job and a
@@ -178,6 +202,20 @@ fn main() -> Result<()> {
             rules.as_deref(),
             mask_key_file.as_deref(),
         ),
+        Command::Query {
+            file,
+            query_file,
+            query,
+            chunk_size,
+            workers,
+            max_groups,
+            json,
+        } => {
+            let Some(q) = query.or(query_file) else {
+                bail!("give the query document: tessera query FILE QUERY.json (or --query QUERY.json)");
+            };
+            run_query(&file, &q, chunk_size, workers, max_groups, json)
+        }
         Command::Model(args) => model(args),
         Command::Up(args) => runtime()?.block_on(up(args)),
         Command::Demo { file, json, stack } => runtime()?.block_on(demo(&file, json, stack)),
@@ -399,6 +437,94 @@ fn error_text(body: &Value) -> String {
         Some(m) => format!("{} ({})", m, body["error"]["code"].as_str().unwrap_or("")),
         None => body.to_string(),
     }
+}
+
+/// `tessera query`: parse, validate, run over the file's byte ranges, print.
+fn run_query(
+    file: &Path,
+    query: &Path,
+    chunk_size: u64,
+    workers: usize,
+    max_groups: usize,
+    json: bool,
+) -> Result<()> {
+    use tessera_shared::engine::query::{parse_document, query_file, QueryOptions, RunOptions};
+    if chunk_size == 0 {
+        bail!("--chunk-size must be at least 1 byte");
+    }
+    let text = std::fs::read(query)
+        .with_context(|| format!("reading the query document {}", query.display()))?;
+    let opts = RunOptions {
+        chunk_size,
+        workers,
+        query: QueryOptions {
+            max_groups,
+            ..QueryOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    let result = parse_document(&text).and_then(|doc| query_file(file, &doc, &opts));
+    let result = match result {
+        Ok(r) => r,
+        Err(e) if !e.problems().is_empty() => {
+            let list: Vec<String> = e.problems().iter().map(|p| format!("  {p}")).collect();
+            bail!(
+                "{} is not a valid query:\n{}",
+                query.display(),
+                list.join("\n")
+            );
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!("{e}")).context(format!("querying {}", file.display()))
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    let cell = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut table = vec![result.columns.clone()];
+    table.extend(result.rows.iter().map(|r| r.iter().map(cell).collect()));
+    let widths: Vec<usize> = (0..result.columns.len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    let unparsed: Vec<String> = result
+        .unparsed
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| format!("{c}: {n}"))
+        .collect();
+    eprintln!(
+        "{} of {} groups shown; {} rows read, {} matched, {} rejected{}",
+        result.rows.len(),
+        result.total_rows,
+        result.rows_scanned,
+        result.rows_matched,
+        result.rejected_rows,
+        if unparsed.is_empty() {
+            String::new()
+        } else {
+            format!("; unparsed values (read as null): {}", unparsed.join(", "))
+        }
+    );
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

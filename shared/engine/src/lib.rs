@@ -16,6 +16,7 @@
 //! - [`profile`]: the mergeable column profile (exact counters plus sketches).
 //! - [`rules`]: the rule document, its compilation and its per-record evaluation.
 //! - [`chunk`]: one chunk's work: parse the records it owns, profile them, write clean/rejected parts.
+//! - [`query`]: structured aggregate queries, map-reduced over byte ranges (docs/query.md).
 //! - [`file`](mod@file): parallel processing of a local file with exactly the chunk worker's code.
 
 pub mod byte_range;
@@ -27,6 +28,7 @@ pub mod file;
 mod names;
 pub mod parse;
 pub mod profile;
+pub mod query;
 pub mod range;
 pub mod record;
 pub mod rejected;

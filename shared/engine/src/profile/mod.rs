@@ -12,10 +12,10 @@
 //! Not here: parsing (the parser hands us [`Record`]s) and any I/O. The schema and the
 //! accuracy contract are documented in `docs/profile.md`.
 
-mod classify;
-mod distinct;
+pub(crate) mod classify;
+pub(crate) mod distinct;
 mod pii;
-mod quantiles;
+pub(crate) mod quantiles;
 mod topk;
 
 #[cfg(test)]
