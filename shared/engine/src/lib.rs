@@ -21,6 +21,7 @@ pub mod profile;
 pub mod range;
 pub mod record;
 pub mod rules;
+pub mod sentiment;
 pub mod split;
 
 pub use chunk::{ChunkOptions, ChunkProcessor, ChunkResult, Feed};
