@@ -246,7 +246,7 @@ const NAMED: [(&str, Word); 33] = [
 /// What the rules know about one lower-cased token.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
-    pub key: &'static str,
+    pub key: Key,
     /// Lexicon valence, NaN when the word is not in the lexicon.
     pub lex: f64,
     /// `BOOSTER_DICT` weight, 0 when the word is no booster (no booster weighs 0).
@@ -257,7 +257,7 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    const fn new(key: &'static str) -> Entry {
+    const fn new(key: Key) -> Entry {
         Entry {
             key,
             lex: f64::NAN,
@@ -269,17 +269,63 @@ impl Entry {
 }
 
 /// The entry of a word that is in no list.
-pub(crate) const NONE: Entry = Entry::new("");
+pub(crate) const NONE: Entry = Entry::new(Key::EMPTY);
 
 pub(crate) struct Tables {
     words: HashTable<Entry>,
     /// Single-code-point emoji keys, sorted (multi-code-point keys can never match:
     /// vaderSentiment tests one code point at a time).
     emoji: Vec<(char, &'static str)>,
+    /// One bit per code point below U+20000 (every key is): set for the keys of `emoji`.
+    emoji_bits: Vec<u64>,
 }
 
-fn hash(s: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+const EMOJI_BITS: usize = 0x20000 / 64;
+
+/// Longest key of the word table, in bytes: a longer token is in no list.
+pub(crate) const MAX_KEY: usize = 24;
+
+/// A word of at most [`MAX_KEY`] bytes packed little-endian into three words, zero-padded:
+/// tokens are packed (and lower-cased) in registers, then hashed and compared word by word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    pub words: [u64; 3],
+    pub len: usize,
+}
+
+impl Key {
+    pub const EMPTY: Key = Key {
+        words: [0; 3],
+        len: 0,
+    };
+
+    /// The key of these bytes as they are, if short enough.
+    pub fn new(bytes: &[u8]) -> Option<Key> {
+        if bytes.len() > MAX_KEY {
+            return None;
+        }
+        let mut words = [0u64; 3];
+        for (k, &c) in bytes.iter().enumerate() {
+            words[k / 8] |= u64::from(c) << (8 * (k % 8));
+        }
+        Some(Key {
+            words,
+            len: bytes.len(),
+        })
+    }
+
+    /// Multiply-fold over the words in use: short words are most tokens, and a general
+    /// hasher spends most of its time on their tails.
+    #[inline]
+    pub fn hash(&self) -> u64 {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut h = (self.len as u64).wrapping_mul(K);
+        for &w in &self.words[..self.len.div_ceil(8)] {
+            let m = u128::from(h ^ w) * u128::from(K);
+            h = (m as u64) ^ ((m >> 64) as u64);
+        }
+        h
+    }
 }
 
 impl Tables {
@@ -288,9 +334,12 @@ impl Tables {
         TABLES.get_or_init(Tables::build)
     }
 
-    fn entry_mut(&mut self, key: &'static str) -> &mut Entry {
+    fn entry_mut(&mut self, key: &str) -> &mut Entry {
+        // The tokeniser relies on it (text.rs, non-ASCII tokens).
+        assert!(key.is_ascii(), "non-ASCII key {key:?}");
+        let key = Key::new(key.as_bytes()).expect("a list word longer than MAX_KEY");
         self.words
-            .entry(hash(key), |e| e.key == key, |e| hash(e.key))
+            .entry(key.hash(), |e| e.key == key, |e| e.key.hash())
             .or_insert(Entry::new(key))
             .into_mut()
     }
@@ -299,6 +348,7 @@ impl Tables {
         let mut t = Tables {
             words: HashTable::with_capacity(8192),
             emoji: Vec::with_capacity(1300),
+            emoji_bits: vec![0; EMOJI_BITS],
         };
         // `make_lex_dict`: one `word<TAB>mean<TAB>...` per line; a repeated word keeps its
         // last value, as a Python dict does.
@@ -310,7 +360,12 @@ impl Tables {
             let lex = mean
                 .parse::<f64>()
                 .expect("vader_lexicon.txt: valence is a number");
-            t.entry_mut(word).lex = lex;
+            // Look-ups are by lower-cased token, which holds no space and no uppercase
+            // letter: keys such as `:D`, `O_o` or `fed up` can never be found (in the
+            // reference either), so they are left out. No other key is longer than MAX_KEY.
+            if !word.contains(' ') && word.to_lowercase() == word {
+                t.entry_mut(word).lex = lex;
+            }
         }
         for w in BOOST_UP {
             t.entry_mut(w).booster = B_INCR;
@@ -336,20 +391,35 @@ impl Tables {
         }
         // The file has no repeated key, so the order among equal keys cannot matter.
         t.emoji.sort_by_key(|&(c, _)| c);
+        for &(c, _) in &t.emoji {
+            let c = c as usize;
+            assert!(c < EMOJI_BITS * 64, "emoji key U+{c:X} above the bitmap");
+            t.emoji_bits[c / 64] |= 1 << (c % 64);
+        }
         t
     }
 
     /// The entry of a lower-cased word, or [`NONE`].
     #[inline]
-    pub(crate) fn lookup(&self, lower: &str) -> &Entry {
+    pub(crate) fn lookup(&self, key: &Key) -> &Entry {
         self.words
-            .find(hash(lower), |e| e.key == lower)
+            .find(key.hash(), |e| e.key == *key)
             .unwrap_or(&NONE)
+    }
+
+    /// Whether this code point is an emoji key (a bit test: most non-ASCII text has none).
+    #[inline]
+    pub(crate) fn is_emoji(&self, c: char) -> bool {
+        let c = c as usize;
+        c < EMOJI_BITS * 64 && self.emoji_bits[c / 64] & (1 << (c % 64)) != 0
     }
 
     /// The description that replaces this code point, if it is an emoji key.
     #[inline]
     pub(crate) fn emoji(&self, c: char) -> Option<&'static str> {
+        if !self.is_emoji(c) {
+            return None;
+        }
         self.emoji
             .binary_search_by_key(&c, |&(k, _)| k)
             .ok()

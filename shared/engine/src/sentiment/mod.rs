@@ -56,32 +56,44 @@ impl Analyzer {
 
     /// VADER's scores of a field's bytes.
     pub fn polarity_scores(&mut self, field: &[u8]) -> Scores {
-        let text = match simdutf8::basic::from_utf8(field) {
-            Ok(s) => s,
-            Err(_) => {
-                self.decoded.clear();
-                self.decoded.push_str(&String::from_utf8_lossy(field));
-                self.decoded.as_str()
-            }
-        };
-        let text = if text::replace_emoji(text, self.tables, &mut self.replaced) {
-            self.replaced.as_str()
+        self.run(field, rules::score_valence)
+    }
+
+    /// The compound score of a field's bytes, in [-1, 1] with 4 decimals (what
+    /// [`Self::polarity_scores`] gives, without computing the three proportions).
+    pub fn compound(&mut self, field: &[u8]) -> f64 {
+        self.run(field, rules::compound)
+    }
+
+    /// Decodes, replaces emoji, tokenises, applies the rules, and hands the sentiments and the
+    /// text (where the punctuation emphasis is counted) to `finish`.
+    fn run<T>(&mut self, field: &[u8], finish: fn(&[f64], &str) -> T) -> T {
+        let text = if field.is_ascii() {
+            // Most fields: valid UTF-8 with no emoji (every emoji key is above U+00A8).
+            std::str::from_utf8(field).expect("ASCII is UTF-8")
         } else {
-            text
+            let text = match simdutf8::basic::from_utf8(field) {
+                Ok(s) => s,
+                Err(_) => {
+                    self.decoded.clear();
+                    self.decoded.push_str(&String::from_utf8_lossy(field));
+                    self.decoded.as_str()
+                }
+            };
+            if text::replace_emoji(text, self.tables, &mut self.replaced) {
+                self.replaced.as_str()
+            } else {
+                text
+            }
         };
         self.tokens.fill(text, self.tables);
         rules::sentiments(&self.tokens.toks, &mut self.sentiments);
-        rules::score_valence(&self.sentiments, text)
+        finish(&self.sentiments, text)
     }
 
     /// VADER's scores of a text.
     pub fn polarity_scores_str(&mut self, text: &str) -> Scores {
         self.polarity_scores(text.as_bytes())
-    }
-
-    /// The compound score of a field's bytes, in [-1, 1] with 4 decimals.
-    pub fn compound(&mut self, field: &[u8]) -> f64 {
-        self.polarity_scores(field).compound
     }
 }
 

@@ -259,17 +259,9 @@ pub struct Scores {
     pub compound: f64,
 }
 
-/// `score_valence`.
-pub(crate) fn score_valence(sentiments: &[f64], text: &str) -> Scores {
-    if sentiments.is_empty() {
-        return Scores {
-            neg: 0.0,
-            neu: 0.0,
-            pos: 0.0,
-            compound: 0.0,
-        };
-    }
-    // Python's `sum` (3.11: plain left-to-right addition of doubles).
+/// The first half of `score_valence`: the sum of the sentiments (Python 3.11's `sum`, plain
+/// left-to-right addition), pushed away from 0 by the punctuation emphasis, and that emphasis.
+fn emphasised_sum(sentiments: &[f64], text: &str) -> (f64, f64) {
     let mut sum_s = 0.0;
     for &s in sentiments {
         sum_s += s;
@@ -280,6 +272,28 @@ pub(crate) fn score_valence(sentiments: &[f64], text: &str) -> Scores {
     } else if sum_s < 0.0 {
         sum_s -= punct;
     }
+    (sum_s, punct)
+}
+
+/// `score_valence`'s compound score alone.
+pub(crate) fn compound(sentiments: &[f64], text: &str) -> f64 {
+    if sentiments.is_empty() {
+        return 0.0;
+    }
+    py_round(normalize(emphasised_sum(sentiments, text).0), 4)
+}
+
+/// `score_valence`.
+pub(crate) fn score_valence(sentiments: &[f64], text: &str) -> Scores {
+    if sentiments.is_empty() {
+        return Scores {
+            neg: 0.0,
+            neu: 0.0,
+            pos: 0.0,
+            compound: 0.0,
+        };
+    }
+    let (sum_s, punct) = emphasised_sum(sentiments, text);
     let compound = normalize(sum_s);
     let (mut pos_sum, mut neg_sum, mut neu_count) = (0.0f64, 0.0f64, 0u32);
     for &s in sentiments {
@@ -326,9 +340,15 @@ pub(crate) fn round_scaled(x: f64, digits: i32) -> i64 {
     let scale: u32 = if digits == 3 { 1000 } else { 10_000 };
     let y = x * f64::from(scale);
     let a = y.abs();
-    let k = a.floor();
-    if ((a - k) - 0.5).abs() > 1e-9 {
-        return y.round() as i64;
+    if a >= 4e15 {
+        return y as i64; // not a value this module rounds (scores lie in [-1, 1])
+    }
+    // `as` truncates, which is floor for a >= 0 (and needs no libm call).
+    let k = a as i64;
+    let frac = a - k as f64;
+    if (frac - 0.5).abs() > 1e-9 {
+        let r = k + i64::from(frac > 0.5);
+        return if x < 0.0 { -r } else { r };
     }
     // |x| = mant * 2^e exactly; compare |x| * 2 * scale with 2k + 1, both scaled by 2^-e.
     let bits = x.abs().to_bits();
@@ -336,10 +356,8 @@ pub(crate) fn round_scaled(x: f64, digits: i32) -> i64 {
     let mant = u128::from((bits & ((1u64 << 52) - 1)) | (1u64 << 52));
     let shift = 1075 - exp;
     if exp == 0 || !(1..=100).contains(&shift) {
-        // Subnormal or |x| >= 2^52: not a value this module rounds (scores lie in [-1, 1]).
-        return y.round() as i64;
+        return y as i64; // subnormal or huge: as above
     }
-    let k = k as i64;
     let lhs = mant * u128::from(2 * scale);
     let mid = (2 * k as u128 + 1) << shift;
     let r = match lhs.cmp(&mid) {

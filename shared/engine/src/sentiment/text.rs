@@ -7,7 +7,7 @@
 //! (`str.split`, `str.isupper`, `str.lower`); Rust's Unicode tables may be a version or two
 //! newer than Python's, which can only matter for code points assigned since Unicode 14.
 
-use super::lexicon::{Entry, Tables, Word};
+use super::lexicon::{Key, Tables, Word, MAX_KEY, NONE};
 
 /// One token and what the rules need of it, so that no rule re-reads the text.
 #[derive(Clone, Copy, Debug)]
@@ -30,13 +30,6 @@ impl Tok {
     }
 }
 
-/// Python's `str.isspace()`, which `str.split()` splits on: Unicode White_Space plus the
-/// ASCII separators U+001C..U+001F, which Rust's `char::is_whitespace` leaves out.
-#[inline]
-pub(crate) fn py_space(c: char) -> bool {
-    matches!(c, '\u{1c}'..='\u{1f}') || c.is_whitespace()
-}
-
 /// The 31 titlecase (Lt) letters: Python's `isupper()` is false for any string holding one.
 fn is_titlecase(c: char) -> bool {
     matches!(
@@ -57,15 +50,20 @@ fn is_titlecase(c: char) -> bool {
 /// Python `str.isupper()`: at least one uppercase character and none lowercase or titlecase.
 pub(crate) fn py_isupper(s: &str) -> bool {
     let mut cased = false;
-    if s.is_ascii() {
-        for &b in s.as_bytes() {
-            if b.is_ascii_lowercase() {
-                return false;
-            }
-            cased |= b.is_ascii_uppercase();
+    for &b in s.as_bytes() {
+        if b >= 0x80 {
+            return py_isupper_unicode(s);
         }
-        return cased;
+        if b.is_ascii_lowercase() {
+            return false;
+        }
+        cased |= b.is_ascii_uppercase();
     }
+    cased
+}
+
+fn py_isupper_unicode(s: &str) -> bool {
+    let mut cased = false;
     for c in s.chars() {
         if c.is_lowercase() || is_titlecase(c) {
             return false;
@@ -79,20 +77,15 @@ pub(crate) fn py_isupper(s: &str) -> bool {
 /// description, preceded by a space unless the previous character was a space (U+0020 only).
 /// Returns false, writing nothing, when the text holds no emoji key.
 pub(crate) fn replace_emoji(text: &str, tables: &Tables, out: &mut String) -> bool {
-    // Every emoji key is a code point above U+00A8: ASCII text has none.
-    if text.is_ascii() {
-        return false;
-    }
-    let Some(first) = text
-        .char_indices()
-        .find(|&(_, c)| tables.emoji(c).is_some())
-    else {
+    // Every emoji key is a code point above U+00A8, so ASCII bytes are skipped undecoded.
+    let first = text.char_indices().find(|&(_, c)| tables.is_emoji(c));
+    let Some((at, _)) = first else {
         return false;
     };
     out.clear();
-    out.push_str(&text[..first.0]);
-    let mut prev_space = text[..first.0].ends_with(' ') || first.0 == 0;
-    for c in text[first.0..].chars() {
+    out.push_str(&text[..at]);
+    let mut prev_space = at == 0 || text[..at].ends_with(' ');
+    for c in text[at..].chars() {
         if let Some(desc) = tables.emoji(c) {
             if !prev_space {
                 out.push(' ');
@@ -107,60 +100,202 @@ pub(crate) fn replace_emoji(text: &str, tables: &Tables, out: &mut String) -> bo
     true
 }
 
+/// The length of the `py_space` character starting at `b[i]`, or 0. Reads bytes, not chars:
+/// continuation bytes never start a match, so callers may step one byte at a time.
+#[inline(always)]
+fn space_len(b: &[u8], i: usize) -> usize {
+    let next = |k: usize| b.get(i + k).copied().unwrap_or(0);
+    match b[i] {
+        b' ' | b'\t'..=b'\r' | 0x1c..=0x1f => 1,
+        0..=0x7f => 0,
+        // U+0085, U+00A0
+        0xc2 if matches!(next(1), 0x85 | 0xa0) => 2,
+        // U+1680
+        0xe1 if next(1) == 0x9a && next(2) == 0x80 => 3,
+        // U+2000..U+200A, U+2028, U+2029, U+202F, U+205F
+        0xe2 if (next(1) == 0x80 && matches!(next(2), 0x80..=0x8a | 0xa8 | 0xa9 | 0xaf))
+            || (next(1) == 0x81 && next(2) == 0x9f) =>
+        {
+            3
+        }
+        // U+3000
+        0xe3 if next(1) == 0x80 && next(2) == 0x80 => 3,
+        _ => 0,
+    }
+}
+
 /// `SentiText._strip_punc_if_word`: strip `string.punctuation` from both ends, unless that
 /// leaves two code points or fewer (an emoticon such as `:)`), then keep the token whole.
 #[inline]
 pub(crate) fn strip_punct(token: &str) -> &str {
-    let stripped = token.trim_matches(|c: char| c.is_ascii_punctuation());
-    if stripped.len() <= 2 || (stripped.len() <= 8 && stripped.chars().count() <= 2) {
+    let b = token.as_bytes();
+    let (mut s, mut e) = (0, b.len());
+    while s < e && b[s].is_ascii_punctuation() {
+        s += 1;
+    }
+    while e > s && b[e - 1].is_ascii_punctuation() {
+        e -= 1;
+    }
+    let n = e - s;
+    // Code points = bytes that are not continuation bytes; over 8 bytes there are at least 3.
+    if n <= 2 || (n <= 8 && b[s..e].iter().filter(|&&x| x & 0xc0 != 0x80).count() <= 2) {
         token
     } else {
-        stripped
+        &token[s..e]
     }
 }
 
-/// Reusable buffers of the tokeniser.
+/// KELVIN SIGN, which Python lower-cases to ASCII `k`.
+const KELVIN: char = '\u{212a}';
+
+/// The tokeniser's reusable buffer.
 #[derive(Default)]
 pub(crate) struct Tokens {
     pub toks: Vec<Tok>,
-    lower: String,
 }
 
 impl Tokens {
-    /// Tokenises `text` into `self.toks` (cleared first).
+    /// Tokenises `text` into `self.toks` (cleared first): Python's `str.split()`.
     pub fn fill(&mut self, text: &str, tables: &Tables) {
         self.toks.clear();
-        for raw in text.split(py_space) {
-            if raw.is_empty() {
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let w = space_len(b, i);
+            if w > 0 {
+                i += w;
                 continue;
             }
-            let token = strip_punct(raw);
-            self.lower.clear();
-            if token.is_ascii() {
-                // SAFETY-free fast path: ASCII lower-casing keeps the bytes valid UTF-8.
-                self.lower.push_str(token);
-                self.lower.make_ascii_lowercase();
-            } else {
-                lower_into(token, &mut self.lower);
+            let start = i;
+            while i < b.len() && space_len(b, i) == 0 {
+                i += 1;
             }
-            let e: &Entry = tables.lookup(&self.lower);
-            let negated = e.negate || (self.lower.len() >= 3 && self.lower.contains("n't"));
-            self.toks.push(Tok {
-                lex: e.lex,
-                booster: e.booster,
-                negated,
-                upper: py_isupper(token),
-                word: e.word,
-            });
+            self.push(&text[start..i], tables);
         }
+    }
+
+    fn push(&mut self, raw: &str, tables: &Tables) {
+        let token = strip_punct(raw);
+        let tb = token.as_bytes();
+        let (e, upper, negated) = if tb.len() <= MAX_KEY && tb.is_ascii() {
+            // Most tokens: packed lower-cased in registers, `isupper` and `'` noted on the way.
+            let mut words = [0u64; 3];
+            let (mut up, mut low, mut apostrophe) = (false, false, false);
+            for (k, &c) in tb.iter().enumerate() {
+                up |= c.is_ascii_uppercase();
+                low |= c.is_ascii_lowercase();
+                apostrophe |= c == b'\'';
+                words[k / 8] |= u64::from(c.to_ascii_lowercase()) << (8 * (k % 8));
+            }
+            let e = tables.lookup(&Key {
+                words,
+                len: tb.len(),
+            });
+            (e, up && !low, e.negate || (apostrophe && has_nt_lower(tb)))
+        } else {
+            // Python lower-cases the token first, but keys are ASCII and the only non-ASCII
+            // code points whose lower case holds ASCII are U+0130 (`i` + U+0307, still
+            // non-ASCII) and KELVIN SIGN (`k`): any other non-ASCII letter rules a key out, and
+            // none lower-cases to `n`, `'` or `t`.
+            let e = if token.chars().all(|c| c.is_ascii() || c == KELVIN) {
+                kelvin_key(token).map_or(&NONE, |k| tables.lookup(&k))
+            } else {
+                &NONE
+            };
+            (e, py_isupper(token), e.negate || has_nt_lower(tb))
+        };
+        self.toks.push(Tok {
+            lex: e.lex,
+            booster: e.booster,
+            negated,
+            upper,
+            word: e.word,
+        });
     }
 }
 
-/// Python `str.lower()` of a non-ASCII token. Only the final-sigma context rule is not applied
-/// (σ/ς): that cannot change a look-up, as every key a lowered token is compared with is
-/// ASCII or holds an uppercase letter.
-fn lower_into(token: &str, out: &mut String) {
+/// The lower-cased key of a token of ASCII and KELVIN SIGN, if short enough.
+fn kelvin_key(token: &str) -> Option<Key> {
+    let mut lower = [0u8; MAX_KEY];
+    let mut n = 0;
     for c in token.chars() {
-        out.extend(c.to_lowercase());
+        if n == MAX_KEY {
+            return None;
+        }
+        lower[n] = if c == KELVIN {
+            b'k'
+        } else {
+            (c as u8).to_ascii_lowercase()
+        };
+        n += 1;
+    }
+    Key::new(&lower[..n])
+}
+
+/// `"n't" in word.lower()`: non-ASCII letters never lower-case to `n`, `'` or `t`, so only
+/// ASCII bytes can make the match.
+fn has_nt_lower(w: &[u8]) -> bool {
+    w.windows(3).any(|x| {
+        x[0].to_ascii_lowercase() == b'n' && x[1] == b'\'' && x[2].to_ascii_lowercase() == b't'
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code point Python 3.11's `str.isspace()` accepts (what `str.split()` splits on),
+    /// listed by `[hex(c) for c in range(0x110000) if chr(c).isspace()]`.
+    const PY_SPACES: [u32; 29] = [
+        0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001,
+        0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029,
+        0x202f, 0x205f, 0x3000,
+    ];
+
+    #[test]
+    fn space_len_is_pythons_isspace_for_every_code_point() {
+        let mut buf = [0u8; 4];
+        for c in (0..=0x10ffffu32).filter_map(char::from_u32) {
+            let enc = c.encode_utf8(&mut buf).as_bytes();
+            let want = if PY_SPACES.contains(&(c as u32)) {
+                enc.len()
+            } else {
+                0
+            };
+            assert_eq!(space_len(enc, 0), want, "U+{:04X}", c as u32);
+            // A continuation byte never starts a match.
+            for i in 1..enc.len() {
+                assert_eq!(space_len(enc, i), 0, "U+{:04X} byte {i}", c as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn punctuation_is_stripped_unless_two_characters_or_fewer_remain() {
+        assert_eq!(strip_punct("(good)!"), "good");
+        assert_eq!(strip_punct(":)"), ":)");
+        assert_eq!(strip_punct("gd!"), "gd!");
+        assert_eq!(strip_punct("'éé'"), "'éé'");
+        assert_eq!(strip_punct("'ééé'"), "ééé");
+        assert_eq!(strip_punct("!!!"), "!!!");
+    }
+
+    #[test]
+    fn isupper_follows_python() {
+        for (s, want) in [
+            ("GOOD", true),
+            ("GOOD!", true),
+            ("Good", false),
+            ("123", false),
+            (":D", true),
+            ("ÉNORME", true),
+            ("ÉNORMe", false),
+            ("\u{1c5}A", false),
+            ("\u{24b6}", true),
+            ("STRAẞE", true),
+            ("ß", false),
+        ] {
+            assert_eq!(py_isupper(s), want, "{s:?}");
+        }
     }
 }
