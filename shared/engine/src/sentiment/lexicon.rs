@@ -394,6 +394,11 @@ impl Tables {
         for &(c, _) in &t.emoji {
             let c = c as usize;
             assert!(c < EMOJI_BITS * 64, "emoji key U+{c:X} above the bitmap");
+            // text.rs `first_emoji` decodes only after these UTF-8 lead bytes.
+            assert!(
+                matches!(c, 0xa9 | 0xae | 0x2000..=0x33ff | 0x1f000..=0x1ffff),
+                "emoji key U+{c:X} outside the ranges first_emoji looks at"
+            );
             t.emoji_bits[c / 64] |= 1 << (c % 64);
         }
         t

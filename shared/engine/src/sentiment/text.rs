@@ -77,9 +77,7 @@ fn py_isupper_unicode(s: &str) -> bool {
 /// description, preceded by a space unless the previous character was a space (U+0020 only).
 /// Returns false, writing nothing, when the text holds no emoji key.
 pub(crate) fn replace_emoji(text: &str, tables: &Tables, out: &mut String) -> bool {
-    // Every emoji key is a code point above U+00A8, so ASCII bytes are skipped undecoded.
-    let first = text.char_indices().find(|&(_, c)| tables.is_emoji(c));
-    let Some((at, _)) = first else {
+    let Some(at) = first_emoji(text, tables) else {
         return false;
     };
     out.clear();
@@ -98,6 +96,56 @@ pub(crate) fn replace_emoji(text: &str, tables: &Tables, out: &mut String) -> bo
         }
     }
     true
+}
+
+/// The ASCII bytes `py_space` accepts: tab to carriage return, U+001C..U+001F, space.
+const ASCII_SPACE: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = matches!(c as u8, b' ' | b'\t'..=b'\r' | 0x1c..=0x1f);
+        c += 1;
+    }
+    t
+};
+
+/// Up to eight bytes as a little-endian word, zero-padded.
+#[inline(always)]
+fn pack(chunk: &[u8]) -> u64 {
+    let mut w = 0u64;
+    for (k, &c) in chunk.iter().enumerate() {
+        w |= u64::from(c) << (8 * k);
+    }
+    w
+}
+
+/// For a word of ASCII bytes: 0x80 in each byte that lies in `lo..=hi`, else 0. Adding
+/// `0x80 - x` to a byte below 0x80 sets its top bit exactly when it is >= x, and never
+/// carries into the next byte.
+#[inline(always)]
+fn ascii_range(w: u64, lo: u8, hi: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let ge_lo = w + ONES * u64::from(0x80 - lo);
+    let gt_hi = w + ONES * u64::from(0x80 - (hi + 1));
+    ge_lo & !gt_hi & (ONES * 0x80)
+}
+
+/// The byte offset of the first emoji key in `text`. Only code points whose UTF-8 lead byte
+/// can start a key are decoded: keys are U+00A9, U+00AE, U+2000..U+33FF and U+1F000..U+1FFFF
+/// (lead bytes C2, E2, E3, F0), so most letters of other scripts are skipped undecoded.
+fn first_emoji(text: &str, tables: &Tables) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if matches!(b[i], 0xc2 | 0xe2 | 0xe3 | 0xf0) {
+            let c = text[i..].chars().next().expect("a lead byte starts a char");
+            if tables.is_emoji(c) {
+                return Some(i);
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The length of the `py_space` character starting at `b[i]`, or 0. Reads bytes, not chars:
@@ -167,7 +215,17 @@ impl Tokens {
                 continue;
             }
             let start = i;
-            while i < b.len() && space_len(b, i) == 0 {
+            i += 1;
+            while i < b.len() {
+                let c = b[i];
+                let sep = if c < 0x80 {
+                    ASCII_SPACE[usize::from(c)]
+                } else {
+                    space_len(b, i) > 0
+                };
+                if sep {
+                    break;
+                }
                 i += 1;
             }
             self.push(&text[start..i], tables);
@@ -178,26 +236,31 @@ impl Tokens {
         let token = strip_punct(raw);
         let tb = token.as_bytes();
         let (e, upper, negated) = if tb.len() <= MAX_KEY && tb.is_ascii() {
-            // Most tokens: packed lower-cased in registers, `isupper` and `'` noted on the way.
+            // Most tokens: packed into words, then lower-cased and classified eight bytes at
+            // a time (SWAR) without leaving registers.
             let mut words = [0u64; 3];
-            let (mut up, mut low, mut apostrophe) = (false, false, false);
-            for (k, &c) in tb.iter().enumerate() {
-                up |= c.is_ascii_uppercase();
-                low |= c.is_ascii_lowercase();
-                apostrophe |= c == b'\'';
-                words[k / 8] |= u64::from(c.to_ascii_lowercase()) << (8 * (k % 8));
+            let (mut up, mut low, mut apostrophe) = (0u64, 0u64, 0u64);
+            for (j, chunk) in tb.chunks(8).enumerate() {
+                let w = pack(chunk);
+                let (u, l) = (ascii_range(w, b'A', b'Z'), ascii_range(w, b'a', b'z'));
+                up |= u;
+                low |= l;
+                apostrophe |= ascii_range(w, b'\'', b'\'');
+                words[j] = w | (u >> 2);
             }
             let e = tables.lookup(&Key {
                 words,
                 len: tb.len(),
             });
-            (e, up && !low, e.negate || (apostrophe && has_nt_lower(tb)))
+            let negated = e.negate || (apostrophe != 0 && has_nt_lower(tb));
+            (e, up != 0 && low == 0, negated)
         } else {
             // Python lower-cases the token first, but keys are ASCII and the only non-ASCII
             // code points whose lower case holds ASCII are U+0130 (`i` + U+0307, still
             // non-ASCII) and KELVIN SIGN (`k`): any other non-ASCII letter rules a key out, and
             // none lower-cases to `n`, `'` or `t`.
-            let e = if token.chars().all(|c| c.is_ascii() || c == KELVIN) {
+            let e = if token.contains(KELVIN) && token.chars().all(|c| c.is_ascii() || c == KELVIN)
+            {
                 kelvin_key(token).map_or(&NONE, |k| tables.lookup(&k))
             } else {
                 &NONE
