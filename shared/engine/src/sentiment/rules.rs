@@ -235,10 +235,14 @@ fn but_check(toks: &[Tok], sentiments: &mut [f64]) {
 /// `_punctuation_emphasis`: up to four `!` add 0.292 each; two or three `?` add 0.18 each,
 /// more add 0.96.
 pub(crate) fn punctuation_emphasis(text: &str) -> f64 {
+    // Most texts hold none or a few: find them with memchr rather than test every byte.
     let (mut ep, mut qm) = (0usize, 0usize);
-    for &b in text.as_bytes() {
-        ep += usize::from(b == b'!');
-        qm += usize::from(b == b'?');
+    for i in memchr::memchr2_iter(b'!', b'?', text.as_bytes()) {
+        if text.as_bytes()[i] == b'!' {
+            ep += 1;
+        } else {
+            qm += 1;
+        }
     }
     let ep_amplifier = ep.min(4) as f64 * 0.292;
     let qm_amplifier = match qm {
@@ -277,7 +281,8 @@ fn emphasised_sum(sentiments: &[f64], text: &str) -> (f64, f64) {
 
 /// `score_valence`'s compound score alone.
 pub(crate) fn compound(sentiments: &[f64], text: &str) -> f64 {
-    if sentiments.is_empty() {
+    // All zero (no lexicon word, the common case of short fields): normalize(0) is 0.
+    if sentiments.iter().all(|&s| s == 0.0) {
         return 0.0;
     }
     py_round(normalize(emphasised_sum(sentiments, text).0), 4)

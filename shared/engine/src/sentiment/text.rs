@@ -7,7 +7,7 @@
 //! (`str.split`, `str.isupper`, `str.lower`); Rust's Unicode tables may be a version or two
 //! newer than Python's, which can only matter for code points assigned since Unicode 14.
 
-use super::lexicon::{Key, Tables, Word, MAX_KEY, NONE};
+use super::lexicon::{Entry, Key, Tables, Word, MAX_KEY, NONE};
 
 /// One token and what the rules need of it, so that no rule re-reads the text.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +24,17 @@ pub(crate) struct Tok {
 }
 
 impl Tok {
+    #[inline]
+    fn of(e: &Entry, upper: bool, negated: bool) -> Tok {
+        Tok {
+            lex: e.lex,
+            booster: e.booster,
+            negated,
+            upper,
+            word: e.word,
+        }
+    }
+
     #[inline]
     pub fn in_lexicon(&self) -> bool {
         !self.lex.is_nan()
@@ -174,10 +185,16 @@ fn space_len(b: &[u8], i: usize) -> usize {
 
 /// `SentiText._strip_punc_if_word`: strip `string.punctuation` from both ends, unless that
 /// leaves two code points or fewer (an emoticon such as `:)`), then keep the token whole.
-#[inline]
+#[cfg(test)]
 pub(crate) fn strip_punct(token: &str) -> &str {
-    let b = token.as_bytes();
-    let (mut s, mut e) = (0, b.len());
+    let (s, e) = strip_range(token.as_bytes(), 0, token.len());
+    &token[s..e]
+}
+
+/// [`strip_punct`] of `b[start..end]`, as the byte range of the result.
+#[inline]
+fn strip_range(b: &[u8], start: usize, end: usize) -> (usize, usize) {
+    let (mut s, mut e) = (start, end);
     while s < e && b[s].is_ascii_punctuation() {
         s += 1;
     }
@@ -187,9 +204,9 @@ pub(crate) fn strip_punct(token: &str) -> &str {
     let n = e - s;
     // Code points = bytes that are not continuation bytes; over 8 bytes there are at least 3.
     if n <= 2 || (n <= 8 && b[s..e].iter().filter(|&&x| x & 0xc0 != 0x80).count() <= 2) {
-        token
+        (start, end)
     } else {
-        &token[s..e]
+        (s, e)
     }
 }
 
@@ -206,6 +223,9 @@ impl Tokens {
     /// Tokenises `text` into `self.toks` (cleared first): Python's `str.split()`.
     pub fn fill(&mut self, text: &str, tables: &Tables) {
         self.toks.clear();
+        if text.is_ascii() {
+            return self.fill_ascii(text, tables);
+        }
         let b = text.as_bytes();
         let mut i = 0;
         while i < b.len() {
@@ -228,33 +248,97 @@ impl Tokens {
                 }
                 i += 1;
             }
-            self.push(&text[start..i], tables);
+            self.push(text, start, i, tables);
         }
     }
 
-    fn push(&mut self, raw: &str, tables: &Tables) {
-        let token = strip_punct(raw);
-        let tb = token.as_bytes();
-        let (e, upper, negated) = if tb.len() <= MAX_KEY && tb.is_ascii() {
-            // Most tokens: packed into words, then lower-cased and classified eight bytes at
-            // a time (SWAR) without leaving registers.
-            let mut words = [0u64; 3];
-            let (mut up, mut low, mut apostrophe) = (0u64, 0u64, 0u64);
-            for (j, chunk) in tb.chunks(8).enumerate() {
-                let w = pack(chunk);
-                let (u, l) = (ascii_range(w, b'A', b'Z'), ascii_range(w, b'a', b'z'));
-                up |= u;
-                low |= l;
-                apostrophe |= ascii_range(w, b'\'', b'\'');
-                words[j] = w | (u >> 2);
+    /// [`Self::fill`] for ASCII text: token ends are found eight bytes at a time.
+    fn fill_ascii(&mut self, text: &str, tables: &Tables) {
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if ASCII_SPACE[usize::from(b[i])] {
+                i += 1;
+                continue;
             }
-            let e = tables.lookup(&Key {
-                words,
-                len: tb.len(),
-            });
-            let negated = e.negate || (apostrophe != 0 && has_nt_lower(tb));
-            (e, up != 0 && low == 0, negated)
+            let start = i;
+            loop {
+                if i + 8 <= b.len() {
+                    let m = separators(load8(b, i));
+                    if m != 0 {
+                        i += (m.trailing_zeros() / 8) as usize;
+                        break;
+                    }
+                    i += 8;
+                } else {
+                    while i < b.len() && !ASCII_SPACE[usize::from(b[i])] {
+                        i += 1;
+                    }
+                    break;
+                }
+            }
+            self.push_ascii(b, start, i, tables);
+        }
+    }
+
+    /// [`Self::push`] for a token of ASCII text, eight bytes at a time: read as words, then
+    /// lower-cased and classified (SWAR) without leaving registers.
+    #[inline]
+    fn push_ascii(&mut self, b: &[u8], start: usize, end: usize, tables: &Tables) {
+        let (mut s, mut e) = (start, end);
+        while s < e && b[s].is_ascii_punctuation() {
+            s += 1;
+        }
+        while e > s && b[e - 1].is_ascii_punctuation() {
+            e -= 1;
+        }
+        // ASCII: code points are bytes.
+        if e - s <= 2 {
+            (s, e) = (start, end);
+        }
+        let len = e - s;
+        if len > MAX_KEY {
+            let tb = &b[s..e];
+            let upper = py_isupper(std::str::from_utf8(tb).expect("ASCII"));
+            return self.toks.push(Tok::of(&NONE, upper, has_nt_lower(tb)));
+        }
+        // Tokens of up to eight bytes (most) take one word and no loop.
+        let w0 = word_at(b, s, len);
+        let (w1, w2) = if len > 8 {
+            (
+                word_at(b, s + 8, len - 8),
+                if len > 16 {
+                    word_at(b, s + 16, len - 16)
+                } else {
+                    0
+                },
+            )
         } else {
+            (0, 0)
+        };
+        let (mut up, mut low, mut apostrophe) = (0u64, 0u64, 0u64);
+        let mut words = [w0, w1, w2];
+        for w in &mut words {
+            let (u, l) = (ascii_range(*w, b'A', b'Z'), ascii_range(*w, b'a', b'z'));
+            up |= u;
+            low |= l;
+            apostrophe |= ascii_range(*w, b'\'', b'\'');
+            *w |= u >> 2;
+        }
+        let entry = tables.lookup(&Key { words, len });
+        let negated = entry.negate || (apostrophe != 0 && has_nt_lower(&b[s..e]));
+        self.toks.push(Tok::of(entry, up != 0 && low == 0, negated));
+    }
+
+    /// Adds the token `text[start..end]` (a whitespace-free run).
+    fn push(&mut self, text: &str, start: usize, end: usize, tables: &Tables) {
+        let b = text.as_bytes();
+        let (s, e) = strip_range(b, start, end);
+        let tb = &b[s..e];
+        let (e, upper, negated) = if tb.is_ascii() {
+            return self.push_ascii(b, start, end, tables);
+        } else {
+            let token = &text[s..e];
             // Python lower-cases the token first, but keys are ASCII and the only non-ASCII
             // code points whose lower case holds ASCII are U+0130 (`i` + U+0307, still
             // non-ASCII) and KELVIN SIGN (`k`): any other non-ASCII letter rules a key out, and
@@ -267,14 +351,33 @@ impl Tokens {
             };
             (e, py_isupper(token), e.negate || has_nt_lower(tb))
         };
-        self.toks.push(Tok {
-            lex: e.lex,
-            booster: e.booster,
-            negated,
-            upper,
-            word: e.word,
-        });
+        self.toks.push(Tok::of(e, upper, negated));
     }
+}
+
+/// Eight bytes of `b` from `i` (which has eight bytes left) as a little-endian word.
+#[inline(always)]
+fn load8(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"))
+}
+
+/// The `len.min(8)` bytes of `b` at `i` as a zero-padded word: one load when the text has
+/// eight bytes there, byte by byte at its very end.
+#[inline(always)]
+fn word_at(b: &[u8], i: usize, len: usize) -> u64 {
+    if len >= 8 {
+        load8(b, i)
+    } else if i + 8 <= b.len() {
+        load8(b, i) & ((1u64 << (8 * len)) - 1)
+    } else {
+        pack(&b[i..i + len])
+    }
+}
+
+/// 0x80 in each byte of an ASCII word that `py_space` accepts (U+0009..U+000D, U+001C..U+0020).
+#[inline(always)]
+fn separators(w: u64) -> u64 {
+    ascii_range(w, 0x09, 0x0d) | ascii_range(w, 0x1c, 0x20)
 }
 
 /// The lower-cased key of a token of ASCII and KELVIN SIGN, if short enough.
