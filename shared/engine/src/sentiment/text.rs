@@ -235,6 +235,7 @@ impl Tokens {
                 continue;
             }
             let start = i;
+            let mut ascii = b[i] < 0x80;
             i += 1;
             while i < b.len() {
                 let c = b[i];
@@ -246,9 +247,14 @@ impl Tokens {
                 if sep {
                     break;
                 }
+                ascii &= c < 0x80;
                 i += 1;
             }
-            self.push(text, start, i, tables);
+            if ascii {
+                self.push_ascii(b, start, i, tables);
+            } else {
+                self.push(text, start, i, tables);
+            }
         }
     }
 
@@ -330,27 +336,23 @@ impl Tokens {
         self.toks.push(Tok::of(entry, up != 0 && low == 0, negated));
     }
 
-    /// Adds the token `text[start..end]` (a whitespace-free run).
+    /// Adds the token `text[start..end]` (a whitespace-free run holding non-ASCII).
     fn push(&mut self, text: &str, start: usize, end: usize, tables: &Tables) {
         let b = text.as_bytes();
         let (s, e) = strip_range(b, start, end);
         let tb = &b[s..e];
-        let (e, upper, negated) = if tb.is_ascii() {
-            return self.push_ascii(b, start, end, tables);
+        let token = &text[s..e];
+        // Python lower-cases the token first, but keys are ASCII and the only non-ASCII code
+        // points whose lower case holds ASCII are U+0130 (`i` + U+0307, still non-ASCII) and
+        // KELVIN SIGN (`k`): any other non-ASCII letter rules a key out, and none lower-cases
+        // to `n`, `'` or `t`.
+        let kelvin = tb.windows(3).any(|w| w == "\u{212a}".as_bytes());
+        let e = if kelvin && token.chars().all(|c| c.is_ascii() || c == KELVIN) {
+            kelvin_key(token).map_or(&NONE, |k| tables.lookup(&k))
         } else {
-            let token = &text[s..e];
-            // Python lower-cases the token first, but keys are ASCII and the only non-ASCII
-            // code points whose lower case holds ASCII are U+0130 (`i` + U+0307, still
-            // non-ASCII) and KELVIN SIGN (`k`): any other non-ASCII letter rules a key out, and
-            // none lower-cases to `n`, `'` or `t`.
-            let e = if token.contains(KELVIN) && token.chars().all(|c| c.is_ascii() || c == KELVIN)
-            {
-                kelvin_key(token).map_or(&NONE, |k| tables.lookup(&k))
-            } else {
-                &NONE
-            };
-            (e, py_isupper(token), e.negate || has_nt_lower(tb))
+            &NONE
         };
+        let (upper, negated) = (py_isupper(token), e.negate || has_nt_lower(tb));
         self.toks.push(Tok::of(e, upper, negated));
     }
 }
