@@ -404,7 +404,7 @@ fn kelvin_key(token: &str) -> Option<Key> {
 /// ASCII bytes can make the match.
 fn has_nt_lower(w: &[u8]) -> bool {
     w.windows(3).any(|x| {
-        x[0].to_ascii_lowercase() == b'n' && x[1] == b'\'' && x[2].to_ascii_lowercase() == b't'
+        x[0].eq_ignore_ascii_case(&b'n') && x[1] == b'\'' && x[2].eq_ignore_ascii_case(&b't')
     })
 }
 
