@@ -153,6 +153,34 @@ fn special_case(words: &[Word]) -> Option<f64> {
     }
 }
 
+/// A word of a `SPECIAL_CASES` key or of a two-word `BOOSTER_DICT` key.
+fn idiom_word(w: Word) -> bool {
+    use Word::*;
+    matches!(
+        w,
+        The | Shit
+            | Bomb
+            | Bad
+            | Ass
+            | Bus
+            | Stop
+            | Yeah
+            | Right
+            | Kiss
+            | Of
+            | Death
+            | To
+            | Die
+            | For
+            | Beating
+            | Heart
+            | Kind
+            | Sort
+            | Just
+            | Enough
+    )
+}
+
 /// The two-word keys of `BOOSTER_DICT`, all dampeners.
 fn booster_bigram(a: Word, b: Word) -> bool {
     matches!(
@@ -166,6 +194,11 @@ fn booster_bigram(a: Word, b: Word) -> bool {
 fn special_idioms_check(mut valence: f64, toks: &[Tok], i: usize) -> f64 {
     let w = |k: usize| toks[k].word;
     let (w3, w2, w1, w0) = (w(i - 3), w(i - 2), w(i - 1), w(i));
+    // Every sequence below holds one of w2, w1, w0, and every key is made of idiom words:
+    // most lexicon words have none near them, and skip the eight comparisons.
+    if !(idiom_word(w2) || idiom_word(w1) || idiom_word(w0)) {
+        return valence;
+    }
     // onezero, twoonezero, twoone, threetwoone, threetwo: the first that matches.
     let sequences: [&[Word]; 5] = [
         &[w1, w0],

@@ -27,8 +27,8 @@ impl Tok {
     #[inline]
     fn of(e: &Entry, upper: bool, negated: bool) -> Tok {
         Tok {
-            lex: e.lex,
-            booster: e.booster,
+            lex: e.lex(),
+            booster: e.booster(),
             negated,
             upper,
             word: e.word,
