@@ -120,6 +120,17 @@ const ASCII_SPACE: [bool; 128] = {
     t
 };
 
+/// `string.punctuation` as a table over ASCII bytes (the hot loops index it).
+const ASCII_PUNCT: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = (c as u8).is_ascii_punctuation();
+        c += 1;
+    }
+    t
+};
+
 /// Up to eight bytes as a little-endian word, zero-padded.
 #[inline(always)]
 fn pack(chunk: &[u8]) -> u64 {
@@ -292,10 +303,10 @@ impl Tokens {
     #[inline]
     fn push_ascii(&mut self, b: &[u8], start: usize, end: usize, tables: &Tables) {
         let (mut s, mut e) = (start, end);
-        while s < e && b[s].is_ascii_punctuation() {
+        while s < e && ASCII_PUNCT[usize::from(b[s])] {
             s += 1;
         }
-        while e > s && b[e - 1].is_ascii_punctuation() {
+        while e > s && ASCII_PUNCT[usize::from(b[e - 1])] {
             e -= 1;
         }
         // ASCII: code points are bytes.
@@ -324,7 +335,7 @@ impl Tokens {
         };
         let (mut up, mut low, mut apostrophe) = (0u64, 0u64, 0u64);
         let mut words = [w0, w1, w2];
-        for w in &mut words {
+        for w in &mut words[..len.div_ceil(8)] {
             let (u, l) = (ascii_range(*w, b'A', b'Z'), ascii_range(*w, b'a', b'z'));
             up |= u;
             low |= l;
