@@ -335,7 +335,7 @@ impl Tokens {
         };
         let (mut up, mut low, mut apostrophe) = (0u64, 0u64, 0u64);
         let mut words = [w0, w1, w2];
-        for w in &mut words[..len.div_ceil(8)] {
+        for w in &mut words {
             let (u, l) = (ascii_range(*w, b'A', b'Z'), ascii_range(*w, b'a', b'z'));
             up |= u;
             low |= l;
