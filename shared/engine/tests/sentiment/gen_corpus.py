@@ -7,7 +7,8 @@ Each line is one JSON string. The sentences aim at every rule of vaderSentiment 
 words, negations (and their 1-3 word windows), boosters and dampeners, `no`, `least`, `kind of`,
 `but` (with repeated values, for its list.index quirk), the special-case idioms, ALL CAPS in
 mixed and all-caps text, ! and ?, emoticons, emoji (single and multi code point), non-ASCII
-letters and Unicode whitespace, punctuation around tokens, empty and blank strings.
+letters and Unicode whitespace, punctuation around tokens, empty and blank strings, and 1,000
+texts of random code points from cased scripts among lexicon words and emoji.
 """
 import json
 import os
@@ -187,6 +188,33 @@ FIXED = [
 ]
 
 
+# Code point ranges for `random_unicode`: cased scripts, Latin extensions, letterlike symbols
+# (KELVIN SIGN), circled letters (uppercase but not letters), Unicode spaces, emoji.
+RANGES = [(0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x1E00, 0x1FFF),
+          (0x2000, 0x206F), (0x2100, 0x214F), (0x2460, 0x24FF), (0x3000, 0x303F),
+          (0x1F300, 0x1F9FF), (0x1C, 0x1F), (0x9, 0xD)]
+
+
+def random_unicode():
+    """Lexicon words and emoji among random code points, cased and spaced at random."""
+    parts = []
+    for _ in range(rng.randint(1, 15)):
+        k = rng.random()
+        if k < 0.4:
+            w = rng.choice(LEX)
+        elif k < 0.5:
+            w = rng.choice(EMOJI)
+        else:
+            a, b = rng.choice(RANGES)
+            w = "".join(chr(rng.randint(a, b)) for _ in range(rng.randint(1, 6)))
+        if rng.random() < 0.2:
+            w = w.upper()
+        elif rng.random() < 0.1:
+            w = w.title()
+        parts.append(w)
+    return "".join(p + rng.choice([" ", " ", " ", "", "\u00a0", "\t", "!", "?"]) for p in parts)
+
+
 def main():
     seen = set()
     out = []
@@ -206,6 +234,8 @@ def main():
         add(random_sentence())
     for _ in range(40):  # a few paragraphs
         add(" ".join(random_sentence() for _ in range(rng.randint(5, 15))))
+    while len(out) < 6040:
+        add(random_unicode())
     with open(os.path.join(HERE, "corpus.jsonl"), "w", encoding="utf-8") as f:
         for s in out:
             f.write(json.dumps(s, ensure_ascii=True) + "\n")
