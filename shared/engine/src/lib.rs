@@ -33,6 +33,7 @@ pub mod range;
 pub mod record;
 pub mod rejected;
 pub mod rules;
+pub mod sentiment;
 pub mod split;
 
 pub use chunk::{ChunkOptions, ChunkProcessor, ChunkResult, Feed};
