@@ -62,6 +62,24 @@ pub struct JobError {
     pub message: String,
 }
 
+impl JobError {
+    /// An error with a stable `code` and a `message` safe to show the owner.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        JobError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// True when `updated_at` (RFC 3339) is older than `age`; false when it does not parse.
+pub fn is_stale(updated_at: &str, age: std::time::Duration) -> bool {
+    match time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => time::OffsetDateTime::now_utc() - t > age,
+        Err(_) => false,
+    }
+}
+
 /// Where a job's results are, once it has completed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultKeys {

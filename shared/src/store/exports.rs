@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::jobs::transact_put_update;
 use super::StoreError;
-use crate::export_job::{ExportJob, ExportState};
+use crate::export::job::{ExportJob, ExportState};
 use crate::job::{now_rfc3339, JobError};
 
 fn export_sk(export_id: &str) -> String {

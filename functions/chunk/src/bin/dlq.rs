@@ -1,10 +1,6 @@
 //! Lambda entry point for the chunk tasks' dead-letter queue: fails the jobs whose chunk tasks
 //! exhausted their deliveries (`tessera_chunk::handle_dead_letters`).
 
-// The handler future nests the pipeline's store calls deeply enough to pass the default
-// query depth when rustc computes its layout (seen building the test harness of this binary).
-#![recursion_limit = "256"]
-
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;

@@ -16,6 +16,10 @@
 use tessera_engine::error::EngineError;
 use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
 
+pub mod job;
+
+pub use job::{export_tasks, ExportJob, ExportState};
+
 use crate::store::objects::ObjectStore;
 use crate::store::StoreError;
 

@@ -1,0 +1,252 @@
+//! One chunk task: its range streamed through the engine into its parts and result, then its
+//! completion committed on the job's shard; the worker completing the last shard finalizes.
+
+use std::sync::Arc;
+
+use tessera_engine::chunk::{ChunkOptions, ChunkProcessor, ChunkResult, Feed};
+use tessera_engine::rules::unique::Repeats;
+use tessera_engine::split::ChunkTask;
+
+use super::{clean_header, job_dialect, output_columns, Pipeline, PipelineError};
+use crate::job::{now_rfc3339, Job, JobError, JobState};
+use crate::keys;
+use crate::store::jobs::{ChunkCommit, ChunkRecord};
+use crate::store::objects::{next_piece, open_planned, PartSink};
+use crate::task::{ChunkTaskMessage, QueueMessage};
+
+impl Pipeline {
+    /// A chunk task message and its job, or `None` (logged) for a message no one can act on:
+    /// it does not parse, its job is unknown, or the owners differ. Such a message is
+    /// acknowledged, not retried.
+    pub(super) async fn task_and_job(
+        &self,
+        body: &str,
+    ) -> Result<Option<(ChunkTaskMessage, Job)>, PipelineError> {
+        let task: ChunkTaskMessage = match serde_json::from_str(body) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a chunk message that does not parse");
+                return Ok(None);
+            }
+        };
+        let Some(job) = self.jobs.get(&task.job_id).await? else {
+            tracing::warn!(job_id = %task.job_id, "chunk task for an unknown job ignored");
+            return Ok(None);
+        };
+        if job.owner != task.owner {
+            tracing::warn!(job_id = %task.job_id, "chunk task owner does not match the job; ignored");
+            return Ok(None);
+        }
+        Ok(Some((task, job)))
+    }
+
+    /// Handles one message of the chunk task queue: a chunk task, or an export job's range
+    /// (`export_job`).
+    pub async fn chunk_message(&self, body: &str) -> Result<(), PipelineError> {
+        if let Ok(QueueMessage::ExportRange(m)) = crate::task::parse_queue_message(body) {
+            return Box::pin(self.export_range_message(m)).await;
+        }
+        let Some((task, job)) = self.task_and_job(body).await? else {
+            return Ok(());
+        };
+        if let Some(group) = task.unique_search {
+            return self.unique_search_message(group, job).await;
+        }
+        if task.unique_rerun {
+            return self.unique_rerun(task, job).await;
+        }
+        if job.state == JobState::Finalizing {
+            return self.finalize_if_done(&job.id).await;
+        }
+        if !matches!(job.state, JobState::Queued | JobState::Processing) {
+            tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "job not active; chunk skipped");
+            return Ok(());
+        }
+        if self.jobs.chunk_done(&job.id, task.index).await? {
+            // Redelivered after its completion was recorded: no work to redo, but the job may
+            // still need finishing.
+            tracing::info!(job_id = %job.id, chunk = task.index, "chunk already done (redelivery)");
+            return self.finalize_if_done(&job.id).await;
+        }
+        let engine_task = ChunkTask {
+            index: task.index,
+            start: task.start,
+            end: task.end,
+            start_in_quotes: task.start_in_quotes,
+        };
+        let result = match self.run_chunk(&job, &engine_task).await {
+            Ok(r) => r,
+            // Failures that redelivery cannot fix fail the job at once, naming the chunk, so the
+            // owner sees why and may retry it (`POST /v1/jobs/{id}/retry`) once the cause is gone.
+            Err(PipelineError::Engine(e)) => {
+                self.fail_chunk(&job, task.index, e.code(), e.to_string())
+                    .await?;
+                return Ok(());
+            }
+            Err(PipelineError::SourceChanged(detail)) => {
+                let message = format!(
+                    "Chunk {} could not read the uploaded file as planned: {detail}. The file was \
+                     replaced or removed after its upload; put the original back and retry the \
+                     job, or upload it again as a new job.",
+                    task.index
+                );
+                self.fail_chunk(&job, task.index, "source_changed", message)
+                    .await?;
+                return Ok(());
+            }
+            Err(PipelineError::Rules { code, message }) => {
+                self.fail(&job, code, message).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let record = ChunkRecord {
+            index: task.index,
+            rows: result.rows,
+            rejected_rows: result.rejected_rows,
+            bytes: task.end - task.start,
+            result_key: keys::part_key(&job.owner, &job.id, "result", task.index),
+            completed_at: now_rfc3339(),
+        };
+        match self
+            .jobs
+            .complete_chunk(&job.id, &record, job.expires_at)
+            .await?
+        {
+            ChunkCommit::Committed => {
+                tracing::info!(job_id = %job.id, chunk = task.index, rows = result.rows, "chunk done");
+                // Only the worker that completes its shard looks at all 16 (≤ 16 per job).
+                if !self
+                    .jobs
+                    .shard_complete(&job.id, task.index, job.chunk_count)
+                    .await?
+                {
+                    return Ok(());
+                }
+            }
+            ChunkCommit::AlreadyDone => {
+                // A redelivery whose first delivery committed and then failed before finishing
+                // the job: finishing is still this message's business.
+                tracing::info!(job_id = %job.id, chunk = task.index, "chunk was already done (redelivery)");
+                return self.finalize_if_done(&job.id).await;
+            }
+            ChunkCommit::JobNotActive => {
+                // Cancelled while this chunk ran: the cancel deleted the parts that existed then;
+                // this chunk's were written after, so it removes its own.
+                let state = self.jobs.get(&job.id).await?.map(|j| j.state);
+                if state == Some(JobState::Cancelled) {
+                    let keys = keys::chunk_part_keys(&job.owner, &job.id, task.index);
+                    if let Err(e) = self.objects.delete_keys(&keys).await {
+                        tracing::warn!(job_id = %job.id, chunk = task.index, error = %e, "could not delete the parts of a cancelled job's chunk; the bucket's expiry rule will");
+                    }
+                }
+                return Ok(());
+            }
+        }
+        self.finalize_if_done(&job.id).await
+    }
+
+    pub(super) async fn fail_chunk(
+        &self,
+        job: &Job,
+        index: u32,
+        code: &str,
+        message: String,
+    ) -> Result<(), PipelineError> {
+        tracing::warn!(job_id = %job.id, chunk = index, code, %message, "chunk failed the job");
+        self.jobs
+            .mark_chunk_failed(&job.id, index, &JobError::new(code, message))
+            .await?;
+        Ok(())
+    }
+
+    /// Streams one chunk's range from S3 through the engine and writes its parts and result.
+    pub(super) async fn run_chunk(
+        &self,
+        job: &Job,
+        task: &ChunkTask,
+    ) -> Result<ChunkResult, PipelineError> {
+        self.run_chunk_with(job, task, None).await
+    }
+
+    /// [`run_chunk`](Self::run_chunk), or with `repeats` (the finaliser's re-run after the
+    /// `unique` second pass): those records violate their `unique` rule, and no keys are written.
+    pub(super) async fn run_chunk_with(
+        &self,
+        job: &Job,
+        task: &ChunkTask,
+        repeats: Option<Arc<Repeats>>,
+    ) -> Result<ChunkResult, PipelineError> {
+        let dialect = job_dialect(job)?;
+        let rules = self.job_rules(job).await?;
+        let options = ChunkOptions {
+            rules: rules.clone(),
+            unique_repeats: repeats,
+            ..Default::default()
+        };
+        let mut proc = ChunkProcessor::new(task, &dialect, &job.columns, &options);
+        let read_from = tessera_engine::chunk::read_start(task);
+        let mut clean = PartSink::new(
+            self.objects.clone(),
+            keys::part_key(&job.owner, &job.id, "clean", task.index),
+            "text/csv",
+        );
+        let mut rejected = PartSink::new(
+            self.objects.clone(),
+            keys::part_key(&job.owner, &job.id, "rejected", task.index),
+            "text/csv",
+        );
+        if task.index == 0 {
+            // Chunk 0's clean part begins with the header, so stitching is a plain concatenation.
+            clean
+                .buf
+                .extend_from_slice(&clean_header(output_columns(job, &rules)));
+        }
+        let mut body = open_planned(
+            &self.objects,
+            &job.source_key,
+            read_from,
+            job.declared_size,
+            ("object", "job"),
+        )
+        .await?;
+        loop {
+            let Some(bytes) = next_piece(&mut body).await? else {
+                break;
+            };
+            let state = proc.feed(&bytes, &mut clean.buf, &mut rejected.buf)?;
+            clean.flush_if_full().await?;
+            rejected.flush_if_full().await?;
+            if state == Feed::Done {
+                break;
+            }
+        }
+        drop(body);
+        let mut result = proc.finish(&mut clean.buf, &mut rejected.buf)?;
+        clean.close().await?;
+        rejected.close().await?;
+        let unique_keys = std::mem::take(&mut result.unique_keys);
+        if !unique_keys.is_empty() && options.unique_repeats.is_none() {
+            // Keys for the finaliser's exact `unique` pass, before the result that marks the
+            // chunk's outputs complete.
+            let parts = crate::unique::partitions_for(job.declared_size);
+            self.objects
+                .put(
+                    &keys::part_key(&job.owner, &job.id, "unique", task.index),
+                    crate::unique::encode_chunk_keys(&unique_keys, parts),
+                    "application/octet-stream",
+                )
+                .await?;
+        }
+        let encoded =
+            serde_json::to_vec(&result).map_err(|e| PipelineError::Malformed(e.to_string()))?;
+        self.objects
+            .put(
+                &keys::part_key(&job.owner, &job.id, "result", task.index),
+                encoded,
+                "application/json",
+            )
+            .await?;
+        Ok(result)
+    }
+}
