@@ -13,8 +13,12 @@ pub mod http;
 pub mod job;
 pub mod keys;
 pub mod lambda;
+pub mod ledger;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod notifications;
 pub mod pipeline;
+pub mod ports;
 pub mod store;
 pub mod task;
 pub mod telemetry;

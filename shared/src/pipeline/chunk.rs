@@ -7,10 +7,11 @@ use tessera_engine::chunk::{ChunkOptions, ChunkProcessor, ChunkResult, Feed};
 use tessera_engine::rules::unique::Repeats;
 use tessera_engine::split::ChunkTask;
 
+use super::steps::{commit_chunk, AfterCommit};
 use super::{clean_header, job_dialect, output_columns, Pipeline, PipelineError};
 use crate::job::{now_rfc3339, Job, JobError, JobState};
 use crate::keys;
-use crate::store::jobs::{ChunkCommit, ChunkRecord};
+use crate::ledger::ChunkRecord;
 use crate::store::objects::{next_piece, open_planned, PartSink};
 use crate::task::{ChunkTaskMessage, QueueMessage};
 
@@ -108,42 +109,19 @@ impl Pipeline {
             result_key: keys::part_key(&job.owner, &job.id, "result", task.index),
             completed_at: now_rfc3339(),
         };
-        match self
-            .jobs
-            .complete_chunk(&job.id, &record, job.expires_at)
-            .await?
-        {
-            ChunkCommit::Committed => {
-                tracing::info!(job_id = %job.id, chunk = task.index, rows = result.rows, "chunk done");
-                // Only the worker that completes its shard looks at all 16 (≤ 16 per job).
-                if !self
-                    .jobs
-                    .shard_complete(&job.id, task.index, job.chunk_count)
-                    .await?
-                {
-                    return Ok(());
-                }
-            }
-            ChunkCommit::AlreadyDone => {
-                // A redelivery whose first delivery committed and then failed before finishing
-                // the job: finishing is still this message's business.
-                tracing::info!(job_id = %job.id, chunk = task.index, "chunk was already done (redelivery)");
-                return self.finalize_if_done(&job.id).await;
-            }
-            ChunkCommit::JobNotActive => {
+        match commit_chunk(&*self.jobs, &job, &record).await? {
+            AfterCommit::Done => Ok(()),
+            AfterCommit::TryFinalize => self.finalize_if_done(&job.id).await,
+            AfterCommit::RemoveParts => {
                 // Cancelled while this chunk ran: the cancel deleted the parts that existed then;
                 // this chunk's were written after, so it removes its own.
-                let state = self.jobs.get(&job.id).await?.map(|j| j.state);
-                if state == Some(JobState::Cancelled) {
-                    let keys = keys::chunk_part_keys(&job.owner, &job.id, task.index);
-                    if let Err(e) = self.objects.delete_keys(&keys).await {
-                        tracing::warn!(job_id = %job.id, chunk = task.index, error = %e, "could not delete the parts of a cancelled job's chunk; the bucket's expiry rule will");
-                    }
+                let keys = keys::chunk_part_keys(&job.owner, &job.id, task.index);
+                if let Err(e) = self.objects.delete_keys(&keys).await {
+                    tracing::warn!(job_id = %job.id, chunk = task.index, error = %e, "could not delete the parts of a cancelled job's chunk; the bucket's expiry rule will");
                 }
-                return Ok(());
+                Ok(())
             }
         }
-        self.finalize_if_done(&job.id).await
     }
 
     pub(super) async fn fail_chunk(

@@ -9,41 +9,18 @@ use tessera_engine::chunk::ChunkResult;
 use tessera_engine::profile::{ProfileOptions, ProfileState};
 use tessera_engine::split::{self, ChunkTask};
 
+use super::steps::{claim_finalization, complete, Completion};
 use super::unique::UniqueStage;
-use super::{
-    clean_header, is_stale, output_columns, Pipeline, PipelineError, REJECTED_HEADER,
-    STALE_FINALIZING,
-};
-use crate::job::{now_rfc3339, Job, JobState, ResultKeys};
+use super::{clean_header, output_columns, Pipeline, PipelineError, REJECTED_HEADER};
+use crate::job::{now_rfc3339, Job, ResultKeys};
 use crate::keys;
-use crate::store::jobs::Totals;
+use crate::ledger::Totals;
 use crate::store::objects::{next_piece, PartSink};
 
 impl Pipeline {
     /// Finalises the job if every chunk is done and this caller wins the move to `finalizing`.
     pub(super) async fn finalize_if_done(&self, job_id: &str) -> Result<(), PipelineError> {
-        let Some(job) = self.jobs.get(job_id).await? else {
-            return Ok(());
-        };
-        let claimed = match job.state {
-            // The job item does not count chunks (the shards do): sum the 16 counters.
-            JobState::Processing => {
-                let done = self.jobs.progress(&job.id).await?.chunks_done;
-                done >= job.chunk_count && self.jobs.mark_finalizing(&job.id).await?
-            }
-            // A finaliser that died (timeout, crash) leaves the job in `finalizing`; its chunk
-            // message comes back after the visibility timeout and takes over once the job has
-            // not moved for longer than any finaliser can run. Finalising is idempotent.
-            JobState::Finalizing if is_stale(&job.updated_at, STALE_FINALIZING) => {
-                tracing::warn!(job_id = %job.id, since = %job.updated_at, "taking over a stalled finalisation");
-                self.jobs
-                    .reclaim_finalizing(&job.id, &job.updated_at)
-                    .await?
-            }
-            _ => false,
-        };
-        if claimed {
-            let job = self.jobs.get(&job.id).await?.unwrap_or(job);
+        if let Some(job) = claim_finalization(&*self.jobs, job_id).await? {
             self.finalize(&job).await?;
         }
         Ok(())
@@ -207,14 +184,18 @@ impl Pipeline {
                 "application/json",
             )
             .await?;
-        if self.jobs.mark_completed(&job.id, &totals, &results).await? {
-            tracing::info!(job_id = %job.id, rows = totals.rows, rejected = totals.rejected_rows, reruns = reruns.len(), "job completed");
-        } else if self.jobs.get(&job.id).await?.map(|j| j.state) == Some(JobState::Cancelled) {
-            // Cancelled while finalising: the job cannot complete (the move is conditional), and
+        match complete(&*self.jobs, &job.id, &totals, &results).await? {
+            Completion::Completed => {
+                tracing::info!(job_id = %job.id, rows = totals.rows, rejected = totals.rejected_rows, reruns = reruns.len(), "job completed");
+            }
+            Completion::Other => {}
+            // Cancelled while finalizing: the job cannot complete (the move is conditional), and
             // the outputs written above must not outlive it.
-            let keys = keys::job_output_keys(&job.owner, &job.id, job.chunk_count);
-            if let Err(e) = self.objects.delete_keys(&keys).await {
-                tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
+            Completion::Cancelled => {
+                let keys = keys::job_output_keys(&job.owner, &job.id, job.chunk_count);
+                if let Err(e) = self.objects.delete_keys(&keys).await {
+                    tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
+                }
             }
         }
         Ok(())

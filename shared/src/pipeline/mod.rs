@@ -24,6 +24,9 @@ pub mod exports;
 mod finalize;
 mod plan;
 mod rules;
+mod steps;
+#[cfg(test)]
+mod tests;
 mod unique;
 
 use std::sync::Arc;
@@ -37,6 +40,7 @@ use crate::aws::Clients;
 use crate::config::Config;
 pub(crate) use crate::job::is_stale;
 use crate::job::{Job, JobError};
+use crate::ports::{ChunkLedger, Ledger};
 use crate::store::exports::ExportStore;
 use crate::store::jobs::JobStore;
 use crate::store::objects::{ObjectStore, SourceChanged};
@@ -83,7 +87,8 @@ impl From<SourceChanged> for PipelineError {
 #[derive(Clone)]
 pub struct Pipeline {
     pub config: Arc<Config>,
-    pub jobs: JobStore,
+    /// The job and chunk ledgers (DynamoDB in the functions; in memory in unit tests).
+    pub jobs: Arc<dyn Ledger>,
     pub objects: ObjectStore,
     pub queue: TaskQueue,
     pub workflows: WorkflowStore,
@@ -95,7 +100,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(config: Arc<Config>, clients: &Clients) -> Self {
         Pipeline {
-            jobs: JobStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            jobs: Arc::new(JobStore::new(clients.dynamodb.clone(), &config.jobs_table)),
             objects: ObjectStore::new(clients.s3.clone(), &config.bucket),
             queue: TaskQueue::new(clients.sqs.clone(), &config.chunk_queue_url),
             workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
@@ -149,7 +154,7 @@ pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
 /// that completed keep their parts and counters; the finaliser recomputes the totals from every
 /// chunk's result, so they come out exact.
 pub async fn requeue_unfinished(
-    jobs: &JobStore,
+    jobs: &dyn ChunkLedger,
     queue: &TaskQueue,
     job: &Job,
 ) -> Result<u32, StoreError> {

@@ -8,8 +8,8 @@ use tessera_engine::split;
 use super::{chunk_tasks, Pipeline, PipelineError};
 use crate::job::{Job, JobState};
 use crate::keys;
+use crate::ledger::Plan;
 use crate::notifications::{self, Notification};
-use crate::store::jobs::Plan;
 
 /// Largest window the planner reads to find the end of the header record.
 const MAX_SNIFF_BYTES: u64 = 8 * 1024 * 1024;

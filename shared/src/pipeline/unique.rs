@@ -10,10 +10,11 @@ use tessera_engine::dialect::Dialect;
 use tessera_engine::rules::unique::Repeats;
 use tessera_engine::split::{self, ChunkTask};
 
+use super::steps::unique_item_done;
 use super::{job_dialect, Pipeline, PipelineError};
 use crate::job::{Job, JobState};
 use crate::keys;
-use crate::store::jobs::UniqueStep;
+use crate::ledger::UniqueStep;
 use crate::task::ChunkTaskMessage;
 
 impl Pipeline {
@@ -198,18 +199,10 @@ impl Pipeline {
                 "application/json",
             )
             .await?;
-        if self
-            .jobs
-            .unique_step_done(&job.id, UniqueStep::Search, group)
-            .await?
-            == Some(true)
-        {
-            tracing::info!(job_id = %job.id, "last unique search group done; going on");
-            if let Some(job) = self.jobs.get(&job.id).await? {
-                return self.finalize(&job).await;
-            }
+        match unique_item_done(&*self.jobs, &job.id, UniqueStep::Search, group).await? {
+            Some(job) => self.finalize(&job).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Sends the `unique` re-run tasks of `chunks` (each with its known start state).
@@ -295,22 +288,8 @@ impl Pipeline {
             }
             Err(e) => return Err(e),
         }
-        match self
-            .jobs
-            .unique_step_done(&job.id, UniqueStep::Rerun, task.index)
-            .await?
-        {
-            Some(true) => {
-                tracing::info!(job_id = %job.id, chunk = task.index, "last unique re-run done; finishing the job");
-                match self.jobs.get(&job.id).await? {
-                    Some(job) => self.finalize(&job).await,
-                    None => Ok(()),
-                }
-            }
-            Some(false) => {
-                tracing::info!(job_id = %job.id, chunk = task.index, "unique re-run done");
-                Ok(())
-            }
+        match unique_item_done(&*self.jobs, &job.id, UniqueStep::Rerun, task.index).await? {
+            Some(job) => self.finalize(&job).await,
             None => Ok(()),
         }
     }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::job::{now_rfc3339, Job, JobError, JobState, ResultKeys};
+pub use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
 
 /// Name of the owner index (also in template.yaml and the local provisioning).
 pub const OWNER_INDEX: &str = "by_owner";
@@ -77,18 +78,6 @@ struct JobItem {
     job: Job,
 }
 
-/// One chunk's completion record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChunkRecord {
-    pub index: u32,
-    pub rows: u64,
-    pub rejected_rows: u64,
-    pub bytes: u64,
-    /// Key of the chunk's full result (profile state, parity facts) in S3.
-    pub result_key: String,
-    pub completed_at: String,
-}
-
 #[derive(Serialize, Deserialize)]
 struct ChunkItem {
     pk: String,
@@ -98,62 +87,11 @@ struct ChunkItem {
     expires_at: i64,
 }
 
-/// Outcome of recording a chunk's completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkCommit {
-    /// This call recorded it and added the counters.
-    Committed,
-    /// The chunk was recorded before (a redelivered message): nothing changed.
-    AlreadyDone,
-    /// The job is no longer accepting chunks (failed, cancelled, or already finalised).
-    JobNotActive,
-}
-
-/// Facts the planner learned, written with the move to `queued`.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub dialect: serde_json::Value,
-    pub columns: Vec<String>,
-    pub header_len: u64,
-    pub chunk_size: u64,
-    pub chunk_count: u32,
-}
-
-/// Progress summed over a job's shard counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Progress {
-    pub chunks_done: u32,
-    pub rows: u64,
-    pub rejected_rows: u64,
-    pub bytes_done: u64,
-    /// The latest `updated_at` of the counters (RFC 3339, sorts lexically); empty if none.
-    pub updated_at: String,
-}
-
-/// Final totals, written with the move to `completed`.
-#[derive(Debug, Clone)]
-pub struct Totals {
-    pub rows: u64,
-    pub rejected_rows: u64,
-    pub bytes: u64,
-}
-
-/// The fanned-out steps of the `unique` second pass, each tracked on the job item by a map of
-/// the items still waiting (`Job::unique_search_waiting`, `Job::unique_waiting`) and a count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UniqueStep {
-    /// The search groups (rule x run of hash partitions).
-    Search,
-    /// The re-runs of the chunks that own repeats.
-    Rerun,
-}
-
-impl UniqueStep {
-    fn attributes(self) -> (&'static str, &'static str) {
-        match self {
-            UniqueStep::Search => ("unique_search_waiting", "unique_searches"),
-            UniqueStep::Rerun => ("unique_waiting", "unique_reruns"),
-        }
+/// The job item's attributes of a `unique` step: its waiting map and its count.
+fn unique_attributes(step: UniqueStep) -> (&'static str, &'static str) {
+    match step {
+        UniqueStep::Search => ("unique_search_waiting", "unique_searches"),
+        UniqueStep::Rerun => ("unique_waiting", "unique_reruns"),
     }
 }
 
@@ -580,7 +518,7 @@ impl JobStore {
         step: UniqueStep,
         items: &[u32],
     ) -> Result<bool, StoreError> {
-        let (waiting_attr, count_attr) = step.attributes();
+        let (waiting_attr, count_attr) = unique_attributes(step);
         let waiting = AttributeValue::M(
             items
                 .iter()
@@ -617,7 +555,7 @@ impl JobStore {
         step: UniqueStep,
         index: u32,
     ) -> Result<Option<bool>, StoreError> {
-        let (waiting_attr, _) = step.attributes();
+        let (waiting_attr, _) = unique_attributes(step);
         let res = self
             .client
             .update_item()
@@ -1106,6 +1044,97 @@ pub(super) fn is_transient_reason(code: &str) -> bool {
         code,
         "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
     )
+}
+
+/// The DynamoDB job ledger behind the pipeline's port (the inherent methods above).
+#[async_trait::async_trait]
+impl crate::ports::JobLedger for JobStore {
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        JobStore::get(self, id).await
+    }
+    async fn mark_planned(&self, id: &str, plan: &Plan) -> Result<bool, StoreError> {
+        JobStore::mark_planned(self, id, plan).await
+    }
+    async fn mark_processing(&self, id: &str) -> Result<bool, StoreError> {
+        JobStore::mark_processing(self, id).await
+    }
+    async fn mark_finalizing(&self, id: &str) -> Result<bool, StoreError> {
+        JobStore::mark_finalizing(self, id).await
+    }
+    async fn reclaim_finalizing(&self, id: &str, seen: &str) -> Result<bool, StoreError> {
+        JobStore::reclaim_finalizing(self, id, seen).await
+    }
+    async fn begin_unique_step(
+        &self,
+        id: &str,
+        step: UniqueStep,
+        items: &[u32],
+    ) -> Result<bool, StoreError> {
+        JobStore::begin_unique_step(self, id, step, items).await
+    }
+    async fn unique_step_done(
+        &self,
+        id: &str,
+        step: UniqueStep,
+        index: u32,
+    ) -> Result<Option<bool>, StoreError> {
+        JobStore::unique_step_done(self, id, step, index).await
+    }
+    async fn mark_completed(
+        &self,
+        id: &str,
+        totals: &Totals,
+        results: &ResultKeys,
+    ) -> Result<bool, StoreError> {
+        JobStore::mark_completed(self, id, totals, results).await
+    }
+    async fn mark_failed(&self, id: &str, error: &JobError) -> Result<bool, StoreError> {
+        JobStore::mark_failed(self, id, error).await
+    }
+    async fn mark_chunk_failed(
+        &self,
+        id: &str,
+        index: u32,
+        error: &JobError,
+    ) -> Result<bool, StoreError> {
+        JobStore::mark_chunk_failed(self, id, index, error).await
+    }
+    async fn mark_cancelled(&self, id: &str) -> Result<bool, StoreError> {
+        JobStore::mark_cancelled(self, id).await
+    }
+    async fn mark_retrying(&self, id: &str) -> Result<bool, StoreError> {
+        JobStore::mark_retrying(self, id).await
+    }
+}
+
+/// The DynamoDB chunk ledger (shard partitions) behind the pipeline's port.
+#[async_trait::async_trait]
+impl crate::ports::ChunkLedger for JobStore {
+    async fn complete_chunk(
+        &self,
+        job_id: &str,
+        chunk: &ChunkRecord,
+        expires_at: i64,
+    ) -> Result<ChunkCommit, StoreError> {
+        JobStore::complete_chunk(self, job_id, chunk, expires_at).await
+    }
+    async fn chunk_done(&self, job_id: &str, index: u32) -> Result<bool, StoreError> {
+        JobStore::chunk_done(self, job_id, index).await
+    }
+    async fn shard_complete(
+        &self,
+        job_id: &str,
+        index: u32,
+        chunk_count: u32,
+    ) -> Result<bool, StoreError> {
+        JobStore::shard_complete(self, job_id, index, chunk_count).await
+    }
+    async fn progress(&self, job_id: &str) -> Result<Progress, StoreError> {
+        JobStore::progress(self, job_id).await
+    }
+    async fn chunks(&self, job_id: &str) -> Result<Vec<ChunkRecord>, StoreError> {
+        JobStore::chunks(self, job_id).await
+    }
 }
 
 #[cfg(test)]
