@@ -144,7 +144,12 @@ pub(crate) async fn discard_outputs(st: &ApiState, job: &Job) {
     if job.chunk_count == 0 && job.results.manifest.is_none() {
         return;
     }
-    let keys = tessera_shared::keys::job_output_keys(&job.owner, &job.id, job.chunk_count);
+    let keys = tessera_shared::keys::job_output_keys(
+        &job.owner,
+        &job.id,
+        job.chunk_count,
+        job.unique_searches,
+    );
     if let Err(e) = st.objects.delete_keys(&keys).await {
         tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
     }

@@ -10,52 +10,66 @@ use tessera_engine::split::ChunkTask;
 use super::steps::{commit_chunk, AfterCommit};
 use super::{clean_header, job_dialect, output_columns, Pipeline, PipelineError};
 use crate::job::{now_rfc3339, Job, JobError, JobState};
-use crate::keys;
+use crate::keys::{self, PartKind};
 use crate::ledger::ChunkRecord;
 use crate::store::objects::{next_piece, open_planned, PartSink};
 use crate::task::{ChunkTaskMessage, QueueMessage};
 
+/// A chunk queue message, or `None` (logged) for a body that does not parse: acknowledged,
+/// since retrying cannot fix it.
+pub(super) fn parse_message(body: &str) -> Option<QueueMessage> {
+    match crate::task::parse_queue_message(body) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a chunk message that does not parse");
+            None
+        }
+    }
+}
+
 impl Pipeline {
-    /// A chunk task message and its job, or `None` (logged) for a message no one can act on:
-    /// it does not parse, its job is unknown, or the owners differ. Such a message is
-    /// acknowledged, not retried.
-    pub(super) async fn task_and_job(
+    /// The job of a message (not an export range's), or `None` (logged) for a message no one
+    /// can act on: its job is unknown, or the owners differ. Such a message is acknowledged,
+    /// not retried.
+    pub(super) async fn job_of(
         &self,
-        body: &str,
-    ) -> Result<Option<(ChunkTaskMessage, Job)>, PipelineError> {
-        let task: ChunkTaskMessage = match serde_json::from_str(body) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a chunk message that does not parse");
-                return Ok(None);
-            }
-        };
-        let Some(job) = self.jobs.get(&task.job_id).await? else {
-            tracing::warn!(job_id = %task.job_id, "chunk task for an unknown job ignored");
+        message: &QueueMessage,
+    ) -> Result<Option<Job>, PipelineError> {
+        let job_id = message.job_id();
+        let Some(job) = self.jobs.get(job_id).await? else {
+            tracing::warn!(job_id, "chunk task for an unknown job ignored");
             return Ok(None);
         };
-        if job.owner != task.owner {
-            tracing::warn!(job_id = %task.job_id, "chunk task owner does not match the job; ignored");
+        if job.owner != message.owner() {
+            tracing::warn!(job_id, "chunk task owner does not match the job; ignored");
             return Ok(None);
         }
-        Ok(Some((task, job)))
+        Ok(Some(job))
     }
 
-    /// Handles one message of the chunk task queue: a chunk task, or an export job's range
-    /// (`export_job`).
+    /// Handles one message of the chunk task queue: a chunk task, a step of the `unique` pass,
+    /// or an export job's range.
     pub async fn chunk_message(&self, body: &str) -> Result<(), PipelineError> {
-        if let Ok(QueueMessage::ExportRange(m)) = crate::task::parse_queue_message(body) {
-            return Box::pin(self.export_range_message(m)).await;
-        }
-        let Some((task, job)) = self.task_and_job(body).await? else {
+        let Some(message) = parse_message(body) else {
             return Ok(());
         };
-        if let Some(group) = task.unique_search {
-            return self.unique_search_message(group, job).await;
+        if let QueueMessage::ExportRange(m) = message {
+            return Box::pin(self.export_range_message(m)).await;
         }
-        if task.unique_rerun {
-            return self.unique_rerun(task, job).await;
+        let Some(job) = self.job_of(&message).await? else {
+            return Ok(());
+        };
+        match message {
+            QueueMessage::Chunk(task) => self.chunk_task(task, job).await,
+            QueueMessage::UniqueSearch(m) => self.unique_search_message(m.group, job).await,
+            QueueMessage::UniqueRerun(task) => self.unique_rerun(task, job).await,
+            // Handled above.
+            QueueMessage::ExportRange(_) => Ok(()),
         }
+    }
+
+    /// A chunk's first run: its range through the engine, then its completion recorded.
+    async fn chunk_task(&self, task: ChunkTaskMessage, job: Job) -> Result<(), PipelineError> {
         if job.state == JobState::Finalizing {
             return self.finalize_if_done(&job.id).await;
         }
@@ -106,7 +120,7 @@ impl Pipeline {
             rows: result.rows,
             rejected_rows: result.rejected_rows,
             bytes: task.end - task.start,
-            result_key: keys::part_key(&job.owner, &job.id, "result", task.index),
+            result_key: keys::part_key(&job.owner, &job.id, PartKind::Result, task.index),
             completed_at: now_rfc3339(),
         };
         match commit_chunk(&*self.jobs, &job, &record).await? {
@@ -166,12 +180,12 @@ impl Pipeline {
         let read_from = tessera_engine::chunk::read_start(task);
         let mut clean = PartSink::new(
             self.objects.clone(),
-            keys::part_key(&job.owner, &job.id, "clean", task.index),
+            keys::part_key(&job.owner, &job.id, PartKind::Clean, task.index),
             "text/csv",
         );
         let mut rejected = PartSink::new(
             self.objects.clone(),
-            keys::part_key(&job.owner, &job.id, "rejected", task.index),
+            keys::part_key(&job.owner, &job.id, PartKind::Rejected, task.index),
             "text/csv",
         );
         if task.index == 0 {
@@ -210,7 +224,7 @@ impl Pipeline {
             let parts = crate::unique::partitions_for(job.declared_size);
             self.objects
                 .put(
-                    &keys::part_key(&job.owner, &job.id, "unique", task.index),
+                    &keys::part_key(&job.owner, &job.id, PartKind::Unique, task.index),
                     crate::unique::encode_chunk_keys(&unique_keys, parts),
                     "application/octet-stream",
                 )
@@ -220,7 +234,7 @@ impl Pipeline {
             serde_json::to_vec(&result).map_err(|e| PipelineError::Malformed(e.to_string()))?;
         self.objects
             .put(
-                &keys::part_key(&job.owner, &job.id, "result", task.index),
+                &keys::part_key(&job.owner, &job.id, PartKind::Result, task.index),
                 encoded,
                 "application/json",
             )

@@ -2,7 +2,8 @@
 //! stable code instead of leaving it waiting forever.
 
 use super::{is_stale, Pipeline, PipelineError, MAX_CHUNK_DELIVERIES, STALE_FINALIZING};
-use crate::job::JobState;
+use crate::job::{is_waiting, JobState};
+use crate::store::queue::QueueTask;
 use crate::task::QueueMessage;
 
 impl Pipeline {
@@ -15,32 +16,32 @@ impl Pipeline {
     /// (a finished job, a chunk that did complete, a live finaliser) is left as it is.
     /// Export ranges go to [`Pipeline::dead_export_range`].
     pub async fn dead_chunk_message(&self, body: &str) -> Result<(), PipelineError> {
-        if let Ok(QueueMessage::ExportRange(m)) = crate::task::parse_queue_message(body) {
-            return Box::pin(self.dead_export_range(m)).await;
-        }
-        let Some((task, job)) = self.task_and_job(body).await? else {
+        let Some(message) = super::chunk::parse_message(body) else {
             return Ok(());
         };
-        match job.state {
-            JobState::Finalizing
-                if task.unique_search.is_some_and(|g| {
-                    crate::job::is_waiting(job.unique_search_waiting.as_ref(), g)
-                }) =>
+        if let QueueMessage::ExportRange(m) = message {
+            return Box::pin(self.dead_export_range(m)).await;
+        }
+        let Some(job) = self.job_of(&message).await? else {
+            return Ok(());
+        };
+        match (&message, job.state) {
+            (QueueMessage::UniqueSearch(m), JobState::Finalizing)
+                if is_waiting(job.unique_search_waiting.as_ref(), m.group) =>
             {
-                tracing::error!(job_id = %job.id, group = task.index, "unique search exhausted its deliveries; failing the job");
+                tracing::error!(job_id = %job.id, group = m.group, "unique search exhausted its deliveries; failing the job");
                 self.fail(
                     &job,
                     "finalize_failed",
                     format!(
                         "The search for repeated values (unique rules), part {}, was tried {} times and never finished. Upload the file again; if it fails again, report the job id.",
-                        task.index, MAX_CHUNK_DELIVERIES
+                        m.group, MAX_CHUNK_DELIVERIES
                     ),
                 )
                 .await
             }
-            JobState::Finalizing
-                if task.unique_rerun
-                    && crate::job::is_waiting(job.unique_waiting.as_ref(), task.index) =>
+            (QueueMessage::UniqueRerun(task), JobState::Finalizing)
+                if is_waiting(job.unique_waiting.as_ref(), task.index) =>
             {
                 tracing::error!(job_id = %job.id, chunk = task.index, "unique re-run exhausted its deliveries; failing the job");
                 self.fail(
@@ -53,7 +54,7 @@ impl Pipeline {
                 )
                 .await
             }
-            JobState::Queued | JobState::Processing => {
+            (QueueMessage::Chunk(task), JobState::Queued | JobState::Processing) => {
                 if self.jobs.chunk_done(&job.id, task.index).await? {
                     tracing::info!(job_id = %job.id, chunk = task.index, "dead-lettered chunk had completed; nothing to do");
                     return Ok(());
@@ -70,7 +71,7 @@ impl Pipeline {
                 )
                 .await
             }
-            JobState::Finalizing if is_stale(&job.updated_at, STALE_FINALIZING) => {
+            (_, JobState::Finalizing) if is_stale(&job.updated_at, STALE_FINALIZING) => {
                 tracing::error!(job_id = %job.id, "finalisation never finished; failing the job");
                 self.fail(
                     &job,
@@ -80,7 +81,7 @@ impl Pipeline {
                 .await
             }
             _ => {
-                tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "dead-lettered chunk task for a job that needs nothing");
+                tracing::info!(job_id = %job.id, index = message.index(), state = job.state.as_str(), "dead-lettered chunk task for a job that needs nothing");
                 Ok(())
             }
         }

@@ -13,7 +13,7 @@ use super::steps::{claim_finalization, complete, Completion};
 use super::unique::UniqueStage;
 use super::{clean_header, output_columns, Pipeline, PipelineError, REJECTED_HEADER};
 use crate::job::{now_rfc3339, Job, ResultKeys};
-use crate::keys;
+use crate::keys::{self, PartKind};
 use crate::ledger::Totals;
 use crate::store::objects::{next_piece, PartSink};
 
@@ -148,7 +148,7 @@ impl Pipeline {
         } else {
             let parts: Vec<String> = tasks
                 .iter()
-                .map(|t| keys::part_key(&job.owner, &job.id, "clean", t.index))
+                .map(|t| keys::part_key(&job.owner, &job.id, PartKind::Clean, t.index))
                 .collect();
             self.objects.concat(&clean_key, &parts, "text/csv").await?;
         }
@@ -192,7 +192,12 @@ impl Pipeline {
             // Cancelled while finalizing: the job cannot complete (the move is conditional), and
             // the outputs written above must not outlive it.
             Completion::Cancelled => {
-                let keys = keys::job_output_keys(&job.owner, &job.id, job.chunk_count);
+                let keys = keys::job_output_keys(
+                    &job.owner,
+                    &job.id,
+                    job.chunk_count,
+                    job.unique_searches,
+                );
                 if let Err(e) = self.objects.delete_keys(&keys).await {
                     tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
                 }
@@ -214,7 +219,7 @@ impl Pipeline {
         facts: &[(u64, u64)],
         dest: &str,
     ) -> Result<(), PipelineError> {
-        let header_key = keys::part_key(&job.owner, &job.id, "rejected-header", 0);
+        let header_key = keys::part_key(&job.owner, &job.id, PartKind::RejectedHeader, 0);
         self.objects
             .put(&header_key, REJECTED_HEADER.as_bytes().to_vec(), "text/csv")
             .await?;
@@ -244,8 +249,8 @@ impl Pipeline {
         index: u32,
         line_base: u64,
     ) -> Result<String, PipelineError> {
-        let source = keys::part_key(&job.owner, &job.id, "rejected", index);
-        let key = keys::part_key(&job.owner, &job.id, "rejected-final", index);
+        let source = keys::part_key(&job.owner, &job.id, PartKind::Rejected, index);
+        let key = keys::part_key(&job.owner, &job.id, PartKind::RejectedFinal, index);
         let mut body = self.objects.stream_from(&source, 0).await?;
         let mut sink = PartSink::new(self.objects.clone(), key.clone(), "text/csv");
         let mut rebaser = tessera_engine::chunk::RejectedRebaser::new(line_base);
@@ -293,7 +298,12 @@ impl Pipeline {
     ) -> Result<ChunkResult, PipelineError> {
         let bytes = self
             .objects
-            .read_all(&keys::part_key(&job.owner, &job.id, "result", index))
+            .read_all(&keys::part_key(
+                &job.owner,
+                &job.id,
+                PartKind::Result,
+                index,
+            ))
             .await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| PipelineError::Malformed(format!("chunk {index} result: {e}")))

@@ -47,7 +47,7 @@ use crate::store::objects::{ObjectStore, SourceChanged};
 use crate::store::queue::TaskQueue;
 use crate::store::workflows::WorkflowStore;
 use crate::store::StoreError;
-use crate::task::ChunkTaskMessage;
+use crate::task::{ChunkTaskMessage, QueueMessage};
 
 pub use exports::fail_if_stalled;
 
@@ -143,8 +143,6 @@ pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
             start: t.start,
             end: t.end,
             start_in_quotes: t.start_in_quotes,
-            unique_rerun: false,
-            unique_search: None,
         })
         .collect()
 }
@@ -164,9 +162,10 @@ pub async fn requeue_unfinished(
         .iter()
         .map(|c| c.index)
         .collect();
-    let todo: Vec<ChunkTaskMessage> = chunk_tasks(job)
+    let todo: Vec<QueueMessage> = chunk_tasks(job)
         .into_iter()
         .filter(|t| !done.contains(&t.index))
+        .map(QueueMessage::Chunk)
         .collect();
     queue.send_all(&todo).await?;
     tracing::info!(job_id = %job.id, requeued = todo.len(), done = done.len(), "job retried");

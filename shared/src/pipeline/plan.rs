@@ -10,6 +10,7 @@ use crate::job::{Job, JobState};
 use crate::keys;
 use crate::ledger::Plan;
 use crate::notifications::{self, Notification};
+use crate::task::QueueMessage;
 
 /// Largest window the planner reads to find the end of the header record.
 const MAX_SNIFF_BYTES: u64 = 8 * 1024 * 1024;
@@ -137,7 +138,10 @@ impl Pipeline {
 
     /// Sends the chunk tasks of a planned job and moves it to `processing`.
     pub(super) async fn enqueue(&self, job: &Job) -> Result<(), PipelineError> {
-        let msgs = chunk_tasks(job);
+        let msgs: Vec<QueueMessage> = chunk_tasks(job)
+            .into_iter()
+            .map(QueueMessage::Chunk)
+            .collect();
         if msgs.is_empty() {
             return self.finalize(job).await;
         }

@@ -13,9 +13,9 @@ use tessera_engine::split::{self, ChunkTask};
 use super::steps::unique_item_done;
 use super::{job_dialect, Pipeline, PipelineError};
 use crate::job::{Job, JobState};
-use crate::keys;
+use crate::keys::{self, PartKind};
 use crate::ledger::UniqueStep;
-use crate::task::ChunkTaskMessage;
+use crate::task::{ChunkTaskMessage, QueueMessage, UniqueSearchMessage};
 
 impl Pipeline {
     /// Where the `unique` second pass of a finalising job stands, moving it on: starts the
@@ -69,7 +69,7 @@ impl Pipeline {
                 // Every group reported: gather the repeats they found.
                 let reads: Vec<_> = (0..job.unique_searches)
                     .map(|g| {
-                        let key = keys::part_key(&job.owner, &job.id, "unique-found", g);
+                        let key = keys::part_key(&job.owner, &job.id, PartKind::UniqueFound, g);
                         async move { self.objects.read_all(&key).await }
                     })
                     .collect();
@@ -113,7 +113,7 @@ impl Pipeline {
                             })
                             .collect();
                         let body = serde_json::to_vec(&mine).unwrap_or_default();
-                        let key = keys::part_key(&job.owner, &job.id, "unique-repeats", i);
+                        let key = keys::part_key(&job.owner, &job.id, PartKind::UniqueRepeats, i);
                         async move { self.objects.put(&key, body, "application/json").await }
                     })
                     .collect();
@@ -140,17 +140,14 @@ impl Pipeline {
         job: &Job,
         groups: &[u32],
     ) -> Result<(), PipelineError> {
-        let msgs: Vec<ChunkTaskMessage> = groups
+        let msgs: Vec<QueueMessage> = groups
             .iter()
-            .map(|&g| ChunkTaskMessage {
-                job_id: job.id.clone(),
-                owner: job.owner.clone(),
-                index: g,
-                start: 0,
-                end: 0,
-                start_in_quotes: None,
-                unique_rerun: false,
-                unique_search: Some(g),
+            .map(|&group| {
+                QueueMessage::UniqueSearch(UniqueSearchMessage {
+                    job_id: job.id.clone(),
+                    owner: job.owner.clone(),
+                    group,
+                })
             })
             .collect();
         self.queue.send_all(&msgs).await?;
@@ -194,7 +191,7 @@ impl Pipeline {
         .map_err(|e| PipelineError::Malformed(e.to_string()))?;
         self.objects
             .put(
-                &keys::part_key(&job.owner, &job.id, "unique-found", group),
+                &keys::part_key(&job.owner, &job.id, PartKind::UniqueFound, group),
                 body,
                 "application/json",
             )
@@ -213,20 +210,18 @@ impl Pipeline {
         summaries: &[tessera_engine::split::ChunkSummary],
         chunks: &[u32],
     ) -> Result<(), PipelineError> {
-        let msgs: Vec<ChunkTaskMessage> = chunks
+        let msgs: Vec<QueueMessage> = chunks
             .iter()
             .map(|&i| {
                 let t = tasks[i as usize];
-                ChunkTaskMessage {
+                QueueMessage::UniqueRerun(ChunkTaskMessage {
                     job_id: job.id.clone(),
                     owner: job.owner.clone(),
                     index: i,
                     start: t.start,
                     end: t.end,
                     start_in_quotes: Some(summaries[i as usize].assumed_start_in_quotes),
-                    unique_rerun: true,
-                    unique_search: None,
-                }
+                })
             })
             .collect();
         self.queue.send_all(&msgs).await?;
@@ -254,7 +249,7 @@ impl Pipeline {
             .read_all(&keys::part_key(
                 &job.owner,
                 &job.id,
-                "unique-repeats",
+                PartKind::UniqueRepeats,
                 task.index,
             ))
             .await?;
@@ -307,7 +302,7 @@ impl Pipeline {
         let reads: Vec<_> = tasks
             .iter()
             .map(|t| {
-                let key = keys::part_key(&job.owner, &job.id, "unique", t.index);
+                let key = keys::part_key(&job.owner, &job.id, PartKind::Unique, t.index);
                 self.read_piece(key, 0, hlen)
             })
             .collect();
@@ -339,7 +334,7 @@ impl Pipeline {
     ) -> Result<Vec<crate::unique::KeysIndex>, PipelineError> {
         let parts = crate::unique::partitions_for(job.declared_size);
         let hlen = crate::unique::header_len(rules, parts) as usize;
-        let key = keys::part_key(&job.owner, &job.id, "unique-index", 0);
+        let key = keys::part_key(&job.owner, &job.id, PartKind::UniqueIndex, 0);
         match self.objects.read_all(&key).await {
             Ok(bytes) if bytes.len() == hlen * tasks.len() => {
                 let parsed: Result<Vec<_>, String> = bytes
@@ -376,7 +371,7 @@ impl Pipeline {
         let (headers, index) = self.read_unique_headers(job, tasks, unique.len()).await?;
         self.objects
             .put(
-                &keys::part_key(&job.owner, &job.id, "unique-index", 0),
+                &keys::part_key(&job.owner, &job.id, PartKind::UniqueIndex, 0),
                 index,
                 "application/octet-stream",
             )
@@ -404,7 +399,7 @@ impl Pipeline {
             .zip(headers)
             .map(|(t, h)| {
                 let (start, len) = h.range(r, group.from, group.to);
-                let key = keys::part_key(&job.owner, &job.id, "unique", t.index);
+                let key = keys::part_key(&job.owner, &job.id, PartKind::Unique, t.index);
                 self.read_piece(key, start, len)
             })
             .collect();
