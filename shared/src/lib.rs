@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod export;
 pub mod http;
@@ -23,6 +24,7 @@ pub mod store;
 pub mod task;
 pub mod telemetry;
 pub mod unique;
+pub mod upload;
 pub mod workflow;
 
 pub use tessera_engine as engine;
