@@ -469,7 +469,7 @@ async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
     }
     assert_eq!(with_repeats, reruns, "{manifest}");
     // The search tasks read the chunks' key headers from one index object (written by the
-    // finaliser: every chunk's header, in chunk order), not one object per chunk.
+    // finalizer: every chunk's header, in chunk order), not one object per chunk.
     let index = objects
         .read_all(&keys::part_key("alice", &job_id, PartKind::UniqueIndex, 0))
         .await

@@ -43,7 +43,7 @@ pub async fn owned_job(jobs: &dyn JobLedger, owner: &str, id: &str) -> Result<Jo
 }
 
 /// Cancels `job` (any non-final state ends `cancelled`): aborts its multipart upload if it
-/// was still uploading, and deletes its partial outputs (best effort; a chunk or finaliser
+/// was still uploading, and deletes its partial outputs (best effort; a chunk or finalizer
 /// still running when the cancel lands deletes what it writes after it). The job as it is now.
 pub async fn cancel(jobs: &JobStore, objects: &ObjectStore, job: Job) -> Result<Job, ControlError> {
     if job.state.is_final() {

@@ -138,7 +138,7 @@ pub struct Job {
     /// The workflow version the job runs (resolved at upload time), if the upload named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowRef>,
-    /// While finalising with `unique` rules: the chunks whose re-run (with the repeats found by
+    /// While finalizing with `unique` rules: the chunks whose re-run (with the repeats found by
     /// the second pass) has not reported back, keyed by chunk index. `None`: no re-runs were
     /// planned; empty: all of them are done. Written only by the job store's own updates.
     #[serde(default, skip_serializing)]
@@ -146,7 +146,7 @@ pub struct Job {
     /// How many chunks were re-run for `unique` repeats (for the manifest).
     #[serde(default, skip_serializing)]
     pub unique_reruns: u32,
-    /// While finalising with `unique` rules: the search groups of the second pass that have not
+    /// While finalizing with `unique` rules: the search groups of the second pass that have not
     /// reported back (`None`: the search was not started; empty: it is done).
     #[serde(default, skip_serializing)]
     pub unique_search_waiting: Option<std::collections::BTreeMap<String, bool>>,

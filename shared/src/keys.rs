@@ -66,7 +66,7 @@ pub enum PartKind {
     Unique,
     /// The `unique` repeats in a chunk's range, for its re-run.
     UniqueRepeats,
-    /// A chunk's rejected rows with absolute line numbers (the finaliser's).
+    /// A chunk's rejected rows with absolute line numbers (the finalizer's).
     RejectedFinal,
     /// The header of rejected.csv (index 0).
     RejectedHeader,
@@ -160,7 +160,7 @@ pub fn job_output_keys(
     keys
 }
 
-/// The parts of chunk `index`: those it writes and those the finaliser writes for it.
+/// The parts of chunk `index`: those it writes and those the finalizer writes for it.
 pub fn chunk_part_keys(owner: &str, job_id: &str, index: u32) -> Vec<String> {
     PartKind::ALL
         .into_iter()

@@ -23,7 +23,7 @@ pub enum ChunkCommit {
     Committed,
     /// The chunk was recorded before (a redelivered message): nothing changed.
     AlreadyDone,
-    /// The job is no longer accepting chunks (failed, cancelled, or already finalised).
+    /// The job is no longer accepting chunks (failed, cancelled, or already finalized).
     JobNotActive,
 }
 

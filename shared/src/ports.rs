@@ -11,7 +11,6 @@ use async_trait::async_trait;
 
 use crate::job::{Job, JobError, ResultKeys};
 use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
-use crate::store::StoreError;
 
 /// A job's record and its state moves.
 #[async_trait]
@@ -92,3 +91,13 @@ pub trait ChunkLedger: Send + Sync {
 pub trait Ledger: JobLedger + ChunkLedger {}
 
 impl<T: JobLedger + ChunkLedger> Ledger for T {}
+
+/// A failure of the service behind a port (an AWS service for the store adapters). The
+/// text is for logs, never for callers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} failed: {detail}")]
+    Service { op: &'static str, detail: String },
+    #[error("stored item is malformed ({what}): {detail}")]
+    Malformed { what: &'static str, detail: String },
+}

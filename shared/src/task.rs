@@ -34,6 +34,12 @@ pub struct UniqueSearchMessage {
     pub group: u32,
 }
 
+/// A message of the chunk task queue: chunk tasks and export ranges. The index names the
+/// message within its batch (SQS entry ids).
+pub trait QueueTask: serde::Serialize {
+    fn index(&self) -> u32;
+}
+
 /// The `kind` of an export range message.
 pub const EXPORT_RANGE_KIND: &str = "export_range";
 
@@ -69,7 +75,7 @@ pub enum QueueMessage {
     Chunk(ChunkTaskMessage),
     /// A search group of the `unique` second pass of a finalizing job.
     UniqueSearch(UniqueSearchMessage),
-    /// A chunk run again during finalisation with the `unique` repeats the second pass found in
+    /// A chunk run again during finalization with the `unique` repeats the second pass found in
     /// its range (read from its `unique-repeats` part).
     UniqueRerun(ChunkTaskMessage),
     /// An export job's range.
@@ -134,7 +140,7 @@ impl Serialize for QueueMessage {
     }
 }
 
-impl crate::store::queue::QueueTask for QueueMessage {
+impl QueueTask for QueueMessage {
     fn index(&self) -> u32 {
         match self {
             QueueMessage::Chunk(t) | QueueMessage::UniqueRerun(t) => t.index,
@@ -144,7 +150,7 @@ impl crate::store::queue::QueueTask for QueueMessage {
     }
 }
 
-impl crate::store::queue::QueueTask for ExportRangeMessage {
+impl QueueTask for ExportRangeMessage {
     fn index(&self) -> u32 {
         self.index
     }

@@ -21,9 +21,10 @@ use serde_json::{json, Value};
 use tessera_shared::error::ApiError;
 use tessera_shared::export::job::{export_tasks, ExportJob, ExportState};
 pub use tessera_shared::export::Output;
-use tessera_shared::export::{export_object, Converter, ExportError, Format};
+use tessera_shared::export::{Converter, ExportError, Format};
 use tessera_shared::http::{Caller, JsonBody};
 use tessera_shared::job::{Job, JobState};
+use tessera_shared::pipeline::exports::export_object;
 
 use crate::{conflict, owned_job, ApiState};
 

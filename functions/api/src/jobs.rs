@@ -1,6 +1,6 @@
 //! Job control: `GET /v1/jobs` (the caller's jobs, newest first, by state, with a cursor),
 //! `POST /v1/jobs/{id}/cancel`, `POST /v1/jobs/{id}/retry`, and `GET /v1/jobs/{id}/profile`
-//! (a completed job's profile.json, as finalisation stored it).
+//! (a completed job's profile.json, as finalization stored it).
 //!
 //! Not here: `GET /v1/jobs/{id}` (the status function).
 
@@ -99,7 +99,7 @@ pub async fn list_jobs(
 
 /// `POST /v1/jobs/{id}/cancel`: any non-final job ends `cancelled`. Pending chunk tasks are
 /// skipped by the workers; the job's partial outputs are deleted (best effort; a chunk or
-/// finaliser still running when the cancel lands deletes what it writes after it).
+/// finalizer still running when the cancel lands deletes what it writes after it).
 pub async fn cancel_job(
     State(st): State<ApiState>,
     caller: Caller,

@@ -161,7 +161,7 @@ impl Pipeline {
         self.run_chunk_with(job, task, None).await
     }
 
-    /// [`run_chunk`](Self::run_chunk), or with `repeats` (the finaliser's re-run after the
+    /// [`run_chunk`](Self::run_chunk), or with `repeats` (the finalizer's re-run after the
     /// `unique` second pass): those records violate their `unique` rule, and no keys are written.
     pub(super) async fn run_chunk_with(
         &self,
@@ -219,7 +219,7 @@ impl Pipeline {
         rejected.close().await?;
         let unique_keys = std::mem::take(&mut result.unique_keys);
         if !unique_keys.is_empty() && options.unique_repeats.is_none() {
-            // Keys for the finaliser's exact `unique` pass, before the result that marks the
+            // Keys for the finalizer's exact `unique` pass, before the result that marks the
             // chunk's outputs complete.
             let parts = crate::unique::partitions_for(job.declared_size);
             self.objects

@@ -3,8 +3,8 @@
 
 use super::{is_stale, Pipeline, PipelineError, MAX_CHUNK_DELIVERIES, STALE_FINALIZING};
 use crate::job::{is_waiting, JobState};
-use crate::store::queue::QueueTask;
 use crate::task::QueueMessage;
+use crate::task::QueueTask;
 
 impl Pipeline {
     /// A chunk task that reached the dead-letter queue: SQS delivered it `maxReceiveCount`
@@ -12,8 +12,8 @@ impl Pipeline {
     /// error). Without this the job would wait forever. An active job whose chunk has no
     /// completion fails `chunk_attempts_exhausted`, naming the chunk, and can be retried
     /// (`POST /v1/jobs/{id}/retry` re-runs only the chunks without a completion). A job stuck in
-    /// `finalizing` for longer than a finaliser can live fails `finalize_failed`. Anything else
-    /// (a finished job, a chunk that did complete, a live finaliser) is left as it is.
+    /// `finalizing` for longer than a finalizer can live fails `finalize_failed`. Anything else
+    /// (a finished job, a chunk that did complete, a live finalizer) is left as it is.
     /// Export ranges go to [`Pipeline::dead_export_range`].
     pub async fn dead_chunk_message(&self, body: &str) -> Result<(), PipelineError> {
         let Some(message) = super::chunk::parse_message(body) else {
@@ -72,7 +72,7 @@ impl Pipeline {
                 .await
             }
             (_, JobState::Finalizing) if is_stale(&job.updated_at, STALE_FINALIZING) => {
-                tracing::error!(job_id = %job.id, "finalisation never finished; failing the job");
+                tracing::error!(job_id = %job.id, "finalization never finished; failing the job");
                 self.fail(
                     &job,
                     "finalize_failed",

@@ -1,13 +1,16 @@
 //! Finalizing: once every chunk is done, exactly one worker validates the quote-state guesses,
 //! runs the `unique` pass, merges the results in chunk order, stitches the outputs and completes
-//! the job; a finaliser that died is taken over once its job has not moved for long enough.
+//! the job; a finalizer that died is taken over once its job has not moved for long enough.
 
 use std::collections::BTreeMap;
 
 use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
 use tessera_engine::chunk::ChunkResult;
 use tessera_engine::profile::{ProfileOptions, ProfileState};
-use tessera_engine::split::{self, ChunkTask};
+
+use tessera_engine::rules::CompiledRules;
+use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 
 use super::steps::{claim_finalization, complete, Completion};
 use super::unique::UniqueStage;
@@ -18,7 +21,7 @@ use crate::ledger::Totals;
 use crate::store::objects::{next_piece, PartSink};
 
 impl Pipeline {
-    /// Finalises the job if every chunk is done and this caller wins the move to `finalizing`.
+    /// Finalizes the job if every chunk is done and this caller wins the move to `finalizing`.
     pub(super) async fn finalize_if_done(&self, job_id: &str) -> Result<(), PipelineError> {
         if let Some(job) = claim_finalization(&*self.jobs, job_id).await? {
             self.finalize(&job).await?;
@@ -28,13 +31,13 @@ impl Pipeline {
 
     /// Validates, merges and stitches a job whose chunks are all done, then completes it.
     pub(super) async fn finalize(&self, job: &Job) -> Result<(), PipelineError> {
-        // Boxed: the finaliser's future is large, and every stage that may finalize holds it.
+        // Boxed: the finalizer's future is large, and every stage that may finalize holds it.
         match Box::pin(self.try_finalize(job)).await {
             Ok(()) => Ok(()),
             Err(PipelineError::Engine(e)) => self.fail(job, e.code(), e.to_string()).await,
             Err(PipelineError::Rules { code, message }) => self.fail(job, code, message).await,
             Err(e) => {
-                tracing::error!(job_id = %job.id, error = %e, "finalisation failed");
+                tracing::error!(job_id = %job.id, error = %e, "finalization failed");
                 self.fail(
                     job,
                     "finalize_failed",
@@ -56,25 +59,8 @@ impl Pipeline {
         // nothing is merged: the call that finds the steps done merges.
         let unique_pending = rules.as_ref().is_some_and(|r| !r.unique_rules().is_empty())
             && !job.unique_waiting.as_ref().is_some_and(|w| w.is_empty());
-        let mut summaries = Vec::with_capacity(tasks.len());
         let mut merged = (!unique_pending).then(|| Merged::new(job));
-        let mut results = self.results_in_order(job, &tasks);
-        while let Some(r) = results.try_next().await? {
-            summaries.push(r.summary());
-            if let Some(m) = merged.as_mut() {
-                m.add(&r);
-            }
-        }
-        drop(results);
-        let reruns = split::validate(&summaries);
-        for (index, in_quotes) in &reruns {
-            let mut t = tasks[*index as usize];
-            t.start_in_quotes = Some(*in_quotes);
-            tracing::info!(job_id = %job.id, chunk = index, in_quotes, "re-running a chunk whose quote state was mispredicted");
-            let r = self.run_chunk(job, &t).await?;
-            summaries[*index as usize] = r.summary();
-        }
-        split::check_complete(&summaries)?;
+        let (summaries, reruns) = self.check_parity(job, &tasks, merged.as_mut()).await?;
 
         // `unique` rules: the exact second pass over the chunks' keys, then a re-run of the
         // chunks that own repeats, so those records are rejected or flagged like any violation
@@ -104,6 +90,74 @@ impl Pipeline {
                 m
             }
         };
+        let (totals, results) = self
+            .write_outputs(job, &tasks, &rules, merged, (reruns.len(), unique_reruns))
+            .await?;
+        match complete(&*self.jobs, &job.id, &totals, &results).await? {
+            Completion::Completed => {
+                tracing::info!(job_id = %job.id, rows = totals.rows, rejected = totals.rejected_rows, reruns = reruns.len(), "job completed");
+            }
+            Completion::Other => {}
+            // Cancelled while finalizing: the job cannot complete (the move is conditional), and
+            // the outputs written above must not outlive it.
+            Completion::Cancelled => {
+                let keys = keys::job_output_keys(
+                    &job.owner,
+                    &job.id,
+                    job.chunk_count,
+                    job.unique_searches,
+                );
+                if let Err(e) = self.objects.delete_keys(&keys).await {
+                    tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every chunk's result in order (adding each to `merged`, if given), validates the
+    /// quote-state guesses and re-runs the mispredicted chunks with their known start state.
+    /// The chunks' summaries (after the re-runs) and the re-runs.
+    async fn check_parity(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        mut merged: Option<&mut Merged>,
+    ) -> Result<(Vec<ChunkSummary>, Vec<(u32, bool)>), PipelineError> {
+        let mut summaries = Vec::with_capacity(tasks.len());
+        let mut results = self.results_in_order(job, tasks);
+        while let Some(r) = results.try_next().await? {
+            summaries.push(r.summary());
+            if let Some(m) = merged.as_mut() {
+                m.add(&r);
+            }
+        }
+        drop(results);
+        let reruns = split::validate(&summaries);
+        for (index, in_quotes) in &reruns {
+            let mut t = tasks[*index as usize];
+            t.start_in_quotes = Some(*in_quotes);
+            tracing::info!(job_id = %job.id, chunk = index, in_quotes, "re-running a chunk whose quote state was mispredicted");
+            let r = self.run_chunk(job, &t).await?;
+            summaries[*index as usize] = r.summary();
+        }
+        split::check_complete(&summaries)?;
+        Ok((summaries, reruns))
+    }
+
+    /// Writes a finalized job's outputs from its merged results: profile.json, clean.csv,
+    /// rejected.csv and manifest.json (`reruns`: chunks re-run for their quote state, and for
+    /// `unique` repeats). The job's totals and result keys; `rule_threshold_exceeded` if the
+    /// workflow's thresholds were passed.
+    async fn write_outputs(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        rules: &Option<Arc<CompiledRules>>,
+        merged: Merged,
+        reruns: (usize, u32),
+    ) -> Result<(Totals, ResultKeys), PipelineError> {
+        let (reruns, unique_reruns) = reruns;
         let Merged {
             mut profile,
             totals,
@@ -141,7 +195,7 @@ impl Pipeline {
             self.objects
                 .put(
                     &clean_key,
-                    clean_header(output_columns(job, &rules)),
+                    clean_header(output_columns(job, rules)),
                     "text/csv",
                 )
                 .await?;
@@ -152,7 +206,7 @@ impl Pipeline {
                 .collect();
             self.objects.concat(&clean_key, &parts, "text/csv").await?;
         }
-        self.stitch_rejected(job, &tasks, &line_facts, &rejected_key)
+        self.stitch_rejected(job, tasks, &line_facts, &rejected_key)
             .await?;
         let results = ResultKeys {
             profile: Some(profile_key),
@@ -166,13 +220,13 @@ impl Pipeline {
             "dialect": job.dialect,
             "columns": job.columns,
             "chunks": tasks.len(),
-            "chunks_rerun": reruns.len(),
+            "chunks_rerun": reruns,
             "chunks_rerun_for_unique": unique_reruns,
             "unique_search_groups": job.unique_searches,
             "rows": totals.rows,
             "rejected_rows": totals.rejected_rows,
             "workflow": job.workflow,
-            "output_columns": output_columns(job, &rules),
+            "output_columns": output_columns(job, rules),
             "violations": violations,
             "outputs": { "clean": results.clean, "rejected": results.rejected, "profile": results.profile },
             "completed_at": now_rfc3339(),
@@ -184,26 +238,7 @@ impl Pipeline {
                 "application/json",
             )
             .await?;
-        match complete(&*self.jobs, &job.id, &totals, &results).await? {
-            Completion::Completed => {
-                tracing::info!(job_id = %job.id, rows = totals.rows, rejected = totals.rejected_rows, reruns = reruns.len(), "job completed");
-            }
-            Completion::Other => {}
-            // Cancelled while finalizing: the job cannot complete (the move is conditional), and
-            // the outputs written above must not outlive it.
-            Completion::Cancelled => {
-                let keys = keys::job_output_keys(
-                    &job.owner,
-                    &job.id,
-                    job.chunk_count,
-                    job.unique_searches,
-                );
-                if let Err(e) = self.objects.delete_keys(&keys).await {
-                    tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
-                }
-            }
-        }
-        Ok(())
+        Ok((totals, results))
     }
 
     /// Builds rejected.csv: the header, then each chunk's rejected rows with their chunk-local
@@ -310,7 +345,7 @@ impl Pipeline {
     }
 }
 
-/// Chunk results read at once while finalising (in order: a merge adds them one by one).
+/// Chunk results read at once while finalizing (in order: a merge adds them one by one).
 pub(super) const RESULT_READ_CONCURRENCY: usize = 16;
 
 /// Rejected parts rebased at once while stitching (each holds at most one 8 MiB output part).

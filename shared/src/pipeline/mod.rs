@@ -1,4 +1,4 @@
-//! The pipeline: planning an upload into chunk tasks, running one chunk, finalising a job.
+//! The pipeline: planning an upload into chunk tasks, running one chunk, finalizing a job.
 //! Orchestration over the stores and the engine; the planner and chunk functions (and the local
 //! runtime, through them) call it. Every step is idempotent, because SQS delivers at least once:
 //!
@@ -10,7 +10,7 @@
 //!   a redelivered task changes nothing and the job item is no hot key;
 //! - a worker that completes its shard (`index % 16`) sums all 16 shard counters; when they
 //!   reach `chunk_count` it tries the conditional move to `finalizing` — the last committer
-//!   always sees them complete, and exactly one caller wins. The winner finalises: it
+//!   always sees them complete, and exactly one caller wins. The winner finalizes: it
 //!   validates the quote-parity guesses of all chunks, re-runs the rare mispredicted chunk
 //!   with the known start state, merges the profiles in chunk order, stitches the outputs and
 //!   moves the job to `completed` with exact totals.
@@ -51,7 +51,7 @@ use crate::task::{ChunkTaskMessage, QueueMessage};
 
 pub use exports::fail_if_stalled;
 
-/// How long a job may sit in `finalizing` before another worker takes the finalisation over
+/// How long a job may sit in `finalizing` before another worker takes the finalization over
 /// (the chunk function's timeout is 300 s).
 pub(super) const STALE_FINALIZING: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -149,7 +149,7 @@ pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
 
 /// Re-enqueues the chunks of `job` that have no completion record (a retry: the failed chunks,
 /// and any that were skipped because the job had failed). Returns how many were sent. Chunks
-/// that completed keep their parts and counters; the finaliser recomputes the totals from every
+/// that completed keep their parts and counters; the finalizer recomputes the totals from every
 /// chunk's result, so they come out exact.
 pub async fn requeue_unfinished(
     jobs: &dyn ChunkLedger,

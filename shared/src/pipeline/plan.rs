@@ -130,7 +130,7 @@ impl Pipeline {
             Err(e) => return Err(e),
         }
         if tasks.is_empty() {
-            // Header only: nothing to hand out; finalise right here.
+            // Header only: nothing to hand out; finalize right here.
             return self.finalize(&job).await;
         }
         self.enqueue(&job).await
@@ -148,7 +148,7 @@ impl Pipeline {
         self.queue.send_all(&msgs).await?;
         self.jobs.mark_processing(&job.id).await?;
         // Chunk workers accept tasks while the job is still `queued`; if they all finished before
-        // the move to `processing`, none of them could finalise, so check here too.
+        // the move to `processing`, none of them could finalize, so check here too.
         self.finalize_if_done(&job.id).await
     }
 }

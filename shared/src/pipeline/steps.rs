@@ -1,5 +1,5 @@
 //! The pipeline's decisions over the ledger ports, apart from any I/O on objects: commit a
-//! chunk, claim the finalisation, complete a job, report an item of a `unique` step. Each is a
+//! chunk, claim the finalization, complete a job, report an item of a `unique` step. Each is a
 //! sequence of conditional moves whose outcome is the same however racing workers interleave;
 //! `pipeline::tests` plays those interleavings on the in-memory ledger.
 
@@ -60,8 +60,8 @@ pub(crate) async fn commit_chunk(
     }
 }
 
-/// Claims the finalisation of job `job_id`: the job (as read after the claim) when this caller
-/// won the move to `finalizing` with every chunk done, or took over a finalisation that has
+/// Claims the finalization of job `job_id`: the job (as read after the claim) when this caller
+/// won the move to `finalizing` with every chunk done, or took over a finalization that has
 /// not moved for [`STALE_FINALIZING`]; `None` otherwise.
 pub(crate) async fn claim_finalization(
     ledger: &dyn Ledger,
@@ -76,9 +76,9 @@ pub(crate) async fn claim_finalization(
             let done = ledger.progress(&job.id).await?.chunks_done;
             done >= job.chunk_count && ledger.mark_finalizing(&job.id).await?
         }
-        // A finaliser that died (timeout, crash) leaves the job in `finalizing`; its chunk
+        // A finalizer that died (timeout, crash) leaves the job in `finalizing`; its chunk
         // message comes back after the visibility timeout and takes over once the job has
-        // not moved for longer than any finaliser can run. Finalizing is idempotent.
+        // not moved for longer than any finalizer can run. Finalizing is idempotent.
         JobState::Finalizing if is_stale(&job.updated_at, STALE_FINALIZING) => {
             tracing::warn!(job_id = %job.id, since = %job.updated_at, "taking over a stalled finalization");
             ledger.reclaim_finalizing(&job.id, &job.updated_at).await?
@@ -97,7 +97,7 @@ pub(crate) enum Completion {
     Completed,
     /// Cancelled while finalizing: the outputs just written must not outlive the job.
     Cancelled,
-    /// Another state (failed meanwhile, or completed by a finaliser that took over).
+    /// Another state (failed meanwhile, or completed by a finalizer that took over).
     Other,
 }
 

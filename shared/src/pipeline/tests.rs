@@ -46,6 +46,18 @@ fn totals() -> Totals {
     }
 }
 
+/// Chunk `index` of `job` recorded, as its worker would.
+async fn commit(ledger: &dyn Ledger, job: &Job, index: u32) -> AfterCommit {
+    commit_chunk(ledger, job, &record(index)).await.unwrap()
+}
+
+/// The job moved to `completed`, as the finalizer would.
+async fn complete_now(ledger: &dyn Ledger) -> Completion {
+    complete(ledger, ID, &totals(), &ResultKeys::default())
+        .await
+        .unwrap()
+}
+
 /// Commits every chunk in `indexes` as one worker each would, in that order.
 async fn commit_all(ledger: &dyn Ledger, indexes: impl IntoIterator<Item = u32>) {
     for i in indexes {
@@ -60,15 +72,9 @@ async fn a_redelivered_chunk_after_its_completion_counts_once_and_finalizes_once
     let l: &dyn Ledger = &*ledger;
     let j = job(l).await;
     // Chunk 0 shares shard 0 with chunk 16: its shard is not complete yet.
-    assert_eq!(
-        commit_chunk(l, &j, &record(0)).await.unwrap(),
-        AfterCommit::Done
-    );
+    assert_eq!(commit(l, &j, 0).await, AfterCommit::Done);
     // Its redelivery changes nothing but still looks at the job (nothing to claim).
-    assert_eq!(
-        commit_chunk(l, &j, &record(0)).await.unwrap(),
-        AfterCommit::TryFinalize
-    );
+    assert_eq!(commit(l, &j, 0).await, AfterCommit::TryFinalize);
     assert!(claim_finalization(l, ID).await.unwrap().is_none());
     assert_eq!(l.progress(ID).await.unwrap().chunks_done, 1);
     assert_eq!(l.progress(ID).await.unwrap().rows, 10);
@@ -77,21 +83,10 @@ async fn a_redelivered_chunk_after_its_completion_counts_once_and_finalizes_once
     let winner = claim_finalization(l, ID).await.unwrap().expect("all done");
     assert_eq!(winner.state, JobState::Finalizing);
     // Redelivered while the job finalizes, and after it completed: nothing more happens.
-    assert_eq!(
-        commit_chunk(l, &j, &record(16)).await.unwrap(),
-        AfterCommit::TryFinalize
-    );
+    assert_eq!(commit(l, &j, 16).await, AfterCommit::TryFinalize);
     assert!(claim_finalization(l, ID).await.unwrap().is_none());
-    assert_eq!(
-        complete(l, ID, &totals(), &ResultKeys::default())
-            .await
-            .unwrap(),
-        Completion::Completed
-    );
-    assert_eq!(
-        commit_chunk(l, &j, &record(3)).await.unwrap(),
-        AfterCommit::TryFinalize
-    );
+    assert_eq!(complete_now(l).await, Completion::Completed);
+    assert_eq!(commit(l, &j, 3).await, AfterCommit::TryFinalize);
     assert!(claim_finalization(l, ID).await.unwrap().is_none());
     assert_eq!(l.progress(ID).await.unwrap().chunks_done, 17);
     assert_eq!(job(l).await.state, JobState::Completed);
@@ -104,8 +99,8 @@ async fn two_workers_completing_the_last_chunks_at_once_finalize_once() {
     commit_all(l, 0..16).await;
     let j = job(l).await;
     // Both commit before either looks: both see their shard complete and every chunk done.
-    let a = commit_chunk(l, &j, &record(16)).await.unwrap();
-    let b = commit_chunk(l, &j, &record(17)).await.unwrap();
+    let a = commit(l, &j, 16).await;
+    let b = commit(l, &j, 17).await;
     assert_eq!((a, b), (AfterCommit::TryFinalize, AfterCommit::TryFinalize));
     let (a, b) = tokio::join!(claim_finalization(l, ID), claim_finalization(l, ID));
     let claims = [a.unwrap(), b.unwrap()];
@@ -120,7 +115,7 @@ async fn many_workers_at_once_finalize_exactly_once() {
         let (ledger, j) = (ledger.clone(), j.clone());
         tokio::spawn(async move {
             let l: &dyn Ledger = &*ledger;
-            match commit_chunk(l, &j, &record(i)).await.unwrap() {
+            match commit(l, &j, i).await {
                 AfterCommit::TryFinalize => claim_finalization(l, ID).await.unwrap().is_some(),
                 _ => false,
             }
@@ -137,22 +132,14 @@ async fn a_cancel_during_finalize_wins_and_the_outputs_are_removed() {
     let l: &dyn Ledger = &*ledger;
     commit_all(l, 0..2).await;
     assert!(claim_finalization(l, ID).await.unwrap().is_some());
-    // The owner cancels while the finaliser stitches.
+    // The owner cancels while the finalizer stitches.
     assert!(l.mark_cancelled(ID).await.unwrap());
-    assert_eq!(
-        complete(l, ID, &totals(), &ResultKeys::default())
-            .await
-            .unwrap(),
-        Completion::Cancelled
-    );
+    assert_eq!(complete_now(l).await, Completion::Cancelled);
     assert_eq!(job(l).await.state, JobState::Cancelled);
     // A chunk finishing after the cancel (a retry's, say) is refused and removes its parts.
     let mut j = job(l).await;
     j.chunk_count = 3;
-    assert_eq!(
-        commit_chunk(l, &j, &record(2)).await.unwrap(),
-        AfterCommit::RemoveParts
-    );
+    assert_eq!(commit(l, &j, 2).await, AfterCommit::RemoveParts);
     assert!(!l.chunk_done(ID, 2).await.unwrap());
 }
 
@@ -160,7 +147,7 @@ async fn a_cancel_during_finalize_wins_and_the_outputs_are_removed() {
 async fn one_of_two_workers_takes_over_a_stale_finalization() {
     let ledger = ledger_with(JobState::Finalizing, 2);
     let l: &dyn Ledger = &*ledger;
-    // A live finaliser is left alone.
+    // A live finalizer is left alone.
     assert!(claim_finalization(l, ID).await.unwrap().is_none());
     let mut j = job(l).await;
     j.updated_at = "2020-01-01T00:00:00.000Z".into();
@@ -180,7 +167,7 @@ async fn a_unique_rerun_racing_a_cancel_does_not_carry_the_job_on() {
         .begin_unique_step(ID, UniqueStep::Rerun, &[1, 3])
         .await
         .unwrap());
-    // A second finaliser cannot start the step again.
+    // A second finalizer cannot start the step again.
     assert!(!l
         .begin_unique_step(ID, UniqueStep::Rerun, &[1, 3])
         .await
@@ -213,12 +200,7 @@ async fn a_unique_rerun_racing_a_cancel_does_not_carry_the_job_on() {
     let next = unique_item_done(l, ID, UniqueStep::Rerun, 2).await.unwrap();
     assert_eq!(next.map(|j| j.state), Some(JobState::Finalizing));
     assert!(l.mark_cancelled(ID).await.unwrap());
-    assert_eq!(
-        complete(l, ID, &totals(), &ResultKeys::default())
-            .await
-            .unwrap(),
-        Completion::Cancelled
-    );
+    assert_eq!(complete_now(l).await, Completion::Cancelled);
 }
 
 #[tokio::test]
@@ -229,10 +211,7 @@ async fn a_failed_chunk_closes_the_ledger_and_a_retry_reopens_it() {
     let err = crate::job::JobError::new("source_changed", "gone");
     assert!(l.mark_chunk_failed(ID, 0, &err).await.unwrap());
     assert!(!l.mark_failed(ID, &err).await.unwrap());
-    assert_eq!(
-        commit_chunk(l, &j, &record(1)).await.unwrap(),
-        AfterCommit::Done
-    );
+    assert_eq!(commit(l, &j, 1).await, AfterCommit::Done);
     assert!(!l.chunk_done(ID, 1).await.unwrap());
     assert!(l.mark_retrying(ID).await.unwrap());
     assert!(!l.mark_retrying(ID).await.unwrap());

@@ -18,10 +18,10 @@ use crate::ledger::UniqueStep;
 use crate::task::{ChunkTaskMessage, QueueMessage, UniqueSearchMessage};
 
 impl Pipeline {
-    /// Where the `unique` second pass of a finalising job stands, moving it on: starts the
+    /// Where the `unique` second pass of a finalizing job stands, moving it on: starts the
     /// search (one task per group), or, once every group reported, gathers the repeats and
     /// starts the re-runs of the chunks that own them; `Done` once those reported (or when there
-    /// is nothing to re-run). A finaliser taking over a stalled job re-sends what is waiting.
+    /// is nothing to re-run). A finalizer taking over a stalled job re-sends what is waiting.
     pub(super) async fn unique_stage(
         &self,
         job: &Job,
@@ -162,7 +162,7 @@ impl Pipeline {
         job: Job,
     ) -> Result<(), PipelineError> {
         if job.state != JobState::Finalizing {
-            tracing::info!(job_id = %job.id, group, state = job.state.as_str(), "job not finalising; unique search skipped");
+            tracing::info!(job_id = %job.id, group, state = job.state.as_str(), "job not finalizing; unique search skipped");
             return Ok(());
         }
         if !crate::job::is_waiting(job.unique_search_waiting.as_ref(), group) {
@@ -230,14 +230,14 @@ impl Pipeline {
 
     /// A chunk's `unique` re-run: runs it again with the repeats in its range, reports back,
     /// and the last one to report finishes the job. Redelivered after reporting, it only helps
-    /// a stalled finalisation along, like any chunk message of a finalising job.
+    /// a stalled finalization along, like any chunk message of a finalizing job.
     pub(super) async fn unique_rerun(
         &self,
         task: ChunkTaskMessage,
         job: Job,
     ) -> Result<(), PipelineError> {
         if job.state != JobState::Finalizing {
-            tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "job not finalising; unique re-run skipped");
+            tracing::info!(job_id = %job.id, chunk = task.index, state = job.state.as_str(), "job not finalizing; unique re-run skipped");
             return Ok(());
         }
         if !crate::job::is_waiting(job.unique_waiting.as_ref(), task.index) {
@@ -324,7 +324,7 @@ impl Pipeline {
     }
 
     /// The chunks' `unique` key headers for a search task: from the job's header index (one
-    /// GET; the finaliser writes it before it sends the searches), or, should that be missing
+    /// GET; the finalizer writes it before it sends the searches), or, should that be missing
     /// or of another shape, from each chunk's keys object.
     pub(super) async fn unique_headers(
         &self,
@@ -360,7 +360,7 @@ impl Pipeline {
 
     /// The search groups of the `unique` pass: per rule, runs of adjacent partitions holding
     /// about `GROUP_BYTES` of keys. Deterministic (from the chunks' immutable headers), so a
-    /// finaliser taking over finds the same groups. Writes the job's header index on the way,
+    /// finalizer taking over finds the same groups. Writes the job's header index on the way,
     /// so that each search task reads one object instead of one per chunk.
     pub(super) async fn unique_groups(
         &self,
@@ -476,9 +476,9 @@ impl Pipeline {
 /// Concurrent S3 reads of the `unique` pass (headers, key groups, values).
 pub(super) const UNIQUE_READ_CONCURRENCY: usize = 16;
 
-/// Where a finalising job's `unique` second pass stands.
+/// Where a finalizing job's `unique` second pass stands.
 pub(super) enum UniqueStage {
-    /// Tasks are out; the last one to report calls the finaliser again.
+    /// Tasks are out; the last one to report calls the finalizer again.
     Waiting,
     /// Done; `reruns` chunks were re-run with repeats.
     Done { reruns: u32 },

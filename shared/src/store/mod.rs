@@ -10,14 +10,7 @@ pub mod queue;
 pub(crate) mod table;
 pub mod workflows;
 
-/// A failure talking to an AWS service. The text is for logs, never for callers.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{op} failed: {detail}")]
-    Service { op: &'static str, detail: String },
-    #[error("stored item is malformed ({what}): {detail}")]
-    Malformed { what: &'static str, detail: String },
-}
+pub use crate::ports::StoreError;
 
 /// The partition key of a job and everything stored under it (chunks, exports, connections).
 pub(crate) fn job_pk(id: &str) -> String {

@@ -188,7 +188,7 @@ impl JobStore {
 
     /// `job` with its live counters: the sum of the shard counters while chunks may be counting
     /// (queued, processing, finalizing) and after a failure or cancel (the progress made);
-    /// unchanged when completed (the finaliser wrote exact totals) or before any chunk exists.
+    /// unchanged when completed (the finalizer wrote exact totals) or before any chunk exists.
     pub async fn with_progress(&self, mut job: Job) -> Result<Job, StoreError> {
         if job.chunk_count == 0
             || matches!(job.state, JobState::AwaitingUpload | JobState::Completed)

@@ -13,7 +13,7 @@
 //! to in the same write, so a redelivered chunk message cannot count twice, and 2,000 chunks
 //! finishing at once spread over 16 partitions instead of one (the arithmetic:
 //! docs/websocket.md § *Hot key*). The job item is not written per chunk: its counters are the
-//! sum of the shard counters ([`JobStore::with_progress`]) until the finaliser writes the exact
+//! sum of the shard counters ([`JobStore::with_progress`]) until the finalizer writes the exact
 //! totals with `completed`.
 //!
 //! Whether a job accepts chunks is mirrored into each shard counter (`closed`): every move out
@@ -287,7 +287,7 @@ impl JobStore {
             .await
     }
 
-    /// Takes over a job stuck in `finalizing` (its finaliser died): succeeds only if the job is
+    /// Takes over a job stuck in `finalizing` (its finalizer died): succeeds only if the job is
     /// still `finalizing` with the `updated_at` the caller saw, so one caller wins.
     pub async fn reclaim_finalizing(
         &self,
@@ -308,10 +308,10 @@ impl JobStore {
         super::applied(res, "UpdateItem(reclaim finalizing)")
     }
 
-    /// Records the items of a `unique` step of a finalising job (the search groups, or the
+    /// Records the items of a `unique` step of a finalizing job (the search groups, or the
     /// chunks to re-run): each must report back ([`unique_step_done`](Self::unique_step_done))
     /// before the job can go on. Exactly one caller wins; false if the step was recorded
-    /// already or the job is not finalising.
+    /// already or the job is not finalizing.
     pub async fn begin_unique_step(
         &self,
         id: &str,
@@ -345,7 +345,7 @@ impl JobStore {
     /// Item `index` of a `unique` step is done: takes it out of the waiting set, atomically.
     /// `Some(true)`: it was the last one, so this caller carries the job on (exactly one caller
     /// sees this); `Some(false)`: others are still running; `None`: it was not waiting (a
-    /// redelivery of an item that reported already) or the job is no longer finalising.
+    /// redelivery of an item that reported already) or the job is no longer finalizing.
     pub async fn unique_step_done(
         &self,
         id: &str,
