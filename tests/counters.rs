@@ -97,7 +97,7 @@ async fn deliver(store: &JobStore, job: &Job, i: u32) -> (ChunkCommit, bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sharded_counters_sum_exactly_and_one_finaliser_wins() {
+async fn sharded_counters_sum_exactly_and_one_finalizer_wins() {
     let stack = stack_with(|o| o.no_pollers = true).await;
     let store = Arc::new(JobStore::new(
         stack.clients.dynamodb.clone(),
@@ -184,7 +184,7 @@ async fn sharded_counters_sum_exactly_and_one_finaliser_wins() {
         assert_eq!(on_k, shard_chunk_count(k, N), "shard {k}");
     }
     println!(
-        "{N} chunks x 2 deliveries in {:.1} s: {} commits, {again} no-ops, 1 finaliser; \
+        "{N} chunks x 2 deliveries in {:.1} s: {} commits, {again} no-ops, 1 finalizer; \
          per shard {}..{} chunks",
         elapsed.as_secs_f64(),
         committed.len(),
@@ -226,7 +226,7 @@ async fn closed_shards_refuse_completions_until_a_retry_reopens_them() {
         "a failed job shows the progress it made"
     );
 
-    // Retry reopens the shards in the same write; the rest completes and finalises once.
+    // Retry reopens the shards in the same write; the rest completes and finalizes once.
     assert!(store.mark_retrying(&job.id).await.unwrap());
     assert!(
         !store.mark_retrying(&job.id).await.unwrap(),
@@ -313,7 +313,7 @@ async fn unique_reruns_report_once_and_exactly_one_finishes() {
     let stack = stack_with(|o| o.no_pollers = true).await;
     let store = JobStore::new(stack.clients.dynamodb.clone(), &stack.config.jobs_table);
     let job = running_job(&store, 8).await;
-    // Not finalising yet: refused.
+    // Not finalizing yet: refused.
     assert!(!store
         .begin_unique_step(&job.id, UniqueStep::Rerun, &[1, 4, 6])
         .await

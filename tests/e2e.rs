@@ -248,8 +248,8 @@ async fn ingest_and_check(stack: &LocalStack, name: &str, data: Vec<u8>) -> Valu
 }
 
 /// A chunk that starts inside a quoted field longer than the guess window (64 KiB, no quote in
-/// it) is mispredicted: the finaliser re-runs it with its real start state, and the job's
-/// outputs still equal a sequential parse (the finaliser's merge is redone after a re-run).
+/// it) is mispredicted: the finalizer re-runs it with its real start state, and the job's
+/// outputs still equal a sequential parse (the finalizer's merge is redone after a re-run).
 #[tokio::test]
 async fn chunks_inside_a_long_quoted_field_are_rerun_and_exact() {
     let stack = stack_with(|o| o.chunk_size = 64 * 1024).await;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera_e2e::*;
-use tessera_shared::export::{export_object, Converter, Format};
+use tessera_shared::export::{Converter, Format};
+use tessera_shared::pipeline::exports::export_object;
 use tessera_shared::store::objects::ObjectStore;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,5 +1,5 @@
 //! The profile of a known file, computed by the chunk workers through the whole system (upload,
-//! planner, 64 KiB chunks, finalisation), checked against values computed here from the rows
+//! planner, 64 KiB chunks, finalization), checked against values computed here from the rows
 //! the file was generated from; and the same file through `tessera_engine::file::process_file`
 //! (the `tessera process` path) gives the same exact statistics.
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera_e2e::*;
-use tessera_shared::keys;
+use tessera_shared::keys::{self, PartKind};
 use tessera_shared::pipeline::Pipeline;
 use tessera_shared::store::jobs::JobStore;
 use tessera_shared::store::objects::ObjectStore;
@@ -593,7 +593,7 @@ async fn cancel_mid_job_stops_the_chunks_and_removes_partial_outputs() {
     let ran = esm.run_chunks(3).await;
     assert_eq!(ran.len(), 3);
     let objects = ObjectStore::new(stack.clients.s3.clone(), &stack.config.bucket);
-    let part = |i: u64| keys::part_key("alice", &id, "result", i as u32);
+    let part = |i: u64| keys::part_key("alice", &id, PartKind::Result, i as u32);
     assert!(objects.size(&part(ran[0])).await.unwrap().is_some());
 
     let a = alice
@@ -604,7 +604,7 @@ async fn cancel_mid_job_stops_the_chunks_and_removes_partial_outputs() {
     assert_eq!(a.body["progress"]["chunks_done"], 3);
     // The partial outputs are gone.
     for &i in &ran {
-        for kind in ["clean", "rejected", "result"] {
+        for kind in [PartKind::Clean, PartKind::Rejected, PartKind::Result] {
             let k = keys::part_key("alice", &id, kind, i as u32);
             assert_eq!(objects.size(&k).await.unwrap(), None, "{k}");
         }

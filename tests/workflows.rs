@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera_e2e::*;
-use tessera_shared::keys;
+use tessera_shared::keys::{self, PartKind};
 use tessera_shared::store::objects::ObjectStore;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
@@ -462,16 +462,16 @@ async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
     assert!((4..=6).contains(&reruns), "{manifest}");
     let mut with_repeats = 0;
     for i in 0..chunks {
-        let key = keys::part_key("alice", &job_id, "unique-repeats", i);
+        let key = keys::part_key("alice", &job_id, PartKind::UniqueRepeats, i);
         if objects.read_all(&key).await.is_ok() {
             with_repeats += 1;
         }
     }
     assert_eq!(with_repeats, reruns, "{manifest}");
     // The search tasks read the chunks' key headers from one index object (written by the
-    // finaliser: every chunk's header, in chunk order), not one object per chunk.
+    // finalizer: every chunk's header, in chunk order), not one object per chunk.
     let index = objects
-        .read_all(&keys::part_key("alice", &job_id, "unique-index", 0))
+        .read_all(&keys::part_key("alice", &job_id, PartKind::UniqueIndex, 0))
         .await
         .unwrap();
     let parts = tessera_shared::unique::partitions_for(data.len() as u64);
@@ -480,7 +480,7 @@ async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
     for (i, head) in index.chunks(hlen).enumerate() {
         let own = objects
             .read_range(
-                &keys::part_key("alice", &job_id, "unique", i as u32),
+                &keys::part_key("alice", &job_id, PartKind::Unique, i as u32),
                 0,
                 hlen as u64,
             )
@@ -491,7 +491,7 @@ async fn unique_repeats_across_chunks_are_rejected_or_flagged_exactly() {
     // The search ran as one task per group (here one group per rule), each writing what it found.
     assert_eq!(manifest["unique_search_groups"], 2, "{manifest}");
     for g in 0..2 {
-        let key = keys::part_key("alice", &job_id, "unique-found", g);
+        let key = keys::part_key("alice", &job_id, PartKind::UniqueFound, g);
         let found: Value = serde_json::from_slice(&objects.read_all(&key).await.unwrap()).unwrap();
         let n = found["found"].as_array().unwrap().len();
         match found["rule"].as_str().unwrap() {

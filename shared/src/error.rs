@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::control::ControlError;
 use crate::store::StoreError;
 
 /// An error answered to an HTTP caller.
@@ -69,6 +70,39 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::internal(&e)
+    }
+}
+
+/// The one mapping of job control's refusals to HTTP answers.
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::NotFound => ApiError::not_found("job"),
+            ControlError::Final(state) => ApiError::new(
+                StatusCode::CONFLICT,
+                "job_final",
+                format!(
+                    "The job is already {}; a finished job cannot be cancelled.",
+                    state.as_str()
+                ),
+            ),
+            ControlError::NotRetryable(code) => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_retryable",
+                format!(
+                    "The job failed as a whole ({code}), not in its chunks; retrying cannot change that. Fix the file and upload it again."
+                ),
+            ),
+            ControlError::NotFailed(state) => ApiError::new(
+                StatusCode::CONFLICT,
+                "job_not_failed",
+                format!(
+                    "Only a failed job can be retried; this one is {}.",
+                    state.as_str()
+                ),
+            ),
+            ControlError::Store(e) => e.into(),
+        }
     }
 }
 

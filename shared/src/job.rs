@@ -62,6 +62,24 @@ pub struct JobError {
     pub message: String,
 }
 
+impl JobError {
+    /// An error with a stable `code` and a `message` safe to show the owner.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        JobError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// True when `updated_at` (RFC 3339) is older than `age`; false when it does not parse.
+pub fn is_stale(updated_at: &str, age: std::time::Duration) -> bool {
+    match time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => time::OffsetDateTime::now_utc() - t > age,
+        Err(_) => false,
+    }
+}
+
 /// Where a job's results are, once it has completed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultKeys {
@@ -120,7 +138,7 @@ pub struct Job {
     /// The workflow version the job runs (resolved at upload time), if the upload named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowRef>,
-    /// While finalising with `unique` rules: the chunks whose re-run (with the repeats found by
+    /// While finalizing with `unique` rules: the chunks whose re-run (with the repeats found by
     /// the second pass) has not reported back, keyed by chunk index. `None`: no re-runs were
     /// planned; empty: all of them are done. Written only by the job store's own updates.
     #[serde(default, skip_serializing)]
@@ -128,7 +146,7 @@ pub struct Job {
     /// How many chunks were re-run for `unique` repeats (for the manifest).
     #[serde(default, skip_serializing)]
     pub unique_reruns: u32,
-    /// While finalising with `unique` rules: the search groups of the second pass that have not
+    /// While finalizing with `unique` rules: the search groups of the second pass that have not
     /// reported back (`None`: the search was not started; empty: it is done).
     #[serde(default, skip_serializing)]
     pub unique_search_waiting: Option<std::collections::BTreeMap<String, bool>>,

@@ -51,20 +51,108 @@ pub fn results_prefix(owner: &str, job_id: &str) -> String {
     format!("results/{}/{}", seg(owner), seg(job_id))
 }
 
-/// Key of one chunk's part of an output (`clean`, `rejected` or `result`).
-pub fn part_key(owner: &str, job_id: &str, kind: &str, index: u32) -> String {
-    format!("{}/parts/{kind}/{index:06}", results_prefix(owner, job_id))
+/// The kinds of a job's parts, `results/<owner>/<job>/parts/<kind>/<index:06>`: every key a
+/// job writes besides its final outputs. The cleanup lists are derived from [`PartKind::ALL`],
+/// so a new kind is cleaned up with the job as soon as it is added here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PartKind {
+    /// A chunk's clean rows (chunk 0's begins with the header).
+    Clean,
+    /// A chunk's rejected rows, with chunk-local line numbers.
+    Rejected,
+    /// A chunk's result (profile state, counters, quote-parity facts).
+    Result,
+    /// A chunk's keys for the `unique` second pass.
+    Unique,
+    /// The `unique` repeats in a chunk's range, for its re-run.
+    UniqueRepeats,
+    /// A chunk's rejected rows with absolute line numbers (the finalizer's).
+    RejectedFinal,
+    /// The header of rejected.csv (index 0).
+    RejectedHeader,
+    /// The chunks' `unique` key headers end to end (index 0).
+    UniqueIndex,
+    /// What one search group of the `unique` pass found (index: the group).
+    UniqueFound,
 }
 
-/// Every key a job may have written under its results prefix: the per-chunk parts (including
-/// the finaliser's rebased rejected parts) and the final outputs. Known without listing, so a
-/// cancelled job's outputs can be deleted with `DeleteObjects` alone (no `ListBucket` grant).
-pub fn job_output_keys(owner: &str, job_id: &str, chunk_count: u32) -> Vec<String> {
-    let mut keys = Vec::with_capacity(chunk_count as usize * 6 + 5);
-    for i in 0..chunk_count {
-        keys.extend(chunk_part_keys(owner, job_id, i));
+/// What a part's index counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartIndex {
+    /// One part per chunk.
+    Chunk,
+    /// One part per job (index 0).
+    Job,
+    /// One part per search group of the `unique` pass.
+    SearchGroup,
+}
+
+impl PartKind {
+    pub const ALL: [PartKind; 9] = [
+        PartKind::Clean,
+        PartKind::Rejected,
+        PartKind::Result,
+        PartKind::Unique,
+        PartKind::UniqueRepeats,
+        PartKind::RejectedFinal,
+        PartKind::RejectedHeader,
+        PartKind::UniqueIndex,
+        PartKind::UniqueFound,
+    ];
+
+    /// The key segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartKind::Clean => "clean",
+            PartKind::Rejected => "rejected",
+            PartKind::Result => "result",
+            PartKind::Unique => "unique",
+            PartKind::UniqueRepeats => "unique-repeats",
+            PartKind::RejectedFinal => "rejected-final",
+            PartKind::RejectedHeader => "rejected-header",
+            PartKind::UniqueIndex => "unique-index",
+            PartKind::UniqueFound => "unique-found",
+        }
     }
-    keys.push(part_key(owner, job_id, "rejected-header", 0));
+
+    /// What the part's index counts.
+    pub fn indexed_by(self) -> PartIndex {
+        match self {
+            PartKind::RejectedHeader | PartKind::UniqueIndex => PartIndex::Job,
+            PartKind::UniqueFound => PartIndex::SearchGroup,
+            _ => PartIndex::Chunk,
+        }
+    }
+}
+
+/// Key of part `index` of kind `kind` of a job.
+pub fn part_key(owner: &str, job_id: &str, kind: PartKind, index: u32) -> String {
+    format!(
+        "{}/parts/{}/{index:06}",
+        results_prefix(owner, job_id),
+        kind.as_str()
+    )
+}
+
+/// Every key a job may have written under its results prefix: every part of every
+/// [`PartKind`] (`chunk_count` chunks, `search_groups` groups of the `unique` pass) and the
+/// final outputs. Known without listing, so a cancelled job's outputs can be deleted with
+/// `DeleteObjects` alone (no `ListBucket` grant).
+pub fn job_output_keys(
+    owner: &str,
+    job_id: &str,
+    chunk_count: u32,
+    search_groups: u32,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    for kind in PartKind::ALL {
+        let count = match kind.indexed_by() {
+            PartIndex::Chunk => chunk_count,
+            PartIndex::Job => 1,
+            PartIndex::SearchGroup => search_groups,
+        };
+        keys.extend((0..count).map(|i| part_key(owner, job_id, kind, i)));
+    }
     let prefix = results_prefix(owner, job_id);
     for name in ["clean.csv", "rejected.csv", "profile.json", "manifest.json"] {
         keys.push(format!("{prefix}/{name}"));
@@ -72,21 +160,13 @@ pub fn job_output_keys(owner: &str, job_id: &str, chunk_count: u32) -> Vec<Strin
     keys
 }
 
-/// The parts one chunk writes (`clean`, `rejected`, `result`, `unique` keys for the second
-/// pass of `unique` rules), and the finaliser's for it (`unique-repeats` for its re-run,
-/// `rejected-final`).
+/// The parts of chunk `index`: those it writes and those the finalizer writes for it.
 pub fn chunk_part_keys(owner: &str, job_id: &str, index: u32) -> Vec<String> {
-    [
-        "clean",
-        "rejected",
-        "result",
-        "unique",
-        "unique-repeats",
-        "rejected-final",
-    ]
-    .iter()
-    .map(|k| part_key(owner, job_id, k, index))
-    .collect()
+    PartKind::ALL
+        .into_iter()
+        .filter(|k| k.indexed_by() == PartIndex::Chunk)
+        .map(|k| part_key(owner, job_id, k, index))
+        .collect()
 }
 
 /// `(owner, job_id)` from a source key, or `None` when the key is not an upload's source.
@@ -120,13 +200,36 @@ mod tests {
 
     #[test]
     fn output_keys_cover_parts_and_outputs() {
-        let keys = job_output_keys("a", "j", 2);
-        assert_eq!(keys.len(), 2 * 6 + 5);
+        let keys = job_output_keys("a", "j", 2, 3);
+        // 6 parts per chunk, 2 per job, 1 per search group; 4 final outputs.
+        assert_eq!(keys.len(), 2 * 6 + 2 + 3 + 4);
         assert!(keys.contains(&"results/a/j/parts/unique-repeats/000001".to_string()));
         assert!(keys.contains(&"results/a/j/parts/clean/000001".to_string()));
         assert!(keys.contains(&"results/a/j/parts/rejected-header/000000".to_string()));
         assert!(keys.contains(&"results/a/j/manifest.json".to_string()));
         assert!(keys.iter().all(|k| k.starts_with("results/a/j/")));
+    }
+
+    /// A cancelled job leaves none of the `unique` pass's parts behind (they were once missing
+    /// from the cleanup list).
+    #[test]
+    fn output_keys_cover_every_unique_part() {
+        let keys = job_output_keys("a", "j", 2, 3);
+        for k in [
+            "results/a/j/parts/unique/000001",
+            "results/a/j/parts/unique-repeats/000000",
+            "results/a/j/parts/unique-index/000000",
+            "results/a/j/parts/unique-found/000000",
+            "results/a/j/parts/unique-found/000002",
+        ] {
+            assert!(keys.contains(&k.to_string()), "{k}");
+        }
+        assert!(!keys.contains(&"results/a/j/parts/unique-found/000003".to_string()));
+        for kind in PartKind::ALL {
+            assert!(keys
+                .iter()
+                .any(|k| k.contains(&format!("/parts/{}/", kind.as_str()))));
+        }
     }
 
     #[test]

@@ -7,18 +7,24 @@
 
 pub mod aws;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod export;
-pub mod export_job;
 pub mod http;
 pub mod job;
 pub mod keys;
+pub mod lambda;
+pub mod ledger;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod notifications;
 pub mod pipeline;
+pub mod ports;
 pub mod store;
 pub mod task;
 pub mod telemetry;
 pub mod unique;
+pub mod upload;
 pub mod workflow;
 
 pub use tessera_engine as engine;

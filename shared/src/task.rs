@@ -1,9 +1,18 @@
-//! The chunk task: one SQS message per byte range of an uploaded file.
+//! The messages of the chunk task queue: a chunk's first run, a `unique` search group, a
+//! chunk's `unique` re-run, and an export range, as one typed [`QueueMessage`].
+//!
+//! On the wire a message is told apart by its `kind` tag (`chunk`, `unique_search`,
+//! `unique_rerun`, `export_range`). Messages written before the tag existed carry no `kind` (or
+//! only `export_range`) and say what they are with flags, `unique_rerun: true` or
+//! `unique_search: <group>`; they are still read, so the messages in flight during a deployment
+//! are not lost. Chunk tasks are still written in that flag shape (a chunk message carries no
+//! `kind`), byte for byte as before, so that a worker of the previous release reads what this
+//! one sends; the writer can move to the tag once no such worker remains.
 
 use serde::{Deserialize, Serialize};
 
-/// Work for one chunk worker. Small (well under SQS's 256 KiB): the worker reads the job record
-/// for the dialect and columns.
+/// One chunk's byte range of an uploaded file. Small (well under SQS's 256 KiB): the worker
+/// reads the job record for the dialect and columns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkTaskMessage {
     pub job_id: String,
@@ -15,24 +24,23 @@ pub struct ChunkTaskMessage {
     /// Quote state at `start` when known (a re-run after a parity misprediction); `None` = guess.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_in_quotes: Option<bool>,
-    /// A re-run of a finished chunk during finalisation, with the `unique` repeats the second
-    /// pass found in its range (read from its `unique-repeats` part), instead of a first run.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unique_rerun: bool,
-    /// A search group of the `unique` second pass (its number; `index` is the same and the
-    /// byte range is empty) instead of a chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unique_search: Option<u32>,
 }
 
-impl crate::store::queue::QueueTask for ChunkTaskMessage {
-    fn index(&self) -> u32 {
-        self.index
-    }
+/// One search group of a job's `unique` second pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniqueSearchMessage {
+    pub job_id: String,
+    pub owner: String,
+    pub group: u32,
 }
 
-/// The `kind` of an export range message, on the chunk task queue beside chunk tasks (which
-/// have no `kind`).
+/// A message of the chunk task queue: chunk tasks and export ranges. The index names the
+/// message within its batch (SQS entry ids).
+pub trait QueueTask: serde::Serialize {
+    fn index(&self) -> u32;
+}
+
+/// The `kind` of an export range message.
 pub const EXPORT_RANGE_KIND: &str = "export_range";
 
 /// Work for one export range: convert the records of `[start, end)` of a job's output and
@@ -40,7 +48,8 @@ pub const EXPORT_RANGE_KIND: &str = "export_range";
 /// task queue with `kind: "export_range"`; the export's settings are in its record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRangeMessage {
-    /// Always [`EXPORT_RANGE_KIND`].
+    /// Always [`EXPORT_RANGE_KIND`] (read as the tag of [`QueueMessage`]).
+    #[serde(default = "export_range_kind")]
     pub kind: String,
     pub job_id: String,
     pub owner: String,
@@ -54,46 +63,148 @@ pub struct ExportRangeMessage {
     pub start_in_quotes: Option<bool>,
 }
 
-impl crate::store::queue::QueueTask for ExportRangeMessage {
+fn export_range_kind() -> String {
+    EXPORT_RANGE_KIND.into()
+}
+
+/// A message of the chunk task queue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QueueMessage {
+    /// A chunk's first run.
+    Chunk(ChunkTaskMessage),
+    /// A search group of the `unique` second pass of a finalizing job.
+    UniqueSearch(UniqueSearchMessage),
+    /// A chunk run again during finalization with the `unique` repeats the second pass found in
+    /// its range (read from its `unique-repeats` part).
+    UniqueRerun(ChunkTaskMessage),
+    /// An export job's range.
+    ExportRange(ExportRangeMessage),
+}
+
+impl QueueMessage {
+    /// The job the message is about.
+    pub fn job_id(&self) -> &str {
+        match self {
+            QueueMessage::Chunk(t) | QueueMessage::UniqueRerun(t) => &t.job_id,
+            QueueMessage::UniqueSearch(s) => &s.job_id,
+            QueueMessage::ExportRange(r) => &r.job_id,
+        }
+    }
+
+    /// The job's owner, as the sender saw it.
+    pub fn owner(&self) -> &str {
+        match self {
+            QueueMessage::Chunk(t) | QueueMessage::UniqueRerun(t) => &t.owner,
+            QueueMessage::UniqueSearch(s) => &s.owner,
+            QueueMessage::ExportRange(r) => &r.owner,
+        }
+    }
+}
+
+/// The message shape before the `kind` tag: a chunk task with its flags (what chunk tasks are
+/// still written as).
+#[derive(Serialize, Deserialize)]
+struct FlaggedTask {
+    #[serde(flatten)]
+    task: ChunkTaskMessage,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unique_rerun: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unique_search: Option<u32>,
+}
+
+impl Serialize for QueueMessage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let flagged = |task: &ChunkTaskMessage, unique_rerun, unique_search| FlaggedTask {
+            task: task.clone(),
+            unique_rerun,
+            unique_search,
+        };
+        match self {
+            QueueMessage::Chunk(t) => flagged(t, false, None).serialize(s),
+            QueueMessage::UniqueRerun(t) => flagged(t, true, None).serialize(s),
+            QueueMessage::UniqueSearch(m) => {
+                let t = ChunkTaskMessage {
+                    job_id: m.job_id.clone(),
+                    owner: m.owner.clone(),
+                    index: m.group,
+                    start: 0,
+                    end: 0,
+                    start_in_quotes: None,
+                };
+                flagged(&t, false, Some(m.group)).serialize(s)
+            }
+            QueueMessage::ExportRange(r) => r.serialize(s),
+        }
+    }
+}
+
+impl QueueTask for QueueMessage {
+    fn index(&self) -> u32 {
+        match self {
+            QueueMessage::Chunk(t) | QueueMessage::UniqueRerun(t) => t.index,
+            QueueMessage::UniqueSearch(m) => m.group,
+            QueueMessage::ExportRange(r) => r.index,
+        }
+    }
+}
+
+impl QueueTask for ExportRangeMessage {
     fn index(&self) -> u32 {
         self.index
     }
 }
 
-/// A message of the chunk task queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueueMessage {
-    Chunk(ChunkTaskMessage),
-    ExportRange(ExportRangeMessage),
-}
-
-/// Reads a chunk queue message by its `kind` (none: a chunk task).
+/// Reads a chunk queue message: by its `kind` tag, or, without one, by the flags of the shape
+/// before the tag.
 pub fn parse_queue_message(body: &str) -> Result<QueueMessage, serde_json::Error> {
     #[derive(Deserialize)]
     struct Kind {
         #[serde(default)]
         kind: Option<String>,
     }
-    match serde_json::from_str::<Kind>(body)?.kind.as_deref() {
-        Some(EXPORT_RANGE_KIND) => Ok(QueueMessage::ExportRange(serde_json::from_str(body)?)),
-        None => Ok(QueueMessage::Chunk(serde_json::from_str(body)?)),
-        Some(other) => Err(serde::de::Error::custom(format!(
-            "unknown message kind `{other}`"
-        ))),
+    if serde_json::from_str::<Kind>(body)?.kind.is_some() {
+        return serde_json::from_str(body);
     }
+    let FlaggedTask {
+        task,
+        unique_rerun,
+        unique_search,
+    } = serde_json::from_str(body)?;
+    Ok(match (unique_search, unique_rerun) {
+        (Some(group), _) => QueueMessage::UniqueSearch(UniqueSearchMessage {
+            job_id: task.job_id,
+            owner: task.owner,
+            group,
+        }),
+        (None, true) => QueueMessage::UniqueRerun(task),
+        (None, false) => QueueMessage::Chunk(task),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn task(index: u32) -> ChunkTaskMessage {
+        ChunkTaskMessage {
+            job_id: "j".into(),
+            owner: "o".into(),
+            index,
+            start: 0,
+            end: 9,
+            start_in_quotes: None,
+        }
+    }
+
     #[test]
     fn messages_are_told_apart_by_kind() {
         let chunk = r#"{"job_id":"j","owner":"o","index":1,"start":0,"end":9}"#;
-        assert!(matches!(
-            parse_queue_message(chunk),
-            Ok(QueueMessage::Chunk(ChunkTaskMessage { index: 1, .. }))
-        ));
+        assert_eq!(
+            parse_queue_message(chunk).unwrap(),
+            QueueMessage::Chunk(task(1))
+        );
         let m = ExportRangeMessage {
             kind: EXPORT_RANGE_KIND.into(),
             job_id: "j".into(),
@@ -111,5 +222,77 @@ mod tests {
         );
         assert!(parse_queue_message(r#"{"kind":"other"}"#).is_err());
         assert!(parse_queue_message("nope").is_err());
+    }
+
+    /// Messages in flight from before the tag: the flags say what they are.
+    #[test]
+    fn the_flag_shape_is_still_read() {
+        let rerun = r#"{"job_id":"j","owner":"o","index":4,"start":0,"end":9,"start_in_quotes":true,"unique_rerun":true}"#;
+        let mut t = task(4);
+        t.start_in_quotes = Some(true);
+        assert_eq!(
+            parse_queue_message(rerun).unwrap(),
+            QueueMessage::UniqueRerun(t)
+        );
+        let search = r#"{"job_id":"j","owner":"o","index":3,"start":0,"end":0,"unique_search":3}"#;
+        assert_eq!(
+            parse_queue_message(search).unwrap(),
+            QueueMessage::UniqueSearch(UniqueSearchMessage {
+                job_id: "j".into(),
+                owner: "o".into(),
+                group: 3,
+            })
+        );
+    }
+
+    /// The tagged shape is read too.
+    #[test]
+    fn the_tagged_shape_is_read() {
+        let search = r#"{"kind":"unique_search","job_id":"j","owner":"o","group":3}"#;
+        assert!(matches!(
+            parse_queue_message(search).unwrap(),
+            QueueMessage::UniqueSearch(UniqueSearchMessage { group: 3, .. })
+        ));
+        let rerun =
+            r#"{"kind":"unique_rerun","job_id":"j","owner":"o","index":4,"start":0,"end":9}"#;
+        assert_eq!(
+            parse_queue_message(rerun).unwrap(),
+            QueueMessage::UniqueRerun(task(4))
+        );
+        let chunk = r#"{"kind":"chunk","job_id":"j","owner":"o","index":1,"start":0,"end":9}"#;
+        assert_eq!(
+            parse_queue_message(chunk).unwrap(),
+            QueueMessage::Chunk(task(1))
+        );
+    }
+
+    /// What is sent is what the previous release sent, byte for byte, and reads back the same.
+    #[test]
+    fn messages_are_written_in_the_flag_shape() {
+        let cases = [
+            (
+                QueueMessage::Chunk(task(1)),
+                r#"{"job_id":"j","owner":"o","index":1,"start":0,"end":9}"#,
+            ),
+            (
+                QueueMessage::UniqueRerun(ChunkTaskMessage {
+                    start_in_quotes: Some(false),
+                    ..task(2)
+                }),
+                r#"{"job_id":"j","owner":"o","index":2,"start":0,"end":9,"start_in_quotes":false,"unique_rerun":true}"#,
+            ),
+            (
+                QueueMessage::UniqueSearch(UniqueSearchMessage {
+                    job_id: "j".into(),
+                    owner: "o".into(),
+                    group: 5,
+                }),
+                r#"{"job_id":"j","owner":"o","index":5,"start":0,"end":0,"unique_search":5}"#,
+            ),
+        ];
+        for (message, wire) in cases {
+            assert_eq!(serde_json::to_string(&message).unwrap(), wire);
+            assert_eq!(parse_queue_message(wire).unwrap(), message);
+        }
     }
 }

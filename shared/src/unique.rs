@@ -1,12 +1,12 @@
 //! The stored form of the `unique` second pass of a job: the keys object one chunk writes, and
-//! how the finaliser reads it back in bounded memory. Pure code (no I/O); the pipeline moves the
+//! how the finalizer reads it back in bounded memory. Pure code (no I/O); the pipeline moves the
 //! bytes. The pass itself (sort, candidate groups, exact verification) is the engine's
 //! `rules::unique`.
 //!
 //! A chunk writes one object, `parts/unique/<index>`: a header, then its `(hash, record offset)`
 //! pairs grouped **rule-major, partition-minor** (partition = [`partition_of`] the hash's high
 //! bits among [`partitions_for`] the file size). Because partitions of one rule are adjacent,
-//! the finaliser can read any run of consecutive partitions of one rule from one chunk with a
+//! the finalizer can read any run of consecutive partitions of one rule from one chunk with a
 //! single ranged GET; it groups partitions so that one group of all chunks holds about
 //! [`GROUP_BYTES`] of pairs ([`group_partitions`]), so its memory does not grow with the file.
 //!
@@ -20,7 +20,7 @@ const MAGIC: &[u8; 4] = b"TUK1";
 pub const PARTITION_SOURCE_BYTES: u64 = 64 << 20;
 /// Most fine partitions per rule (header: 8 KiB per rule).
 pub const MAX_PARTITIONS: u32 = 1024;
-/// Pairs the finaliser holds in memory at once (one group of partitions, all chunks): 128 MiB
+/// Pairs the finalizer holds in memory at once (one group of partitions, all chunks): 128 MiB
 /// = 8 M records.
 pub const GROUP_BYTES: u64 = 128 << 20;
 

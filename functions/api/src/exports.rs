@@ -19,11 +19,12 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_shared::error::ApiError;
+use tessera_shared::export::job::{export_tasks, ExportJob, ExportState};
 pub use tessera_shared::export::Output;
-use tessera_shared::export::{export_object, Converter, ExportError, Format};
-use tessera_shared::export_job::{export_tasks, ExportJob, ExportState};
+use tessera_shared::export::{Converter, ExportError, Format};
 use tessera_shared::http::{Caller, JsonBody};
 use tessera_shared::job::{Job, JobState};
+use tessera_shared::pipeline::exports::export_object;
 
 use crate::{conflict, owned_job, ApiState};
 
@@ -252,7 +253,7 @@ pub async fn get_export(
         _ => return Err(ApiError::not_found("export")),
     };
     let export =
-        tessera_shared::export_job::fail_if_stalled(&st.exports, &st.objects, export).await?;
+        tessera_shared::pipeline::fail_if_stalled(&st.exports, &st.objects, export).await?;
     let mut body = json!({
         "export_id": export.id,
         "job_id": export.job_id,

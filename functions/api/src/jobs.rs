@@ -1,6 +1,6 @@
 //! Job control: `GET /v1/jobs` (the caller's jobs, newest first, by state, with a cursor),
 //! `POST /v1/jobs/{id}/cancel`, `POST /v1/jobs/{id}/retry`, and `GET /v1/jobs/{id}/profile`
-//! (a completed job's profile.json, as finalisation stored it).
+//! (a completed job's profile.json, as finalization stored it).
 //!
 //! Not here: `GET /v1/jobs/{id}` (the status function).
 
@@ -14,7 +14,9 @@ use tessera_shared::http::Caller;
 use tessera_shared::job::{Job, JobSnapshot, JobState};
 use tessera_shared::store::jobs::OwnerPageKey;
 
-use crate::{conflict, cursor, discard_outputs, owned_job, ApiState};
+use tessera_shared::control;
+
+use crate::{conflict, cursor, owned_job, ApiState};
 
 /// `GET /v1/jobs` query. Strings, so every bad value gets a coded answer.
 #[derive(Debug, Deserialize)]
@@ -95,40 +97,16 @@ pub async fn list_jobs(
     }))
 }
 
-fn job_final(job: &Job) -> ApiError {
-    conflict(
-        "job_final",
-        format!(
-            "The job is already {}; a finished job cannot be cancelled.",
-            job.state.as_str()
-        ),
-    )
-}
-
 /// `POST /v1/jobs/{id}/cancel`: any non-final job ends `cancelled`. Pending chunk tasks are
 /// skipped by the workers; the job's partial outputs are deleted (best effort; a chunk or
-/// finaliser still running when the cancel lands deletes what it writes after it).
+/// finalizer still running when the cancel lands deletes what it writes after it).
 pub async fn cancel_job(
     State(st): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
     let job = owned_job(&st, &caller, &id).await?;
-    if job.state.is_final() {
-        return Err(job_final(&job));
-    }
-    if !st.jobs.mark_cancelled(&job.id).await? {
-        let now = st.jobs.get(&job.id).await?.unwrap_or(job);
-        return Err(job_final(&now));
-    }
-    if let (JobState::AwaitingUpload, Some(upload_id)) = (job.state, &job.upload_id) {
-        if let Err(e) = st.objects.abort_upload(&job.source_key, upload_id).await {
-            tracing::warn!(job_id = %job.id, error = %e, "could not abort the cancelled job's upload; the lifecycle rule will");
-        }
-    }
-    let job = st.jobs.get_with_progress(&job.id).await?.unwrap_or(job);
-    discard_outputs(&st, &job).await;
-    tracing::info!(job_id = %job.id, "job cancelled");
+    let job = control::cancel(&st.jobs, &st.objects, job).await?;
     Ok(Json(job.snapshot()))
 }
 
@@ -149,40 +127,7 @@ pub async fn retry_job(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RetryAccepted>), ApiError> {
     let job = owned_job(&st, &caller, &id).await?;
-    let not_retryable = |job: &Job| {
-        match (job.state, &job.error) {
-        (JobState::Failed, Some(e)) => conflict(
-            "not_retryable",
-            format!(
-                "The job failed as a whole ({}), not in its chunks; retrying cannot change that. Fix the file and upload it again.",
-                e.code
-            ),
-        ),
-        (s, _) => conflict(
-            "job_not_failed",
-            format!("Only a failed job can be retried; this one is {}.", s.as_str()),
-        ),
-    }
-    };
-    if !job.is_retryable() {
-        return Err(not_retryable(&job));
-    }
-    if !st.jobs.mark_retrying(&job.id).await? {
-        // Another retry won, or the job changed: answer from what it is now.
-        let now = st.jobs.get(&job.id).await?.unwrap_or(job);
-        return Err(not_retryable(&now));
-    }
-    let sent = match tessera_shared::pipeline::requeue_unfinished(&st.jobs, &st.queue, &job).await {
-        Ok(n) => n,
-        Err(e) => {
-            // Put the job back as it was, so the owner can retry again.
-            if let (Some(err), Some(&chunk)) = (&job.error, job.failed_chunks.first()) {
-                let _ = st.jobs.mark_chunk_failed(&job.id, chunk, err).await;
-            }
-            return Err(e.into());
-        }
-    };
-    let job = st.jobs.get_with_progress(&job.id).await?.unwrap_or(job);
+    let (job, sent) = control::retry(&st.jobs, &st.queue, job).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(RetryAccepted {

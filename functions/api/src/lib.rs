@@ -121,31 +121,13 @@ async fn health() -> Json<Health> {
     })
 }
 
-/// The caller's job `id`. Unknown ids, malformed ids and other owners' jobs are all the same
-/// 404: an owner cannot learn that someone else's job exists.
+/// The caller's job `id` ([`tessera_shared::control::owned_job`]: another owner's job is a
+/// 404 like a missing one).
 pub(crate) async fn owned_job(st: &ApiState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(ApiError::not_found("job"));
-    }
-    match st.jobs.get(id).await? {
-        Some(job) if job.owner == caller.owner => Ok(job),
-        _ => Err(ApiError::not_found("job")),
-    }
+    Ok(tessera_shared::control::owned_job(&st.jobs, &caller.owner, id).await?)
 }
 
 /// 409 with a code.
 pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, code, message)
-}
-
-/// Removes everything a job wrote under its results prefix, best effort: a failure is logged
-/// and left to the bucket's expiry rule (the job's state already says the outputs are void).
-pub(crate) async fn discard_outputs(st: &ApiState, job: &Job) {
-    if job.chunk_count == 0 && job.results.manifest.is_none() {
-        return;
-    }
-    let keys = tessera_shared::keys::job_output_keys(&job.owner, &job.id, job.chunk_count);
-    if let Err(e) = st.objects.delete_keys(&keys).await {
-        tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
-    }
 }

@@ -27,7 +27,7 @@ impl ChunkState {
 
 /// Handles one batch; only the messages that failed in a way worth retrying are reported back.
 pub async fn handle(state: &ChunkState, event: SqsEvent) -> SqsBatchResponse {
-    tessera_shared::pipeline::handle_sqs_batch(event, |body| async move {
+    tessera_shared::lambda::handle_sqs_batch(event, |body| async move {
         state.pipeline.chunk_message(&body).await
     })
     .await
@@ -35,7 +35,7 @@ pub async fn handle(state: &ChunkState, event: SqsEvent) -> SqsBatchResponse {
 
 /// Handles a batch from the chunk tasks' dead-letter queue (`Pipeline::dead_chunk_message`).
 pub async fn handle_dead_letters(state: &ChunkState, event: SqsEvent) -> SqsBatchResponse {
-    tessera_shared::pipeline::handle_sqs_batch(event, |body| async move {
+    tessera_shared::lambda::handle_sqs_batch(event, |body| async move {
         state.pipeline.dead_chunk_message(&body).await
     })
     .await

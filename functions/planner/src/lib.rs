@@ -24,7 +24,7 @@ impl PlannerState {
 
 /// Handles one batch; only the messages that failed in a way worth retrying are reported back.
 pub async fn handle(state: &PlannerState, event: SqsEvent) -> SqsBatchResponse {
-    tessera_shared::pipeline::handle_sqs_batch(event, |body| async move {
+    tessera_shared::lambda::handle_sqs_batch(event, |body| async move {
         state.pipeline.planner_message(&body).await
     })
     .await

@@ -54,14 +54,7 @@ async fn get_job(
     Path(id): Path<String>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
     // Another owner's job is indistinguishable from a missing one (404, not 403).
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return Err(ApiError::not_found("job"));
-    }
-    match st.jobs.get(&id).await? {
-        // Progress lives in the job's shard counters until it completes.
-        Some(job) if job.owner == caller.owner => {
-            Ok(Json(st.jobs.with_progress(job).await?.snapshot()))
-        }
-        _ => Err(ApiError::not_found("job")),
-    }
+    let job = tessera_shared::control::owned_job(&st.jobs, &caller.owner, &id).await?;
+    // Progress lives in the job's shard counters until it completes.
+    Ok(Json(st.jobs.with_progress(job).await?.snapshot()))
 }

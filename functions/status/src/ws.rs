@@ -207,13 +207,10 @@ async fn message(
         return Ok(response(200, None));
     }
     // Another owner's job is indistinguishable from a missing one.
-    let job = if uuid::Uuid::parse_str(&job_id).is_ok() {
-        st.jobs
-            .get(&job_id)
-            .await?
-            .filter(|j| j.owner == connection.owner)
-    } else {
-        None
+    let job = match tessera_shared::control::owned_job(&st.jobs, &connection.owner, &job_id).await {
+        Ok(job) => Some(job),
+        Err(tessera_shared::control::ControlError::Store(e)) => return Err(e),
+        Err(_) => None,
     };
     let Some(job) = job else {
         reply(

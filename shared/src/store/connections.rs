@@ -11,12 +11,11 @@
 //! Gateway's maximum connection duration), so what a lost `$disconnect` leaves behind expires.
 //! Not here: sending messages (the status function's notifier) or deciding what to send.
 
-use super::{job_pk, n, s};
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
+use super::job_pk;
+use super::table::{number, string, Item, Table};
 use super::StoreError;
 use crate::job::now_rfc3339;
 
@@ -49,47 +48,35 @@ pub struct Connection {
 /// The connections adapter (same table as the jobs).
 #[derive(Clone, Debug)]
 pub struct ConnectionStore {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl ConnectionStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         ConnectionStore {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
     /// Records a new connection of `owner` (`$connect`).
     pub async fn put_connection(&self, id: &str, owner: &str) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(conn_pk(id)))
-            .item("sk", s("META"))
-            .item("owner", s(owner))
-            .item("connected_at", s(now_rfc3339()))
-            .item("expires_at", n(expires_at()))
-            .send()
-            .await
-            .map_err(|e| StoreError::service("PutItem(connection)", e))?;
-        Ok(())
+        let item = Item::from([
+            ("pk".to_string(), string(conn_pk(id))),
+            ("sk".to_string(), string("META")),
+            ("owner".to_string(), string(owner)),
+            ("connected_at".to_string(), string(now_rfc3339())),
+            ("expires_at".to_string(), number(expires_at())),
+        ]);
+        self.table.put(item, "PutItem(connection)").await
     }
 
     /// Reads a connection (strongly consistent).
     pub async fn connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(conn_pk(id)))
-            .key("sk", s("META"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::service("GetItem(connection)", e))?;
-        let Some(item) = out.item else {
+        let Some(item) = self
+            .table
+            .get_raw(conn_pk(id), "META", None, "GetItem(connection)")
+            .await?
+        else {
             return Ok(None);
         };
         let text = |k: &str| {
@@ -115,22 +102,16 @@ impl ConnectionStore {
     /// of a job" is one Query) and the job in the connection's set (so a disconnect finds it).
     /// The caller has checked that the connection's owner owns the job.
     pub async fn subscribe(&self, conn: &str, owner: &str, job_id: &str) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(job_pk(job_id)))
-            .item("sk", s(sub_sk(conn)))
-            .item("connection_id", s(conn))
-            .item("owner", s(owner))
-            .item("expires_at", n(expires_at()))
-            .send()
-            .await
-            .map_err(|e| StoreError::service("PutItem(subscription)", e))?;
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(conn_pk(conn)))
-            .key("sk", s("META"))
+        let item = Item::from([
+            ("pk".to_string(), string(job_pk(job_id))),
+            ("sk".to_string(), string(sub_sk(conn))),
+            ("connection_id".to_string(), string(conn)),
+            ("owner".to_string(), string(owner)),
+            ("expires_at".to_string(), number(expires_at())),
+        ]);
+        self.table.put(item, "PutItem(subscription)").await?;
+        self.table
+            .update(conn_pk(conn), "META")
             .update_expression("ADD jobs :j")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":j", AttributeValue::Ss(vec![job_id.to_string()]))
@@ -144,11 +125,8 @@ impl ConnectionStore {
     pub async fn unsubscribe(&self, conn: &str, job_id: &str) -> Result<(), StoreError> {
         self.delete_subscription(conn, job_id).await?;
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(conn_pk(conn)))
-            .key("sk", s("META"))
+            .table
+            .update(conn_pk(conn), "META")
             .update_expression("DELETE jobs :j")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":j", AttributeValue::Ss(vec![job_id.to_string()]))
@@ -162,15 +140,9 @@ impl ConnectionStore {
     }
 
     async fn delete_subscription(&self, conn: &str, job_id: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(job_pk(job_id)))
-            .key("sk", s(sub_sk(conn)))
-            .send()
+        self.table
+            .delete(job_pk(job_id), sub_sk(conn), "DeleteItem(subscription)")
             .await
-            .map_err(|e| StoreError::service("DeleteItem(subscription)", e))?;
-        Ok(())
     }
 
     /// Deletes a connection and all its subscriptions (`$disconnect`, or a push that found the
@@ -194,45 +166,27 @@ impl ConnectionStore {
         for job in &jobs {
             self.delete_subscription(conn, job).await?;
         }
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(conn_pk(conn)))
-            .key("sk", s("META"))
-            .send()
+        self.table
+            .delete(conn_pk(conn), "META", "DeleteItem(connection)")
             .await
-            .map_err(|e| StoreError::service("DeleteItem(connection)", e))?;
-        Ok(())
     }
 
     /// Connection ids subscribed to a job (one Query, all pages).
     pub async fn subscribers(&self, job_id: &str) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", s(job_pk(job_id)))
-                .expression_attribute_values(":p", s("SUB#"))
-                .projection_expression("connection_id")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::service("Query(subscriptions)", e))?;
-            for item in page.items.unwrap_or_default() {
-                if let Some(id) = item.get("connection_id").and_then(|v| v.as_s().ok()) {
-                    out.push(id.clone());
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(out)
+        let items = self
+            .table
+            .query_prefix(
+                job_pk(job_id),
+                "SUB#",
+                Some("connection_id"),
+                "Query(subscriptions)",
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| item.get("connection_id").and_then(|v| v.as_s().ok()))
+            .cloned()
+            .collect())
     }
 
     /// Claims the right to push a progress message for `job_id` at `now_ms`: a conditional
@@ -246,16 +200,13 @@ impl ConnectionStore {
         interval_ms: i64,
     ) -> Result<bool, StoreError> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(job_pk(job_id)))
-            .key("sk", s("PUSH"))
+            .table
+            .update(job_pk(job_id), "PUSH")
             .update_expression("SET last_push_ms = :now, expires_at = :exp")
             .condition_expression("attribute_not_exists(last_push_ms) OR last_push_ms <= :cutoff")
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":cutoff", n(now_ms - interval_ms))
-            .expression_attribute_values(":exp", n(expires_at()))
+            .expression_attribute_values(":now", number(now_ms))
+            .expression_attribute_values(":cutoff", number(now_ms - interval_ms))
+            .expression_attribute_values(":exp", number(expires_at()))
             .send()
             .await;
         super::applied(res, "UpdateItem(push slot)")

@@ -14,16 +14,14 @@
 //! caller stitch. The status stream's filter admits only `META` and `COUNTER` items, so these
 //! items cause no pushes.
 
-use super::{job_pk, n, s};
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use super::jobs::transact_put_update;
+use super::job_pk;
+use super::table::{from_item, number, string, to_item, to_value, Table};
 use super::StoreError;
-use crate::export_job::{ExportJob, ExportState};
+use crate::export::job::{ExportJob, ExportState};
 use crate::job::{now_rfc3339, JobError};
 
 fn export_sk(export_id: &str) -> String {
@@ -75,15 +73,13 @@ pub enum RangeCommit {
 /// The export jobs adapter (same table as the jobs).
 #[derive(Clone, Debug)]
 pub struct ExportStore {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl ExportStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         ExportStore {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
@@ -94,20 +90,9 @@ impl ExportStore {
             sk: export_sk(&export.id),
             export: export.clone(),
         };
-        let item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(item).map_err(|e| StoreError::Malformed {
-                what: "export",
-                detail: e.to_string(),
-            })?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
+        self.table
+            .create(to_item(item, "export")?, "PutItem(export)")
             .await
-            .map_err(|e| StoreError::service("PutItem(export)", e))?;
-        Ok(())
     }
 
     /// Reads an export (strongly consistent).
@@ -116,27 +101,16 @@ impl ExportStore {
         job_id: &str,
         export_id: &str,
     ) -> Result<Option<ExportJob>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(job_pk(job_id)))
-            .key("sk", s(export_sk(export_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::service("GetItem(export)", e))?;
-        match out.item {
-            None => Ok(None),
-            Some(item) => {
-                let it: ExportItem =
-                    serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
-                        what: "export",
-                        detail: e.to_string(),
-                    })?;
-                Ok(Some(it.export))
-            }
-        }
+        let item: Option<ExportItem> = self
+            .table
+            .get(
+                job_pk(job_id),
+                export_sk(export_id),
+                "export",
+                "GetItem(export)",
+            )
+            .await?;
+        Ok(item.map(|it| it.export))
     }
 
     /// Whether range `index` has a completion record.
@@ -146,18 +120,13 @@ impl ExportStore {
         export_id: &str,
         index: u32,
     ) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(job_pk(job_id)))
-            .key("sk", s(range_sk(export_id, index)))
-            .consistent_read(true)
-            .projection_expression("pk")
-            .send()
+        self.table
+            .exists(
+                job_pk(job_id),
+                range_sk(export_id, index),
+                "GetItem(export range)",
+            )
             .await
-            .map_err(|e| StoreError::service("GetItem(export range)", e))?;
-        Ok(out.item.is_some())
     }
 
     /// Records a range's completion and adds it to the export's counters, in one transaction
@@ -174,21 +143,12 @@ impl ExportStore {
             range: range.clone(),
             expires_at: export.expires_at,
         };
-        let item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(item).map_err(|e| StoreError::Malformed {
-                what: "export range",
-                detail: e.to_string(),
-            })?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::service("Put(export range) builder", e))?;
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(&pk))
-            .key("sk", s(export_sk(&export.id)))
+        let put = self
+            .table
+            .put_new_in_transaction(to_item(item, "export range")?, "Put(export range) builder")?;
+        let update = self
+            .table
+            .update_in_transaction(&pk, export_sk(&export.id))
             .update_expression(
                 "ADD ranges_done :one, #rows :rows, bytes_done :bytes \
                  SET #state = :running, updated_at = :now",
@@ -196,21 +156,18 @@ impl ExportStore {
             .condition_expression("#state IN (:queued, :running)")
             .expression_attribute_names("#rows", "rows")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":rows", n(range.rows))
-            .expression_attribute_values(":bytes", n(range.bytes))
-            .expression_attribute_values(":running", s(ExportState::Running.as_str()))
-            .expression_attribute_values(":queued", s(ExportState::Queued.as_str()))
-            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":rows", number(range.rows))
+            .expression_attribute_values(":bytes", number(range.bytes))
+            .expression_attribute_values(":running", string(ExportState::Running.as_str()))
+            .expression_attribute_values(":queued", string(ExportState::Queued.as_str()))
+            .expression_attribute_values(":now", string(now_rfc3339()))
             .build()
             .map_err(|e| StoreError::service("Update(export) builder", e))?;
-        match transact_put_update(
-            &self.client,
-            &put,
-            &update,
-            "TransactWriteItems(export range)",
-        )
-        .await?
+        match self
+            .table
+            .transact_put_update(put, update, "TransactWriteItems(export range)")
+            .await?
         {
             None => Ok(RangeCommit::Committed),
             Some(_) => Ok(
@@ -232,34 +189,19 @@ impl ExportStore {
         job_id: &str,
         export_id: &str,
     ) -> Result<Vec<RangeRecord>, StoreError> {
-        let mut out = Vec::new();
-        let mut from = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", s(job_pk(job_id)))
-                .expression_attribute_values(":p", s(format!("{}#R", export_sk(export_id))))
-                .consistent_read(true)
-                .set_exclusive_start_key(from.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::service("Query(export ranges)", e))?;
-            for item in page.items.unwrap_or_default() {
-                let it: RangeItem =
-                    serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
-                        what: "export range",
-                        detail: e.to_string(),
-                    })?;
-                out.push(it.range);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => from = Some(k),
-                _ => break,
-            }
-        }
+        let items = self
+            .table
+            .query_prefix(
+                job_pk(job_id),
+                format!("{}#R", export_sk(export_id)),
+                None,
+                "Query(export ranges)",
+            )
+            .await?;
+        let mut out = items
+            .into_iter()
+            .map(|item| from_item::<RangeItem>(item, "export range").map(|it| it.range))
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|r| r.index);
         Ok(out)
     }
@@ -274,15 +216,12 @@ impl ExportStore {
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
         let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(job_pk(&export.job_id)))
-            .key("sk", s(export_sk(&export.id)))
+            .table
+            .update(job_pk(&export.job_id), export_sk(&export.id))
             .update_expression(format!("SET {set}, updated_at = :now"))
             .condition_expression(condition)
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":now", s(now_rfc3339()));
+            .expression_attribute_values(":now", string(now_rfc3339()));
         for (k, v) in names {
             req = req.expression_attribute_names(*k, *v);
         }
@@ -300,9 +239,9 @@ impl ExportStore {
             "#state = :running AND ranges_done >= :count",
             &[],
             vec![
-                (":stitching", s(ExportState::Stitching.as_str())),
-                (":running", s(ExportState::Running.as_str())),
-                (":count", n(export.range_count)),
+                (":stitching", string(ExportState::Stitching.as_str())),
+                (":running", string(ExportState::Running.as_str())),
+                (":count", number(export.range_count)),
             ],
         )
         .await
@@ -317,8 +256,8 @@ impl ExportStore {
             "#state = :stitching AND updated_at = :seen",
             &[],
             vec![
-                (":stitching", s(ExportState::Stitching.as_str())),
-                (":seen", s(&export.updated_at)),
+                (":stitching", string(ExportState::Stitching.as_str())),
+                (":seen", string(&export.updated_at)),
             ],
         )
         .await
@@ -339,11 +278,11 @@ impl ExportStore {
             "#state = :stitching",
             &[("#rows", "rows"), ("#size", "size")],
             vec![
-                (":completed", s(ExportState::Completed.as_str())),
-                (":stitching", s(ExportState::Stitching.as_str())),
-                (":rows", n(rows)),
-                (":size", n(size)),
-                (":reruns", n(reruns)),
+                (":completed", string(ExportState::Completed.as_str())),
+                (":stitching", string(ExportState::Stitching.as_str())),
+                (":rows", number(rows)),
+                (":size", number(size)),
+                (":reruns", number(reruns)),
             ],
         )
         .await
@@ -361,8 +300,8 @@ impl ExportStore {
             error,
             "#state = :seen_state AND updated_at = :seen AND #state IN (:queued, :running)",
             vec![
-                (":seen_state", s(export.state.as_str())),
-                (":seen", s(&export.updated_at)),
+                (":seen_state", string(export.state.as_str())),
+                (":seen", string(&export.updated_at)),
             ],
         )
         .await
@@ -378,7 +317,7 @@ impl ExportStore {
             export,
             error,
             "#state IN (:queued, :running, :stitching)",
-            vec![(":stitching", s(ExportState::Stitching.as_str()))],
+            vec![(":stitching", string(ExportState::Stitching.as_str()))],
         )
         .await
     }
@@ -392,14 +331,11 @@ impl ExportStore {
         condition: &str,
         mut values: Vec<(&'static str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
-        let err = serde_dynamo::to_attribute_value(error).map_err(|e| StoreError::Malformed {
-            what: "export error",
-            detail: e.to_string(),
-        })?;
+        let err = to_value(error, "export error")?;
         values.extend([
-            (":failed", s(ExportState::Failed.as_str())),
-            (":queued", s(ExportState::Queued.as_str())),
-            (":running", s(ExportState::Running.as_str())),
+            (":failed", string(ExportState::Failed.as_str())),
+            (":queued", string(ExportState::Queued.as_str())),
+            (":running", string(ExportState::Running.as_str())),
             (":err", err),
         ]);
         self.update_if(

@@ -7,26 +7,10 @@ pub mod exports;
 pub mod jobs;
 pub mod objects;
 pub mod queue;
+pub(crate) mod table;
 pub mod workflows;
 
-/// A failure talking to an AWS service. The text is for logs, never for callers.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{op} failed: {detail}")]
-    Service { op: &'static str, detail: String },
-    #[error("stored item is malformed ({what}): {detail}")]
-    Malformed { what: &'static str, detail: String },
-}
-
-/// A DynamoDB string value.
-pub(crate) fn s(v: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
-    aws_sdk_dynamodb::types::AttributeValue::S(v.into())
-}
-
-/// A DynamoDB number value.
-pub(crate) fn n(v: impl ToString) -> aws_sdk_dynamodb::types::AttributeValue {
-    aws_sdk_dynamodb::types::AttributeValue::N(v.to_string())
-}
+pub use crate::ports::StoreError;
 
 /// The partition key of a job and everything stored under it (chunks, exports, connections).
 pub(crate) fn job_pk(id: &str) -> String {

@@ -5,11 +5,7 @@ use aws_sdk_sqs::Client;
 
 use super::StoreError;
 
-/// A message of the chunk task queue: chunk tasks and export ranges. The index names the
-/// message within its batch (SQS entry ids).
-pub trait QueueTask: serde::Serialize {
-    fn index(&self) -> u32;
-}
+pub use crate::task::QueueTask;
 
 /// Sends chunk tasks (and export range tasks) to the queue.
 #[derive(Clone, Debug)]

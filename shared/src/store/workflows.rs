@@ -15,14 +15,12 @@
 //!
 //! Not here: validating the rule document (the api does that with the engine).
 
-use super::s;
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
 use super::jobs::OWNER_INDEX;
+use super::table::{from_item, number, string, Table};
 use super::StoreError;
 use crate::job::now_rfc3339;
 
@@ -101,37 +99,16 @@ pub enum UpdateOutcome {
 /// The workflow store (items in the jobs table).
 #[derive(Clone)]
 pub struct WorkflowStore {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
-fn malformed(e: impl ToString) -> StoreError {
-    StoreError::Malformed {
-        what: "workflow",
-        detail: e.to_string(),
-    }
-}
-
-fn to_item<T: Serialize>(v: T) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    serde_dynamo::to_item(v).map_err(malformed)
-}
-
-fn is_cancelled<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(|se| se.code())
-        .is_some_and(|c| {
-            c == "TransactionCanceledException" || c == "ConditionalCheckFailedException"
-        })
-}
+/// What the table's errors call a workflow item.
+const WHAT: &str = "workflow";
 
 impl WorkflowStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         WorkflowStore {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
@@ -170,52 +147,41 @@ impl WorkflowStore {
                 deleted_at: None,
             },
         };
-        let put_head = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(head)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(malformed)?;
+        let put_head = self
+            .table
+            .put_new_in_transaction(super::table::to_item(head, WHAT)?, "Put(workflow head)")?;
         let put_version = self.put_version(&version)?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_head).build())
-            .transact_items(TransactWriteItem::builder().put(put_version).build())
-            .send()
-            .await
-            .map_err(|e| StoreError::service("TransactWriteItems(workflow create)", e))?;
-        Ok(version)
+        let items = [
+            TransactWriteItem::builder().put(put_head).build(),
+            TransactWriteItem::builder().put(put_version).build(),
+        ];
+        let op = "TransactWriteItems(workflow create)";
+        match self.table.transact(&items, op).await? {
+            None => Ok(version),
+            Some(reasons) => Err(StoreError::Service {
+                op,
+                detail: format!("cancelled: {reasons:?}"),
+            }),
+        }
     }
 
     fn put_version(&self, v: &WorkflowVersion) -> Result<Put, StoreError> {
-        Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(VersionItem {
-                pk: wf_pk(&v.workflow_id),
-                sk: version_sk(v.version),
-                version: v.clone(),
-            })?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(malformed)
+        let item = VersionItem {
+            pk: wf_pk(&v.workflow_id),
+            sk: version_sk(v.version),
+            version: v.clone(),
+        };
+        self.table
+            .put_new_in_transaction(super::table::to_item(item, WHAT)?, "Put(workflow version)")
     }
 
     /// The head of workflow `id` (deleted ones included: check `deleted_at`).
     pub async fn head(&self, id: &str) -> Result<Option<WorkflowHead>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(wf_pk(id)))
-            .key("sk", s("HEAD"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::service("GetItem(workflow head)", e))?;
-        out.item
-            .map(|i| serde_dynamo::from_item::<_, HeadItem>(i).map(|h| h.head))
-            .transpose()
-            .map_err(malformed)
+        let item: Option<HeadItem> = self
+            .table
+            .get(wf_pk(id), "HEAD", WHAT, "GetItem(workflow head)")
+            .await?;
+        Ok(item.map(|h| h.head))
     }
 
     /// Version `version` of workflow `id`, whatever the head says (a deleted workflow's versions
@@ -225,31 +191,26 @@ impl WorkflowStore {
         id: &str,
         version: u32,
     ) -> Result<Option<WorkflowVersion>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(wf_pk(id)))
-            .key("sk", s(version_sk(version)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::service("GetItem(workflow version)", e))?;
-        out.item
-            .map(|i| serde_dynamo::from_item::<_, VersionItem>(i).map(|v| v.version))
-            .transpose()
-            .map_err(malformed)
+        let item: Option<VersionItem> = self
+            .table
+            .get(
+                wf_pk(id),
+                version_sk(version),
+                WHAT,
+                "GetItem(workflow version)",
+            )
+            .await?;
+        Ok(item.map(|v| v.version))
     }
 
     /// `owner`'s workflows (not deleted), newest first, at most `limit`.
     pub async fn list(&self, owner: &str, limit: i32) -> Result<Vec<WorkflowHead>, StoreError> {
         let out = self
-            .client
+            .table
             .query()
-            .table_name(&self.table)
             .index_name(OWNER_INDEX)
             .key_condition_expression("gsi1pk = :o")
-            .expression_attribute_values(":o", s(owner_pk(owner)))
+            .expression_attribute_values(":o", string(owner_pk(owner)))
             .scan_index_forward(false)
             .limit(limit)
             .send()
@@ -258,11 +219,7 @@ impl WorkflowStore {
         out.items
             .unwrap_or_default()
             .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item::<_, HeadItem>(i)
-                    .map(|h| h.head)
-                    .map_err(malformed)
-            })
+            .map(|i| from_item::<HeadItem>(i, WHAT).map(|h| h.head))
             .collect()
     }
 
@@ -284,10 +241,9 @@ impl WorkflowStore {
             rules_json: rules_json.into(),
             created_at: now.clone(),
         };
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(wf_pk(&head.workflow_id)))
-            .key("sk", s("HEAD"))
+        let update = self
+            .table
+            .update_in_transaction(wf_pk(&head.workflow_id), "HEAD")
             .update_expression(
                 "SET latest_version = :n, #name = :name, description = :d, updated_at = :now",
             )
@@ -295,34 +251,29 @@ impl WorkflowStore {
                 "attribute_exists(pk) AND latest_version = :old AND attribute_not_exists(deleted_at)",
             )
             .expression_attribute_names("#name", "name")
-            .expression_attribute_values(":n", AttributeValue::N(version.version.to_string()))
-            .expression_attribute_values(":old", AttributeValue::N(head.latest_version.to_string()))
-            .expression_attribute_values(":name", s(name))
-            .expression_attribute_values(":d", s(description))
-            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":n", number(version.version))
+            .expression_attribute_values(":old", number(head.latest_version))
+            .expression_attribute_values(":name", string(name))
+            .expression_attribute_values(":d", string(description))
+            .expression_attribute_values(":now", string(now))
             .build()
-            .map_err(malformed)?;
-        let res = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(self.put_version(&version)?)
-                    .build(),
-            )
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(UpdateOutcome::Updated(version)),
-            Err(e) if is_cancelled(&e) => match self.head(&head.workflow_id).await? {
+            .map_err(|e| StoreError::service("Update(workflow head) builder", e))?;
+        let items = [
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .put(self.put_version(&version)?)
+                .build(),
+        ];
+        match self
+            .table
+            .transact(&items, "TransactWriteItems(workflow update)")
+            .await?
+        {
+            None => Ok(UpdateOutcome::Updated(version)),
+            Some(_) => match self.head(&head.workflow_id).await? {
                 Some(h) if h.deleted_at.is_none() => Ok(UpdateOutcome::Conflict),
                 _ => Ok(UpdateOutcome::NotFound),
             },
-            Err(e) => Err(StoreError::service(
-                "TransactWriteItems(workflow update)",
-                e,
-            )),
         }
     }
 
@@ -330,21 +281,14 @@ impl WorkflowStore {
     /// there (or already deleted).
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(wf_pk(id)))
-            .key("sk", s("HEAD"))
+            .table
+            .update(wf_pk(id), "HEAD")
             .update_expression("SET deleted_at = :now, updated_at = :now REMOVE gsi1pk, gsi1sk")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
-            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":now", string(now_rfc3339()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_cancelled(&e) => Ok(false),
-            Err(e) => Err(StoreError::service("UpdateItem(workflow delete)", e)),
-        }
+        super::applied(res, "UpdateItem(workflow delete)")
     }
 }
 

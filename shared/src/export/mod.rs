@@ -16,8 +16,11 @@
 use tessera_engine::error::EngineError;
 use tessera_engine::parse::{Outcome, Parser, ParserConfig, RecordBuf};
 
-use crate::store::objects::ObjectStore;
-use crate::store::StoreError;
+pub mod job;
+
+pub use job::{export_tasks, ExportJob, ExportState};
+
+use crate::ports::StoreError;
 
 /// Which output of a job an export converts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -270,53 +273,6 @@ fn field(rec: &RecordBuf, i: usize) -> &[u8] {
     }
     let s = if i == 0 { 0 } else { ends[i - 1] };
     &rec.text[s..ends[i]]
-}
-
-const PART: usize = 8 * 1024 * 1024;
-
-/// Streams `src` through `conv` into `dest` (one PUT when small, multipart otherwise). Memory:
-/// the network buffer plus one 8 MiB part. Returns the data rows written.
-pub async fn export_object(
-    objects: &ObjectStore,
-    src: &str,
-    dest: &str,
-    mut conv: Converter,
-    content_type: &str,
-) -> Result<u64, ExportError> {
-    let mut body = objects.stream_from(src, 0).await?;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut upload: Option<crate::store::objects::MultipartWriter> = None;
-    loop {
-        let next = body.try_next().await.map_err(|e| StoreError::Service {
-            op: "GetObject(stream)",
-            detail: e.to_string(),
-        })?;
-        let Some(bytes) = next else { break };
-        if let Err(e) = conv.feed(&bytes, &mut buf) {
-            if let Some(u) = &upload {
-                u.abort().await;
-            }
-            return Err(e);
-        }
-        if buf.len() >= PART {
-            if upload.is_none() {
-                upload = Some(objects.start_multipart(dest, content_type).await?);
-            }
-            let part = std::mem::take(&mut buf);
-            upload.as_mut().expect("started").write_part(part).await?;
-        }
-    }
-    conv.finish(&mut buf)?;
-    match upload {
-        None => objects.put(dest, buf, content_type).await?,
-        Some(mut u) => {
-            if !buf.is_empty() {
-                u.write_part(buf).await?;
-            }
-            u.complete().await?;
-        }
-    }
-    Ok(conv.rows)
 }
 
 #[cfg(test)]

@@ -1,38 +1,21 @@
-//! Export jobs: a conversion of a job's output too large to finish within an API request
-//! (`Config::export_sync_max_bytes`), done in parallel by the chunk workers.
-//!
-//! The api plans the output object into byte ranges with the engine's `split::plan` (the output
-//! is CSV the engine wrote, so it splits exactly like an upload) and sends one
-//! [`ExportRangeMessage`] per range on the chunk task queue. A worker converts the records its
-//! range owns (`tessera_engine::range::RangeReader`: the chunk's ownership rule and quote-state
-//! guess) into part `results/<owner>/<job>/exports/<id>/parts/<range>`, and records the
-//! completion with its quote-parity facts in one transaction (`store::exports`). The worker that
-//! completes the last range wins `running -> stitching`, validates the guesses with
-//! `split::validate` (re-converting the rare mispredicted range with the known state),
-//! concatenates the parts in order into `exports/<id>.<ext>` (`ObjectStore::concat`:
-//! UploadPartCopy for parts of 5 MiB or more) and moves the export to `completed`. Range 0's
-//! part starts with the CSV header; JSON Lines has none.
-//!
-//! Failures: a range that cannot be converted (engine error, the output changed under it)
-//! fails the export with a stable code; a range that exhausts its deliveries fails it from the
-//! dead-letter consumer; a stitch that cannot finish fails it. The export object is written
-//! only by the stitch, in one PUT or one completed multipart upload, before the move to
-//! `completed`: no reader is ever handed a half-written export.
-//!
-//! Not here: the HTTP side (the api's `exports` module), the conversion itself (`export`).
+//! Export jobs' work on the chunk workers (the model: `export::job`). An export's ranges share
+//! the chunk task queue; each range is converted into its part, and the worker completing the
+//! last range stitches the parts into the export object.
 
-use serde::{Deserialize, Serialize};
 use tessera_engine::chunk::Feed;
 use tessera_engine::parse::{ParserConfig, RecordBuf};
 use tessera_engine::range::RangeReader;
 use tessera_engine::split::{self, ChunkTask};
 
-use crate::export::{Converter, ExportError, Format, Output};
-use crate::job::JobError;
+use super::{Pipeline, PipelineError};
+use crate::export::job::{ExportJob, ExportState};
+use crate::export::{Converter, ExportError};
+use crate::job::{is_stale, JobError};
 use crate::keys;
-use crate::pipeline::{PartSink, Pipeline, PipelineError};
 use crate::store::exports::{RangeCommit, RangeRecord};
-use crate::task::{ExportRangeMessage, EXPORT_RANGE_KIND};
+use crate::store::objects::ObjectStore;
+use crate::store::objects::{next_piece, open_planned, PartSink};
+use crate::task::ExportRangeMessage;
 
 /// How long an export may sit in `stitching` before a redelivered range takes the stitch over
 /// (the chunk function's timeout is 300 s).
@@ -41,121 +24,6 @@ const STALE_STITCHING: std::time::Duration = std::time::Duration::from_secs(600)
 /// How far past its end a range on a guessed start state reads before giving up (it is then
 /// converted again with the known state): beyond the longest record.
 const MAX_OVERRUN: u64 = 64 << 20;
-
-/// Lifecycle of an export job. `stitching` is shown to callers as `running`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportState {
-    Queued,
-    Running,
-    Stitching,
-    Completed,
-    Failed,
-}
-
-impl ExportState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportState::Queued => "queued",
-            ExportState::Running => "running",
-            ExportState::Stitching => "stitching",
-            ExportState::Completed => "completed",
-            ExportState::Failed => "failed",
-        }
-    }
-
-    /// The name callers see: `queued`, `running` (stitching included), `completed`, `failed`.
-    pub fn public(self) -> &'static str {
-        match self {
-            ExportState::Stitching => "running",
-            s => s.as_str(),
-        }
-    }
-}
-
-/// The export job record (an item under its job: `store::exports`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExportJob {
-    pub id: String,
-    pub job_id: String,
-    pub owner: String,
-    pub state: ExportState,
-    pub output: Output,
-    pub format: Format,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub columns: Option<Vec<String>>,
-    pub formula_escape: bool,
-    /// The output object converted, its size when planned, and its header record's length.
-    pub source_key: String,
-    pub source_size: u64,
-    pub header_len: u64,
-    pub range_size: u64,
-    pub range_count: u32,
-    /// Progress, added to by each range's completion.
-    #[serde(default)]
-    pub ranges_done: u32,
-    #[serde(default)]
-    pub bytes_done: u64,
-    /// Data rows converted (exact once completed).
-    #[serde(default)]
-    pub rows: u64,
-    /// Size of the export object, once completed.
-    #[serde(default)]
-    pub size: u64,
-    /// Ranges the stitcher converted again because their guessed quote state was wrong.
-    #[serde(default)]
-    pub ranges_rerun: u32,
-    /// Where the export is written.
-    pub key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<JobError>,
-    pub created_at: String,
-    pub updated_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<String>,
-    /// Epoch seconds after which DynamoDB deletes the record (the job's TTL).
-    pub expires_at: i64,
-}
-
-impl ExportJob {
-    /// The byte ranges of the output (none for a header-only output).
-    pub fn ranges(&self) -> Vec<ChunkTask> {
-        split::plan(self.source_size, self.header_len, self.range_size.max(1))
-    }
-
-    /// Every key the export may have written besides the export object: its range parts.
-    pub fn part_keys(&self) -> Vec<String> {
-        (0..self.range_count)
-            .map(|i| keys::export_part_key(&self.owner, &self.job_id, &self.id, i))
-            .collect()
-    }
-}
-
-/// One message per range of `export`.
-pub fn export_tasks(export: &ExportJob) -> Vec<ExportRangeMessage> {
-    export
-        .ranges()
-        .iter()
-        .map(|t| ExportRangeMessage {
-            kind: EXPORT_RANGE_KIND.into(),
-            job_id: export.job_id.clone(),
-            owner: export.owner.clone(),
-            export_id: export.id.clone(),
-            index: t.index,
-            start: t.start,
-            end: t.end,
-            start_in_quotes: t.start_in_quotes,
-        })
-        .collect()
-}
-
-fn export_error(code: &str, message: impl Into<String>) -> JobError {
-    JobError {
-        code: code.into(),
-        message: message.into(),
-    }
-}
 
 /// An export still `queued` or `running` that has not moved for this long is failed
 /// `export_stalled` when its status is read ([`fail_if_stalled`]). By then nothing can move it:
@@ -180,7 +48,7 @@ pub async fn fail_if_stalled(
     {
         return Ok(export);
     }
-    let error = export_error(
+    let error = JobError::new(
         "export_stalled",
         format!(
             "The export made no progress for {} hours and was stopped; nothing was written. Start it again with POST /v1/jobs/{}/exports.",
@@ -199,14 +67,6 @@ pub async fn fail_if_stalled(
         .await?
         .unwrap_or(export))
 }
-
-fn is_stale(updated_at: &str, age: std::time::Duration) -> bool {
-    match time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339) {
-        Ok(t) => time::OffsetDateTime::now_utc() - t > age,
-        Err(_) => false,
-    }
-}
-
 impl Pipeline {
     /// The export and the task of a range message, or `None` (logged) when no one can act on
     /// it: the export is unknown or the owners differ. Such a message is acknowledged.
@@ -339,7 +199,7 @@ impl Pipeline {
             sink.buf.extend_from_slice(&header_out);
         }
         let read_from = tessera_engine::chunk::read_start(task);
-        let mut body = crate::pipeline::open_planned(
+        let mut body = open_planned(
             &self.objects,
             &export.source_key,
             read_from,
@@ -350,7 +210,7 @@ impl Pipeline {
         let mut reader = RangeReader::new(task, ParserConfig::default(), MAX_OVERRUN);
         let mut failed: Option<ExportError> = None;
         loop {
-            let Some(bytes) = crate::pipeline::next_piece(&mut body).await? else {
+            let Some(bytes) = next_piece(&mut body).await? else {
                 break;
             };
             let state = reader.feed(&bytes, &mut |rec: &RecordBuf| {
@@ -503,7 +363,7 @@ impl Pipeline {
         tracing::warn!(job_id = %export.job_id, export_id = %export.id, code, %detail, "export failed");
         if self
             .exports
-            .mark_failed(export, &export_error(code, message))
+            .mark_failed(export, &JobError::new(code, message))
             .await?
         {
             if let Err(e) = self.objects.delete_keys(&export.part_keys()).await {
@@ -535,7 +395,7 @@ impl Pipeline {
                     "export_attempts_exhausted",
                     format!(
                         "Range {} of the output (bytes {}-{}) was tried {} times and never finished. Ask for the export again; if it fails again, report the job id.",
-                        task.index, task.start, task.end, crate::pipeline::MAX_CHUNK_DELIVERIES
+                        task.index, task.start, task.end, super::MAX_CHUNK_DELIVERIES
                     ),
                     "dead-lettered".into(),
                 )
@@ -565,14 +425,53 @@ fn export_engine_error(e: ExportError) -> PipelineError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Output buffered by a synchronous export before it goes to S3 as one multipart part.
+const PART: usize = 8 * 1024 * 1024;
 
-    #[test]
-    fn stitching_is_shown_as_running() {
-        assert_eq!(ExportState::Stitching.public(), "running");
-        assert_eq!(ExportState::Queued.public(), "queued");
-        assert_eq!(ExportState::Failed.public(), "failed");
+/// Streams `src` through `conv` into `dest` (one PUT when small, multipart otherwise). Memory:
+/// the network buffer plus one 8 MiB part. Returns the data rows written.
+pub async fn export_object(
+    objects: &ObjectStore,
+    src: &str,
+    dest: &str,
+    mut conv: Converter,
+    content_type: &str,
+) -> Result<u64, ExportError> {
+    let mut body = objects.stream_from(src, 0).await?;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut upload: Option<crate::store::objects::MultipartWriter> = None;
+    loop {
+        let next = body
+            .try_next()
+            .await
+            .map_err(|e| crate::store::StoreError::Service {
+                op: "GetObject(stream)",
+                detail: e.to_string(),
+            })?;
+        let Some(bytes) = next else { break };
+        if let Err(e) = conv.feed(&bytes, &mut buf) {
+            if let Some(u) = &upload {
+                u.abort().await;
+            }
+            return Err(e);
+        }
+        if buf.len() >= PART {
+            if upload.is_none() {
+                upload = Some(objects.start_multipart(dest, content_type).await?);
+            }
+            let part = std::mem::take(&mut buf);
+            upload.as_mut().expect("started").write_part(part).await?;
+        }
     }
+    conv.finish(&mut buf)?;
+    match upload {
+        None => objects.put(dest, buf, content_type).await?,
+        Some(mut u) => {
+            if !buf.is_empty() {
+                u.write_part(buf).await?;
+            }
+            u.complete().await?;
+        }
+    }
+    Ok(conv.rows)
 }

@@ -1,0 +1,391 @@
+//! Finalizing: once every chunk is done, exactly one worker validates the quote-state guesses,
+//! runs the `unique` pass, merges the results in chunk order, stitches the outputs and completes
+//! the job; a finalizer that died is taken over once its job has not moved for long enough.
+
+use std::collections::BTreeMap;
+
+use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+use tessera_engine::chunk::ChunkResult;
+use tessera_engine::profile::{ProfileOptions, ProfileState};
+
+use tessera_engine::rules::CompiledRules;
+use tessera_engine::split::{self, ChunkSummary, ChunkTask};
+
+use super::steps::{claim_finalization, complete, Completion};
+use super::unique::UniqueStage;
+use super::{clean_header, output_columns, Pipeline, PipelineError, REJECTED_HEADER};
+use crate::job::{now_rfc3339, Job, ResultKeys};
+use crate::keys::{self, PartKind};
+use crate::ledger::Totals;
+use crate::store::objects::{next_piece, PartSink};
+
+impl Pipeline {
+    /// Finalizes the job if every chunk is done and this caller wins the move to `finalizing`.
+    pub(super) async fn finalize_if_done(&self, job_id: &str) -> Result<(), PipelineError> {
+        if let Some(job) = claim_finalization(&*self.jobs, job_id).await? {
+            self.finalize(&job).await?;
+        }
+        Ok(())
+    }
+
+    /// Validates, merges and stitches a job whose chunks are all done, then completes it.
+    pub(super) async fn finalize(&self, job: &Job) -> Result<(), PipelineError> {
+        // Boxed: the finalizer's future is large, and every stage that may finalize holds it.
+        match Box::pin(self.try_finalize(job)).await {
+            Ok(()) => Ok(()),
+            Err(PipelineError::Engine(e)) => self.fail(job, e.code(), e.to_string()).await,
+            Err(PipelineError::Rules { code, message }) => self.fail(job, code, message).await,
+            Err(e) => {
+                tracing::error!(job_id = %job.id, error = %e, "finalization failed");
+                self.fail(
+                    job,
+                    "finalize_failed",
+                    "Tessera could not assemble the results of this job. Upload the file again; if it fails again, report the job id.".into(),
+                )
+                .await
+            }
+        }
+    }
+
+    pub(super) async fn try_finalize(&self, job: &Job) -> Result<(), PipelineError> {
+        let rules = self.job_rules(job).await?;
+        let tasks = split::plan(job.declared_size, job.header_len, job.chunk_size.max(1));
+        // Load the parity facts of every chunk (small), validate the guesses, re-run the
+        // mispredicted chunks with their known start state.
+        // The same pass merges the results: one read of each result when nothing is re-run
+        // (the usual case); a re-run below discards this merge and reads them again. While a
+        // `unique` step is still to come (this call will most likely start or wait for one),
+        // nothing is merged: the call that finds the steps done merges.
+        let unique_pending = rules.as_ref().is_some_and(|r| !r.unique_rules().is_empty())
+            && !job.unique_waiting.as_ref().is_some_and(|w| w.is_empty());
+        let mut merged = (!unique_pending).then(|| Merged::new(job));
+        let (summaries, reruns) = self.check_parity(job, &tasks, merged.as_mut()).await?;
+
+        // `unique` rules: the exact second pass over the chunks' keys, then a re-run of the
+        // chunks that own repeats, so those records are rejected or flagged like any violation
+        // and every count below (rows, rejected rows, violations) includes them. Both steps fan
+        // out through the chunk queue; the last item of a step to report back calls this again,
+        // which then finds the step done and goes on.
+        let mut unique_reruns = 0;
+        if let Some(rules) = &rules {
+            let unique = rules.unique_rules();
+            if !unique.is_empty() {
+                match self.unique_stage(job, &tasks, &summaries, &unique).await? {
+                    UniqueStage::Waiting => return Ok(()),
+                    UniqueStage::Done { reruns } => unique_reruns = reruns,
+                }
+            }
+        }
+
+        let merged = match merged {
+            Some(m) if reruns.is_empty() => m,
+            _ => {
+                // Merge (again), in chunk order.
+                let mut m = Merged::new(job);
+                let mut results = self.results_in_order(job, &tasks);
+                while let Some(r) = results.try_next().await? {
+                    m.add(&r);
+                }
+                m
+            }
+        };
+        let (totals, results) = self
+            .write_outputs(job, &tasks, &rules, merged, (reruns.len(), unique_reruns))
+            .await?;
+        match complete(&*self.jobs, &job.id, &totals, &results).await? {
+            Completion::Completed => {
+                tracing::info!(job_id = %job.id, rows = totals.rows, rejected = totals.rejected_rows, reruns = reruns.len(), "job completed");
+            }
+            Completion::Other => {}
+            // Cancelled while finalizing: the job cannot complete (the move is conditional), and
+            // the outputs written above must not outlive it.
+            Completion::Cancelled => {
+                let keys = keys::job_output_keys(
+                    &job.owner,
+                    &job.id,
+                    job.chunk_count,
+                    job.unique_searches,
+                );
+                if let Err(e) = self.objects.delete_keys(&keys).await {
+                    tracing::warn!(job_id = %job.id, error = %e, "could not delete a cancelled job's outputs; the bucket's expiry rule will");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every chunk's result in order (adding each to `merged`, if given), validates the
+    /// quote-state guesses and re-runs the mispredicted chunks with their known start state.
+    /// The chunks' summaries (after the re-runs) and the re-runs.
+    async fn check_parity(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        mut merged: Option<&mut Merged>,
+    ) -> Result<(Vec<ChunkSummary>, Vec<(u32, bool)>), PipelineError> {
+        let mut summaries = Vec::with_capacity(tasks.len());
+        let mut results = self.results_in_order(job, tasks);
+        while let Some(r) = results.try_next().await? {
+            summaries.push(r.summary());
+            if let Some(m) = merged.as_mut() {
+                m.add(&r);
+            }
+        }
+        drop(results);
+        let reruns = split::validate(&summaries);
+        for (index, in_quotes) in &reruns {
+            let mut t = tasks[*index as usize];
+            t.start_in_quotes = Some(*in_quotes);
+            tracing::info!(job_id = %job.id, chunk = index, in_quotes, "re-running a chunk whose quote state was mispredicted");
+            let r = self.run_chunk(job, &t).await?;
+            summaries[*index as usize] = r.summary();
+        }
+        split::check_complete(&summaries)?;
+        Ok((summaries, reruns))
+    }
+
+    /// Writes a finalized job's outputs from its merged results: profile.json, clean.csv,
+    /// rejected.csv and manifest.json (`reruns`: chunks re-run for their quote state, and for
+    /// `unique` repeats). The job's totals and result keys; `rule_threshold_exceeded` if the
+    /// workflow's thresholds were passed.
+    async fn write_outputs(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        rules: &Option<Arc<CompiledRules>>,
+        merged: Merged,
+        reruns: (usize, u32),
+    ) -> Result<(Totals, ResultKeys), PipelineError> {
+        let (reruns, unique_reruns) = reruns;
+        let Merged {
+            mut profile,
+            totals,
+            mut violations,
+            rule_rejected_rows,
+            line_facts,
+        } = merged;
+        if let Some(rules) = &rules {
+            for id in rules.rule_ids() {
+                violations.entry(id).or_default();
+            }
+            if let Some(over) =
+                rules.threshold_exceeded(totals.rows + rule_rejected_rows, &violations)
+            {
+                return Err(PipelineError::Rules {
+                    code: "rule_threshold_exceeded",
+                    message: over.to_string(),
+                });
+            }
+        }
+        profile.add_bytes(job.header_len);
+        let prefix = keys::results_prefix(&job.owner, &job.id);
+        let report = serde_json::to_vec_pretty(&profile.report())
+            .map_err(|e| PipelineError::Malformed(e.to_string()))?;
+        let profile_key = format!("{prefix}/profile.json");
+        self.objects
+            .put(&profile_key, report, "application/json")
+            .await?;
+
+        let (clean_key, rejected_key) = (
+            format!("{prefix}/clean.csv"),
+            format!("{prefix}/rejected.csv"),
+        );
+        if tasks.is_empty() {
+            self.objects
+                .put(
+                    &clean_key,
+                    clean_header(output_columns(job, rules)),
+                    "text/csv",
+                )
+                .await?;
+        } else {
+            let parts: Vec<String> = tasks
+                .iter()
+                .map(|t| keys::part_key(&job.owner, &job.id, PartKind::Clean, t.index))
+                .collect();
+            self.objects.concat(&clean_key, &parts, "text/csv").await?;
+        }
+        self.stitch_rejected(job, tasks, &line_facts, &rejected_key)
+            .await?;
+        let results = ResultKeys {
+            profile: Some(profile_key),
+            clean: Some(clean_key),
+            rejected: Some(rejected_key),
+            manifest: Some(format!("{prefix}/manifest.json")),
+        };
+        let manifest = serde_json::json!({
+            "job_id": job.id,
+            "source": { "key": job.source_key, "bytes": job.declared_size, "filename": job.filename },
+            "dialect": job.dialect,
+            "columns": job.columns,
+            "chunks": tasks.len(),
+            "chunks_rerun": reruns,
+            "chunks_rerun_for_unique": unique_reruns,
+            "unique_search_groups": job.unique_searches,
+            "rows": totals.rows,
+            "rejected_rows": totals.rejected_rows,
+            "workflow": job.workflow,
+            "output_columns": output_columns(job, rules),
+            "violations": violations,
+            "outputs": { "clean": results.clean, "rejected": results.rejected, "profile": results.profile },
+            "completed_at": now_rfc3339(),
+        });
+        self.objects
+            .put(
+                results.manifest.as_deref().unwrap_or_default(),
+                serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+                "application/json",
+            )
+            .await?;
+        Ok((totals, results))
+    }
+
+    /// Builds rejected.csv: the header, then each chunk's rejected rows with their chunk-local
+    /// line numbers made absolute (line base = 1 + header lines + earlier chunks' line breaks),
+    /// concatenated in chunk order. Each chunk's part is streamed through the rebaser into its
+    /// own final part (a multipart upload past 8 MiB), `STITCH_CONCURRENCY` chunks at a time:
+    /// memory is bounded whatever the rejected output's size. `facts` are each chunk's
+    /// `(rejected rows, line breaks in its range)`, from the merge.
+    pub(super) async fn stitch_rejected(
+        &self,
+        job: &Job,
+        tasks: &[ChunkTask],
+        facts: &[(u64, u64)],
+        dest: &str,
+    ) -> Result<(), PipelineError> {
+        let header_key = keys::part_key(&job.owner, &job.id, PartKind::RejectedHeader, 0);
+        self.objects
+            .put(&header_key, REJECTED_HEADER.as_bytes().to_vec(), "text/csv")
+            .await?;
+        let mut line_base = 1 + self.header_lines(job).await?;
+        let mut rebases = Vec::new();
+        for (t, &(rejected_rows, newlines)) in tasks.iter().zip(facts) {
+            if rejected_rows > 0 {
+                rebases.push((t.index, line_base));
+            }
+            line_base += newlines;
+        }
+        let finals: Vec<String> = futures::stream::iter(rebases)
+            .map(|(index, base)| self.rebase_rejected_part(job, index, base))
+            .buffered(STITCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let parts: Vec<String> = std::iter::once(header_key).chain(finals).collect();
+        self.objects.concat(dest, &parts, "text/csv").await?;
+        Ok(())
+    }
+
+    /// Streams chunk `index`'s rejected part through the rebaser into `rejected-final/<index>`
+    /// and returns that key.
+    pub(super) async fn rebase_rejected_part(
+        &self,
+        job: &Job,
+        index: u32,
+        line_base: u64,
+    ) -> Result<String, PipelineError> {
+        let source = keys::part_key(&job.owner, &job.id, PartKind::Rejected, index);
+        let key = keys::part_key(&job.owner, &job.id, PartKind::RejectedFinal, index);
+        let mut body = self.objects.stream_from(&source, 0).await?;
+        let mut sink = PartSink::new(self.objects.clone(), key.clone(), "text/csv");
+        let mut rebaser = tessera_engine::chunk::RejectedRebaser::new(line_base);
+        while let Some(bytes) = next_piece(&mut body).await? {
+            rebaser.feed(&bytes, &mut sink.buf)?;
+            sink.flush_if_full().await?;
+        }
+        rebaser.finish(&mut sink.buf)?;
+        sink.close().await?;
+        Ok(key)
+    }
+
+    /// Line breaks inside the header region (re-sniffed from the object's first bytes).
+    pub(super) async fn header_lines(&self, job: &Job) -> Result<u64, PipelineError> {
+        if job.header_len == 0 {
+            return Ok(0);
+        }
+        let head = self
+            .objects
+            .read_range(&job.source_key, 0, job.header_len)
+            .await?;
+        Ok(head
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && head.get(i + 1) != Some(&b'\n')))
+            .count() as u64)
+    }
+
+    /// Every chunk's result, in chunk order, read `RESULT_READ_CONCURRENCY` at a time (a
+    /// result holds a profile state: at most that many are in memory at once).
+    pub(super) fn results_in_order<'a>(
+        &'a self,
+        job: &'a Job,
+        tasks: &'a [ChunkTask],
+    ) -> impl futures::Stream<Item = Result<ChunkResult, PipelineError>> + 'a {
+        futures::stream::iter(tasks)
+            .map(move |t| self.load_result(job, t.index))
+            .buffered(RESULT_READ_CONCURRENCY)
+    }
+
+    pub(super) async fn load_result(
+        &self,
+        job: &Job,
+        index: u32,
+    ) -> Result<ChunkResult, PipelineError> {
+        let bytes = self
+            .objects
+            .read_all(&keys::part_key(
+                &job.owner,
+                &job.id,
+                PartKind::Result,
+                index,
+            ))
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| PipelineError::Malformed(format!("chunk {index} result: {e}")))
+    }
+}
+
+/// Chunk results read at once while finalizing (in order: a merge adds them one by one).
+pub(super) const RESULT_READ_CONCURRENCY: usize = 16;
+
+/// Rejected parts rebased at once while stitching (each holds at most one 8 MiB output part).
+pub(super) const STITCH_CONCURRENCY: usize = 8;
+
+/// Every chunk's result added up: profile, totals, violations, and what stitching the rejected
+/// output needs of each chunk (`(rejected rows, line breaks in its range)`, in chunk order).
+pub(super) struct Merged {
+    profile: ProfileState,
+    totals: Totals,
+    violations: BTreeMap<String, u64>,
+    rule_rejected_rows: u64,
+    line_facts: Vec<(u64, u64)>,
+}
+
+impl Merged {
+    fn new(job: &Job) -> Self {
+        Merged {
+            profile: ProfileState::new(job.columns.clone(), &ProfileOptions::default()),
+            totals: Totals {
+                rows: 0,
+                rejected_rows: 0,
+                bytes: job.declared_size,
+            },
+            violations: BTreeMap::new(),
+            rule_rejected_rows: 0,
+            line_facts: Vec::new(),
+        }
+    }
+
+    /// Adds the next chunk's result (chunks in order).
+    fn add(&mut self, r: &ChunkResult) {
+        self.line_facts
+            .push((r.rejected_rows, r.newline_count_in_range));
+        self.totals.rows += r.rows;
+        self.totals.rejected_rows += r.rejected_rows;
+        self.rule_rejected_rows += r.rule_rejected_rows;
+        for (id, n) in &r.violations {
+            *self.violations.entry(id.clone()).or_default() += n;
+        }
+        self.profile.merge(&r.profile);
+    }
+}

@@ -1,0 +1,196 @@
+//! The pipeline: planning an upload into chunk tasks, running one chunk, finalizing a job.
+//! Orchestration over the stores and the engine; the planner and chunk functions (and the local
+//! runtime, through them) call it. Every step is idempotent, because SQS delivers at least once:
+//!
+//! - planning moves `awaiting_upload -> queued` with a conditional write; a second event for the
+//!   same object finds the job past `awaiting_upload` and does nothing (a job left in `queued` by
+//!   a crash is re-enqueued: chunk tasks are idempotent);
+//! - a chunk's completion is one DynamoDB transaction on the chunk's shard partition (chunk item
+//!   created only if absent + the shard's counter added, unless the job's shards are closed), so
+//!   a redelivered task changes nothing and the job item is no hot key;
+//! - a worker that completes its shard (`index % 16`) sums all 16 shard counters; when they
+//!   reach `chunk_count` it tries the conditional move to `finalizing` — the last committer
+//!   always sees them complete, and exactly one caller wins. The winner finalizes: it
+//!   validates the quote-parity guesses of all chunks, re-runs the rare mispredicted chunk
+//!   with the known start state, merges the profiles in chunk order, stitches the outputs and
+//!   moves the job to `completed` with exact totals.
+//!
+//! One module per stage: [`plan`], [`chunk`], [`unique`], [`finalize`], [`dead_letters`],
+//! [`exports`]; [`rules`] compiles a job's workflow. Each stage is an `impl Pipeline` block.
+
+mod chunk;
+mod dead_letters;
+pub mod exports;
+mod finalize;
+mod plan;
+mod rules;
+mod steps;
+#[cfg(test)]
+mod tests;
+mod unique;
+
+use std::sync::Arc;
+
+use tessera_engine::dialect::Dialect;
+use tessera_engine::error::EngineError;
+use tessera_engine::rules::CompiledRules;
+use tessera_engine::split;
+
+use crate::aws::Clients;
+use crate::config::Config;
+pub(crate) use crate::job::is_stale;
+use crate::job::{Job, JobError};
+use crate::ports::{ChunkLedger, Ledger};
+use crate::store::exports::ExportStore;
+use crate::store::jobs::JobStore;
+use crate::store::objects::{ObjectStore, SourceChanged};
+use crate::store::queue::TaskQueue;
+use crate::store::workflows::WorkflowStore;
+use crate::store::StoreError;
+use crate::task::{ChunkTaskMessage, QueueMessage};
+
+pub use exports::fail_if_stalled;
+
+/// How long a job may sit in `finalizing` before another worker takes the finalization over
+/// (the chunk function's timeout is 300 s).
+pub(super) const STALE_FINALIZING: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A message could not be handled now and should be retried (SQS redelivers it).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+    /// The source object is not the one the job was planned for (replaced with one of another
+    /// size, or deleted). SQS retries cannot fix that: the chunk fails the job.
+    #[error("source changed: {0}")]
+    SourceChanged(String),
+    /// The job's workflow cannot run on this file (a reference file is missing, the document does
+    /// not fit the header, no mask key...): the job fails with this code and message.
+    #[error("{code}: {message}")]
+    Rules { code: &'static str, message: String },
+}
+
+impl From<SourceChanged> for PipelineError {
+    fn from(e: SourceChanged) -> Self {
+        match e {
+            SourceChanged::Store(e) => PipelineError::Store(e),
+            SourceChanged::Changed(detail) => PipelineError::SourceChanged(detail),
+        }
+    }
+}
+
+/// The pipeline's dependencies.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub config: Arc<Config>,
+    /// The job and chunk ledgers (DynamoDB in the functions; in memory in unit tests).
+    pub jobs: Arc<dyn Ledger>,
+    pub objects: ObjectStore,
+    pub queue: TaskQueue,
+    pub workflows: WorkflowStore,
+    /// Export jobs (items under their job), whose ranges share the chunk task queue.
+    pub exports: ExportStore,
+    rules_cache: rules::RulesCache,
+}
+
+impl Pipeline {
+    pub fn new(config: Arc<Config>, clients: &Clients) -> Self {
+        Pipeline {
+            jobs: Arc::new(JobStore::new(clients.dynamodb.clone(), &config.jobs_table)),
+            objects: ObjectStore::new(clients.s3.clone(), &config.bucket),
+            queue: TaskQueue::new(clients.sqs.clone(), &config.chunk_queue_url),
+            workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            exports: ExportStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            rules_cache: rules::RulesCache::default(),
+            config,
+        }
+    }
+
+    pub(super) async fn fail(
+        &self,
+        job: &Job,
+        code: &str,
+        message: String,
+    ) -> Result<(), PipelineError> {
+        tracing::warn!(job_id = %job.id, code, %message, "job failed");
+        self.jobs
+            .mark_failed(&job.id, &JobError::new(code, message))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Deliveries of a chunk task before SQS moves it to the dead-letter queue (the chunk queue's
+/// `maxReceiveCount` in template.yaml and the local stack).
+pub const MAX_CHUNK_DELIVERIES: u32 = 3;
+/// The dialect the job was planned with.
+fn job_dialect(job: &Job) -> Result<Dialect, PipelineError> {
+    serde_json::from_value(job.dialect.clone().unwrap_or_default())
+        .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))
+}
+/// The chunk tasks of a planned job, one per byte range (none for a header-only file).
+pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
+    split::plan(job.declared_size, job.header_len, job.chunk_size.max(1))
+        .iter()
+        .map(|t| ChunkTaskMessage {
+            job_id: job.id.clone(),
+            owner: job.owner.clone(),
+            index: t.index,
+            start: t.start,
+            end: t.end,
+            start_in_quotes: t.start_in_quotes,
+        })
+        .collect()
+}
+
+/// Re-enqueues the chunks of `job` that have no completion record (a retry: the failed chunks,
+/// and any that were skipped because the job had failed). Returns how many were sent. Chunks
+/// that completed keep their parts and counters; the finalizer recomputes the totals from every
+/// chunk's result, so they come out exact.
+pub async fn requeue_unfinished(
+    jobs: &dyn ChunkLedger,
+    queue: &TaskQueue,
+    job: &Job,
+) -> Result<u32, StoreError> {
+    let done: std::collections::HashSet<u32> = jobs
+        .chunks(&job.id)
+        .await?
+        .iter()
+        .map(|c| c.index)
+        .collect();
+    let todo: Vec<QueueMessage> = chunk_tasks(job)
+        .into_iter()
+        .filter(|t| !done.contains(&t.index))
+        .map(QueueMessage::Chunk)
+        .collect();
+    queue.send_all(&todo).await?;
+    tracing::info!(job_id = %job.id, requeued = todo.len(), done = done.len(), "job retried");
+    Ok(todo.len() as u32)
+}
+/// The columns of a job's clean output: the rules' output columns, else the source header.
+fn output_columns<'a>(job: &'a Job, rules: &'a Option<Arc<CompiledRules>>) -> &'a [String] {
+    match rules {
+        Some(r) => r.output_columns(),
+        None => &job.columns,
+    }
+}
+/// First line of every rejected output (the engine writes the rows below it).
+pub const REJECTED_HEADER: &str = tessera_engine::chunk::REJECTED_HEADER;
+
+/// The header line of the clean output: the column names as the engine writes clean rows
+/// (`,` delimiter, quoted only where needed, LF).
+pub fn clean_header(columns: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        tessera_engine::chunk::write_field(&mut out, c.as_bytes());
+    }
+    out.push(b'\n');
+    out
+}

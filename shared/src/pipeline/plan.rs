@@ -1,0 +1,154 @@
+//! Planning: an upload's S3 notification moves its job `awaiting_upload -> queued` with the
+//! dialect, the header and the chunk plan, then hands the chunk tasks to the queue.
+
+use tessera_engine::dialect::DialectOverrides;
+use tessera_engine::error::EngineError;
+use tessera_engine::split;
+
+use super::{chunk_tasks, Pipeline, PipelineError};
+use crate::job::{Job, JobState};
+use crate::keys;
+use crate::ledger::Plan;
+use crate::notifications::{self, Notification};
+use crate::task::QueueMessage;
+
+/// Largest window the planner reads to find the end of the header record.
+const MAX_SNIFF_BYTES: u64 = 8 * 1024 * 1024;
+
+impl Pipeline {
+    /// Handles one upload-events message (an S3 notification). Unknown objects and test events
+    /// are acknowledged; only transient failures return an error (so SQS retries).
+    pub async fn planner_message(&self, body: &str) -> Result<(), PipelineError> {
+        let records = match notifications::parse(body) {
+            Ok(Notification::Test) => {
+                tracing::info!("s3:TestEvent acknowledged");
+                return Ok(());
+            }
+            Ok(Notification::Records(r)) => r,
+            Err(e) => {
+                // Retrying cannot fix a body that is not an S3 event: acknowledge and log.
+                tracing::warn!(error = %e, "ignoring a message that is not an S3 notification");
+                return Ok(());
+            }
+        };
+        for rec in records {
+            if rec.bucket != self.config.bucket {
+                tracing::warn!(bucket = %rec.bucket, "notification for another bucket ignored");
+                continue;
+            }
+            let Some((owner, job_id)) = keys::parse_source_key(&rec.key) else {
+                tracing::warn!(key = %rec.key, "notification for a key that is not an upload source ignored");
+                continue;
+            };
+            let Some(job) = self.jobs.get(&job_id).await? else {
+                tracing::warn!(job_id = %job_id, "upload for an unknown job ignored");
+                continue;
+            };
+            if job.owner != owner || job.source_key != rec.key {
+                tracing::warn!(job_id = %job_id, "upload key does not match the job; ignored");
+                continue;
+            }
+            match job.state {
+                JobState::AwaitingUpload => self.plan(&job).await?,
+                JobState::Queued => self.enqueue(&job).await?,
+                s => {
+                    tracing::info!(job_id = %job.id, state = s.as_str(), "duplicate notification; job already planned")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn plan(&self, job: &Job) -> Result<(), PipelineError> {
+        let Some(size) = self.objects.size(&job.source_key).await? else {
+            return self
+                .fail(
+                    job,
+                    "upload_missing",
+                    "The uploaded object is gone; create a new upload.".into(),
+                )
+                .await;
+        };
+        if size != job.declared_size {
+            return self
+                .fail(
+                    job,
+                    "size_mismatch",
+                    format!(
+                        "The uploaded file is {size} bytes but {} bytes were declared. Upload the whole file again with its exact size.",
+                        job.declared_size
+                    ),
+                )
+                .await;
+        }
+        if size == 0 {
+            return self
+                .fail(job, "empty_file", "The uploaded file is empty.".into())
+                .await;
+        }
+        let mut window = self.config.sniff_bytes.min(size);
+        let sniffed = loop {
+            let head = self.objects.read_range(&job.source_key, 0, window).await?;
+            match tessera_engine::dialect::sniff_with_size(
+                &head,
+                size,
+                &DialectOverrides::default(),
+            ) {
+                Ok(s) => break s,
+                Err(EngineError::HeaderTooLong { .. })
+                    if window < size && window < MAX_SNIFF_BYTES =>
+                {
+                    window = (window * 4).min(size).min(MAX_SNIFF_BYTES);
+                }
+                Err(e) => return self.fail(job, e.code(), e.to_string()).await,
+            }
+        };
+        let tasks = split::plan(size, sniffed.header_len, self.config.chunk_size);
+        let plan = Plan {
+            dialect: serde_json::to_value(sniffed.dialect)
+                .map_err(|e| PipelineError::Malformed(e.to_string()))?,
+            columns: sniffed.columns.clone(),
+            header_len: sniffed.header_len,
+            chunk_size: self.config.chunk_size,
+            chunk_count: tasks.len() as u32,
+        };
+        if !self.jobs.mark_planned(&job.id, &plan).await? {
+            tracing::info!(job_id = %job.id, "job was planned by another delivery");
+            return Ok(());
+        }
+        tracing::info!(job_id = %job.id, size, chunks = tasks.len(), "planned");
+        let Some(job) = self.jobs.get(&job.id).await? else {
+            return Ok(());
+        };
+        // The workflow is loaded and compiled against the header before any chunk runs, so a
+        // missing reference file or a document that does not fit the file fails the job at once.
+        match self.job_rules(&job).await {
+            Ok(_) => {}
+            Err(PipelineError::Rules { code, message }) => {
+                return self.fail(&job, code, message).await
+            }
+            Err(e) => return Err(e),
+        }
+        if tasks.is_empty() {
+            // Header only: nothing to hand out; finalize right here.
+            return self.finalize(&job).await;
+        }
+        self.enqueue(&job).await
+    }
+
+    /// Sends the chunk tasks of a planned job and moves it to `processing`.
+    pub(super) async fn enqueue(&self, job: &Job) -> Result<(), PipelineError> {
+        let msgs: Vec<QueueMessage> = chunk_tasks(job)
+            .into_iter()
+            .map(QueueMessage::Chunk)
+            .collect();
+        if msgs.is_empty() {
+            return self.finalize(job).await;
+        }
+        self.queue.send_all(&msgs).await?;
+        self.jobs.mark_processing(&job.id).await?;
+        // Chunk workers accept tasks while the job is still `queued`; if they all finished before
+        // the move to `processing`, none of them could finalize, so check here too.
+        self.finalize_if_done(&job.id).await
+    }
+}

@@ -1,0 +1,467 @@
+//! The data bucket (S3): presigned uploads, ranged streaming reads, result parts and their
+//! stitching into whole outputs.
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+
+use super::StoreError;
+
+mod multipart;
+mod stream;
+
+pub use multipart::{plan_concat, ConcatPart, MultipartWriter, MIN_PART};
+pub use stream::{next_piece, open_planned, PartSink, SourceChanged};
+
+#[derive(Debug, Clone)]
+pub struct Presigned {
+    pub url: String,
+    pub method: String,
+    /// Headers the client must send (none for a plain PUT: checksums are not signed).
+    pub headers: Vec<(String, String)>,
+}
+
+/// A part S3 holds for a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub part_number: u32,
+    /// As S3 reports it (quoted).
+    pub etag: String,
+    pub size: u64,
+}
+
+/// A part the client says it uploaded, for `CompleteMultipartUpload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRef {
+    pub part_number: u32,
+    pub etag: String,
+}
+
+/// Outcome of an operation on a multipart upload that may no longer exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadLookup<T> {
+    Found(T),
+    /// S3 has no such upload (completed, aborted, or expired by the lifecycle rule).
+    NoSuchUpload,
+}
+
+fn is_no_such_upload<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|se| se.code())
+        .is_some_and(|c| c == "NoSuchUpload")
+}
+
+/// ETags compare without their quotes (browsers and SDKs differ in keeping them).
+pub fn same_etag(a: &str, b: &str) -> bool {
+    a.trim().trim_matches('"') == b.trim().trim_matches('"')
+}
+
+/// The bucket adapter.
+/// An object found by [`ObjectStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// RFC 3339.
+    pub last_modified: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ObjectStore {
+    client: Client,
+    bucket: String,
+}
+
+impl ObjectStore {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        ObjectStore {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// A presigned PUT for `key`, valid for `ttl`. Signs only `host`, so a plain
+    /// `curl --upload-file` works (the S3 client is built without default request checksums;
+    /// see `aws::Clients`).
+    pub async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
+        let conf = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::service("PresigningConfig", e))?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(conf)
+            .await
+            .map_err(|e| StoreError::service("presign PutObject", e))?;
+        Ok(Presigned {
+            url: req.uri().to_string(),
+            method: req.method().to_string(),
+            headers: req
+                .headers()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    /// A presigned GET for `key`, valid for `ttl` (an export's download link).
+    pub async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, StoreError> {
+        let conf = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::service("PresigningConfig", e))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(conf)
+            .await
+            .map_err(|e| StoreError::service("presign GetObject", e))?;
+        Ok(req.uri().to_string())
+    }
+
+    /// Starts the multipart upload of a client's file at `key`; returns the upload id.
+    pub async fn create_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("CreateMultipartUpload", e))?;
+        out.upload_id.ok_or_else(|| StoreError::Malformed {
+            what: "CreateMultipartUpload answer",
+            detail: "no upload id".into(),
+        })
+    }
+
+    /// A presigned `UploadPart` (PUT) for one part, valid for `ttl`. Like [`Self::presign_put`]
+    /// it signs only `host` and carries no checksum terms (the client is built with
+    /// `RequestChecksumCalculation::WhenRequired`), so a browser's plain PUT of the bytes works.
+    pub async fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        let conf = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::service("PresigningConfig", e))?;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number as i32)
+            .presigned(conf)
+            .await
+            .map_err(|e| StoreError::service("presign UploadPart", e))?;
+        Ok(req.uri().to_string())
+    }
+
+    /// Every part S3 holds for the upload, in part order (ListParts, all pages).
+    pub async fn list_upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadLookup<Vec<UploadedPart>>, StoreError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let res = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let out = match res {
+                Ok(o) => o,
+                Err(e) if is_no_such_upload(&e) => return Ok(UploadLookup::NoSuchUpload),
+                Err(e) => return Err(StoreError::service("ListParts", e)),
+            };
+            for p in out.parts.unwrap_or_default() {
+                parts.push(UploadedPart {
+                    part_number: p.part_number.unwrap_or(0).max(0) as u32,
+                    etag: p.e_tag.unwrap_or_default(),
+                    size: p.size.unwrap_or(0).max(0) as u64,
+                });
+            }
+            match (out.is_truncated, out.next_part_number_marker) {
+                (Some(true), Some(m)) if !m.is_empty() => marker = Some(m),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        parts.dedup_by_key(|p| p.part_number);
+        Ok(UploadLookup::Found(parts))
+    }
+
+    /// Completes a client's multipart upload with `parts` (ascending, validated by the caller).
+    pub async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartRef],
+    ) -> Result<UploadLookup<()>, StoreError> {
+        let done: Vec<CompletedPart> = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.part_number as i32)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        let res = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(UploadLookup::Found(())),
+            Err(e) if is_no_such_upload(&e) => Ok(UploadLookup::NoSuchUpload),
+            Err(e) => Err(StoreError::service("CompleteMultipartUpload", e)),
+        }
+    }
+
+    /// Aborts a client's multipart upload; an upload that is already gone is fine.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_no_such_upload(&e) => Ok(()),
+            Err(e) => Err(StoreError::service("AbortMultipartUpload", e)),
+        }
+    }
+
+    /// Deletes `keys` (missing ones are fine), 1,000 per `DeleteObjects` call.
+    pub async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for batch in keys.chunks(1000) {
+            let ids = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::service("ObjectIdentifier builder", e))?;
+            let delete = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::service("Delete builder", e))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| StoreError::service("DeleteObjects", e))?;
+            if let Some(err) = out.errors.unwrap_or_default().first() {
+                return Err(StoreError::Service {
+                    op: "DeleteObjects",
+                    detail: format!(
+                        "{}: {} {}",
+                        err.key.as_deref().unwrap_or("?"),
+                        err.code.as_deref().unwrap_or("?"),
+                        err.message.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One page (up to `max_keys`, at most 1,000) of the objects under `prefix` in key order, after the key
+    /// `start_after` when given, and whether more follow.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: i32,
+    ) -> Result<(Vec<ObjectInfo>, bool), StoreError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_string))
+            .max_keys(max_keys)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("ListObjectsV2", e))?;
+        let items = out
+            .contents()
+            .iter()
+            .map(|o| ObjectInfo {
+                key: o.key().unwrap_or_default().to_string(),
+                size: o.size().unwrap_or(0).max(0) as u64,
+                last_modified: o
+                    .last_modified()
+                    .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok()),
+            })
+            .collect();
+        Ok((items, out.is_truncated().unwrap_or(false)))
+    }
+
+    /// Size of an object, or `None` when it does not exist.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(o.content_length.unwrap_or(0).max(0) as u64)),
+            Err(e)
+                if e.as_service_error()
+                    .map(|s| s.is_not_found())
+                    .unwrap_or(false) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::service("HeadObject", e)),
+        }
+    }
+
+    /// Streams the object from byte `start` to its end. The caller reads as far as it needs and
+    /// drops the stream; memory stays at one network buffer.
+    pub async fn stream_from(&self, key: &str, start: u64) -> Result<ByteStream, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-"))
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetObject(range)", e))?;
+        Ok(out.body)
+    }
+
+    /// Like [`Self::stream_from`], and also returns the object's whole size as S3 reports it
+    /// in `Content-Range` (`None` if absent), so a reader can check the object is the one it
+    /// planned for without another request. An object shorter than `start` is `Ok(None)`.
+    pub async fn stream_from_sized(
+        &self,
+        key: &str,
+        start: u64,
+    ) -> Result<Option<(ByteStream, Option<u64>)>, StoreError> {
+        let res = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-"))
+            .send()
+            .await;
+        let out = match res {
+            Ok(o) => o,
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se))
+                    .is_some_and(|c| c == "InvalidRange" || c == "NoSuchKey") =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(StoreError::service("GetObject(range)", e)),
+        };
+        let total = out
+            .content_range
+            .as_deref()
+            .and_then(|r| r.rsplit_once('/'))
+            .and_then(|(_, t)| t.trim().parse::<u64>().ok());
+        Ok(Some((out.body, total)))
+    }
+
+    /// Reads bytes `[start, start+len)` (or fewer at the end) into memory. For small reads only.
+    pub async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-{}", start + len - 1))
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetObject(range)", e))?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::service("GetObject(body)", e))?;
+        Ok(data.into_bytes().to_vec())
+    }
+
+    /// Reads a whole (small) object.
+    pub async fn read_all(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("GetObject", e))?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::service("GetObject(body)", e))?;
+        Ok(data.into_bytes().to_vec())
+    }
+
+    /// Writes a whole object from memory.
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StoreError::service("PutObject", e))?;
+        Ok(())
+    }
+}
