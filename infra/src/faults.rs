@@ -21,11 +21,12 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use bytes::Bytes;
-use futures::StreamExt;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+mod answers;
+use answers::{cut, json_error, plain, s3_error, transaction_canceled};
 
 /// The AWS service a request is for, as the proxy tells it from the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub struct Rule {
     pub operation: &'static str,
     /// For S3, a substring of the object key (`/source`, `/parts/result/`); `None`: any.
     pub key_contains: Option<String>,
+    /// A substring of the request body (e.g. a DynamoDB update that sets `"completed"`); `None`:
+    /// any.
+    pub body_contains: Option<String>,
     /// Let this many matching requests through untouched before injecting.
     pub skip: u32,
     /// Inject into this many matching requests, then let the rest through.
@@ -77,6 +81,7 @@ impl Rule {
             service,
             operation,
             key_contains: None,
+            body_contains: None,
             skip: 0,
             times,
             fault,
@@ -85,6 +90,11 @@ impl Rule {
 
     pub fn key_contains(mut self, part: &str) -> Self {
         self.key_contains = Some(part.to_string());
+        self
+    }
+
+    pub fn body_contains(mut self, part: &str) -> Self {
+        self.body_contains = Some(part.to_string());
         self
     }
 
@@ -144,7 +154,7 @@ impl Plan {
 
     /// The fault for this request, if a rule takes it (counting under the lock, so the "3rd
     /// request" is the 3rd even when requests race).
-    fn pick(&self, op: &Operation) -> Option<Fault> {
+    fn pick(&self, op: &Operation, body: &[u8]) -> Option<Fault> {
         let rules = self.lock();
         for a in rules.iter() {
             let r = &a.rule;
@@ -153,6 +163,14 @@ impl Plan {
             }
             if let Some(part) = &r.key_contains {
                 if !op.key.contains(part.as_str()) {
+                    continue;
+                }
+            }
+            if let Some(part) = &r.body_contains {
+                let found = body
+                    .windows(part.len().max(1))
+                    .any(|w| w == part.as_bytes());
+                if !found {
                     continue;
                 }
             }
@@ -338,7 +356,7 @@ async fn forward(State(ctx): State<Ctx>, req: Request) -> Response {
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let op = classify(&parts.method, &path, &query, &parts.headers, &body);
-    let fault = ctx.plan.pick(&op);
+    let fault = ctx.plan.pick(&op, &body);
     if let Some(f) = &fault {
         tracing::info!(?op, fault = ?f, "injecting a fault");
     }
@@ -386,131 +404,10 @@ async fn forward(State(ctx): State<Ctx>, req: Request) -> Response {
         .unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, e.to_string()))
 }
 
-/// The stream's first `after` bytes, then an error: hyper aborts the connection mid-body, which
-/// the client sees as a body shorter than its `Content-Length`. (A body no longer than `after`
-/// is cut after its end: still an aborted connection, so the fault still shows.)
-fn cut(
-    stream: impl futures::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
-    after: usize,
-) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    stream
-        .scan(after, |left, r| {
-            let out = match r {
-                Err(e) => Some(Err(std::io::Error::other(e))),
-                Ok(_) if *left == 0 => None,
-                Ok(chunk) => {
-                    let n = chunk.len().min(*left);
-                    *left -= n;
-                    Some(Ok(chunk.slice(..n)))
-                }
-            };
-            futures::future::ready(out)
-        })
-        // The pause lets hyper flush the headers and the head before the error aborts the
-        // connection; without it the client sees no answer at all, and the SDK retries that.
-        .chain(futures::stream::once(async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Err(std::io::Error::other("fault injected: body cut"))
-        }))
-}
-
-fn plain(status: StatusCode, msg: String) -> Response {
-    Response::builder()
-        .status(status)
-        .body(Body::from(msg))
-        .expect("a static response")
-}
-
-fn request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string().to_uppercase()
-}
-
-/// S3's REST-XML error: the status, `x-amz-request-id`, and `<Error>` with `Code` (none on HEAD,
-/// like S3).
-fn s3_error(status: u16, code: &str, method: &Method) -> Response {
-    let rid = request_id();
-    let body = if *method == Method::HEAD {
-        String::new()
-    } else {
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>Fault injected by the test proxy</Message><RequestId>{rid}</RequestId><HostId>faults</HostId></Error>"
-        )
-    };
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/xml")
-        .header("x-amz-request-id", rid)
-        .body(Body::from(body))
-        .expect("a static response")
-}
-
-/// The awsJson1_0 error shape DynamoDB and SQS answer with: `__type` (namespaced) and
-/// `x-amzn-ErrorType`; SQS adds `x-amzn-query-error` for clients that map query-protocol codes.
-fn json_error(
-    service: Service,
-    status: u16,
-    error_type: &str,
-    mut extra: serde_json::Value,
-) -> Response {
-    let ns = match service {
-        Service::Sqs => "com.amazonaws.sqs",
-        Service::DynamoDbStreams => "com.amazonaws.dynamodb.v20120810",
-        _ => "com.amazonaws.dynamodb.v20120810",
-    };
-    if let Some(m) = extra.as_object_mut() {
-        m.insert("__type".into(), format!("{ns}#{error_type}").into());
-        m.entry("message")
-            .or_insert_with(|| "Fault injected by the test proxy".into());
-    }
-    let mut b = Response::builder()
-        .status(status)
-        .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amzn-errortype", error_type)
-        .header("x-amzn-requestid", request_id());
-    if service == Service::Sqs {
-        let fault = if status >= 500 { "Receiver" } else { "Sender" };
-        b = b.header(
-            "x-amzn-query-error",
-            HeaderValue::from_str(&format!("{error_type};{fault}"))
-                .unwrap_or(HeaderValue::from_static("InternalError;Receiver")),
-        );
-    }
-    b.body(Body::from(extra.to_string()))
-        .expect("a static response")
-}
-
-/// `TransactionCanceledException` with one reason per item of the request (as DynamoDB gives).
-fn transaction_canceled(body: &[u8], reason: &str) -> Response {
-    let items = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
-        .unwrap_or(1);
-    let reasons: Vec<serde_json::Value> = (0..items)
-        .map(|i| {
-            if i == 0 {
-                serde_json::json!({"Code": reason, "Message": "Fault injected by the test proxy"})
-            } else {
-                serde_json::json!({"Code": "None"})
-            }
-        })
-        .collect();
-    let codes: Vec<&str> = (0..items)
-        .map(|i| if i == 0 { reason } else { "None" })
-        .collect();
-    json_error(
-        Service::DynamoDb,
-        400,
-        "TransactionCanceledException",
-        serde_json::json!({
-            "message": format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]", codes.join(", ")),
-            "CancellationReasons": reasons,
-        }),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn s3(method: Method, path: &str, query: &str) -> (String, String) {
         let op = classify(&method, path, query, &HeaderMap::new(), b"");
@@ -599,13 +496,13 @@ mod tests {
             key: key.into(),
         };
         let picks: Vec<bool> = (0..5)
-            .map(|_| plan.pick(&op("u/j/source")).is_some())
+            .map(|_| plan.pick(&op("u/j/source"), b"").is_some())
             .collect();
         assert_eq!(picks, [false, true, true, false, false]);
-        assert!(plan.pick(&op("other")).is_none());
+        assert!(plan.pick(&op("other"), b"").is_none());
         assert_eq!((h.seen(), h.injected()), (5, 2));
         plan.clear();
-        assert!(plan.pick(&op("u/j/source")).is_none());
+        assert!(plan.pick(&op("u/j/source"), b"").is_none());
     }
 }
 
