@@ -7,6 +7,7 @@
 //! - [`esm`]: Lambda's SQS event-source mappings (long polls, batches, partial failures);
 //! - [`ws`]: API Gateway's WebSocket API (upgrade with a token, route events, `@connections`);
 //! - [`streams`]: Lambda's DynamoDB-stream event-source mapping (the jobs table -> status pushes);
+//! - [`faults`]: a proxy in front of the emulator that injects scripted faults (tests);
 //! - [`stack`]: all of the above started together, as `tessera up` and the tests use it;
 //! - [`model`]: the scale model of a deployed job and fleet (`tessera model`, docs/scale.md);
 //! - [`web`]: the browser page (static files embedded in the binary) and its `config.json`.
@@ -16,6 +17,7 @@
 pub mod auth;
 pub mod emulator;
 pub mod esm;
+pub mod faults;
 pub mod gateway;
 pub mod model;
 pub mod provision;
