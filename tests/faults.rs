@@ -7,8 +7,7 @@
 //! `POST /v1/jobs/{id}/retry` completes it exactly; and its faults must have fired. The matrix is
 //! printed as a table (`cargo test -p tessera-e2e --test faults -- --nocapture`).
 //!
-//! Cells that exposed holes in the pipeline are off by default ([`hole_kinds`]); docs/local.md
-//! lists them.
+//! The finalization cells ([`finalize_kinds`]) found the holes docs/local.md lists.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,17 +110,14 @@ const INTERNAL_ERROR: Fault = Fault::S3Error {
 fn kinds() -> Vec<Kind> {
     let mut all = s3_kinds();
     all.extend(service_kinds());
-    if std::env::var("TESSERA_FAULT_MATRIX_HOLES").is_ok_and(|v| v == "1") {
-        all.extend(hole_kinds());
-    }
+    all.extend(finalize_kinds());
     all
 }
 
-/// The cells that found the holes of docs/local.md ("Known holes the fault matrix found"):
-/// today each ends `finalize_failed`, which cannot be retried. Not in the default matrix (it
-/// must pass); `TESSERA_FAULT_MATRIX_HOLES=1` adds them, for whoever fixes finalisation — once
-/// they pass, move them into [`kinds`].
-fn hole_kinds() -> Vec<Kind> {
+/// Faults during finalization, past the SDK's three attempts of one call. They found the hole
+/// of docs/local.md ("Holes the fault matrix found"): each ended `finalize_failed`, which
+/// cannot be retried, until the finalizer retried its (idempotent) run on store errors.
+fn finalize_kinds() -> Vec<Kind> {
     vec![
         Kind {
             name: "S3 PUT clean.csv (finalise) 503 SlowDown x4",

@@ -67,9 +67,23 @@ impl ApiError {
     }
 }
 
+/// Seconds a caller should wait after `service_busy` (the `Retry-After` header).
+pub const BUSY_RETRY_AFTER_SECS: u32 = 2;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(&e)
+        match e {
+            // Load, not a fault: say so, and when to try again (nothing was done).
+            StoreError::Busy { .. } => {
+                tracing::warn!(request_id = %current_request_id(), error = %e, "store busy");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_busy",
+                    format!("Tessera is busy and did nothing with this request. Send it again in {BUSY_RETRY_AFTER_SECS} seconds (the Retry-After header)."),
+                )
+            }
+            e => ApiError::internal(&e),
+        }
     }
 }
 
@@ -130,7 +144,14 @@ impl IntoResponse for ApiError {
                 details: self.details.as_ref(),
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(BUSY_RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 

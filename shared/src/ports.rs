@@ -98,6 +98,10 @@ impl<T: JobLedger + ChunkLedger> Ledger for T {}
 pub enum StoreError {
     #[error("{op} failed: {detail}")]
     Service { op: &'static str, detail: String },
+    /// The service refused for load (throttling, `SlowDown`, 503) past the SDK's own retries:
+    /// nothing was done, and the same call may succeed in a few seconds.
+    #[error("{op} throttled: {detail}")]
+    Busy { op: &'static str, detail: String },
     #[error("stored item is malformed ({what}): {detail}")]
     Malformed { what: &'static str, detail: String },
 }

@@ -15,10 +15,17 @@ use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 use super::steps::{claim_finalization, complete, Completion};
 use super::unique::UniqueStage;
 use super::{clean_header, output_columns, Pipeline, PipelineError, REJECTED_HEADER};
-use crate::job::{now_rfc3339, Job, ResultKeys};
+use crate::job::{now_rfc3339, Job, JobState, ResultKeys};
 use crate::keys::{self, PartKind};
 use crate::ledger::Totals;
 use crate::store::objects::{next_piece, PartSink};
+
+/// Runs of the finalization before a store error fails the job `finalize_failed` (each run's
+/// calls have the SDK's own three attempts).
+const FINALIZE_ATTEMPTS: u32 = 4;
+
+/// Pause before the second run; doubled before each further one (1 + 2 + 4 s in all).
+const FINALIZE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Pipeline {
     /// Finalizes the job if every chunk is done and this caller wins the move to `finalizing`.
@@ -30,20 +37,47 @@ impl Pipeline {
     }
 
     /// Validates, merges and stitches a job whose chunks are all done, then completes it.
+    ///
+    /// Finalizing is idempotent (a takeover runs it again from the start), so a store error
+    /// (S3 or DynamoDB answering 5xx/throttling past the SDK's own retries) is retried here, on
+    /// the job as read again, up to [`FINALIZE_ATTEMPTS`] times with a growing pause, instead of
+    /// failing a job whose chunks are all done. Errors of the data (engine, rules) are final.
     pub(super) async fn finalize(&self, job: &Job) -> Result<(), PipelineError> {
-        // Boxed: the finalizer's future is large, and every stage that may finalize holds it.
-        match Box::pin(self.try_finalize(job)).await {
-            Ok(()) => Ok(()),
-            Err(PipelineError::Engine(e)) => self.fail(job, e.code(), e.to_string()).await,
-            Err(PipelineError::Rules { code, message }) => self.fail(job, code, message).await,
-            Err(e) => {
-                tracing::error!(job_id = %job.id, error = %e, "finalization failed");
-                self.fail(
-                    job,
-                    "finalize_failed",
-                    "Tessera could not assemble the results of this job. Upload the file again; if it fails again, report the job id.".into(),
-                )
-                .await
+        let mut job = job.clone();
+        let mut attempt = 1;
+        loop {
+            // Boxed: the finalizer's future is large, and every stage that may finalize holds it.
+            let e = match Box::pin(self.try_finalize(&job)).await {
+                Ok(()) => return Ok(()),
+                Err(PipelineError::Engine(e)) => {
+                    return self.fail(&job, e.code(), e.to_string()).await
+                }
+                Err(PipelineError::Rules { code, message }) => {
+                    return self.fail(&job, code, message).await
+                }
+                Err(e) => e,
+            };
+            if attempt >= FINALIZE_ATTEMPTS || !matches!(e, PipelineError::Store(_)) {
+                tracing::error!(job_id = %job.id, error = %e, attempt, "finalization failed");
+                return self
+                    .fail(
+                        &job,
+                        "finalize_failed",
+                        "Tessera could not assemble the results of this job. Upload the file again; if it fails again, report the job id.".into(),
+                    )
+                    .await;
+            }
+            tracing::warn!(job_id = %job.id, error = %e, attempt, "finalization hit a store error; trying again");
+            tokio::time::sleep(FINALIZE_RETRY_PAUSE * 2u32.pow(attempt - 1)).await;
+            attempt += 1;
+            // Go on from the job as it is now: a step may have moved it (a `unique` step begun),
+            // and a cancel or a takeover that completed it ends this finalizer's business.
+            match self.jobs.get(&job.id).await {
+                Ok(Some(now)) if now.state == JobState::Finalizing => job = now,
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(job_id = %job.id, error = %e, "could not read the job again; retrying on the copy in hand")
+                }
             }
         }
     }

@@ -50,9 +50,58 @@ impl StoreError {
         E: std::error::Error + 'static,
     {
         // DisplayErrorContext prints the whole chain (service code, message, request id).
-        StoreError::Service {
-            op,
-            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        let detail = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+        if THROTTLING_CODES.iter().any(|c| detail.contains(c)) {
+            StoreError::Busy { op, detail }
+        } else {
+            StoreError::Service { op, detail }
         }
+    }
+}
+
+/// The error codes with which S3, DynamoDB and SQS refuse for load. Read from the error's text
+/// (its code is in it) because `service` takes any error, including those with no metadata.
+const THROTTLING_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailable",
+    "RequestThrottled",
+];
+
+#[cfg(test)]
+mod throttling_tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct E(&'static str);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {}
+
+    #[test]
+    fn throttling_is_busy_and_the_rest_is_a_service_failure() {
+        let busy = StoreError::service(
+            "PutItem(job)",
+            E("service error: ProvisionedThroughputExceededException: slow down"),
+        );
+        assert!(
+            matches!(
+                busy,
+                StoreError::Busy {
+                    op: "PutItem(job)",
+                    ..
+                }
+            ),
+            "{busy:?}"
+        );
+        let s3 = StoreError::service("PutObject", E("unhandled error (SlowDown)"));
+        assert!(matches!(s3, StoreError::Busy { .. }));
+        let other = StoreError::service("GetItem", E("ResourceNotFoundException: no table"));
+        assert!(matches!(other, StoreError::Service { .. }));
     }
 }
