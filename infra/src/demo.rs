@@ -149,8 +149,8 @@ fn job_line(snap: &Value, elapsed: Duration) -> String {
     )
 }
 
-/// Chooses an example query from a profile: count and average of the first numeric column that
-/// is not an identifier, grouped by the string column with the fewest distinct values (2 to 50);
+/// Chooses an example query from a profile: count and average of the first decimal column, or
+/// integer column that is not an identifier, grouped by the string column with the fewest distinct values (2 to 50);
 /// whichever of the two exists; else a plain count. The averaged column is read as the type the
 /// profile found, so the local answer matches the server's reading of the file.
 pub fn example_query(profile: &Value) -> (String, Value) {
@@ -158,9 +158,11 @@ pub fn example_query(profile: &Value) -> (String, Value) {
     let columns = profile["columns"].as_array().unwrap_or(&empty);
     let numeric = columns.iter().find(|c| {
         let ty = c["type"].as_str().unwrap_or("");
-        // A column whose every value is distinct (an id, a row number) averages to nothing useful.
-        let unique = c["distinct_exact"] == true && c["distinct"] == c["count"];
-        matches!(ty, "integer" | "decimal") && !unique
+        // An integer column whose values are (nearly) all distinct is an id or a row number:
+        // its average means nothing. (Distinct counts above 1024 are estimates, hence "nearly".)
+        let count = c["count"].as_u64().unwrap_or(0) as f64;
+        let id_like = ty == "integer" && c["distinct"].as_u64().unwrap_or(0) as f64 >= 0.9 * count;
+        ty == "decimal" || (ty == "integer" && !id_like)
     });
     let key = columns
         .iter()
@@ -245,9 +247,12 @@ pub fn profile_table(profile: &Value) -> String {
             Some(false) => format!("~{}", c["distinct"]),
             _ => c["distinct"].to_string(),
         };
+        // A most frequent value seen once says only that no value repeats: leave it out.
         let top = match c["top"].get(0) {
-            Some(t) => format!("{} ({})", cell(&t["value"]), t["count"]),
-            None => String::new(),
+            Some(t) if t["count"].as_u64() > Some(1) => {
+                format!("{} ({})", cell(&t["value"]), t["count"])
+            }
+            _ => String::new(),
         };
         rows.push(vec![
             cell(&c["name"]),
