@@ -149,20 +149,25 @@ fn job_line(snap: &Value, elapsed: Duration) -> String {
     )
 }
 
-/// Chooses an example query from a profile: count and average of the first decimal column, or
-/// integer column that is not an identifier, grouped by the string column with the fewest distinct values (2 to 50);
+/// Chooses an example query from a profile: count and average of the first decimal column (else
+/// the first integer column that is not an identifier), grouped by the string column with the fewest distinct values (2 to 50);
 /// whichever of the two exists; else a plain count. The averaged column is read as the type the
 /// profile found, so the local answer matches the server's reading of the file.
 pub fn example_query(profile: &Value) -> (String, Value) {
     let empty = vec![];
     let columns = profile["columns"].as_array().unwrap_or(&empty);
-    let numeric = columns.iter().find(|c| {
-        let ty = c["type"].as_str().unwrap_or("");
-        // An integer column whose values are (nearly) all distinct is an id or a row number:
-        // its average means nothing. (Distinct counts above 1024 are estimates, hence "nearly".)
+    // An integer column whose values are (nearly) all distinct is an id or a row number: its
+    // average means nothing. (Distinct counts above 1024 are estimates, hence "nearly".) A
+    // decimal column is the likelier measure (an amount, a price), so it goes first.
+    let id_like = |c: &&Value| {
         let count = c["count"].as_u64().unwrap_or(0) as f64;
-        let id_like = ty == "integer" && c["distinct"].as_u64().unwrap_or(0) as f64 >= 0.9 * count;
-        ty == "decimal" || (ty == "integer" && !id_like)
+        c["distinct"].as_u64().unwrap_or(0) as f64 >= 0.9 * count
+    };
+    let numeric = columns.iter().find(|c| c["type"] == "decimal").or_else(|| {
+        columns
+            .iter()
+            .filter(|c| c["type"] == "integer")
+            .find(|c| !id_like(c))
     });
     let key = columns
         .iter()
@@ -350,9 +355,9 @@ mod tests {
 
     #[test]
     fn example_groups_a_non_id_number_by_the_smallest_string_column() {
-        let p = json!({"columns": [col("id", "integer", 100, 100), col("name", "string", 90, 100),
-            col("city", "string", 4, 100), col("flag", "string", 1, 100),
-            col("amount", "decimal", 80, 100)]});
+        let p = json!({"columns": [col("id", "integer", 100, 100), col("qty", "integer", 5, 100),
+            col("name", "string", 90, 100), col("city", "string", 4, 100),
+            col("flag", "string", 1, 100), col("amount", "decimal", 80, 100)]});
         let (words, doc) = example_query(&p);
         assert_eq!(words, "rows and average amount per city, most rows first");
         assert_eq!(doc["group_by"], json!(["city"]));
@@ -373,6 +378,9 @@ mod tests {
         assert_eq!(doc["aggregates"], json!([{"fn": "count"}]));
         assert!(doc.get("group_by").is_none());
         parse_document(doc.to_string().as_bytes()).expect("a valid query");
+        // Without a decimal column, an integer that is not an id is averaged.
+        let p = json!({"columns": [col("id", "integer", 95, 100), col("qty", "integer", 5, 100)]});
+        assert_eq!(example_query(&p).0, "rows and average qty");
     }
 
     #[test]
