@@ -252,10 +252,17 @@ pub fn profile_table(profile: &Value) -> String {
             Some(false) => format!("~{}", c["distinct"]),
             _ => c["distinct"].to_string(),
         };
-        // A most frequent value seen once says only that no value repeats: leave it out.
-        let top = match c["top"].get(0) {
-            Some(t) if t["count"].as_u64() > Some(1) => {
-                format!("{} ({})", cell(&t["value"]), t["count"])
+        // A most frequent value seen once says only that no value repeats, and one whose count
+        // is within the summary's error (`top_error`: too many distinct values to count them
+        // all) may not be frequent at all: leave both out. An inexact count is marked `~`.
+        let error = c["top_error"].as_u64().unwrap_or(0);
+        let top = match c["top"]
+            .get(0)
+            .map(|t| (t, t["count"].as_u64().unwrap_or(0)))
+        {
+            Some((t, n)) if n > 1 && n > error => {
+                let approx = if error > 0 { "~" } else { "" };
+                format!("{} ({approx}{n})", cell(&t["value"]))
             }
             _ => String::new(),
         };
@@ -388,9 +395,20 @@ mod tests {
         let mut long = col("note", "string", 5, 5);
         long["max"] = json!("x".repeat(100));
         long["distinct_exact"] = json!(false);
-        let t = profile_table(&json!({"columns": [col("id", "integer", 3, 3), long]}));
+        let mut noisy = col("amount", "decimal", 5, 5);
+        noisy["top_error"] = json!(3);
+        let mut heavy = col("city", "string", 5, 5);
+        heavy["top"] = json!([{"value": "Porto", "count": 40}]);
+        heavy["top_error"] = json!(3);
+        let t =
+            profile_table(&json!({"columns": [col("id", "integer", 3, 3), long, noisy, heavy]}));
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(lines.len(), 6, "{t}");
+        assert!(
+            lines[4].trim_end().ends_with('9'),
+            "a count within the error is hidden: {t}"
+        );
+        assert!(lines[5].ends_with("Porto (~40)"), "{t}");
         assert!(lines[0].contains("column") && lines[0].contains("top value"));
         assert!(
             lines[2].starts_with("  id ") && lines[2].contains("a (3)"),
