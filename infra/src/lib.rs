@@ -10,11 +10,14 @@
 //! - [`faults`]: a proxy in front of the emulator that injects scripted faults (tests);
 //! - [`stack`]: all of the above started together, as `tessera up` and the tests use it;
 //! - [`model`]: the scale model of a deployed job and fleet (`tessera model`, docs/scale.md);
+//! - [`upload`]: upload a local file through the API (single PUT or parallel parts, progress);
+//! - [`demo`]: `tessera demo`'s use case: upload, follow the job, profile table, example query;
 //! - [`web`]: the browser page (static files embedded in the binary) and its `config.json`.
 //!
 //! The `tessera` command (`src/main.rs`) is a thin layer over [`stack`] and [`auth`].
 
 pub mod auth;
+pub mod demo;
 pub mod emulator;
 pub mod esm;
 pub mod faults;
@@ -24,5 +27,6 @@ pub mod provision;
 pub mod resources;
 pub mod stack;
 pub mod streams;
+pub mod upload;
 pub mod web;
 pub mod ws;

@@ -3,13 +3,15 @@
 //! (`process`, `query`).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use tessera_infra::auth::{tessera_home, JwtKey};
+use tessera_infra::demo::DemoOptions;
 use tessera_infra::stack::{KeySource, LocalStack, StackOptions};
+use tessera_infra::upload::{Api, UploadOptions};
 
 #[derive(Parser)]
 #[command(
@@ -27,13 +29,16 @@ enum Command {
     /// Start the AWS emulator (if none runs), create the resources, serve the API on
     /// 127.0.0.1 and run the queue pollers until Ctrl-C.
     Up(StackArgs),
-    /// Upload FILE through the API (presigned PUT), follow the job, print the totals.
+    /// Upload FILE through the API (one presigned PUT, or parallel parts above the multipart
+    /// threshold), follow the job, print the totals, the column profile and an example query.
     Demo {
         /// The CSV file to upload.
         file: PathBuf,
         /// Print the final job snapshot as JSON on stdout instead of a summary.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        upload: DemoUploadArgs,
         #[command(flatten)]
         stack: StackArgs,
     },
@@ -141,6 +146,16 @@ struct ModelArgs {
 }
 
 #[derive(Args, Clone)]
+struct DemoUploadArgs {
+    /// Part size of a multipart upload (5MiB-5GiB), e.g. 16MiB; default: the API's.
+    #[arg(long, value_parser = parse_size)]
+    part_size: Option<u64>,
+    /// Parts uploaded at once (memory used: this many parts).
+    #[arg(long, default_value_t = 4)]
+    parallel_parts: usize,
+}
+
+#[derive(Args, Clone)]
 struct StackArgs {
     /// Port of the local API on 127.0.0.1.
     #[arg(long, env = "TESSERA_HTTP_PORT", default_value_t = 3000)]
@@ -218,7 +233,12 @@ fn main() -> Result<()> {
         }
         Command::Model(args) => model(args),
         Command::Up(args) => runtime()?.block_on(up(args)),
-        Command::Demo { file, json, stack } => runtime()?.block_on(demo(&file, json, stack)),
+        Command::Demo {
+            file,
+            json,
+            upload,
+            stack,
+        } => runtime()?.block_on(demo(&file, json, upload, stack)),
     }
 }
 
@@ -260,20 +280,14 @@ async fn up(args: StackArgs) -> Result<()> {
     Ok(())
 }
 
-async fn demo(file: &Path, json: bool, args: StackArgs) -> Result<()> {
-    let meta = tokio::fs::metadata(file).await.with_context(|| {
+async fn demo(file: &Path, json: bool, upload: DemoUploadArgs, args: StackArgs) -> Result<()> {
+    // Fail before starting anything when the file cannot be read.
+    tokio::fs::metadata(file).await.with_context(|| {
         format!(
             "cannot read {}; pass the path of a CSV file",
             file.display()
         )
     })?;
-    let size = meta.len();
-    let filename = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("upload.csv")
-        .to_string();
-
     // Use a running `tessera up` on the port, or start the stack here for the demo's duration.
     let port = args.port;
     let running =
@@ -291,152 +305,39 @@ async fn demo(file: &Path, json: bool, args: StackArgs) -> Result<()> {
             .context("the local stack could not start")?;
         (stack.http_url.clone(), stack.key.clone(), Some(stack))
     };
-    let result = run_demo(&base, &key, file, &filename, size, json).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base,
+        token: key.mint("demo-user", Duration::from_secs(3600)),
+    };
+    let opts = DemoOptions {
+        upload: UploadOptions {
+            part_size: upload.part_size,
+            concurrency: upload.parallel_parts,
+            ..UploadOptions::default()
+        },
+        ..DemoOptions::default()
+    };
+    let result = tessera_infra::demo::run(&api, file, &opts).await;
     if let Some(stack) = stack {
         stack.shutdown().await;
     }
-    result
-}
-
-async fn run_demo(
-    base: &str,
-    key: &JwtKey,
-    file: &Path,
-    filename: &str,
-    size: u64,
-    json: bool,
-) -> Result<()> {
-    let token = key.mint("demo-user", Duration::from_secs(3600));
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    let resp = http
-        .post(format!("{base}/v1/uploads"))
-        .bearer_auth(&token)
-        .json(
-            &serde_json::json!({ "filename": filename, "size": size, "content_type": "text/csv" }),
-        )
-        .send()
-        .await
-        .with_context(|| format!("POST {base}/v1/uploads"))?;
-    let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .context("reading the answer of POST /v1/uploads")?;
-    if status != reqwest::StatusCode::CREATED {
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            bail!("the API at {base} rejected the token: is it a `tessera up` started in another directory (another TESSERA_HOME)? {body}");
-        }
-        bail!("POST /v1/uploads answered {status}: {}", error_text(&body));
+    let outcome = result?;
+    if json {
+        // Scripts read exactly the final snapshot here.
+        println!("{}", serde_json::to_string_pretty(&outcome.snapshot)?);
     }
-    let job_id = body["job_id"]
-        .as_str()
-        .context("no job_id in the upload answer")?
-        .to_string();
-    let url = body["upload"]["url"]
-        .as_str()
-        .context("no upload.url in the upload answer")?;
-    eprintln!("job {job_id}: uploading {filename} ({size} bytes)...");
-
-    // Stream the file to the presigned URL, like a browser's PUT.
-    let f = tokio::fs::File::open(file)
-        .await
-        .with_context(|| format!("opening {}", file.display()))?;
-    let mut put = http
-        .put(url)
-        .header(reqwest::header::CONTENT_LENGTH, size)
-        .body(reqwest::Body::from(f));
-    if let Some(headers) = body["upload"]["headers"].as_object() {
-        for (k, v) in headers {
-            put = put.header(k.as_str(), v.as_str().unwrap_or_default());
-        }
+    if outcome.snapshot["state"] != "completed" {
+        bail!("{}", tessera_infra::demo::failure(&outcome.snapshot));
     }
-    let put = put.send().await.context("uploading to the presigned URL")?;
-    if !put.status().is_success() {
-        let status = put.status();
-        bail!(
-            "the upload PUT answered {status}: {}",
-            put.text().await.unwrap_or_default()
+    if !json {
+        let filename = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        print!(
+            "{}",
+            outcome.render(filename.as_deref().unwrap_or("the file"))
         );
     }
-
-    // Follow the job.
-    let mut last_line = String::new();
-    let snapshot = loop {
-        let resp = http
-            .get(format!("{base}/v1/jobs/{job_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .context("polling the job")?;
-        let status = resp.status();
-        let snap: Value = resp.json().await.context("reading the job snapshot")?;
-        if !status.is_success() {
-            bail!(
-                "GET /v1/jobs/{job_id} answered {status}: {}",
-                error_text(&snap)
-            );
-        }
-        let state = snap["state"].as_str().unwrap_or("?").to_string();
-        let line = progress_line(&snap, started.elapsed());
-        if line != last_line {
-            eprint!("\r{line}\x1b[K");
-            last_line = line;
-        }
-        if matches!(state.as_str(), "completed" | "failed" | "cancelled") {
-            eprintln!();
-            break snap;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let elapsed = started.elapsed();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&snapshot)?);
-    }
-    match snapshot["state"].as_str() {
-        Some("completed") => {
-            if !json {
-                let columns = snapshot["columns"].as_array().map(|c| c.len()).unwrap_or(0);
-                println!(
-                    "completed {filename}: {} rows, {} rejected, {columns} columns, {} bytes in {:.1} s (job {job_id})",
-                    snapshot["rows"], snapshot["rejected_rows"], size, elapsed.as_secs_f64()
-                );
-            }
-            Ok(())
-        }
-        Some(state) => bail!(
-            "job {job_id} {state}: {}",
-            snapshot["error"]["message"]
-                .as_str()
-                .unwrap_or("no reason recorded")
-        ),
-        None => bail!("job {job_id}: the snapshot has no state: {snapshot}"),
-    }
-}
-
-fn progress_line(snap: &Value, elapsed: Duration) -> String {
-    let p = &snap["progress"];
-    let fraction = p["fraction"].as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
-    let width = 30;
-    let filled = (fraction * width as f64).round() as usize;
-    format!(
-        "[{}{}] {:>3.0}% {:<11} chunks {}/{} rows {} ({:.1} s)",
-        "#".repeat(filled),
-        ".".repeat(width - filled),
-        fraction * 100.0,
-        snap["state"].as_str().unwrap_or("?"),
-        p["chunks_done"],
-        p["chunks_total"],
-        snap["rows"],
-        elapsed.as_secs_f64()
-    )
-}
-
-fn error_text(body: &Value) -> String {
-    match body["error"]["message"].as_str() {
-        Some(m) => format!("{} ({})", m, body["error"]["code"].as_str().unwrap_or("")),
-        None => body.to_string(),
-    }
+    Ok(())
 }
 
 /// `tessera query`: parse, validate, run over the file's byte ranges, print.
