@@ -358,3 +358,57 @@ fn documents_without_derive_are_unchanged() {
     assert_eq!(bl, "negative");
     assert_eq!(tl, "positive");
 }
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: `getrusage` fills the zeroed struct it is given.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// The cost of the step on a ~100 MB file, with and without it (same reject rule). Run with
+/// `cargo test --release -p tessera-engine --test rules_derive -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: ~100 MB in the temp directory, seconds of CPU"]
+fn measure_100_mb() {
+    let dir = std::env::temp_dir().join(format!("tessera-derive-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("reviews.csv");
+    let mut data = String::from("id,product,review,qty\n");
+    let mut i = 0usize;
+    while data.len() < 100 << 20 {
+        let r = REVIEWS[(i * 7 + i / 15) % REVIEWS.len()];
+        let extra = ["", " Really.", " Would not recommend", " 5 stars"][i % 4];
+        let review = format!("{r}{extra}").replace(['"', '\n'], " ");
+        let q = if i % 50 == 0 { -1 } else { (i % 9) as i64 };
+        data.push_str(&format!("{i},p{},\"{review}\",{q}\n", i % 997));
+        i += 1;
+    }
+    std::fs::write(&input, &data).unwrap();
+    let base = json!({"version": 1, "rules": [{"column": "qty", "check": {"range": {"min": 0}}}]});
+    let mut with = base.clone();
+    with["columns"] = json!({"review": {"derive": {"sentiment": {"engine": "lexicon"}}}});
+    let header = ["id", "product", "review", "qty"];
+    for (name, doc) in [("without derive", base), ("with derive", with)] {
+        let rules = Arc::new(compile(doc, &header).unwrap());
+        let mut o = opts(&rules, 16 << 20, 2);
+        o.read_buffer_bytes = 1 << 20;
+        o.out_dir = dir.join("out");
+        let (c0, w0) = (cpu_seconds(), std::time::Instant::now());
+        let s = process_file(&input, &o).unwrap();
+        let (cpu, wall) = (cpu_seconds() - c0, w0.elapsed().as_secs_f64());
+        println!(
+            "{name}: {} MB, {} rows ({} rejected): CPU {cpu:.2} s ({:.0} MB/CPU-s), wall {wall:.2} s",
+            data.len() >> 20,
+            s.rows,
+            s.rejected_rows,
+            data.len() as f64 / 1e6 / cpu
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
