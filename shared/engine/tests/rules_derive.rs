@@ -40,7 +40,7 @@ fn file(rows: usize) -> (Vec<u8>, Vec<(String, String, i64)>) {
     for i in 0..rows {
         let review = REVIEWS[(i * 7) % REVIEWS.len()];
         let qty = if i % 4 == 3 { -(i as i64) } else { i as i64 };
-        let field = if review.contains([',', '"', '\n']) || i % 5 == 0 {
+        let field = if review.contains([',', '"', '\n']) || i.is_multiple_of(5) {
             format!("\"{}\"", review.replace('"', "\"\""))
         } else {
             review.to_string()
@@ -322,6 +322,13 @@ fn documents_without_derive_are_unchanged() {
     let c = compile(json!({"version": 1, "rules": []}), &["id", "review"]).unwrap();
     assert!(c.passthrough());
     assert_eq!(c.output_columns(), ["id", "review"]);
+    // `null` is an absent step (the schema's optional field).
+    let c = compile(
+        json!({"version": 1, "columns": {"review": {"derive": null}}}),
+        &["id", "review"],
+    )
+    .unwrap();
+    assert!(c.passthrough());
     // Two derive steps: two pairs, in the order of the column names.
     let lexicon = json!({"sentiment": {"engine": "lexicon"}});
     let c = compile(
@@ -385,7 +392,11 @@ fn measure_100_mb() {
         let r = REVIEWS[(i * 7 + i / 15) % REVIEWS.len()];
         let extra = ["", " Really.", " Would not recommend", " 5 stars"][i % 4];
         let review = format!("{r}{extra}").replace(['"', '\n'], " ");
-        let q = if i % 50 == 0 { -1 } else { (i % 9) as i64 };
+        let q = if i.is_multiple_of(50) {
+            -1
+        } else {
+            (i % 9) as i64
+        };
         data.push_str(&format!("{i},p{},\"{review}\",{q}\n", i % 997));
         i += 1;
     }

@@ -172,7 +172,8 @@ fn column_spec(v: &Value, p: &str, errs: &mut Vec<ValidationError>) -> Option<Co
         p,
         errs,
     );
-    if let Some(d) = obj.get("derive") {
+    // `null` is an absent step, as the schema (an optional field) allows.
+    if let Some(d) = obj.get("derive").filter(|d| !d.is_null()) {
         derive_spec(d, &format!("{p}/derive"), errs);
     }
     if let Some(t) = obj.get("type") {
