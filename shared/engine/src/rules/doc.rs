@@ -20,7 +20,7 @@ pub struct RuleDocument {
     #[serde(default)]
     pub on_violation: Action,
     /// Per-column settings keyed by source header name: declared type, transforms of the
-    /// clean output, rename, drop.
+    /// clean output, rename, drop, derived columns.
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnSpec>,
     /// Checks, evaluated on every well-formed record in this order.
