@@ -1,14 +1,16 @@
 //! Writing a record's clean row: the layout (dropped columns left out), each column's
-//! transforms and masks, and the `_violations` column. An unquoted record's untransformed
-//! columns are copied from its source bytes, adjacent ones as one slice (the compiled plan).
+//! transforms and masks, the `_violations` column, and the columns of `derive` steps. An
+//! unquoted record's untransformed columns are copied from its source bytes, adjacent ones as
+//! one slice (the compiled plan).
 //!
 //! Not here: deciding whether the record is clean (see `run`).
 
-use super::compiled::{Act, CTransform, OutOp};
+use super::compiled::{Act, CTransform, CompiledRules, OutOp};
 use super::mask::{partial, partial_bytes, Tokenizer};
 use super::run::{RuleRunner, Scratch};
 use crate::csv_write::write_field;
 use crate::record::Record;
+use crate::sentiment::{Analyzer, Label, ScoreText};
 
 impl RuleRunner {
     /// Writes the clean row of the record last passed to [`check`](Self::check) (transforms,
@@ -97,9 +99,30 @@ impl RuleRunner {
                 }
             }
         }
+        if !r.derives.is_empty() {
+            write_derived(r, rec, s, out);
+        }
         if out.len() == start && r.output_columns.len() == 1 {
             out.extend_from_slice(b"\"\"");
         }
+    }
+}
+
+/// Writes the derived columns (after the layout and `_violations`): per `derive` step, the
+/// compound score with 4 fraction digits and the label, both never quoted. The score is of the
+/// source field as read (unquoted), before the column's transforms: a `redact` or `token` mask
+/// would leave nothing to score, and a score and a label leak none of the text.
+#[inline(never)]
+fn write_derived(r: &CompiledRules, rec: &Record<'_>, s: &mut Scratch, out: &mut Vec<u8>) {
+    let analyzer = s.analyzer.get_or_insert_with(Analyzer::new);
+    for (k, &c) in r.derives.iter().enumerate() {
+        if k > 0 || !r.layout.is_empty() || r.flag_column {
+            out.push(b',');
+        }
+        let compound = analyzer.compound(rec.get(c).unwrap_or("").as_bytes());
+        out.extend_from_slice(ScoreText::of(compound).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(Label::of(compound).as_str().as_bytes());
     }
 }
 

@@ -185,6 +185,9 @@ pub struct CompiledRules {
     pub(super) keeps_plain: Vec<bool>,
     pub(super) output_columns: Vec<String>,
     pub(super) flag_column: bool,
+    /// The source columns with a sentiment `derive` step, in the order of their output
+    /// columns (two each, after `_violations`).
+    pub(super) derives: Vec<usize>,
     pub(super) unique_count: usize,
     pub(super) passthrough: bool,
 }
@@ -212,7 +215,7 @@ pub const VIOLATIONS_COLUMN: &str = "_violations";
 
 impl CompiledRules {
     /// The clean output's header: source columns minus dropped ones, renamed, plus
-    /// `_violations` when a rule flags.
+    /// `_violations` when a rule flags, plus two columns per `derive` step.
     pub fn output_columns(&self) -> &[String] {
         &self.output_columns
     }
@@ -249,7 +252,7 @@ impl CompiledRules {
     }
 
     /// Whether clean rows can be copied from the source unchanged (no transforms, no dropped
-    /// column, no flag column).
+    /// column, no flag column, no derived column).
     pub fn passthrough(&self) -> bool {
         self.passthrough
     }

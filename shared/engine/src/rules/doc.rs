@@ -20,7 +20,7 @@ pub struct RuleDocument {
     #[serde(default)]
     pub on_violation: Action,
     /// Per-column settings keyed by source header name: declared type, transforms of the
-    /// clean output, rename, drop.
+    /// clean output, rename, drop, derived columns.
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnSpec>,
     /// Checks, evaluated on every well-formed record in this order.
@@ -45,7 +45,42 @@ pub struct ColumnSpec {
     /// Leave the column out of the clean output (checks still see it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop: bool,
+    /// Columns computed from this column's source value, added at the end of the clean output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive: Option<DeriveSpec>,
 }
+
+/// What to compute from a column's value: `{"sentiment": {"engine": "lexicon"}}` adds
+/// `<column>_sentiment` (compound score, 4 fraction digits) and `<column>_sentiment_label`
+/// (`positive`, `negative` or `neutral`) at the end of the clean output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveSpec {
+    /// The sentiment of the column's text (see docs/sentiment.md).
+    pub sentiment: SentimentSpec,
+}
+
+/// A sentiment derive step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SentimentSpec {
+    /// Which scorer: `lexicon` (VADER, in the chunk workers). `model` is reserved for the
+    /// agent function's model engine, not built yet: validation rejects it.
+    pub engine: SentimentEngine,
+}
+
+/// The scorer of a sentiment derive step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SentimentEngine {
+    /// VADER's lexicon and rules (`tessera_engine::sentiment`), on every row.
+    Lexicon,
+    /// A language model through the agent function (not available yet).
+    Model,
+}
+
+/// The suffixes of the two columns a sentiment derive step adds after the column's name.
+pub const SENTIMENT_SUFFIXES: [&str; 2] = ["_sentiment", "_sentiment_label"];
 
 /// A value type. Unit variants are written as strings (`"integer"`), dates and timestamps
 /// as objects with an optional strftime-style format (`{"date": {"format": "%d/%m/%Y"}}`).

@@ -41,7 +41,9 @@ pub use doc::*;
 pub use run::{RuleOutcome, RuleRunner, Verdict};
 pub use threshold::ThresholdExceeded;
 pub use unique::UniqueKeys;
-pub use validate::{against_profile, from_value, parse_document, ValidationError};
+pub use validate::{
+    against_profile, from_value, parse_document, ValidationError, MODEL_ENGINE_UNAVAILABLE,
+};
 
 /// The JSON Schema of [`RuleDocument`] (the content of `docs/rules.schema.json`).
 pub fn json_schema() -> serde_json::Value {

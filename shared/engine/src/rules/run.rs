@@ -43,6 +43,9 @@ pub(super) struct Scratch {
     pub(super) unique: Vec<Vec<(u64, u64)>>,
     /// Per `unique` slot: the repeats known from the second pass (a re-run), else `None`.
     pub(super) repeats: Vec<Option<HashSet<u64>>>,
+    /// The sentiment scorer of the `derive` steps, built on the first clean row that needs it
+    /// (documents without a derive step never build one).
+    pub(super) analyzer: Option<crate::sentiment::Analyzer>,
 }
 
 /// What a chunk's rules produced, merged by the caller.
@@ -67,6 +70,7 @@ impl RuleRunner {
             lower: String::new(),
             unique: vec![Vec::new(); rules.unique_count],
             repeats: vec![None; rules.unique_count],
+            analyzer: None,
         };
         RuleRunner { rules, s }
     }

@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::doc::{
-    Action, Bound, Check, ColumnSpec, Rule, RuleDocument, Transform, TypeSpec, RULES_VERSION,
+    Action, Bound, Check, ColumnSpec, Rule, RuleDocument, SentimentEngine, SentimentSpec,
+    Transform, TypeSpec, RULES_VERSION,
 };
 
 /// One problem in a rule document.
@@ -160,12 +161,21 @@ fn column_spec(v: &Value, p: &str, errs: &mut Vec<ValidationError>) -> Option<Co
     let Some(obj) = v.as_object() else {
         errs.push(ValidationError::new(
             p,
-            "must be an object: {\"type\", \"transforms\", \"rename\", \"drop\"}",
+            "must be an object: {\"type\", \"transforms\", \"rename\", \"drop\", \"derive\"}",
         ));
         return None;
     };
     let before = errs.len();
-    check_keys(obj, &["type", "transforms", "rename", "drop"], p, errs);
+    check_keys(
+        obj,
+        &["type", "transforms", "rename", "drop", "derive"],
+        p,
+        errs,
+    );
+    // `null` is an absent step, as the schema (an optional field) allows.
+    if let Some(d) = obj.get("derive").filter(|d| !d.is_null()) {
+        derive_spec(d, &format!("{p}/derive"), errs);
+    }
     if let Some(t) = obj.get("type") {
         field::<TypeSpec>(t, &format!("{p}/type"), errs);
     }
@@ -185,6 +195,41 @@ fn column_spec(v: &Value, p: &str, errs: &mut Vec<ValidationError>) -> Option<Co
         return None;
     }
     field::<ColumnSpec>(v, p, errs)
+}
+
+/// The message of a derive step that asks for the `model` engine (stable: callers and tests
+/// match it).
+pub const MODEL_ENGINE_UNAVAILABLE: &str = "the `model` sentiment engine is not available yet: \
+     it needs the agent function (Bedrock, PII masking, cost limit), which is not built; \
+     use \"engine\": \"lexicon\"";
+
+/// A `derive` object: each key checked on its own, so a typo and the `model` engine are both
+/// reported at their own paths.
+fn derive_spec(v: &Value, p: &str, errs: &mut Vec<ValidationError>) {
+    let Some(obj) = v.as_object() else {
+        errs.push(ValidationError::new(
+            p,
+            "must be an object: {\"sentiment\": {\"engine\": \"lexicon\"}}",
+        ));
+        return;
+    };
+    check_keys(obj, &["sentiment"], p, errs);
+    let Some(sv) = obj.get("sentiment") else {
+        errs.push(ValidationError::new(
+            format!("{p}/sentiment"),
+            "missing; add \"sentiment\": {\"engine\": \"lexicon\"}",
+        ));
+        return;
+    };
+    let sp = format!("{p}/sentiment");
+    if let Some(spec) = field::<SentimentSpec>(sv, &sp, errs) {
+        if spec.engine == SentimentEngine::Model {
+            errs.push(ValidationError::new(
+                format!("{sp}/engine"),
+                MODEL_ENGINE_UNAVAILABLE,
+            ));
+        }
+    }
 }
 
 fn rule(v: &Value, p: &str, errs: &mut Vec<ValidationError>) -> Option<Rule> {

@@ -7,6 +7,7 @@
 //!   types that `type` rules give to undeclared columns;
 //! - [`checks`]: each rule (id, action, column) and each check kind;
 //! - [`layout`]: the clean output's columns and the plan that writes a clean row;
+//! - [`derive`]: the columns `derive` steps add at the end of the clean output;
 //! - [`ctx`]: what the steps share (the header, the references, the problems found so far).
 //!
 //! Not here: the compiled form itself (see `compiled`), evaluating it (see `run`).
@@ -14,6 +15,7 @@
 mod checks;
 mod columns;
 mod ctx;
+mod derive;
 mod layout;
 
 use super::compiled::{Act, CompiledRules};
@@ -46,16 +48,19 @@ impl CompiledRules {
         columns::types_from_rules(&mut cx, doc, &mut cols);
         let (rules, unique_count) = checks::compile_rules(&mut cx, doc, &mut cols.types, refs);
         let flag_column = rules.iter().any(|r| r.act == Act::Flag);
-        let (layout, output_columns) =
+        let (layout, mut output_columns) =
             layout::output_columns(&mut cx, &cols.dropped, &cols.out_names, flag_column);
+        let derives = derive::derived_columns(&mut cx, doc, &mut output_columns);
         if !cx.errs.is_empty() {
             return Err(cx.errs);
         }
         let types = cols.types;
         let transforms = cols.transforms;
         let typed_cols = (0..columns.len()).filter(|&c| types[c].is_some()).collect();
-        let passthrough =
-            !flag_column && layout.len() == columns.len() && transforms.iter().all(Vec::is_empty);
+        let passthrough = !flag_column
+            && derives.is_empty()
+            && layout.len() == columns.len()
+            && transforms.iter().all(Vec::is_empty);
         Ok(CompiledRules {
             doc: doc.clone(),
             columns: columns.to_vec(),
@@ -69,6 +74,7 @@ impl CompiledRules {
             layout,
             output_columns,
             flag_column,
+            derives,
             unique_count,
             passthrough,
         })
