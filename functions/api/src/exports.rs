@@ -70,6 +70,16 @@ pub async fn create_export(
             "`columns` is empty; leave it out to export every column.",
         ));
     }
+    if let Some(c) = req
+        .columns
+        .as_deref()
+        .and_then(tessera_shared::export::repeated_column)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_columns",
+            format!("`columns` names `{c}` more than once; name each column once."),
+        ));
+    }
     let src = match req.output {
         Output::Clean => job.results.clean.clone(),
         Output::Rejected => job.results.rejected.clone(),

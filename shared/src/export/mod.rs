@@ -98,6 +98,29 @@ pub enum ExportError {
     Store(#[from] StoreError),
 }
 
+/// Writes one CSV cell, prefixed with `'` when `escape` is on and a spreadsheet would read it
+/// as a formula.
+fn write_cell(out: &mut Vec<u8>, scratch: &mut Vec<u8>, v: &[u8], escape: bool) {
+    if escape && needs_formula_escape(v) {
+        scratch.clear();
+        scratch.push(b'\'');
+        scratch.extend_from_slice(v);
+        tessera_engine::chunk::write_field(out, scratch);
+    } else {
+        tessera_engine::chunk::write_field(out, v);
+    }
+}
+
+/// The first column named more than once in an export's `columns` (each may be picked once: a
+/// repeated pick would let one request multiply the output's size without bound).
+pub fn repeated_column(columns: &[String]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    columns
+        .iter()
+        .find(|c| !seen.insert(c.as_str()))
+        .map(String::as_str)
+}
+
 /// Whether `v` would be read as a formula by a spreadsheet (see the module docs).
 pub fn needs_formula_escape(v: &[u8]) -> bool {
     match v.first() {
@@ -219,7 +242,13 @@ impl Converter {
                     if k > 0 {
                         out.push(b',');
                     }
-                    tessera_engine::chunk::write_field(out, names[i].as_bytes());
+                    // Header cells come from the uploader too: escaped like any other cell.
+                    write_cell(
+                        out,
+                        &mut self.scratch,
+                        names[i].as_bytes(),
+                        self.formula_escape,
+                    );
                 }
                 out.push(b'\n');
             }
@@ -233,15 +262,7 @@ impl Converter {
                     if k > 0 {
                         out.push(b',');
                     }
-                    let f = field(rec, i);
-                    if self.formula_escape && needs_formula_escape(f) {
-                        self.scratch.clear();
-                        self.scratch.push(b'\'');
-                        self.scratch.extend_from_slice(f);
-                        tessera_engine::chunk::write_field(out, &self.scratch);
-                    } else {
-                        tessera_engine::chunk::write_field(out, f);
-                    }
+                    write_cell(out, &mut self.scratch, field(rec, i), self.formula_escape);
                 }
                 out.push(b'\n');
             }
@@ -302,6 +323,24 @@ mod tests {
                 "a,b\n'=1+2,-12\n'@x,\"'-cmd,y\"\n+3.5,'\ttab\n"
             );
         }
+    }
+
+    #[test]
+    fn header_cells_are_escaped_like_data_cells() {
+        let input = "=1+2,@b,c\n1,2,3\n";
+        assert_eq!(convert(input, Format::Csv, None, 3), "'=1+2,'@b,c\n1,2,3\n");
+        let mut off = Converter::new(Format::Csv, None, false);
+        let mut out = Vec::new();
+        off.feed(input.as_bytes(), &mut out).unwrap();
+        off.finish(&mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), input);
+    }
+
+    #[test]
+    fn a_column_may_be_picked_once() {
+        let cols = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(repeated_column(&cols(&["a", "b", "c"])), None);
+        assert_eq!(repeated_column(&cols(&["a", "b", "a", "b"])), Some("a"));
     }
 
     #[test]

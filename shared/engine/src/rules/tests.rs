@@ -622,3 +622,29 @@ fn documents_are_checked_against_the_profile() {
     .unwrap();
     assert_eq!(against_profile(&good, &profile), vec![]);
 }
+
+#[test]
+fn a_replace_pattern_that_matches_between_characters_is_refused() {
+    let compile = |pattern: &str| {
+        let doc = json!({"version": 1, "columns": {
+            "name": {"transforms": [{"replace": {"pattern": pattern, "with": "--"}}]}}});
+        CompiledRules::compile(
+            &from_value(&doc).unwrap(),
+            &cols(&["name"]),
+            &ResolvedRefs::none(),
+            None,
+        )
+    };
+    for bad in ["x*", "", "a?", "\\b|q*"] {
+        let errs = compile(bad).unwrap_err();
+        assert_eq!(errs[0].path, "/columns/name/transforms/0/replace/pattern");
+        assert!(
+            errs[0].message.contains("matches the empty string"),
+            "{bad}: {errs:?}"
+        );
+    }
+    // One empty match per value (a prefix or a suffix) and ordinary patterns stay allowed.
+    for good in ["^", "$", "x+", "-(\\d+)", "^$"] {
+        assert!(compile(good).is_ok(), "{good}");
+    }
+}

@@ -114,6 +114,19 @@ fn compile_transform(
 
 fn compile_replace(cx: &mut Ctx<'_>, tp: &str, r: &ReplaceSpec) -> Option<CTransform> {
     match Regex::new(&r.pattern) {
+        // A pattern that matches the empty string between characters (`x*`, ``) would put
+        // `with` between every two characters of every value: outputs many times the input.
+        // One empty match per value (`^`, `$`) stays allowed: it adds a prefix or suffix.
+        Ok(re) if matches_between_characters(&re) => {
+            cx.err(
+                format!("{tp}/replace/pattern"),
+                format!(
+                    "the pattern {:?} matches the empty string between characters, so it would insert the replacement between every two characters; make it match at least one character (e.g. `+` instead of `*`)",
+                    r.pattern
+                ),
+            );
+            None
+        }
         Ok(re) => Some(CTransform::Replace(re, r.with.clone())),
         Err(e) => {
             cx.err(
@@ -123,6 +136,15 @@ fn compile_replace(cx: &mut Ctx<'_>, tp: &str, r: &ReplaceSpec) -> Option<CTrans
             None
         }
     }
+}
+
+/// Whether `re` finds more than one empty match in a two-character probe, i.e. it would insert
+/// between characters. Two probes, so a pattern that consumes one of them (`a?` on "ab") is
+/// still caught on the other.
+fn matches_between_characters(re: &Regex) -> bool {
+    ["ab", "\u{0}\u{0}"]
+        .iter()
+        .any(|probe| re.find_iter(probe).filter(|m| m.is_empty()).count() > 1)
 }
 
 /// A keyed token mask: needs the configured key; its tokenizer is added to `tokenizers`.
