@@ -9,28 +9,9 @@ use std::hint::black_box;
 use tessera_engine::profile::{ProfileOptions, ProfileState};
 use tessera_engine::record::Record;
 
-fn cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "common/bench_file.rs"]
+mod bench_file;
+use bench_file::{thread_cpu_seconds as cpu_seconds, Rng};
 
 const CATEGORIES: [&str; 12] = [
     "books", "garden", "toys", "music", "tools", "food", "sports", "beauty", "auto", "baby",

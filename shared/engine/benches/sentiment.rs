@@ -22,31 +22,9 @@ use tessera_engine::file::run_chunk;
 use tessera_engine::sentiment::{Analyzer, Label, ScoreText};
 use tessera_engine::split::ChunkTask;
 
-fn cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> usize {
-        (self.next() % n) as usize
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[self.below(v.len() as u64)]
-    }
-}
+#[path = "common/bench_file.rs"]
+mod bench_file;
+use bench_file::{thread_cpu_seconds as cpu_seconds, Rng};
 
 const SENTIMENT: &[&str] = &[
     "good",
@@ -116,17 +94,17 @@ const ENGINE_WORDS: &[&str] = &[
 ];
 
 fn review(r: &mut Rng, out: &mut String) {
-    let n = 3 + r.below(18);
+    let n = 3 + r.index(18);
     for i in 0..n {
         if i > 0 {
             out.push(' ');
         }
-        let w = match r.below(10) {
+        let w = match r.index(10) {
             0..=2 => r.pick(SENTIMENT),
             3 => r.pick(MODIFIER),
             _ => r.pick(FILLER),
         };
-        if r.below(40) == 0 {
+        if r.index(40) == 0 {
             out.push_str(&w.to_uppercase());
         } else if i == 0 {
             out.push_str(&w[..1].to_uppercase());
@@ -134,7 +112,7 @@ fn review(r: &mut Rng, out: &mut String) {
         } else {
             out.push_str(w);
         }
-        if r.below(12) == 0 {
+        if r.index(12) == 0 {
             out.push(',');
         }
     }
@@ -142,7 +120,7 @@ fn review(r: &mut Rng, out: &mut String) {
 }
 
 fn engine_comment(r: &mut Rng, out: &mut String) {
-    let n = 1 + r.below(6);
+    let n = 1 + r.index(6);
     for i in 0..n {
         if i > 0 {
             out.push(' ');
@@ -167,14 +145,14 @@ fn csv(bytes: usize, comment: fn(&mut Rng, &mut String)) -> (Vec<u8>, Vec<String
         let _ = write!(
             line,
             "{id},{a} {b},{},{}.{:02},20{:02}-{:02}-{:02},{},{},",
-            r.below(1000),
-            r.below(100_000),
-            r.below(100),
-            r.below(30),
-            1 + r.below(12),
-            1 + r.below(28),
-            ["true", "false"][r.below(2)],
-            ["A", "B", "C", "D"][r.below(4)],
+            r.index(1000),
+            r.index(100_000),
+            r.index(100),
+            r.index(30),
+            1 + r.index(12),
+            1 + r.index(28),
+            ["true", "false"][r.index(2)],
+            ["A", "B", "C", "D"][r.index(4)],
         );
         let mut c = String::new();
         comment(&mut r, &mut c);

@@ -306,15 +306,8 @@ pub fn process_file(path: &Path, opts: &ProcessOptions) -> Result<ProcessSummary
     Ok(summary)
 }
 
-fn process_source<R: ReadAt + ?Sized, P: PartStore>(
-    src: &R,
-    size: u64,
-    opts: &ProcessOptions,
-    parts: &P,
-    clean: &mut impl Write,
-    rejected: &mut impl Write,
-) -> Result<(ProcessSummary, ProfileState, Vec<ChunkResult>), EngineError> {
-    let t0 = Instant::now();
+/// The first bytes of `src` (up to the sniff window), for sniffing its dialect and header.
+pub(crate) fn read_head<R: ReadAt + ?Sized>(src: &R, size: u64) -> Result<Vec<u8>, EngineError> {
     let mut head = vec![0u8; (size as usize).min(SNIFF_BYTES)];
     let mut got = 0;
     while got < head.len() {
@@ -327,6 +320,19 @@ fn process_source<R: ReadAt + ?Sized, P: PartStore>(
         got += n;
     }
     head.truncate(got);
+    Ok(head)
+}
+
+fn process_source<R: ReadAt + ?Sized, P: PartStore>(
+    src: &R,
+    size: u64,
+    opts: &ProcessOptions,
+    parts: &P,
+    clean: &mut impl Write,
+    rejected: &mut impl Write,
+) -> Result<(ProcessSummary, ProfileState, Vec<ChunkResult>), EngineError> {
+    let t0 = Instant::now();
+    let head = read_head(src, size)?;
     let Sniffed {
         dialect,
         columns,

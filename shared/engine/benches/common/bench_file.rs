@@ -1,4 +1,5 @@
-//! What the engine's benches share: CPU time and peak RSS of this process, and the bench file
+//! What the engine's benches share: CPU time (of this process or thread), peak RSS, a small
+//! xorshift generator, and the bench file
 //! (generated once, deterministically, so every bench measures the same bytes). Included by
 //! `#[path]` from each bench (a bench is its own crate).
 
@@ -15,6 +16,17 @@ pub fn cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// CPU seconds of the calling thread (benches that time one piece of work on this thread).
+pub fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 pub fn peak_rss_mib() -> f64 {
@@ -37,6 +49,12 @@ impl Rng {
     }
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+    pub fn index(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[self.index(v.len())]
     }
 }
 

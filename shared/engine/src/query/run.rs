@@ -1,6 +1,6 @@
 //! Running a query over a local file (or bytes in memory) the way a query job runs it over
 //! an upload: sniff, decide the column types from the records in the first
-//! [`SNIFF_BYTES`], plan the byte ranges with the exact split, build one [`PartialState`] per
+//! [`SNIFF_BYTES`](crate::file::SNIFF_BYTES), plan the byte ranges with the exact split, build one [`PartialState`] per
 //! range on N threads, read again the ranges whose guessed start state was wrong, merge the
 //! states in range order and apply the final step. For `tessera query`.
 //!
@@ -21,7 +21,7 @@ use super::schema::{Schema, TypeTally};
 use crate::chunk::{read_start, Feed};
 use crate::dialect::{sniff_with_size, Dialect, DialectOverrides};
 use crate::error::EngineError;
-use crate::file::{ReadAt, SNIFF_BYTES};
+use crate::file::ReadAt;
 use crate::parse::{ParserConfig, RecordBuf};
 use crate::range::RangeReader;
 use crate::split::{check_complete, plan as plan_ranges, validate, ChunkSummary, ChunkTask};
@@ -75,18 +75,7 @@ fn reader(task: &ChunkTask, dialect: &Dialect, max_overrun: u64) -> RangeReader 
 
 /// Reads the layout: sniffs the head of `src` and types the columns from its records.
 pub fn layout<R: ReadAt + ?Sized>(src: &R, size: u64) -> Result<Layout, EngineError> {
-    let mut head = vec![0u8; (size as usize).min(SNIFF_BYTES)];
-    let mut got = 0;
-    while got < head.len() {
-        let n = src
-            .read_at(&mut head[got..], got as u64)
-            .map_err(|e| EngineError::io("reading the start of the file", e))?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    head.truncate(got);
+    let head = crate::file::read_head(src, size)?;
     let sn = sniff_with_size(&head, size, &DialectOverrides::default())?;
     let ncols = sn.columns.len();
     let mut tally = TypeTally::new(ncols);
@@ -99,7 +88,7 @@ pub fn layout<R: ReadAt + ?Sized>(src: &R, size: u64) -> Result<Layout, EngineEr
     let mut r = reader(&task, &sn.dialect, 0);
     let mut take = |rec: &RecordBuf| {
         // Only records that end inside the head: the last one may be cut.
-        if rec.content_end < head.len() as u64 || got as u64 == size {
+        if rec.content_end < head.len() as u64 || head.len() as u64 == size {
             if let Some(text) = well_formed(rec, ncols, false) {
                 tally.observe(fields(text, &rec.ends));
             }
