@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serde_json::Value;
 use tessera_infra::auth::{tessera_home, JwtKey};
 use tessera_infra::demo::DemoOptions;
 use tessera_infra::stack::{KeySource, LocalStack, StackOptions};
 use tessera_infra::upload::{Api, UploadOptions};
+
+mod cli;
+use cli::model::ModelArgs;
+use cli::parse_size;
 
 #[derive(Parser)]
 #[command(
@@ -107,44 +110,6 @@ enum Command {
     Model(ModelArgs),
 }
 
-#[derive(Args)]
-struct ModelArgs {
-    /// File size, e.g. 50GB, 1TB, 300MiB.
-    #[arg(long, default_value = "50GB", value_parser = parse_size)]
-    size: u64,
-    /// Byte range per chunk task.
-    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
-    chunk_size: u64,
-    /// Most concurrent chunk workers (the event-source mapping's MaximumConcurrency).
-    #[arg(long, default_value_t = 400)]
-    max_concurrency: u32,
-    /// The chunk function's memory, MB (its vCPU share is memory / 1769).
-    #[arg(long, default_value_t = 2048)]
-    memory_mb: u32,
-    /// Jobs of the mixed fleet (70% 10 MB, 25% 1 GB, 4% 10 GB, 1% 50 GB); 0 skips it.
-    #[arg(long, default_value_t = 1000)]
-    fleet: usize,
-    /// Measure the engine's MB per CPU-second here on FILE (profile + outputs, one worker)
-    /// instead of the default figure from docs/engine.md.
-    #[arg(long)]
-    measure: Option<PathBuf>,
-    /// The engine's MB per CPU-second (instead of the default or --measure).
-    #[arg(long)]
-    engine_mb_s: Option<f64>,
-    /// One ranged GET's rate from S3 into a Lambda, MB/s (unmeasurable here: docs/scale.md).
-    #[arg(long, default_value_t = 90.0)]
-    s3_mb_s: f64,
-    /// Concurrent UploadPartCopy calls of the finaliser's stitch (the pipeline's: 8).
-    #[arg(long, default_value_t = 8)]
-    stitch_concurrency: u32,
-    /// Concurrent SendMessageBatch calls of the planner (the pipeline's: 1).
-    #[arg(long, default_value_t = 1)]
-    enqueue_concurrency: u32,
-    /// Print the predictions as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
 #[derive(Args, Clone)]
 struct DemoUploadArgs {
     /// Part size of a multipart upload (5MiB-5GiB), e.g. 16MiB; default: the API's.
@@ -229,9 +194,9 @@ fn main() -> Result<()> {
             let Some(q) = query.or(query_file) else {
                 bail!("give the query document: tessera query FILE QUERY.json (or --query QUERY.json)");
             };
-            run_query(&file, &q, chunk_size, workers, max_groups, json)
+            cli::query::run_query(&file, &q, chunk_size, workers, max_groups, json)
         }
-        Command::Model(args) => model(args),
+        Command::Model(args) => cli::model::model(args),
         Command::Up(args) => runtime()?.block_on(up(args)),
         Command::Demo {
             file,
@@ -337,94 +302,6 @@ async fn demo(file: &Path, json: bool, upload: DemoUploadArgs, args: StackArgs) 
             outcome.render(filename.as_deref().unwrap_or("the file"))
         );
     }
-    Ok(())
-}
-
-/// `tessera query`: parse, validate, run over the file's byte ranges, print.
-fn run_query(
-    file: &Path,
-    query: &Path,
-    chunk_size: u64,
-    workers: usize,
-    max_groups: usize,
-    json: bool,
-) -> Result<()> {
-    use tessera_shared::engine::query::{parse_document, query_file, QueryOptions, RunOptions};
-    if chunk_size == 0 {
-        bail!("--chunk-size must be at least 1 byte");
-    }
-    let text = std::fs::read(query)
-        .with_context(|| format!("reading the query document {}", query.display()))?;
-    let opts = RunOptions {
-        chunk_size,
-        workers,
-        query: QueryOptions {
-            max_groups,
-            ..QueryOptions::default()
-        },
-        ..RunOptions::default()
-    };
-    let result = parse_document(&text).and_then(|doc| query_file(file, &doc, &opts));
-    let result = match result {
-        Ok(r) => r,
-        Err(e) if !e.problems().is_empty() => {
-            let list: Vec<String> = e.problems().iter().map(|p| format!("  {p}")).collect();
-            bail!(
-                "{} is not a valid query:\n{}",
-                query.display(),
-                list.join("\n")
-            );
-        }
-        Err(e) => {
-            return Err(anyhow::anyhow!("{e}")).context(format!("querying {}", file.display()))
-        }
-    };
-    if json {
-        println!("{}", serde_json::to_string(&result)?);
-        return Ok(());
-    }
-    let cell = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let mut table = vec![result.columns.clone()];
-    table.extend(result.rows.iter().map(|r| r.iter().map(cell).collect()));
-    let widths: Vec<usize> = (0..result.columns.len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in &table {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
-    let unparsed: Vec<String> = result
-        .unparsed
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(c, n)| format!("{c}: {n}"))
-        .collect();
-    eprintln!(
-        "{} of {} groups shown; {} rows read, {} matched, {} rejected{}",
-        result.rows.len(),
-        result.total_rows,
-        result.rows_scanned,
-        result.rows_matched,
-        result.rejected_rows,
-        if unparsed.is_empty() {
-            String::new()
-        } else {
-            format!("; unparsed values (read as null): {}", unparsed.join(", "))
-        }
-    );
     Ok(())
 }
 
@@ -579,119 +456,4 @@ fn compile_rules(
             )
         })?;
     Ok(std::sync::Arc::new(compiled))
-}
-
-/// `50GB`, `1TB`, `128MiB`, `4096`: decimal (KB, MB, GB, TB) or binary (KiB, MiB, GiB, TiB) units.
-fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size: write e.g. 50GB, 1TB or 128MiB"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        u => {
-            return Err(format!(
-                "unknown unit {u:?} in {text:?}: use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
-            ))
-        }
-    };
-    let bytes = (n * mult).round();
-    if bytes < 1.0 {
-        return Err(format!("{text:?} is below one byte"));
-    }
-    Ok(bytes as u64)
-}
-
-/// CPU seconds this process has used (user + system).
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// The chunk engine's MB per CPU-second on `file`: profile + clean/rejected outputs, one worker.
-fn measure_engine(file: &Path) -> Result<f64> {
-    use tessera_shared::engine::file::{process_file, ProcessOptions};
-    let out = std::env::temp_dir().join(format!("tessera-model-{}", std::process::id()));
-    let opts = ProcessOptions {
-        workers: 1,
-        out_dir: out.clone(),
-        ..ProcessOptions::default()
-    };
-    let before = cpu_seconds();
-    let summary = process_file(file, &opts)
-        .with_context(|| format!("measuring the engine on {}", file.display()))?;
-    let cpu = cpu_seconds() - before;
-    let _ = std::fs::remove_dir_all(&out);
-    if summary.bytes < 16 << 20 {
-        bail!(
-            "{} has {} bytes: measure on at least 16 MiB so start-up costs do not dominate",
-            file.display(),
-            summary.bytes
-        );
-    }
-    Ok(summary.bytes as f64 / 1e6 / cpu.max(1e-9))
-}
-
-fn model(a: ModelArgs) -> Result<()> {
-    use tessera_infra::model::{mixed_fleet, predict, render, Inputs};
-    let mut inp = Inputs::default();
-    if let Some(f) = &a.measure {
-        let rate = measure_engine(f)?;
-        eprintln!("measured on {}: {rate:.0} MB per CPU-second", f.display());
-        inp.measured.engine_mb_per_cpu_s = rate;
-    }
-    if let Some(r) = a.engine_mb_s {
-        inp.measured.engine_mb_per_cpu_s = r;
-    }
-    inp.measured.s3_get_mb_s = a.s3_mb_s;
-    inp.deployment.chunk_size = a.chunk_size;
-    inp.deployment.max_concurrency = a.max_concurrency;
-    inp.deployment.chunk_memory_mb = a.memory_mb;
-    inp.deployment.stitch_concurrency = a.stitch_concurrency.max(1);
-    inp.deployment.enqueue_concurrency = a.enqueue_concurrency.max(1);
-    let mut runs = vec![
-        (format!("{} bytes", a.size), vec![a.size]),
-        ("1 TB".to_string(), vec![1_000_000_000_000]),
-    ];
-    if a.fleet > 0 {
-        runs.push((
-            format!("{} concurrent mixed jobs", a.fleet),
-            mixed_fleet(a.fleet),
-        ));
-    }
-    let mut json = Vec::new();
-    for (title, sizes) in runs {
-        let p = predict(&sizes, &inp);
-        if a.json {
-            json.push(serde_json::json!({
-                "run": title, "bytes": p.bytes, "jobs": p.jobs, "chunks": p.chunks,
-                "seconds": p.total_s, "peak_workers": p.peak_workers,
-                "per_worker_mb_s": p.per_worker_mb_s, "cost_usd": p.cost_usd,
-                "cost_per_gb_usd": p.cost_per_gb(),
-                "steps": p.steps.iter().map(|s| serde_json::json!({"step": s.name, "seconds": s.seconds})).collect::<Vec<_>>(),
-                "binding": {"limit": p.binding().limit, "share": p.binding().share()},
-            }));
-        } else {
-            println!("{}", render(&title, &p));
-        }
-    }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    }
-    Ok(())
 }
