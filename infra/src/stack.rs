@@ -49,6 +49,9 @@ pub struct StackOptions {
     /// small outputs through export jobs with several ranges).
     pub export_sync_max_bytes: Option<u64>,
     pub export_range_size: Option<u64>,
+    /// More configuration variables for the functions (e.g. `TESSERA_QUERY_INLINE_MAX_BYTES`),
+    /// applied last.
+    pub env: Vec<(&'static str, String)>,
     /// Concurrent pollers of the chunk queue (Lambda concurrency).
     pub chunk_concurrency: usize,
     /// Visibility timeout overrides (tests shorten them to see redelivery quickly).
@@ -85,6 +88,7 @@ impl Default for StackOptions {
             max_upload_bytes: None,
             export_sync_max_bytes: None,
             export_range_size: None,
+            env: Vec::new(),
             chunk_concurrency: 2,
             chunk_visibility_secs: None,
             upload_visibility_secs: None,
@@ -428,6 +432,9 @@ fn stack_config(
     }
     if let Some(size) = opts.export_range_size {
         m.insert("TESSERA_EXPORT_RANGE_SIZE", size.to_string());
+    }
+    for (k, v) in &opts.env {
+        m.insert(k, v.clone());
     }
     Config::from_lookup(|k| m.get(k).cloned().or_else(|| std::env::var(k).ok()))
 }

@@ -59,6 +59,15 @@ pub struct Config {
     /// Byte-range size of an export job's range tasks (`TESSERA_EXPORT_RANGE_SIZE`, default
     /// 128 MiB, at least 1 byte).
     pub export_range_size: u64,
+    /// Largest object a query reads within the API request (`TESSERA_QUERY_INLINE_MAX_BYTES`,
+    /// default 64 MiB); a larger one becomes a query job.
+    pub query_inline_max_bytes: u64,
+    /// Byte-range size of a query job's range tasks (`TESSERA_QUERY_RANGE_SIZE`, default
+    /// 128 MiB, at least 1 byte).
+    pub query_range_size: u64,
+    /// Groups a query may make before it fails `too_many_groups` (`TESSERA_QUERY_MAX_GROUPS`,
+    /// default 1,000,000).
+    pub query_max_groups: u64,
 }
 
 /// Defaults, also used by the local runtime and tests as a base.
@@ -133,7 +142,21 @@ impl Config {
                 why: "must be at least 1 byte",
             });
         }
+        let query_range_size = num("TESSERA_QUERY_RANGE_SIZE", DEFAULT_EXPORT_RANGE_SIZE)?;
+        if query_range_size == 0 {
+            return Err(ConfigError::Invalid {
+                name: "TESSERA_QUERY_RANGE_SIZE",
+                value: "0".into(),
+                why: "must be at least 1 byte",
+            });
+        }
         Ok(Config {
+            query_inline_max_bytes: num(
+                "TESSERA_QUERY_INLINE_MAX_BYTES",
+                DEFAULT_EXPORT_SYNC_MAX_BYTES,
+            )?,
+            query_range_size,
+            query_max_groups: num("TESSERA_QUERY_MAX_GROUPS", 1_000_000)?.max(1),
             export_sync_max_bytes: num(
                 "TESSERA_EXPORT_SYNC_MAX_BYTES",
                 DEFAULT_EXPORT_SYNC_MAX_BYTES,

@@ -41,6 +41,24 @@ pub fn export_part_key(owner: &str, job_id: &str, export_id: &str, index: u32) -
     )
 }
 
+/// Key of query `query_id`'s result: `result.json` or `result.csv`.
+pub fn query_result_key(owner: &str, job_id: &str, query_id: &str, file: &str) -> String {
+    format!(
+        "{}/queries/{}/{file}",
+        results_prefix(owner, job_id),
+        seg(query_id)
+    )
+}
+
+/// Key of range `index`'s partial aggregate state of query job `query_id`.
+pub fn query_part_key(owner: &str, job_id: &str, query_id: &str, index: u32) -> String {
+    format!(
+        "{}/queries/{}/parts/{index:06}",
+        results_prefix(owner, job_id),
+        seg(query_id)
+    )
+}
+
 /// Key of a job's uploaded source object.
 pub fn source_key(owner: &str, job_id: &str) -> String {
     format!("uploads/{}/{}/source", seg(owner), seg(job_id))

@@ -20,6 +20,8 @@ pub mod memory;
 pub mod notifications;
 pub mod pipeline;
 pub mod ports;
+pub mod query;
+pub mod ranged;
 pub mod store;
 pub mod task;
 pub mod telemetry;

@@ -67,6 +67,36 @@ fn export_range_kind() -> String {
     EXPORT_RANGE_KIND.into()
 }
 
+/// The `kind` of a query range message.
+pub const QUERY_RANGE_KIND: &str = "query_range";
+
+/// Work for one range of a query job: the partial aggregate state of the records `[start,
+/// end)` of the object the query reads, written as part `index` (`crate::query`). Travels on
+/// the chunk task queue with `kind: "query_range"`; the query's document is in its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryRangeMessage {
+    /// Always [`QUERY_RANGE_KIND`].
+    #[serde(default = "query_range_kind")]
+    pub kind: String,
+    pub job_id: String,
+    pub owner: String,
+    pub query_id: String,
+    /// The query record's run the range belongs to (a message of an older run is ignored).
+    #[serde(default)]
+    pub run: u32,
+    pub index: u32,
+    /// Byte range `[start, end)` of the object whose records this range owns.
+    pub start: u64,
+    pub end: u64,
+    /// Quote state at `start` when known; `None` = guess (validated by the merger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_in_quotes: Option<bool>,
+}
+
+fn query_range_kind() -> String {
+    QUERY_RANGE_KIND.into()
+}
+
 /// A message of the chunk task queue.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -80,6 +110,8 @@ pub enum QueueMessage {
     UniqueRerun(ChunkTaskMessage),
     /// An export job's range.
     ExportRange(ExportRangeMessage),
+    /// A query job's range.
+    QueryRange(QueryRangeMessage),
 }
 
 impl QueueMessage {
@@ -89,6 +121,7 @@ impl QueueMessage {
             QueueMessage::Chunk(t) | QueueMessage::UniqueRerun(t) => &t.job_id,
             QueueMessage::UniqueSearch(s) => &s.job_id,
             QueueMessage::ExportRange(r) => &r.job_id,
+            QueueMessage::QueryRange(r) => &r.job_id,
         }
     }
 
@@ -98,6 +131,7 @@ impl QueueMessage {
             QueueMessage::Chunk(t) | QueueMessage::UniqueRerun(t) => &t.owner,
             QueueMessage::UniqueSearch(s) => &s.owner,
             QueueMessage::ExportRange(r) => &r.owner,
+            QueueMessage::QueryRange(r) => &r.owner,
         }
     }
 }
@@ -136,6 +170,7 @@ impl Serialize for QueueMessage {
                 flagged(&t, false, Some(m.group)).serialize(s)
             }
             QueueMessage::ExportRange(r) => r.serialize(s),
+            QueueMessage::QueryRange(r) => r.serialize(s),
         }
     }
 }
@@ -146,11 +181,18 @@ impl QueueTask for QueueMessage {
             QueueMessage::Chunk(t) | QueueMessage::UniqueRerun(t) => t.index,
             QueueMessage::UniqueSearch(m) => m.group,
             QueueMessage::ExportRange(r) => r.index,
+            QueueMessage::QueryRange(r) => r.index,
         }
     }
 }
 
 impl QueueTask for ExportRangeMessage {
+    fn index(&self) -> u32 {
+        self.index
+    }
+}
+
+impl QueueTask for QueryRangeMessage {
     fn index(&self) -> u32 {
         self.index
     }
@@ -219,6 +261,22 @@ mod tests {
         assert_eq!(
             parse_queue_message(&body).unwrap(),
             QueueMessage::ExportRange(m)
+        );
+        let q = QueryRangeMessage {
+            kind: QUERY_RANGE_KIND.into(),
+            job_id: "j".into(),
+            owner: "o".into(),
+            query_id: "q".into(),
+            run: 1,
+            index: 3,
+            start: 5,
+            end: 9,
+            start_in_quotes: Some(true),
+        };
+        let body = serde_json::to_string(&q).unwrap();
+        assert_eq!(
+            parse_queue_message(&body).unwrap(),
+            QueueMessage::QueryRange(q)
         );
         assert!(parse_queue_message(r#"{"kind":"other"}"#).is_err());
         assert!(parse_queue_message("nope").is_err());

@@ -1,6 +1,6 @@
 //! The api function: uploads (`POST /v1/uploads` with one presigned PUT or a multipart plan;
 //! resume, complete and abort of multipart uploads), job control (`GET /v1/jobs`, cancel,
-//! retry), a completed job's profile, exports of its outputs, saved workflows (`/v1/workflows`),
+//! retry), a completed job's profile, exports of its outputs, queries over its data, saved workflows (`/v1/workflows`),
 //! the reference files their `one_of` rules read (`/v1/references`) and `GET /v1/health`. An axum `Router` served by
 //! `lambda_http::run` in AWS and by the local gateway in-process; tests call it directly.
 //!
@@ -16,6 +16,7 @@ use tessera_shared::config::Config;
 use tessera_shared::error::ApiError;
 use tessera_shared::http::Caller;
 use tessera_shared::job::Job;
+use tessera_shared::pipeline::queries::QueryStore;
 use tessera_shared::store::exports::ExportStore;
 use tessera_shared::store::jobs::JobStore;
 use tessera_shared::store::objects::ObjectStore;
@@ -25,6 +26,7 @@ use tessera_shared::store::workflows::WorkflowStore;
 pub mod cursor;
 pub mod exports;
 pub mod jobs;
+pub mod queries;
 pub mod references;
 pub mod uploads;
 pub mod workflows;
@@ -43,6 +45,8 @@ pub struct ApiState {
     pub workflows: WorkflowStore,
     /// Export jobs (items under their job in the jobs table).
     pub exports: ExportStore,
+    /// Query records (items under their job in the jobs table).
+    pub queries: QueryStore,
 }
 
 impl ApiState {
@@ -53,6 +57,7 @@ impl ApiState {
             queue: TaskQueue::new(clients.sqs.clone(), &config.chunk_queue_url),
             workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
             exports: ExportStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            queries: QueryStore::new(clients.dynamodb.clone(), &config.jobs_table),
             config,
         }
     }
@@ -75,6 +80,8 @@ pub fn app(state: ApiState) -> Router {
             "/v1/jobs/{id}/exports/{export_id}",
             get(exports::get_export),
         )
+        .route("/v1/jobs/{id}/queries", post(queries::create_query))
+        .route("/v1/jobs/{id}/queries/{query_id}", get(queries::get_query))
         .route(
             "/v1/references",
             post(references::create_reference).get(references::list_references),

@@ -29,37 +29,8 @@ use crate::job::JobError;
 use crate::keys;
 use crate::task::{ExportRangeMessage, EXPORT_RANGE_KIND};
 
-/// Lifecycle of an export job. `stitching` is shown to callers as `running`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportState {
-    Queued,
-    Running,
-    Stitching,
-    Completed,
-    Failed,
-}
-
-impl ExportState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportState::Queued => "queued",
-            ExportState::Running => "running",
-            ExportState::Stitching => "stitching",
-            ExportState::Completed => "completed",
-            ExportState::Failed => "failed",
-        }
-    }
-
-    /// The name callers see: `queued`, `running` (stitching included), `completed`, `failed`.
-    pub fn public(self) -> &'static str {
-        match self {
-            ExportState::Stitching => "running",
-            s => s.as_str(),
-        }
-    }
-}
+/// Lifecycle of an export job (the ranged jobs' lifecycle).
+pub use crate::ranged::RangedState as ExportState;
 
 /// The export job record (an item under its job: `store::exports`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +76,28 @@ pub struct ExportJob {
     pub expires_at: i64,
 }
 
+impl crate::ranged::RangedJob for ExportJob {
+    const KIND: &'static str = "EXPORT";
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> ExportState {
+        self.state
+    }
+    fn updated_at(&self) -> &str {
+        &self.updated_at
+    }
+    fn range_count(&self) -> u32 {
+        self.range_count
+    }
+    fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+}
+
 impl ExportJob {
     /// The byte ranges of the output (none for a header-only output).
     pub fn ranges(&self) -> Vec<ChunkTask> {
@@ -135,16 +128,4 @@ pub fn export_tasks(export: &ExportJob) -> Vec<ExportRangeMessage> {
             start_in_quotes: t.start_in_quotes,
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stitching_is_shown_as_running() {
-        assert_eq!(ExportState::Stitching.public(), "running");
-        assert_eq!(ExportState::Queued.public(), "queued");
-        assert_eq!(ExportState::Failed.public(), "failed");
-    }
 }

@@ -100,7 +100,7 @@ pub enum ExportError {
 
 /// Writes one CSV cell, prefixed with `'` when `escape` is on and a spreadsheet would read it
 /// as a formula.
-fn write_cell(out: &mut Vec<u8>, scratch: &mut Vec<u8>, v: &[u8], escape: bool) {
+pub fn write_cell(out: &mut Vec<u8>, scratch: &mut Vec<u8>, v: &[u8], escape: bool) {
     if escape && needs_formula_escape(v) {
         scratch.clear();
         scratch.push(b'\'');

@@ -48,13 +48,15 @@ impl Pipeline {
     }
 
     /// Handles one message of the chunk task queue: a chunk task, a step of the `unique` pass,
-    /// or an export job's range.
+    /// an export job's range, or a query job's range.
     pub async fn chunk_message(&self, body: &str) -> Result<(), PipelineError> {
         let Some(message) = parse_message(body) else {
             return Ok(());
         };
-        if let QueueMessage::ExportRange(m) = message {
-            return Box::pin(self.export_range_message(m)).await;
+        match message {
+            QueueMessage::ExportRange(m) => return Box::pin(self.export_range_message(m)).await,
+            QueueMessage::QueryRange(m) => return Box::pin(self.query_range_message(m)).await,
+            _ => {}
         }
         let Some(job) = self.job_of(&message).await? else {
             return Ok(());
@@ -64,7 +66,7 @@ impl Pipeline {
             QueueMessage::UniqueSearch(m) => self.unique_search_message(m.group, job).await,
             QueueMessage::UniqueRerun(task) => self.unique_rerun(task, job).await,
             // Handled above.
-            QueueMessage::ExportRange(_) => Ok(()),
+            QueueMessage::ExportRange(_) | QueueMessage::QueryRange(_) => Ok(()),
         }
     }
 

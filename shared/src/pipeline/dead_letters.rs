@@ -19,8 +19,10 @@ impl Pipeline {
         let Some(message) = super::chunk::parse_message(body) else {
             return Ok(());
         };
-        if let QueueMessage::ExportRange(m) = message {
-            return Box::pin(self.dead_export_range(m)).await;
+        match message {
+            QueueMessage::ExportRange(m) => return Box::pin(self.dead_export_range(m)).await,
+            QueueMessage::QueryRange(m) => return Box::pin(self.dead_query_range(m)).await,
+            _ => {}
         }
         let Some(job) = self.job_of(&message).await? else {
             return Ok(());

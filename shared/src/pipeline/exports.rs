@@ -110,11 +110,7 @@ impl Pipeline {
                 return Ok(());
             }
         }
-        if self
-            .exports
-            .range_done(&export.job_id, &export.id, task.index)
-            .await?
-        {
+        if self.exports.range_done(&export, task.index).await? {
             tracing::info!("range already done (redelivery)");
             return self.stitch_if_done(&export).await;
         }
@@ -241,6 +237,7 @@ impl Pipeline {
             rows: conv.rows,
             bytes: task.end - task.start,
             summary,
+            cpu_ms: 0,
         })
     }
 
@@ -294,7 +291,7 @@ impl Pipeline {
     async fn try_stitch(&self, export: &ExportJob) -> Result<(), PipelineError> {
         let started = std::time::Instant::now();
         let tasks = export.ranges();
-        let mut records = self.exports.ranges(&export.job_id, &export.id).await?;
+        let mut records = self.exports.ranges(export).await?;
         if records.len() != tasks.len()
             || records.iter().zip(&tasks).any(|(r, t)| r.index != t.index)
         {
@@ -326,7 +323,7 @@ impl Pipeline {
             .await?;
         if self
             .exports
-            .mark_completed(export, rows, size, reruns.len() as u32)
+            .mark_completed(export, rows, size, reruns.len() as u32, Vec::new())
             .await?
         {
             tracing::info!(
@@ -385,7 +382,7 @@ impl Pipeline {
             ExportState::Queued | ExportState::Running => {
                 if self
                     .exports
-                    .range_done(&export.job_id, &export.id, task.index)
+                    .range_done(&export, task.index)
                     .await?
                 {
                     return Ok(());

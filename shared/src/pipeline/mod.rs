@@ -16,13 +16,14 @@
 //!   moves the job to `completed` with exact totals.
 //!
 //! One module per stage: [`plan`], [`chunk`], [`unique`], [`finalize`], [`dead_letters`],
-//! [`exports`]; [`rules`] compiles a job's workflow. Each stage is an `impl Pipeline` block.
+//! [`exports`], [`queries`]; [`rules`] compiles a job's workflow. Each stage is an `impl Pipeline` block.
 
 mod chunk;
 mod dead_letters;
 pub mod exports;
 mod finalize;
 mod plan;
+pub mod queries;
 mod rules;
 mod steps;
 #[cfg(test)]
@@ -94,6 +95,8 @@ pub struct Pipeline {
     pub workflows: WorkflowStore,
     /// Export jobs (items under their job), whose ranges share the chunk task queue.
     pub exports: ExportStore,
+    /// Query records (items under their job), whose ranges share the chunk task queue.
+    pub queries: queries::QueryStore,
     rules_cache: rules::RulesCache,
 }
 
@@ -105,6 +108,7 @@ impl Pipeline {
             queue: TaskQueue::new(clients.sqs.clone(), &config.chunk_queue_url),
             workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
             exports: ExportStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            queries: queries::QueryStore::new(clients.dynamodb.clone(), &config.jobs_table),
             rules_cache: rules::RulesCache::default(),
             config,
         }

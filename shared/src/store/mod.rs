@@ -3,12 +3,19 @@
 //! map them to safe, coded messages.
 
 pub mod connections;
-pub mod exports;
 pub mod jobs;
 pub mod objects;
 pub mod queue;
+pub mod ranged;
 pub(crate) mod table;
 pub mod workflows;
+
+/// Export jobs' records (`store::ranged`).
+pub mod exports {
+    pub use super::ranged::{RangeCommit, RangeRecord};
+    /// The export jobs adapter.
+    pub type ExportStore = super::ranged::RangedStore<crate::export::job::ExportJob>;
+}
 
 pub use crate::ports::StoreError;
 

@@ -37,7 +37,9 @@ pub use exec::PartialState;
 pub use finish::{finish, QueryResult, AVG_DIGITS};
 pub use parse::{from_value, parse_document};
 pub use plan::Plan;
-pub use run::{layout, query_bytes, query_file, query_source, run_range, Layout, RunOptions};
+pub use run::{
+    head_types, layout, query_bytes, query_file, query_source, run_range, Layout, RunOptions,
+};
 pub use scan::RangeQuery;
 pub use schema::{Schema, TypeTally};
 pub use value::Fixed;

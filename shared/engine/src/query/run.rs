@@ -77,15 +77,35 @@ fn reader(task: &ChunkTask, dialect: &Dialect, max_overrun: u64) -> RangeReader 
 pub fn layout<R: ReadAt + ?Sized>(src: &R, size: u64) -> Result<Layout, EngineError> {
     let head = crate::file::read_head(src, size)?;
     let sn = sniff_with_size(&head, size, &DialectOverrides::default())?;
-    let ncols = sn.columns.len();
+    let types = head_types(&head, size, &sn.dialect, sn.header_len, sn.columns.len());
+    Ok(Layout {
+        dialect: sn.dialect,
+        header_len: sn.header_len,
+        schema: Schema {
+            columns: sn.columns,
+            types,
+        },
+    })
+}
+
+/// The column types the records of `head` (the first bytes of a file of `size` bytes, whose
+/// dialect and header length are known) suggest: what [`layout`] decides, for a caller that
+/// already knows the dialect (a job's source planned with the user's CSV options).
+pub fn head_types(
+    head: &[u8],
+    size: u64,
+    dialect: &Dialect,
+    header_len: u64,
+    ncols: usize,
+) -> Vec<super::doc::ValueType> {
     let mut tally = TypeTally::new(ncols);
     let task = ChunkTask {
         index: 0,
-        start: sn.header_len,
+        start: header_len,
         end: head.len() as u64,
         start_in_quotes: Some(false),
     };
-    let mut r = reader(&task, &sn.dialect, 0);
+    let mut r = reader(&task, dialect, 0);
     let mut take = |rec: &RecordBuf| {
         // Only records that end inside the head: the last one may be cut.
         if rec.content_end < head.len() as u64 || head.len() as u64 == size {
@@ -94,19 +114,13 @@ pub fn layout<R: ReadAt + ?Sized>(src: &R, size: u64) -> Result<Layout, EngineEr
             }
         }
     };
-    if head.len() as u64 > sn.header_len {
-        r.feed(&head[sn.header_len as usize..], &mut take)?;
+    if head.len() as u64 > header_len {
+        // A record cut by the end of the head may leave quotes open or fail: the records
+        // read so far still count.
+        let _ = r.feed(&head[header_len as usize..], &mut take);
+        let _ = r.finish(&mut take);
     }
-    // A record cut by the end of the head may leave quotes open: that is not an error here.
-    let _ = r.finish(&mut take);
-    Ok(Layout {
-        dialect: sn.dialect,
-        header_len: sn.header_len,
-        schema: Schema {
-            columns: sn.columns,
-            types: tally.types(),
-        },
-    })
+    tally.types()
 }
 
 fn fields<'a>(text: &'a str, ends: &'a [usize]) -> impl Iterator<Item = &'a str> + 'a {
