@@ -484,3 +484,64 @@ async fn a_cancel_is_pushed_as_job_cancelled_and_unsubscribe_stops_pushes() {
     ws.close(None).await.unwrap();
     stack.shutdown().await;
 }
+
+/// A query job's progress and completion reach its job's subscribers; another owner's
+/// connection cannot subscribe to the job, so it sees none of it.
+#[tokio::test]
+async fn a_query_job_is_pushed_to_its_job_subscribers() {
+    let stack = stack_with(|o| {
+        o.env.push(("TESSERA_QUERY_INLINE_MAX_BYTES", "0".into()));
+        o.env.push(("TESSERA_QUERY_RANGE_SIZE", "4096".into()));
+    })
+    .await;
+    let alice = Client::new(&stack, "alice");
+    let data = small_csv(2_000);
+    let job = alice.upload("q.csv", data.len() as u64, data).await;
+    assert_eq!(
+        alice.wait_final(&job, Duration::from_secs(60)).await["state"],
+        "completed"
+    );
+    let mut ws = connect(&stack, "alice").await;
+    subscribe(&mut ws, &job).await;
+    // The subscription is acknowledged before anything else about the job.
+    let ack = next_json(&mut ws, Duration::from_secs(10)).await;
+    assert_ne!(ack["type"], "error", "{ack}");
+    let mut bob = connect(&stack, "bob").await;
+    subscribe(&mut bob, &job).await;
+    assert_eq!(
+        next_json(&mut bob, Duration::from_secs(10)).await["type"],
+        "error"
+    );
+
+    let a = alice
+        .post_json(
+            &format!("/v1/jobs/{job}/queries"),
+            &json!({"version": 1, "aggregates": [{"fn": "count"}]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.body);
+    let qid = a.body["query_id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut types = Vec::new();
+    loop {
+        let m = next_about(&mut ws, &job, Duration::from_secs(30)).await;
+        let t = m["type"].as_str().unwrap_or("").to_string();
+        if !t.starts_with("query.") {
+            continue;
+        }
+        assert_eq!(m["query"]["query_id"], qid.as_str(), "{m}");
+        types.push(t.clone());
+        if t == "query.completed" {
+            let g = alice.get(m["query"]["status_url"].as_str().unwrap()).await;
+            assert_eq!(g.body["result"]["rows"], json!([[2000]]), "{:?}", g.body);
+            break;
+        }
+        assert_ne!(t, "query.failed", "{m}");
+        assert!(Instant::now() < until, "no query.completed: {types:?}");
+    }
+    assert!(types.len() >= 2, "progress before completion: {types:?}");
+    // Nothing about alice's query reached bob.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), bob.next()).await;
+    assert!(quiet.is_err(), "bob got {quiet:?}");
+    stack.shutdown().await;
+}

@@ -931,8 +931,9 @@ fn websocket_connect_uses_the_lambda_authorizer() {
 }
 
 /// The stream's event source mapping admits exactly the records the status function acts on:
-/// job items (`sk = META`) and the jobs' shard counters (`sk = COUNTER`, progress since the
-/// counters are sharded: docs/websocket.md § *Hot key*).
+/// job items (`sk = META`), the jobs' shard counters (`sk = COUNTER`, progress since the
+/// counters are sharded: docs/websocket.md § *Hot key*) and query records (`sk` prefix
+/// `QUERY#`; the handler drops their range items).
 #[test]
 fn status_stream_filter_admits_job_items_and_shard_counters() {
     let t = template();
@@ -949,11 +950,21 @@ fn status_stream_filter_admits_job_items_and_shard_counters() {
                 serde_json::from_str(str_of(at(f, &["Pattern"]))).expect("pattern is JSON");
             let sk = &p["dynamodb"]["Keys"]["sk"]["S"];
             assert_eq!(sk.as_array().map(Vec::len), Some(1), "{p}");
-            sk[0].as_str().unwrap().to_string()
+            match sk[0].as_str() {
+                Some(exact) => exact.to_string(),
+                None => format!("prefix {}", sk[0]["prefix"].as_str().expect("a prefix")),
+            }
         })
         .collect();
     keys.sort();
-    assert_eq!(keys, [tessera_shared::store::jobs::COUNTER_SK, "META"]);
+    assert_eq!(
+        keys,
+        [
+            tessera_shared::store::jobs::COUNTER_SK,
+            "META",
+            "prefix QUERY#"
+        ]
+    );
 }
 
 /// A browser calls every route, so the HTTP API's CORS must allow every method a route uses

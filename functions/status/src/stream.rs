@@ -5,6 +5,10 @@
 //! - job items (`sk = META`) and the job's shard counters (`pk = JOB#<id>#S<k>`, `sk = COUNTER`,
 //!   one per 16th of the chunks: progress) count; chunk, subscription, connection and push-slot
 //!   items in the same table are ignored, as are removals;
+//! - query records (`sk = QUERY#<id>`, not their range items) are pushed to the job's
+//!   subscribers as `query.progress` / `query.completed` / `query.failed` with the query's id,
+//!   state and progress (the answer itself is read with `GET status_url`): a change of state
+//!   always, progress within a state at most once per [`PUSH_INTERVAL_MS`] per job;
 //! - within one batch only the latest change of each job is pushed (a counter change carries no
 //!   job: the snapshot is read — job item plus the 16 counters summed — only when a push is
 //!   actually sent);
@@ -21,6 +25,8 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Deserialize;
 use tessera_shared::job::{Job, JobState};
+use tessera_shared::query::{is_query_id, QueryJob};
+use tessera_shared::ranged::RangedState;
 use tessera_shared::store::jobs::{job_of_shard_pk, COUNTER_SK};
 
 use crate::notify::Delivery;
@@ -61,6 +67,90 @@ impl JobChange {
             .as_ref()
             .is_some_and(|j| j.state.is_final() || self.state_before != Some(j.state))
     }
+}
+
+/// The latest change of one query record in a batch.
+#[derive(Debug)]
+pub struct QueryChange {
+    pub query: QueryJob,
+    pub state_before: Option<RangedState>,
+    pub sequence: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryStateOnly {
+    state: Option<RangedState>,
+}
+
+/// The query record a stream record carries, with its state before (`None` for other items).
+fn query_change_of(r: &EventRecord) -> Option<QueryChange> {
+    let keys: Keys = serde_dynamo::from_item(r.change.keys.clone()).ok()?;
+    let id = keys.sk.strip_prefix("QUERY#")?;
+    if !keys.pk.starts_with("JOB#") || !is_query_id(id) || r.change.new_image.is_empty() {
+        return None;
+    }
+    let query: QueryJob = match serde_dynamo::from_item(r.change.new_image.clone()) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(sk = %keys.sk, error = %e, "stream image is not a query: ignored");
+            return None;
+        }
+    };
+    let state_before = serde_dynamo::from_item::<_, QueryStateOnly>(r.change.old_image.clone())
+        .ok()
+        .and_then(|s| s.state);
+    Some(QueryChange {
+        query,
+        state_before,
+        sequence: r.change.sequence_number.clone(),
+    })
+}
+
+/// The latest change per query record, in order of first appearance (pure: no I/O).
+pub fn coalesce_queries(records: &[EventRecord]) -> Vec<QueryChange> {
+    let mut out: Vec<QueryChange> = Vec::new();
+    for r in records {
+        let Some(c) = query_change_of(r) else {
+            continue;
+        };
+        match out
+            .iter_mut()
+            .find(|o| o.query.job_id == c.query.job_id && o.query.id == c.query.id)
+        {
+            Some(o) => {
+                o.query = c.query;
+                o.sequence = c.sequence;
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// `{"type": "query.*", "job_id", "query": {query_id, state, progress, error?}}`.
+pub fn query_message(q: &QueryJob) -> String {
+    let kind = match q.state {
+        RangedState::Completed => "query.completed",
+        RangedState::Failed => "query.failed",
+        _ => "query.progress",
+    };
+    serde_json::json!({
+        "type": kind,
+        "job_id": q.job_id,
+        "query": {
+            "query_id": q.id,
+            "state": q.state.public(),
+            "status_url": format!("/v1/jobs/{}/queries/{}", q.job_id, q.id),
+            "progress": {
+                "ranges": q.range_count,
+                "ranges_done": q.ranges_done,
+                "bytes": q.object_size,
+                "bytes_done": q.bytes_done,
+            },
+            "error": q.error,
+        }
+    })
+    .to_string()
 }
 
 /// What one stream record says about a job.
@@ -162,7 +252,52 @@ pub async fn handle(st: &WsState, ev: Event) -> DynamoDbEventResponse {
             resp.batch_item_failures.push(f);
         }
     }
+    for change in coalesce_queries(&ev.records) {
+        let span = tracing::info_span!("push_query", job_id = %change.query.job_id, query_id = %change.query.id);
+        let _g = span.enter();
+        if let Err(e) = push_query(st, &change).await {
+            tracing::error!(error = %e, "query push failed");
+            let mut f = DynamoDbBatchItemFailure::default();
+            f.item_identifier = change.sequence.clone();
+            resp.batch_item_failures.push(f);
+        }
+    }
     resp
+}
+
+async fn push_query(
+    st: &WsState,
+    change: &QueryChange,
+) -> Result<(), tessera_shared::store::StoreError> {
+    let q = &change.query;
+    let subscribers = st.connections.subscribers(&q.job_id).await?;
+    if subscribers.is_empty() {
+        return Ok(());
+    }
+    let state_changed = change.state_before != Some(q.state);
+    if !state_changed
+        && !st
+            .connections
+            .claim_push(&q.job_id, now_ms(), PUSH_INTERVAL_MS)
+            .await?
+    {
+        return Ok(());
+    }
+    let text = query_message(q);
+    for conn in subscribers {
+        // A query is its owner's, like the job: subscribers of a job are its owner's
+        // connections (subscribe checks the owner).
+        match st.notifier.send(&conn, &text).await {
+            Ok(Delivery::Sent) => {}
+            Ok(Delivery::Gone) => {
+                st.connections
+                    .remove_connection(&conn, Some(&q.job_id))
+                    .await?;
+            }
+            Err(e) => tracing::warn!(connection = %conn, error = %e, "push not delivered"),
+        }
+    }
+    Ok(())
 }
 
 async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::store::StoreError> {
@@ -318,5 +453,60 @@ mod tests {
         assert_eq!(c[0].state_before, Some(JobState::Processing));
         assert!(c[0].always_pushed(), "processing -> finalizing");
         assert_eq!(c[0].sequence.as_deref(), Some("3"));
+    }
+
+    fn query_record(sk: &str, state: &str, old: Option<&str>, done: u32, seq: u32) -> EventRecord {
+        let img = |state: &str| {
+            let mut q = serde_json::json!({
+                "pk": "JOB#j1", "sk": sk, "id": "0123456789abcdef0123456789abcdef",
+                "job_id": "j1", "owner": "a", "state": state, "mode": "job",
+                "document": "{}", "object_key": "k", "object_size": 100, "header_len": 4,
+                "dialect": {"delimiter": 44, "quote": 34, "has_header": true, "line_ending": "lf", "bom": false},
+                "schema": {"columns": [], "types": []}, "range_size": 10, "range_count": 4,
+                "ranges_done": done, "result_key": "r", "csv_key": "c",
+                "created_at": "t", "updated_at": "t", "expires_at": 1
+            });
+            q["bytes_done"] = serde_json::json!(done * 25);
+            serde_dynamo::to_item::<_, serde_dynamo::Item>(q).unwrap()
+        };
+        let mut dynamodb = serde_json::json!({
+            "Keys": {"pk": {"S": "JOB#j1"}, "sk": {"S": sk}},
+            "NewImage": serde_json::to_value(img(state)).unwrap(),
+            "SequenceNumber": seq.to_string(),
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        });
+        if let Some(o) = old {
+            dynamodb["OldImage"] = serde_json::to_value(img(o)).unwrap();
+        }
+        serde_json::from_value(serde_json::json!({
+            "eventID": seq.to_string(), "eventName": "MODIFY", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn query_records_are_pushed_and_their_ranges_are_not() {
+        let q = "QUERY#0123456789abcdef0123456789abcdef";
+        let records = [
+            query_record(q, "running", Some("queued"), 1, 1),
+            query_record(&format!("{q}#R000001"), "running", None, 1, 2),
+            query_record(&format!("{q}#1#R000002"), "running", None, 1, 3),
+            query_record(q, "completed", Some("stitching"), 4, 4),
+            record("META", "processing", Some("queued"), 1, 5),
+        ];
+        let changes = coalesce_queries(&records);
+        assert_eq!(changes.len(), 1);
+        let c = &changes[0];
+        assert_eq!(c.query.state, RangedState::Completed);
+        assert_eq!(c.query.ranges_done, 4);
+        assert_eq!(c.sequence.as_deref(), Some("4"));
+        let msg: serde_json::Value = serde_json::from_str(&query_message(&c.query)).unwrap();
+        assert_eq!(msg["type"], "query.completed");
+        assert_eq!(msg["job_id"], "j1");
+        assert_eq!(msg["query"]["progress"]["ranges_done"], 4);
+        // Job pushes are unchanged by query records.
+        assert_eq!(coalesce(&records).len(), 1);
     }
 }

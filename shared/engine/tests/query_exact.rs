@@ -142,3 +142,17 @@ fn stddev_and_corr_do_not_depend_on_chunking() {
         assert_eq!(ask(&data, q.clone(), chunk), whole, "chunk {chunk}");
     }
 }
+
+/// A query that reads no column at all (a bare `count`, with or without a filter-free
+/// `count_if`-less plan) counts records; it once indexed an empty value list and panicked.
+#[test]
+fn a_bare_count_reads_no_column() {
+    let mut data = String::from("a,b\n");
+    for i in 0..1_000 {
+        data.push_str(&format!("{i},x\n"));
+    }
+    for chunk in [1 << 20, 97, 5] {
+        let r = ask(&data, json!({"aggregates": [{"fn": "count"}]}), chunk);
+        assert_eq!(r.rows, vec![vec![json!(1_000)]], "chunk {chunk}");
+    }
+}

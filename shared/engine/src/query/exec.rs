@@ -160,8 +160,11 @@ impl PartialState {
             if a.kind == AggKind::CountIf && !a.filter.as_ref().is_some_and(|p| eval(p, vals)) {
                 continue;
             }
+            // `count` of records reads no column: a query of only that has no slots at all.
+            let v = vals.get(a.slot).unwrap_or(&Val::Null);
+            let other = vals.get(a.other).unwrap_or(&Val::Null);
             self.values += st
-                .update(a.kind, &vals[a.slot], &vals[a.other], &mut self.scratch)
+                .update(a.kind, v, other, &mut self.scratch)
                 .map_err(|Overflow| QueryError::Overflow {
                     what: a.name.clone(),
                 })?;
