@@ -68,6 +68,9 @@ pub struct Config {
     /// Groups a query may make before it fails `too_many_groups` (`TESSERA_QUERY_MAX_GROUPS`,
     /// default 1,000,000).
     pub query_max_groups: u64,
+    /// The agent's task queue (`TESSERA_AGENT_QUEUE_URL`): conversation turns, and the
+    /// continuations a query job sends when it ends. `None`: no agent deployed.
+    pub agent_queue_url: Option<String>,
 }
 
 /// Defaults, also used by the local runtime and tests as a base.
@@ -151,6 +154,7 @@ impl Config {
             });
         }
         Ok(Config {
+            agent_queue_url: get("TESSERA_AGENT_QUEUE_URL").filter(|v| !v.is_empty()),
             query_inline_max_bytes: num(
                 "TESSERA_QUERY_INLINE_MAX_BYTES",
                 DEFAULT_EXPORT_SYNC_MAX_BYTES,

@@ -5,6 +5,7 @@
 //! The CSV engine lives in its own pure crate (`tessera-engine`, under `shared/engine`) so the
 //! parser, its fuzz target and its benchmark build without the AWS SDK; it is re-exported here.
 
+pub mod agent;
 pub mod aws;
 pub mod config;
 pub mod control;

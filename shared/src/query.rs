@@ -96,6 +96,10 @@ pub struct QueryJob {
     pub completed_at: Option<String>,
     /// Epoch seconds after which DynamoDB deletes the record (the job's TTL).
     pub expires_at: i64,
+    /// A message for the agent's queue, sent when the query job ends (completed or failed):
+    /// the conversation turn that asked it resumes (`crate::agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
 }
 
 impl RangedJob for QueryJob {

@@ -21,9 +21,11 @@ use serde_json::{json, Value};
 use tessera_shared::engine::query::{parse_document, QueryError};
 use tessera_shared::error::ApiError;
 use tessera_shared::http::Caller;
-use tessera_shared::job::{is_stale, JobError, JobState};
-use tessera_shared::pipeline::queries::{prepare, run_inline, stored_result, QueryFailure};
-use tessera_shared::query::{is_query_id, query_id, query_tasks, QueryJob, QueryMode};
+use tessera_shared::job::JobState;
+use tessera_shared::pipeline::queries::{
+    ask, fail_if_stalled, stored_result, Asked, QueryDeps, QueryFailure,
+};
+use tessera_shared::query::{is_query_id, QueryJob};
 use tessera_shared::ranged::RangedState;
 
 use crate::{conflict, owned_job, ApiState};
@@ -33,11 +35,6 @@ pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 
 /// Longest life of a result's CSV link.
 const CSV_URL_TTL: Duration = Duration::from_secs(300);
-
-/// A query job still `queued` or `running` that has not moved for this long is failed
-/// `query_stalled` when it is read: by then its tasks have exhausted their deliveries (3 x the
-/// queue's 30-minute visibility) or were never sent.
-const QUERY_STALLED_AFTER: Duration = Duration::from_secs(2 * 3600);
 
 /// `POST /v1/jobs/{id}/queries`; the body is a query document.
 pub async fn create_query(
@@ -67,62 +64,18 @@ pub async fn create_query(
             ),
         ));
     }
-    let qid = query_id(&job, &doc);
-    let existing = st.queries.get(&job.id, &qid).await?;
-    // The failed record of this question, if any: a new run replaces it.
-    let replaces = match existing {
-        Some(q) if q.state == RangedState::Completed => {
-            tracing::info!(job_id = %job.id, query_id = %qid, "query answered from its stored result");
-            return Ok((StatusCode::OK, Json(answer(&st, &q, true).await?)).into_response());
-        }
-        Some(q) if q.state == RangedState::Failed => Some(q),
-        Some(q) => {
-            let q = fail_if_stalled(&st, q).await?;
-            if q.state != RangedState::Failed {
-                return accepted(&st, &q).await;
-            }
-            Some(q)
-        }
-        None => None,
+    let deps = QueryDeps {
+        config: &st.config,
+        objects: &st.objects,
+        queries: &st.queries,
+        queue: &st.queue,
     };
-    let prepared = prepare(&st.objects, &st.config, &job, &doc)
-        .await
-        .map_err(failure)?;
-    if prepared.record.mode == QueryMode::Inline {
-        let (record, _) = run_inline(&st.objects, &st.queries, prepared, replaces.as_ref())
-            .await
-            .map_err(failure)?;
-        return Ok((StatusCode::OK, Json(answer(&st, &record, false).await?)).into_response());
-    }
-    let mut record = prepared.record;
-    let created = if let Some(old) = &replaces {
-        record.run = old.run + 1;
-        st.queries.replace_failed(&record).await?
-    } else {
-        st.queries.create_new(&record).await?
-    };
-    if !created {
-        // Asked twice at once: answer with the record that won.
-        if let Some(q) = st.queries.get(&job.id, &qid).await? {
-            return accepted(&st, &q).await;
+    match ask(&deps, &job, &doc, None).await.map_err(failure)? {
+        Asked::Answered { record, cached } => {
+            Ok((StatusCode::OK, Json(answer(&st, &record, cached).await?)).into_response())
         }
-        return Err(ApiError::internal(
-            &"query record vanished after a lost create",
-        ));
+        Asked::Running(record) => accepted(&st, &record).await,
     }
-    if let Err(e) = st.queue.send_all(&query_tasks(&record)).await {
-        // Without its tasks the query would wait for ever: fail it, then answer 500.
-        let error = JobError::new(
-            "query_enqueue_failed",
-            "Tessera could not start this query. Ask it again.",
-        );
-        if let Err(e2) = st.queries.mark_failed(&record, &error).await {
-            tracing::error!(query_id = %record.id, error = %e2, "could not fail a query whose tasks were not sent");
-        }
-        return Err(ApiError::internal(&e));
-    }
-    tracing::info!(job_id = %job.id, query_id = %record.id, bytes = record.object_size, ranges = record.range_count, "query job started");
-    accepted(&st, &record).await
 }
 
 /// `GET /v1/jobs/{id}/queries/{query_id}`. Other owners' jobs and unknown queries are 404.
@@ -139,7 +92,7 @@ pub async fn get_query(
         Some(q) if q.owner == caller.owner => q,
         _ => return Err(ApiError::not_found("query")),
     };
-    let query = fail_if_stalled(&st, query).await?;
+    let query = fail_if_stalled(&st.queries, &st.objects, query).await?;
     Ok(Json(answer(&st, &query, false).await?))
 }
 
@@ -189,27 +142,6 @@ async fn answer(st: &ApiState, q: &QueryJob, cached: bool) -> Result<Value, ApiE
         _ => {}
     }
     Ok(body)
-}
-
-/// `q` failed `query_stalled` if it is a query job still `queued`/`running` that has not moved
-/// for [`QUERY_STALLED_AFTER`] (conditional on it not having moved since it was read).
-async fn fail_if_stalled(st: &ApiState, q: QueryJob) -> Result<QueryJob, ApiError> {
-    if !matches!(q.state, RangedState::Queued | RangedState::Running)
-        || !is_stale(&q.updated_at, QUERY_STALLED_AFTER)
-    {
-        return Ok(q);
-    }
-    let error = JobError::new(
-        "query_stalled",
-        "The query made no progress for 2 hours and was stopped. Ask it again.",
-    );
-    if st.queries.mark_stalled(&q, &error).await? {
-        tracing::warn!(job_id = %q.job_id, query_id = %q.id, since = %q.updated_at, "query stalled; failed it");
-        if let Err(e) = st.objects.delete_keys(&q.part_keys()).await {
-            tracing::warn!(error = %e, "could not delete a stalled query's parts; the bucket's expiry rule will");
-        }
-    }
-    Ok(st.queries.get(&q.job_id, &q.id).await?.unwrap_or(q))
 }
 
 /// 422 `invalid_query` with every problem (code, JSON path, message) in `error.details.errors`,

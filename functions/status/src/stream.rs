@@ -9,6 +9,9 @@
 //!   subscribers as `query.progress` / `query.completed` / `query.failed` with the query's id,
 //!   state and progress (the answer itself is read with `GET status_url`): a change of state
 //!   always, progress within a state at most once per [`PUSH_INTERVAL_MS`] per job;
+//! - agent messages (`pk = SESSION#<id>`, `sk = MSG#<n>`) are pushed to their job's subscribers
+//!   on every change of state: `message.answer` once answered or failed (with the answer or
+//!   error), `message.progress` before (with the tool calls made so far);
 //! - within one batch only the latest change of each job is pushed (a counter change carries no
 //!   job: the snapshot is read — job item plus the 16 counters summed — only when a push is
 //!   actually sent);
@@ -25,6 +28,7 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Deserialize;
 use tessera_shared::job::{Job, JobState};
+use tessera_shared::agent::session::{ChatMessage, MessageState};
 use tessera_shared::query::{is_query_id, QueryJob};
 use tessera_shared::ranged::RangedState;
 use tessera_shared::store::jobs::{job_of_shard_pk, COUNTER_SK};
@@ -125,6 +129,46 @@ pub fn coalesce_queries(records: &[EventRecord]) -> Vec<QueryChange> {
         }
     }
     out
+}
+
+/// The agent message a stream record carries, when its state changed.
+fn message_change_of(r: &EventRecord) -> Option<(ChatMessage, Option<String>)> {
+    let keys: Keys = serde_dynamo::from_item(r.change.keys.clone()).ok()?;
+    if !keys.pk.starts_with("SESSION#") || !keys.sk.starts_with("MSG#") {
+        return None;
+    }
+    let m: ChatMessage = serde_dynamo::from_item(r.change.new_image.clone()).ok()?;
+    #[derive(Deserialize)]
+    struct StateOnly {
+        state: Option<MessageState>,
+    }
+    let before = serde_dynamo::from_item::<_, StateOnly>(r.change.old_image.clone())
+        .ok()
+        .and_then(|s| s.state);
+    (before != Some(m.state)).then_some((m, r.change.sequence_number.clone()))
+}
+
+/// `{"type": "message.answer" | "message.progress", "job_id", "session_id", "message": {...}}`.
+pub fn message_push(m: &ChatMessage) -> String {
+    let kind = if m.state.is_final() {
+        "message.answer"
+    } else {
+        "message.progress"
+    };
+    serde_json::json!({
+        "type": kind,
+        "job_id": m.job_id,
+        "session_id": m.session_id,
+        "message": {
+            "message_id": m.number,
+            "state": m.state,
+            "tool_calls": m.steps.iter().map(|s| serde_json::json!({"tool": s.tool, "status": s.status})).collect::<Vec<_>>(),
+            "answer": m.answer,
+            "error": m.error,
+        },
+        "status_url": format!("/v1/sessions/{}", m.session_id),
+    })
+    .to_string()
 }
 
 /// `{"type": "query.*", "job_id", "query": {query_id, state, progress, error?}}`.
@@ -262,7 +306,38 @@ pub async fn handle(st: &WsState, ev: Event) -> DynamoDbEventResponse {
             resp.batch_item_failures.push(f);
         }
     }
+    for r in &ev.records {
+        let Some((m, seq)) = message_change_of(r) else {
+            continue;
+        };
+        if let Err(e) = push_message(st, &m).await {
+            tracing::error!(error = %e, session_id = %m.session_id, "message push failed");
+            let mut f = DynamoDbBatchItemFailure::default();
+            f.item_identifier = seq;
+            resp.batch_item_failures.push(f);
+        }
+    }
     resp
+}
+
+async fn push_message(
+    st: &WsState,
+    m: &ChatMessage,
+) -> Result<(), tessera_shared::store::StoreError> {
+    let text = message_push(m);
+    for conn in st.connections.subscribers(&m.job_id).await? {
+        // Subscribers of a job are its owner's connections; the session is the owner's too.
+        match st.notifier.send(&conn, &text).await {
+            Ok(Delivery::Sent) => {}
+            Ok(Delivery::Gone) => {
+                st.connections
+                    .remove_connection(&conn, Some(&m.job_id))
+                    .await?;
+            }
+            Err(e) => tracing::warn!(connection = %conn, error = %e, "push not delivered"),
+        }
+    }
+    Ok(())
 }
 
 async fn push_query(

@@ -97,6 +97,9 @@ pub struct Pipeline {
     pub exports: ExportStore,
     /// Query records (items under their job), whose ranges share the chunk task queue.
     pub queries: queries::QueryStore,
+    /// The agent's queue (continuations of conversation turns waiting for a query job), when
+    /// the agent is deployed.
+    pub agent_queue: Option<TaskQueue>,
     rules_cache: rules::RulesCache,
 }
 
@@ -109,6 +112,10 @@ impl Pipeline {
             workflows: WorkflowStore::new(clients.dynamodb.clone(), &config.jobs_table),
             exports: ExportStore::new(clients.dynamodb.clone(), &config.jobs_table),
             queries: queries::QueryStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            agent_queue: config
+                .agent_queue_url
+                .as_ref()
+                .map(|url| TaskQueue::new(clients.sqs.clone(), url)),
             rules_cache: rules::RulesCache::default(),
             config,
         }

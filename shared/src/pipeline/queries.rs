@@ -25,7 +25,9 @@ use super::{is_stale, job_dialect, Pipeline, PipelineError};
 use crate::config::Config;
 use crate::job::{now_rfc3339, Job, JobError};
 use crate::keys;
-use crate::query::{normalised, object_of, query_id, QueryJob, QueryMode, INLINE_RESULT_MAX_BYTES};
+use crate::query::{
+    normalised, object_of, query_id, query_tasks, QueryJob, QueryMode, INLINE_RESULT_MAX_BYTES,
+};
 use crate::ranged::RangedState;
 use crate::store::objects::{next_piece, open_planned, ObjectStore, SourceChanged};
 use crate::store::ranged::{RangeCommit, RangeRecord, RangedStore};
@@ -184,6 +186,7 @@ pub async fn prepare(
         updated_at: now,
         completed_at: None,
         expires_at: job.expires_at,
+        continuation: None,
     };
     record.range_count = record.ranges().len() as u32;
     Ok(Prepared { record, plan })
@@ -364,7 +367,143 @@ pub async fn stored_result(
     })
 }
 
+/// A query job still `queued` or `running` that has not moved for this long is failed
+/// `query_stalled` when it is read: by then its tasks have exhausted their deliveries (3 x the
+/// queue's 30-minute visibility) or were never sent.
+pub const QUERY_STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
+/// What a question needs: the stores and the chunk task queue.
+pub struct QueryDeps<'a> {
+    pub config: &'a Config,
+    pub objects: &'a ObjectStore,
+    pub queries: &'a QueryStore,
+    pub queue: &'a crate::store::queue::TaskQueue,
+}
+
+/// What asking a question did.
+#[derive(Debug)]
+pub enum Asked {
+    /// Answered now: within the request, or from the stored result (`cached`).
+    Answered { record: QueryJob, cached: bool },
+    /// A query job runs (started now, or already running for the same question).
+    Running(QueryJob),
+}
+
+/// Asks `doc` over completed `job` (see `crate::query`): the stored answer if the question was
+/// answered before, the running query job if it is being answered, else a new answer within the
+/// request or a new query job (its ranges sent to the chunk task queue). `continuation`: the
+/// agent queue message a new query job sends when it ends.
+pub async fn ask(
+    deps: &QueryDeps<'_>,
+    job: &Job,
+    doc: &QueryDocument,
+    continuation: Option<String>,
+) -> Result<Asked, QueryFailure> {
+    let qid = query_id(job, doc);
+    let replaces = match deps.queries.get(&job.id, &qid).await? {
+        Some(q) if q.state == RangedState::Completed => {
+            tracing::info!(job_id = %job.id, query_id = %qid, "query answered from its stored result");
+            return Ok(Asked::Answered {
+                record: q,
+                cached: true,
+            });
+        }
+        Some(q) if q.state == RangedState::Failed => Some(q),
+        Some(q) => {
+            let q = fail_if_stalled(deps.queries, deps.objects, q).await?;
+            if q.state != RangedState::Failed {
+                return Ok(Asked::Running(q));
+            }
+            Some(q)
+        }
+        None => None,
+    };
+    let prepared = prepare(deps.objects, deps.config, job, doc).await?;
+    if prepared.record.mode == QueryMode::Inline {
+        let (record, _) = run_inline(deps.objects, deps.queries, prepared, replaces.as_ref()).await?;
+        return Ok(Asked::Answered {
+            record,
+            cached: false,
+        });
+    }
+    let mut record = prepared.record;
+    record.continuation = continuation;
+    let created = if let Some(old) = &replaces {
+        record.run = old.run + 1;
+        deps.queries.replace_failed(&record).await?
+    } else {
+        deps.queries.create_new(&record).await?
+    };
+    if !created {
+        // Asked twice at once: the record that won answers.
+        return match deps.queries.get(&job.id, &qid).await? {
+            Some(q) if q.state == RangedState::Completed => Ok(Asked::Answered {
+                record: q,
+                cached: true,
+            }),
+            Some(q) => Ok(Asked::Running(q)),
+            None => Err(QueryFailure::Store(StoreError::Malformed {
+                what: "query",
+                detail: "the record vanished after a lost create".into(),
+            })),
+        };
+    }
+    if let Err(e) = deps.queue.send_all(&query_tasks(&record)).await {
+        // Without its tasks the query would wait for ever: fail it, then report the error.
+        let error = JobError::new(
+            "query_enqueue_failed",
+            "Tessera could not start this query. Ask it again.",
+        );
+        if let Err(e2) = deps.queries.mark_failed(&record, &error).await {
+            tracing::error!(query_id = %record.id, error = %e2, "could not fail a query whose tasks were not sent");
+        }
+        return Err(e.into());
+    }
+    tracing::info!(job_id = %job.id, query_id = %record.id, bytes = record.object_size, ranges = record.range_count, "query job started");
+    Ok(Asked::Running(record))
+}
+
+/// `q` failed `query_stalled` if it is still `queued`/`running` and has not moved for
+/// [`QUERY_STALLED_AFTER`] (conditional on it not having moved since it was read).
+pub async fn fail_if_stalled(
+    queries: &QueryStore,
+    objects: &ObjectStore,
+    q: QueryJob,
+) -> Result<QueryJob, StoreError> {
+    if !matches!(q.state, RangedState::Queued | RangedState::Running)
+        || !is_stale(&q.updated_at, QUERY_STALLED_AFTER)
+    {
+        return Ok(q);
+    }
+    let error = JobError::new(
+        "query_stalled",
+        "The query made no progress for 2 hours and was stopped. Ask it again.",
+    );
+    if queries.mark_stalled(&q, &error).await? {
+        tracing::warn!(job_id = %q.job_id, query_id = %q.id, since = %q.updated_at, "query stalled; failed it");
+        if let Err(e) = objects.delete_keys(&q.part_keys()).await {
+            tracing::warn!(error = %e, "could not delete a stalled query's parts; the bucket's expiry rule will");
+        }
+    }
+    Ok(queries.get(&q.job_id, &q.id).await?.unwrap_or(q))
+}
+
 impl Pipeline {
+    /// Sends a query job's continuation (the agent turn that waits for it), best effort: the
+    /// agent also checks again on its own after a delay.
+    async fn continue_agent(&self, query: &QueryJob) {
+        let (Some(body), Some(queue)) = (&query.continuation, &self.agent_queue) else {
+            return;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+            tracing::warn!(query_id = %query.id, "continuation is not JSON; not sent");
+            return;
+        };
+        if let Err(e) = queue.send_one(&v, std::time::Duration::ZERO).await {
+            tracing::warn!(query_id = %query.id, error = %e, "could not send a query's continuation; the agent checks again itself");
+        }
+    }
+
     /// The query record and engine task of a range message, or `None` (logged) when no one can
     /// act on it: the query is unknown or the owners differ. Such a message is acknowledged.
     async fn query_of(
@@ -581,6 +720,7 @@ impl Pipeline {
                 merge_ms = started.elapsed().as_millis() as u64,
                 "query job completed"
             );
+            self.continue_agent(query).await;
         }
         if let Err(e) = self.objects.delete_keys(&parts).await {
             tracing::warn!(error = %e, "could not delete a query's parts; the bucket's expiry rule will");
@@ -620,6 +760,7 @@ impl Pipeline {
             if let Err(e) = self.objects.delete_keys(&query.part_keys()).await {
                 tracing::warn!(error = %e, "could not delete a failed query's parts; the bucket's expiry rule will");
             }
+            self.continue_agent(query).await;
         }
         Ok(())
     }

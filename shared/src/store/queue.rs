@@ -1,4 +1,4 @@
-//! The chunk task queue (SQS).
+//! Task queues (SQS): the chunk task queue, and the agent's queue.
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
@@ -60,6 +60,23 @@ impl TaskQueue {
                 tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
             }
         }
+        Ok(())
+    }
+
+    /// Sends one message, delivered after `delay` (SQS allows up to 900 s; longer is cut).
+    pub async fn send_one<T: serde::Serialize>(
+        &self,
+        message: &T,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(serde_json::to_string(message).expect("a message serialises"))
+            .delay_seconds(delay.as_secs().min(900) as i32)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("SendMessage", e))?;
         Ok(())
     }
 }
