@@ -229,9 +229,10 @@ impl Agent {
             .collect();
         let continuation = serde_json::to_string(&AgentTask::new(&m.session_id, m.number))
             .expect("a task is JSON");
+        let owner = m.owner.clone();
         let deps = chat::ChatDeps {
             model: self.model(),
-            gate: self.gate(&m.owner, m.throttles),
+            gate: self.gate(&owner, m.throttles),
             limits: &self.limits,
             query: QueryDeps {
                 config: &self.config,
