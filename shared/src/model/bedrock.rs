@@ -377,6 +377,7 @@ fn from_service_error(e: &ConverseError) -> ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::InferenceConfig;
     use aws_sdk_bedrockruntime::types::error as sdk_err;
     use serde_json::json;
 
@@ -415,7 +416,6 @@ mod tests {
             },
         }
     }
-    use super::super::InferenceConfig;
 
     #[test]
     fn request_maps_to_sdk_shapes() {
