@@ -300,7 +300,13 @@ pub async fn generate(
                 }
                 Err(errs) => errs
                     .iter()
-                    .map(|e| format!("{}: {}", if e.path.is_empty() { "/" } else { &e.path }, e.message))
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            if e.path.is_empty() { "/" } else { &e.path },
+                            e.message
+                        )
+                    })
                     .collect(),
             },
         };
