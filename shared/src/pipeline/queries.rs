@@ -420,7 +420,8 @@ pub async fn ask(
     };
     let prepared = prepare(deps.objects, deps.config, job, doc).await?;
     if prepared.record.mode == QueryMode::Inline {
-        let (record, _) = run_inline(deps.objects, deps.queries, prepared, replaces.as_ref()).await?;
+        let (record, _) =
+            run_inline(deps.objects, deps.queries, prepared, replaces.as_ref()).await?;
         return Ok(Asked::Answered {
             record,
             cached: false,

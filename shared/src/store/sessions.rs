@@ -185,7 +185,12 @@ impl SessionStore {
 
     /// Saves `m` (the whole message) if `lease` still holds it; the lease is released when
     /// `release`. False: the lease was lost (another worker took the message over).
-    pub async fn save(&self, m: &ChatMessage, lease: &str, release: bool) -> Result<bool, StoreError> {
+    pub async fn save(
+        &self,
+        m: &ChatMessage,
+        lease: &str,
+        release: bool,
+    ) -> Result<bool, StoreError> {
         let mut msg = m.clone();
         msg.updated_at = now_rfc3339();
         if release {
