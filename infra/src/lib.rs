@@ -17,6 +17,7 @@
 //! The `tessera` command (`src/main.rs`) is a thin layer over [`stack`] and [`auth`].
 
 pub mod auth;
+pub mod converse;
 pub mod demo;
 pub mod emulator;
 pub mod esm;

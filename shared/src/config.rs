@@ -68,6 +68,12 @@ pub struct Config {
     /// Groups a query may make before it fails `too_many_groups` (`TESSERA_QUERY_MAX_GROUPS`,
     /// default 1,000,000).
     pub query_max_groups: u64,
+    /// The agent's model: a Bedrock model id, inference profile id or ARN (`TESSERA_MODEL_ID`).
+    /// `None`: no model configured (the agent suggests rules from the profile only).
+    pub model_id: Option<String>,
+    /// Endpoint of the Bedrock Runtime client (`TESSERA_BEDROCK_ENDPOINT`, `http(s)://...`), e.g.
+    /// a local Converse server. `None`: Bedrock itself, even when `endpoint` is set.
+    pub bedrock_endpoint: Option<String>,
 }
 
 /// Defaults, also used by the local runtime and tests as a base.
@@ -150,6 +156,28 @@ impl Config {
                 why: "must be at least 1 byte",
             });
         }
+        let bedrock_endpoint = get("TESSERA_BEDROCK_ENDPOINT").filter(|v| !v.trim().is_empty());
+        if let Some(v) = bedrock_endpoint
+            .as_ref()
+            .filter(|v| !(v.starts_with("http://") || v.starts_with("https://")))
+        {
+            return Err(ConfigError::Invalid {
+                name: "TESSERA_BEDROCK_ENDPOINT",
+                value: v.clone(),
+                why: "expected a URL starting with http:// or https://",
+            });
+        }
+        let model_id = get("TESSERA_MODEL_ID").filter(|v| !v.trim().is_empty());
+        if let Some(v) = model_id
+            .as_ref()
+            .filter(|v| v.contains(char::is_whitespace))
+        {
+            return Err(ConfigError::Invalid {
+                name: "TESSERA_MODEL_ID",
+                value: v.clone(),
+                why: "expected a model id, inference profile id or ARN (no spaces)",
+            });
+        }
         Ok(Config {
             query_inline_max_bytes: num(
                 "TESSERA_QUERY_INLINE_MAX_BYTES",
@@ -157,6 +185,8 @@ impl Config {
             )?,
             query_range_size,
             query_max_groups: num("TESSERA_QUERY_MAX_GROUPS", 1_000_000)?.max(1),
+            model_id,
+            bedrock_endpoint,
             export_sync_max_bytes: num(
                 "TESSERA_EXPORT_SYNC_MAX_BYTES",
                 DEFAULT_EXPORT_SYNC_MAX_BYTES,
@@ -286,5 +316,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("TESSERA_EXPORT_RANGE_SIZE"));
+    }
+
+    #[test]
+    fn model_settings() {
+        let c = cfg(&BASE).unwrap();
+        assert_eq!((c.model_id, c.bedrock_endpoint), (None, None));
+        let mut v = BASE.to_vec();
+        v.push((
+            "TESSERA_MODEL_ID",
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        ));
+        v.push(("TESSERA_BEDROCK_ENDPOINT", "http://127.0.0.1:4010"));
+        let c = cfg(&v).unwrap();
+        assert_eq!(
+            c.model_id.as_deref(),
+            Some("us.anthropic.claude-3-5-haiku-20241022-v1:0")
+        );
+        assert_eq!(c.bedrock_endpoint.as_deref(), Some("http://127.0.0.1:4010"));
+        for (name, bad) in [
+            ("TESSERA_BEDROCK_ENDPOINT", "127.0.0.1:4010"),
+            ("TESSERA_MODEL_ID", "claude haiku"),
+        ] {
+            let mut v = BASE.to_vec();
+            v.push((name, bad));
+            let e = cfg(&v).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
     }
 }

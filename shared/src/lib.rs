@@ -17,6 +17,7 @@ pub mod lambda;
 pub mod ledger;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod model;
 pub mod notifications;
 pub mod pipeline;
 pub mod ports;
