@@ -68,6 +68,9 @@ pub struct Config {
     /// Groups a query may make before it fails `too_many_groups` (`TESSERA_QUERY_MAX_GROUPS`,
     /// default 1,000,000).
     pub query_max_groups: u64,
+    /// Groups above which a query range's partial state is written in partitions by key hash
+    /// and merged one partition at a time (`TESSERA_QUERY_SPILL_GROUPS`, default 100,000).
+    pub query_spill_groups: u64,
     /// The agent's model: a Bedrock model id, inference profile id or ARN (`TESSERA_MODEL_ID`).
     /// `None`: no model configured (the agent suggests rules from the profile only).
     pub model_id: Option<String>,
@@ -185,6 +188,7 @@ impl Config {
             )?,
             query_range_size,
             query_max_groups: num("TESSERA_QUERY_MAX_GROUPS", 1_000_000)?.max(1),
+            query_spill_groups: num("TESSERA_QUERY_SPILL_GROUPS", 100_000)?.max(1),
             model_id,
             bedrock_endpoint,
             export_sync_max_bytes: num(
