@@ -7,12 +7,13 @@
 //! integer, decimal, boolean, date and timestamp columns; a `range` with a margin for
 //! numbers, dates and timestamps; `one_of` for low-cardinality text columns whose every value
 //! the profile counted; a `matches` format for e-mail columns (the profile's detector matched
-//! every value) and for ID-like columns (a fixed shape of letters and digits, see `shape`);
+//! at least 95 % of the values) and for ID-like columns (a fixed shape of letters and digits, see `shape`);
 //! `unique` for ID-like columns with as many distinct values as values.
 //!
-//! Every rule holds on the profiled data by construction except two that rest on samples or
-//! estimates: an ID shape (seen on the profile's sample and extremes) and `unique` beyond the
-//! profile's exact distinct limit (an estimate); their reasons say so, and
+//! Every rule holds on the profiled data by construction except three that rest on samples or
+//! estimates: an ID shape (seen on the profile's sample and extremes), an e-mail format where
+//! the detector matched under 100 %, and `unique` beyond the profile's exact distinct limit (an
+//! estimate); their reasons say so, and
 //! [`Suggestion::prune`] drops any rule a dry run over the file found violated.
 //!
 //! Not here: profiling or dry-running the file (the caller runs the engine: `tessera rules
@@ -36,9 +37,15 @@ use crate::profile::{
 /// Most distinct values a `one_of` list gets (and the `top_k` of [`suggest_profile_options`]).
 pub const MAX_ONE_OF: usize = 50;
 
-/// The profile's e-mail detector as a regular expression, slightly looser (no length limits,
-/// dots anywhere in the local part): every value the detector accepts matches it.
-pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}$";
+/// An e-mail address: a local part of anything but white space and `@` (Unicode included), and
+/// the profile detector's domain (letters, digits and inner hyphens, two labels or more, a
+/// final label of 2+ letters). Every value the detector accepts matches it.
+pub const EMAIL_PATTERN: &str = r"^[^\s@]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}$";
+
+/// Share of a column's values the e-mail detector must match for an e-mail format. Below 1 the
+/// rest are unverified (often addresses the detector does not read, such as non-ASCII local
+/// parts, which the pattern accepts): the reason says so.
+pub const EMAIL_SHARE: f64 = 0.95;
 
 /// Where the suggestions came from (the API answers `"source": "profile"` or `"model"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -388,17 +395,26 @@ fn column(
                     shown.join(", ")
                 ),
             );
-        } else if c.pii.get("email").copied() == Some(1.0) {
+        } else if let Some(share) = c.pii.get("email").copied().filter(|s| *s >= EMAIL_SHARE) {
             has_format = true;
+            let why = if share >= 1.0 {
+                format!(
+                    "the profile's e-mail detector matched all {} non-empty values of `{name}`{empties}",
+                    count(c.count)
+                )
+            } else {
+                format!(
+                    "the profile's e-mail detector matched {:.2}% of the {} non-empty values of `{name}`; the pattern also takes non-ASCII local parts, but the rest are unverified: verify with a dry run{empties}",
+                    100.0 * share,
+                    count(c.count)
+                )
+            };
             push(
                 Kind::Format,
                 Check::Matches(MatchesCheck {
                     pattern: EMAIL_PATTERN.to_string(),
                 }),
-                format!(
-                    "the profile's e-mail detector matched all {} non-empty values of `{name}`{empties}",
-                    count(c.count)
-                ),
+                why,
             );
         }
     }
