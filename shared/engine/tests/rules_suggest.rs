@@ -13,7 +13,9 @@ use std::sync::Arc;
 use tessera_engine::chunk::ChunkOptions;
 use tessera_engine::file::{process_bytes, ProcessOptions};
 use tessera_engine::profile::ProfileReport;
-use tessera_engine::rules::suggest::{suggest, suggest_profile_options, SuggestOptions, Suggestion};
+use tessera_engine::rules::suggest::{
+    suggest, suggest_profile_options, SuggestOptions, Suggestion,
+};
 use tessera_engine::rules::{against_profile, parse_document, CompiledRules, ResolvedRefs};
 
 /// xorshift64*: deterministic and dependency-free.
@@ -74,16 +76,36 @@ const DOMAINS: &[&str] = &[
     "example.fr",
 ];
 const STATUS: &[&str] = &[
-    "paid", "paid", "paid", "shipped", "shipped", "delivered", "delivered", "delivered",
-    "pending", "refunded",
+    "paid",
+    "paid",
+    "paid",
+    "shipped",
+    "shipped",
+    "delivered",
+    "delivered",
+    "delivered",
+    "pending",
+    "refunded",
 ];
 const COUNTRIES: &[&str] = &[
-    "DE", "FR", "GB", "US", "ES", "IT", "NL", "PL", "SE", "CH", "AT", "BE", "PT", "IE", "DK",
-    "NO", "FI", "CZ", "CA", "JP",
+    "DE", "FR", "GB", "US", "ES", "IT", "NL", "PL", "SE", "CH", "AT", "BE", "PT", "IE", "DK", "NO",
+    "FI", "CZ", "CA", "JP",
 ];
 const WORDS: &[&str] = &[
-    "great", "late", "box", "damaged", "\"fast\"", "thanks,", "again", "colour", "size",
-    "refund?", "ok", "said \"fine\"", "wrong, item", "x",
+    "great",
+    "late",
+    "box",
+    "damaged",
+    "\"fast\"",
+    "thanks,",
+    "again",
+    "colour",
+    "size",
+    "refund?",
+    "ok",
+    "said \"fine\"",
+    "wrong, item",
+    "x",
 ];
 
 /// Days since 1970-01-01 to `YYYY-MM-DD` (Hinnant).

@@ -17,11 +17,7 @@ use crate::rules::value::{Parser, Val};
 const DAY: i64 = 86_400;
 
 /// The range check for a typed column, with its reason; `None` when the extremes are unknown.
-pub(super) fn range(
-    c: &ColumnReport,
-    share: f64,
-    open_top: bool,
-) -> Option<(RangeCheck, String)> {
+pub(super) fn range(c: &ColumnReport, share: f64, open_top: bool) -> Option<(RangeCheck, String)> {
     let name = &c.name;
     match (c.r#type, c.min.as_ref()?, c.max.as_ref()?) {
         (ColumnType::Integer | ColumnType::Decimal, lo, hi) => {
@@ -42,7 +38,7 @@ pub(super) fn range(
             };
             let why = if open_top {
                 format!(
-                    "`{name}` runs from {} to {} and looks like an ID: a lower bound only ({} below the smallest, rounded to {}{floor}); IDs grow, so no upper bound",
+                    "`{name}` runs from {} to {} and looks like an ID: a lower bound only (the smallest minus {} of the span, rounded down to a multiple of {}{floor}); IDs grow, so no upper bound",
                     shown(lo), shown(hi), pct(share), shown(step)
                 )
             } else {

@@ -379,7 +379,7 @@ fn column(
     if c.r#type == ColumnType::String {
         if let Some(values) = one_of_values(c, opts.max_one_of) {
             has_format = true;
-            let shown: Vec<&str> = values.iter().take(6).map(String::as_str).collect();
+            let shown: Vec<String> = values.iter().take(6).map(|v| format!("`{v}`")).collect();
             let more = if values.len() > 6 { ", ..." } else { "" };
             push(
                 Kind::OneOf,

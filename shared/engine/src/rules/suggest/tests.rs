@@ -19,13 +19,19 @@ fn profile_with(csv: &str, popts: ProfileOptions) -> ProfileReport {
         },
         ..ProcessOptions::default()
     };
-    process_bytes(csv.as_bytes(), &opts).unwrap().profile.report()
+    process_bytes(csv.as_bytes(), &opts)
+        .unwrap()
+        .profile
+        .report()
 }
 
 /// Suggests for `csv`, checks validity and that no record of `csv` violates any rule.
 fn suggest_for(csv: &str) -> Suggestion {
     let report = profile_with(csv, suggest_profile_options());
-    let s = suggest(&report, &SuggestOptions::for_profile(&suggest_profile_options()));
+    let s = suggest(
+        &report,
+        &SuggestOptions::for_profile(&suggest_profile_options()),
+    );
     let text = serde_json::to_string(&s.rules).unwrap();
     let doc = parse_document(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
     assert_eq!(doc, s.rules);
@@ -46,7 +52,11 @@ fn suggest_for(csv: &str) -> Suggestion {
         },
     )
     .unwrap();
-    assert_eq!(out.summary.rule_rejected_rows, 0, "{:?}", out.summary.violations);
+    assert_eq!(
+        out.summary.rule_rejected_rows, 0,
+        "{:?}",
+        out.summary.violations
+    );
     assert_eq!(s.reasons.len(), s.rules.rules.len());
     for (i, (r, why)) in s.rules.rules.iter().zip(&s.reasons).enumerate() {
         assert_eq!(why.rule, i);
@@ -175,7 +185,10 @@ fn ranges_add_the_margin_and_round_outward() {
         .find(|r| r.column == "amount" && r.kind == Kind::Range)
         .unwrap()
         .why;
-    assert!(why.contains("0.25 to 1000.25") && why.contains("10%"), "{why}");
+    assert!(
+        why.contains("0.25 to 1000.25") && why.contains("10%"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -234,7 +247,10 @@ fn one_of_for_low_cardinality_text_only_when_every_value_is_counted() {
     let s = suggest(&report, &SuggestOptions::default());
     assert!(!checks(&s, "k").iter().any(|k| matches!(k, Check::OneOf(_))));
     let report = profile_with(&text, suggest_profile_options());
-    let s = suggest(&report, &SuggestOptions::for_profile(&suggest_profile_options()));
+    let s = suggest(
+        &report,
+        &SuggestOptions::for_profile(&suggest_profile_options()),
+    );
     assert!(checks(&s, "k").iter().any(|k| matches!(k, Check::OneOf(_))));
 }
 
@@ -308,7 +324,10 @@ fn an_unverified_e_mail_format_that_fails_its_file_is_pruned() {
         }),
     );
     let report = profile_with(&text, suggest_profile_options());
-    let mut s = suggest(&report, &SuggestOptions::for_profile(&suggest_profile_options()));
+    let mut s = suggest(
+        &report,
+        &SuggestOptions::for_profile(&suggest_profile_options()),
+    );
     let id = s
         .reasons
         .iter()
@@ -382,7 +401,9 @@ fn shapes_widen_digit_runs_to_the_column_lengths() {
         shape::infer(&refs, 3, 7).as_deref(),
         Some("^[A-Z]{1}\\-[0-9]{1,5}$")
     );
-    let mixed = ["A-1", "B_2", "C-3", "D-4", "E-5", "F-6", "G-7", "H-8", "I-9", "J-0"];
+    let mixed = [
+        "A-1", "B_2", "C-3", "D-4", "E-5", "F-6", "G-7", "H-8", "I-9", "J-0",
+    ];
     assert_eq!(shape::infer(&mixed, 3, 3), None);
     assert_eq!(shape::infer(&mixed[..5], 3, 3), None, "too few values");
 }
@@ -428,7 +449,17 @@ fn unique_for_id_like_columns() {
 fn nulls_that_may_be_tokens_keep_value_checks_off() {
     let text = csv(
         "n,m",
-        (0..100).map(|i| format!("{},{}", if i % 10 == 0 { "NA".into() } else { i.to_string() }, i)),
+        (0..100).map(|i| {
+            format!(
+                "{},{}",
+                if i % 10 == 0 {
+                    "NA".into()
+                } else {
+                    i.to_string()
+                },
+                i
+            )
+        }),
     );
     // A job's profile counts `NA` as null: checks on `n` would reject those rows.
     let s = suggest(
@@ -436,7 +467,10 @@ fn nulls_that_may_be_tokens_keep_value_checks_off() {
         &SuggestOptions::default(),
     );
     assert!(checks(&s, "n").is_empty());
-    assert!(s.notes.iter().any(|n| n.column == "n" && n.why.contains("null tokens")));
+    assert!(s
+        .notes
+        .iter()
+        .any(|n| n.column == "n" && n.why.contains("null tokens")));
     assert!(checks(&s, "m").contains(&&Check::Type(TypeSpec::Integer)));
     // Profiled for suggestions, `NA` is a value: `n` is text, and no rule rejects a row.
     let s = suggest_for(&text);
@@ -455,7 +489,8 @@ fn prune_drops_violated_rules_and_renumbers() {
     assert!(s
         .notes
         .iter()
-        .any(|x| x.id.as_deref() == Some(victim.as_str()) && x.why.starts_with("dropped: 3 of the 50")));
+        .any(|x| x.id.as_deref() == Some(victim.as_str())
+            && x.why.starts_with("dropped: 3 of the 50")));
 }
 
 #[test]
