@@ -67,7 +67,7 @@ fn orders(rows: usize) -> (String, String, usize) {
     let (mut clean, mut faulty) = (head.to_string(), head.to_string());
     let mut faults = 0;
     for i in 0..rows {
-        let mut rec = vec![
+        let mut rec = [
             format!("{}", 5000 + i),
             format!("buyer{}@shop{}.example.com", next() % 9000, next() % 4),
             format!("2026-{:02}-{:02}", 1 + next() % 12, 1 + next() % 28),

@@ -147,7 +147,7 @@ fn generate(rows: usize, seed: u64) -> Files {
             "{}.{}{}@{}",
             rng.pick(FIRST),
             c,
-            if c % 3 == 0 { "+shop" } else { "" },
+            if c.is_multiple_of(3) { "+shop" } else { "" },
             DOMAINS[(c % DOMAINS.len() as u64) as usize]
         );
         let day = day0 + rng.below(700) as i64;

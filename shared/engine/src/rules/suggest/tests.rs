@@ -372,7 +372,7 @@ fn id_shape_and_length_for_id_like_text() {
                 h & 0xfff,
                 h & 0xffff_ffff_ffff,
                 // No common shape, one length: a length check.
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     format!("A-{:03}", i % 1000)
                 } else {
                     format!("A.{:03}", i % 1000)
