@@ -1,0 +1,387 @@
+//! The language model's shared rate limit and daily budget against the AWS emulator (real
+//! DynamoDB transactions and conditions, as every Lambda instance would share them): 16
+//! concurrent callers hammering one bucket are never admitted more than `capacity + rate x
+//! elapsed` (the global bucket, an owner's bucket and the token bucket, each measured on its
+//! own); concurrent callers against a budget that holds five calls get exactly five; a settle
+//! gives back what a call did not use, charges an overrun, and applies once.
+//!
+//! The unit tests of the same semantics (refill, settle, budget, with a set clock) are in
+//! `shared/src/memory/rate.rs` and `shared/src/rate.rs`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_e2e::stack_with;
+use tessera_shared::ports::{RateBuckets, UsageReader};
+use tessera_shared::rate::{
+    day_of, Admission, BucketLimits, Clock, DayUsage, Limits, Prices, RateError, Reservation,
+    Settled, SystemClock, TokenUsage,
+};
+use tessera_shared::store::rate::RateStore;
+
+/// Any model at $1 per 1,000 input tokens and $2 per 1,000 output tokens: 1,000 and 2,000
+/// micro-dollars per token.
+const PRICES: &str = r#"{"*": {"input_per_1k": 1, "output_per_1k": 2}}"#;
+
+/// Limits that never bind, for the buckets a scenario does not measure.
+const ROOMY: BucketLimits = BucketLimits {
+    requests: 1_000_000,
+    tokens: 1_000_000_000,
+};
+
+/// How long each hammer runs.
+const RUN: Duration = Duration::from_secs(4);
+
+const CALLERS: usize = 16;
+
+fn limits(period_ms: u64, global: BucketLimits, owner: BucketLimits, budget: u64) -> Limits {
+    Limits {
+        period_ms,
+        global,
+        owner,
+        prices: Prices::parse(PRICES).expect("test prices"),
+        daily_budget_micro_usd: budget,
+    }
+}
+
+fn unique(what: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}-{n:x}")
+}
+
+fn est(input_tokens: u64, output_tokens: u64) -> TokenUsage {
+    TokenUsage {
+        input_tokens,
+        output_tokens,
+    }
+}
+
+async fn store(limits: Limits) -> (tessera_e2e::LocalStack, Arc<RateStore>) {
+    let stack = stack_with(|o| o.no_pollers = true).await;
+    let store = RateStore::new(
+        stack.clients.dynamodb.clone(),
+        &stack.config.jobs_table,
+        limits,
+    );
+    (stack, Arc::new(store))
+}
+
+/// What a hammer measured.
+struct Hammered {
+    /// Admissions per owner.
+    admitted: BTreeMap<String, u64>,
+    waits: u64,
+    /// From before the first call to after the last answer, on the limiter's clock.
+    elapsed_ms: i64,
+}
+
+/// `CALLERS` tasks, caller `i` as `owners[i % owners.len()]`, each reserving `estimate` again
+/// and again for [`RUN`]: after `Wait` it pauses at most 20 ms (far less than it was told, to
+/// press on the bucket) and asks again.
+async fn hammer(
+    store: &Arc<RateStore>,
+    model: &str,
+    owners: &[String],
+    estimate: TokenUsage,
+) -> Hammered {
+    let start_ms = SystemClock.now_ms();
+    let until = Instant::now() + RUN;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..CALLERS {
+        let (store, model, owner) = (store.clone(), model.to_string(), owners[i % owners.len()].clone());
+        tasks.spawn(async move {
+            let (mut admitted, mut waits) = (0u64, 0u64);
+            while Instant::now() < until {
+                match store.reserve(&model, &owner, estimate).await {
+                    Ok(Admission::Admitted(_)) => admitted += 1,
+                    Ok(Admission::Wait { retry_after }) => {
+                        waits += 1;
+                        tokio::time::sleep(retry_after.min(Duration::from_millis(20))).await;
+                    }
+                    Err(e) => panic!("caller {i} ({owner}): {e:?}"),
+                }
+            }
+            (owner, admitted, waits)
+        });
+    }
+    let mut out = Hammered {
+        admitted: BTreeMap::new(),
+        waits: 0,
+        elapsed_ms: 0,
+    };
+    while let Some(r) = tasks.join_next().await {
+        let (owner, admitted, waits) = r.expect("caller task");
+        *out.admitted.entry(owner).or_default() += admitted;
+        out.waits += waits;
+    }
+    out.elapsed_ms = SystemClock.now_ms() - start_ms;
+    out
+}
+
+/// The most a bucket of `capacity` per `period_ms` may admit in `elapsed_ms`, starting full.
+fn allowed(capacity: u64, period_ms: u64, elapsed_ms: i64) -> u64 {
+    capacity + elapsed_ms as u64 * capacity / period_ms
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_callers_never_pass_the_global_request_rate() {
+    // 20 requests per 2 s for the model; every caller its own owner, unlimited.
+    let (_stack, store) = store(limits(
+        2_000,
+        BucketLimits {
+            requests: 20,
+            tokens: ROOMY.tokens,
+        },
+        ROOMY,
+        u64::MAX / 2,
+    ))
+    .await;
+    let owners: Vec<String> = (0..CALLERS).map(|i| format!("owner-{i}")).collect();
+    let h = hammer(&store, &unique("global"), &owners, est(10, 10)).await;
+    let admitted: u64 = h.admitted.values().sum();
+    let bound = allowed(20, 2_000, h.elapsed_ms);
+    println!(
+        "global requests: {CALLERS} callers, {} ms: admitted {admitted}, allowed {bound} \
+         (20 + 10/s x {:.2} s), {} waits",
+        h.elapsed_ms,
+        h.elapsed_ms as f64 / 1000.0,
+        h.waits
+    );
+    assert!(admitted <= bound, "over-admitted: {admitted} > {bound}");
+    assert!(
+        admitted >= 20,
+        "the full bucket's 20 were not all admitted in {} ms: {admitted}",
+        h.elapsed_ms
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_callers_never_pass_an_owners_request_rate() {
+    // 10 requests per 2 s per owner, two owners of 8 callers each; the model unlimited.
+    let (_stack, store) = store(limits(
+        2_000,
+        ROOMY,
+        BucketLimits {
+            requests: 10,
+            tokens: ROOMY.tokens,
+        },
+        u64::MAX / 2,
+    ))
+    .await;
+    let owners = vec!["alice".to_string(), "bob".to_string()];
+    let h = hammer(&store, &unique("owner"), &owners, est(10, 10)).await;
+    let bound = allowed(10, 2_000, h.elapsed_ms);
+    for (owner, &admitted) in &h.admitted {
+        println!(
+            "owner {owner} requests: 8 callers, {} ms: admitted {admitted}, allowed {bound} \
+             (10 + 5/s x {:.2} s)",
+            h.elapsed_ms,
+            h.elapsed_ms as f64 / 1000.0
+        );
+        assert!(admitted <= bound, "{owner} over-admitted: {admitted} > {bound}");
+        assert!(admitted >= 10, "{owner}: its full bucket's 10 not admitted: {admitted}");
+    }
+    assert_eq!(h.admitted.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_callers_never_pass_the_token_rate() {
+    // 2,000 tokens per 2 s for the model, 100 per call (50 input + 50 maxTokens): 20 calls'
+    // worth, then 10 per second. Requests unlimited.
+    let (_stack, store) = store(limits(
+        2_000,
+        BucketLimits {
+            requests: ROOMY.requests,
+            tokens: 2_000,
+        },
+        ROOMY,
+        u64::MAX / 2,
+    ))
+    .await;
+    let owners: Vec<String> = (0..4).map(|i| format!("owner-{i}")).collect();
+    let h = hammer(&store, &unique("tokens"), &owners, est(50, 50)).await;
+    let tokens: u64 = h.admitted.values().sum::<u64>() * 100;
+    let bound = allowed(2_000, 2_000, h.elapsed_ms);
+    println!(
+        "global tokens: {CALLERS} callers, {} ms: admitted {tokens} tokens, allowed {bound} \
+         (2,000 + 1,000/s x {:.2} s), {} waits",
+        h.elapsed_ms,
+        h.elapsed_ms as f64 / 1000.0,
+        h.waits
+    );
+    assert!(tokens <= bound, "over-admitted: {tokens} > {bound} tokens");
+    assert!(tokens >= 2_000, "the full bucket was not admitted: {tokens}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_get_exactly_the_calls_the_budget_holds() {
+    // A call of 2 input + 2 output tokens may cost 2 x 1,000 + 2 x 2,000 = 6,000 micro-dollars;
+    // a budget of 30,000 holds five, whoever asks first.
+    let (_stack, store) = store(limits(60_000, ROOMY, ROOMY, 30_000)).await;
+    let model = unique("budget");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CALLERS {
+        let (store, model) = (store.clone(), model.clone());
+        tasks.spawn(async move { store.reserve(&model, "carol", est(2, 2)).await });
+    }
+    let (mut admitted, mut refused) = (Vec::new(), 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("caller task") {
+            Ok(Admission::Admitted(r)) => admitted.push(r),
+            Err(RateError::BudgetExceeded(b)) => {
+                assert_eq!(b.budget_micro_usd, 30_000);
+                assert_eq!(b.needed_micro_usd, 6_000);
+                assert!(b.spent_micro_usd + b.held_micro_usd + 6_000 > 30_000, "{b:?}");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    println!("budget: {CALLERS} concurrent callers, budget for 5: {} admitted, {refused} refused", admitted.len());
+    assert_eq!((admitted.len(), refused), (5, CALLERS - 5));
+
+    // Two settled far cheaper than held (1 input token: 1,000 each): room for one more call
+    // (2,000 spent + 3 x 6,000 held + 6,000 = 26,000), not two (32,000).
+    store.settle(&admitted[0], est(1, 0)).await.unwrap();
+    store.settle(&admitted[1], est(1, 0)).await.unwrap();
+    let sixth = match store.reserve(&model, "carol", est(2, 2)).await.unwrap() {
+        Admission::Admitted(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let e = store.reserve(&model, "carol", est(2, 2)).await.unwrap_err();
+    let RateError::BudgetExceeded(b) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        (b.spent_micro_usd, b.held_micro_usd, b.budget_micro_usd),
+        (2_000, 4 * 6_000, 30_000)
+    );
+    let tomorrow = day_of(SystemClock.now_ms()).next_day().unwrap();
+    assert_eq!(b.resets_at, format!("{tomorrow}T00:00:00Z"));
+    assert_eq!(e.code(), "budget_exceeded");
+    assert!(e.message().contains("$0.002 of $0.03"), "{}", e.message());
+
+    for r in admitted[2..].iter().chain([&sixth]) {
+        store.settle(r, est(2, 2)).await.unwrap();
+    }
+    let usage = store
+        .day_usage("carol", day_of(SystemClock.now_ms()))
+        .await
+        .unwrap();
+    assert_eq!(
+        usage,
+        DayUsage {
+            day: tomorrow.previous_day().unwrap().to_string(),
+            input_tokens: 1 + 1 + 4 * 2,
+            output_tokens: 4 * 2,
+            calls: 6,
+            cost_micro_usd: 2_000 + 4 * 6_000,
+            held_micro_usd: 0,
+        }
+    );
+    // Another owner's budget is untouched.
+    assert!(matches!(
+        store.reserve(&model, "dave", est(2, 2)).await.unwrap(),
+        Admission::Admitted(_)
+    ));
+}
+
+/// A clock the test moves.
+#[derive(Debug)]
+struct TestClock(AtomicI64);
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_gives_back_unused_tokens_charges_an_overrun_and_applies_once() {
+    // An owner holds 1,000 tokens per 2 s (0.5 per ms); the time is the test's.
+    let clock = Arc::new(TestClock(AtomicI64::new(SystemClock.now_ms())));
+    let (_stack, store) = store(limits(
+        2_000,
+        ROOMY,
+        BucketLimits {
+            requests: 100,
+            tokens: 1_000,
+        },
+        u64::MAX / 2,
+    ))
+    .await;
+    let store = Arc::new((*store).clone().with_clock(clock.clone()));
+    let model = unique("settle");
+    let reserve = |e: TokenUsage| {
+        let (store, model) = (store.clone(), model.clone());
+        async move { store.reserve(&model, "erin", e).await.unwrap() }
+    };
+    let admitted = |a: Admission| -> Reservation {
+        match a {
+            Admission::Admitted(r) => r,
+            other => panic!("expected admission, got {other:?}"),
+        }
+    };
+
+    let first = admitted(reserve(est(300, 500)).await);
+    // 200 left: 300 more wait for 100 tokens, 200 ms.
+    assert_eq!(
+        reserve(est(100, 200)).await,
+        Admission::Wait {
+            retry_after: Duration::from_millis(200)
+        }
+    );
+    // The call used 300 + 100: 400 come back, and the 300 fit at once.
+    assert_eq!(
+        store.settle(&first, est(300, 100)).await.unwrap(),
+        Settled::Applied {
+            cost_micro_usd: 300 * 1_000 + 100 * 2_000,
+            returned_tokens: 400
+        }
+    );
+    let second = admitted(reserve(est(100, 200)).await);
+    // Settling again gives nothing back twice: 300 are left, not 700.
+    assert_eq!(
+        store.settle(&first, est(300, 100)).await.unwrap(),
+        Settled::AlreadySettled
+    );
+    admitted(reserve(est(100, 200)).await);
+    assert_eq!(
+        reserve(est(1, 0)).await,
+        Admission::Wait {
+            retry_after: Duration::from_millis(2)
+        }
+    );
+    // A whole period later the bucket is full: what comes back stops at capacity.
+    clock.0.fetch_add(2_000, Ordering::SeqCst);
+    store.settle(&second, est(0, 0)).await.unwrap();
+    admitted(reserve(est(500, 500)).await);
+    assert_eq!(
+        reserve(est(1, 0)).await,
+        Admission::Wait {
+            retry_after: Duration::from_millis(2)
+        }
+    );
+    // An input estimate 1,300 too low: 900 left - 1,300 = 400 owed, and the next call waits
+    // for 400 + 100 tokens at 0.5 per ms.
+    clock.0.fetch_add(2_000, Ordering::SeqCst);
+    let low = admitted(reserve(est(100, 0)).await);
+    assert_eq!(
+        store.settle(&low, est(1_400, 0)).await.unwrap(),
+        Settled::Applied {
+            cost_micro_usd: 1_400_000,
+            returned_tokens: -1_300
+        }
+    );
+    assert_eq!(
+        reserve(est(100, 0)).await,
+        Admission::Wait {
+            retry_after: Duration::from_millis(1_000)
+        }
+    );
+}
