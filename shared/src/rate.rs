@@ -311,17 +311,24 @@ impl Scope {
     }
 }
 
-/// What [`Decision`] makes of a reservation request against the two buckets' current levels.
+/// What [`decide`] makes of a reservation request against the two buckets' current levels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Both buckets have room: their levels after the debit.
-    Admit { global: Levels, owner: Levels },
+    /// Both buckets have room: their levels after the debit, both refilled to `at_ms`.
+    Admit {
+        global: Levels,
+        owner: Levels,
+        at_ms: i64,
+    },
     /// One of them does not: how long until both do (nothing is written).
     Wait(Duration),
 }
 
-/// The admission decision at `now_ms` for one request of `tokens`, given the stored levels of
-/// the global and owner buckets (`None`: never used, full).
+/// The admission decision for one request of `tokens`, given the stored levels of the global
+/// and owner buckets (`None`: never used, full), at `now_ms` — or at the later of the two
+/// buckets' refill times if one is ahead of it (written by an instance whose clock is ahead, or
+/// by a caller that read the clock a moment later but wrote first): both buckets then move to
+/// one time, and an admission's time is that of both.
 pub fn decide(
     limits: &Limits,
     global: Option<Levels>,
@@ -329,9 +336,14 @@ pub fn decide(
     tokens: u64,
     now_ms: i64,
 ) -> Decision {
+    let at_ms = [global, owner]
+        .iter()
+        .flatten()
+        .map(|l| l.refilled_at_ms)
+        .fold(now_ms, i64::max);
     let current = |stored: Option<Levels>, l: BucketLimits| {
-        stored.map_or(Levels::full(l, now_ms), |s| {
-            s.refilled(l, limits.period_ms, now_ms)
+        stored.map_or(Levels::full(l, at_ms), |s| {
+            s.refilled(l, limits.period_ms, at_ms)
         })
     };
     let g = current(global, limits.global);
@@ -343,6 +355,7 @@ pub fn decide(
         Decision::Admit {
             global: g.debited(tokens),
             owner: o.debited(tokens),
+            at_ms,
         }
     } else {
         Decision::Wait(wait)
@@ -399,6 +412,8 @@ pub struct Reservation {
     /// The most the call can cost (the estimated input and all of `maxTokens`), held against
     /// the budget until settled.
     pub held_micro_usd: u64,
+    /// When it was admitted, on the limiter's clock (ms since the Unix epoch).
+    pub admitted_at_ms: i64,
 }
 
 /// The answer to a reservation request.
@@ -590,12 +605,15 @@ impl Clock for SystemClock {
     }
 }
 
-/// A pause before retrying a conflicted write: `5 << min(attempt, 4)` ms, +-50% at random, so
-/// callers that collided do not collide again in step.
-pub fn jitter(attempt: u32) -> Duration {
-    let base = 5u64 << attempt.min(4);
-    let r = (uuid::Uuid::new_v4().as_u128() % 1000) as u64;
-    Duration::from_millis(base / 2 + base * r / 1000)
+/// A pause before retrying a conflicted write ("full jitter"): a random time up to
+/// `round_trip << min(attempt, 6)` (the round trip at least 5 ms), at most 1 s. Scaled by the
+/// round trip the caller just measured, so callers that collided spread over as many write
+/// times as there are of them, whatever the store's latency.
+pub fn backoff(attempt: u32, round_trip: Duration) -> Duration {
+    let base = round_trip.max(Duration::from_millis(5));
+    let ceiling = (base * (1u32 << attempt.min(6))).min(Duration::from_secs(1));
+    let r = uuid::Uuid::new_v4().as_u128() % 1_000_000;
+    ceiling.mul_f64(r as f64 / 1_000_000.0)
 }
 
 #[cfg(test)]
@@ -659,12 +677,12 @@ mod tests {
             },
             ..Limits::defaults()
         };
-        let Decision::Admit { global, owner } = decide(&limits, None, None, 300, 0) else {
+        let Decision::Admit { global, owner, .. } = decide(&limits, None, None, 300, 0) else {
             panic!("a fresh bucket admits");
         };
         assert_eq!((global.requests_milli, global.tokens_milli), (19_000, 700_000));
         assert_eq!((owner.requests_milli, owner.tokens_milli), (1_000, 700_000));
-        let Decision::Admit { owner, global } =
+        let Decision::Admit { owner, global, .. } =
             decide(&limits, Some(global), Some(owner), 300, 0)
         else {
             panic!("the second request fits");
@@ -684,6 +702,35 @@ mod tests {
             decide(&limits, Some(global), Some(owner), 300, 1_000),
             Decision::Admit { .. }
         ));
+    }
+
+    #[test]
+    fn a_bucket_ahead_of_the_clock_moves_both_to_its_time() {
+        let limits = Limits {
+            period_ms: 2_000,
+            global: B,
+            owner: B,
+            ..Limits::defaults()
+        };
+        let empty = |at| Levels {
+            requests_milli: 0,
+            tokens_milli: 0,
+            refilled_at_ms: at,
+        };
+        // The owner's bucket was written at 1,000 by a clock ahead of ours (900): both refill
+        // to 1,000, the global one from 800 (2 requests), the owner's by nothing.
+        assert_eq!(
+            decide(&limits, Some(empty(800)), Some(empty(1_000)), 0, 900),
+            Decision::Wait(Duration::from_millis(100))
+        );
+        let Decision::Admit { global, owner, at_ms } =
+            decide(&limits, Some(empty(800)), Some(empty(900)), 0, 1_000)
+        else {
+            panic!("one request refilled in each");
+        };
+        assert_eq!(at_ms, 1_000);
+        assert_eq!((global.refilled_at_ms, owner.refilled_at_ms), (1_000, 1_000));
+        assert_eq!((global.requests_milli, owner.requests_milli), (1_000, 0));
     }
 
     #[test]
@@ -730,8 +777,12 @@ mod tests {
         let sonnet = p.get("anthropic.claude-3-5-sonnet-20240620-v1:0").unwrap();
         assert_eq!(sonnet.input_micro_usd_per_1k, 3_000);
         assert_eq!(sonnet.output_micro_usd_per_1k, 15_000);
-        // 1,234 in + 567 out = 3.702 + 8.505 = 12.207 micro-dollars, rounded up.
-        assert_eq!(sonnet.cost_micro_usd(1_234, 567), 13);
+        // 1,234 in + 567 out = $0.003702 + $0.008505.
+        assert_eq!(sonnet.cost_micro_usd(1_234, 567), 12_207);
+        // 10 in + 1 out of Nova Micro = 0.35 + 0.14 micro-dollars: rounded up to 1.
+        let micro = p.get("amazon.nova-micro-v1:0").unwrap();
+        assert_eq!(micro.cost_micro_usd(10, 1), 1);
+        assert_eq!(micro.cost_micro_usd(0, 0), 0);
         assert_eq!(sonnet.cost_micro_usd(1_000, 1_000), 18_000);
         // A cross-region inference profile is priced as its model.
         assert_eq!(
@@ -847,11 +898,20 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_in_its_band() {
-        for attempt in 0..10 {
-            let base = 5u64 << attempt.min(4);
-            let j = jitter(attempt).as_millis() as u64;
-            assert!(j >= base / 2 && j < base * 3 / 2, "{attempt}: {j}");
+    fn backoff_stays_under_its_ceiling_and_spreads() {
+        let rtt = Duration::from_millis(20);
+        for attempt in 0..12 {
+            let ceiling = (20u64 << attempt.min(6)).min(1_000);
+            let pauses: Vec<u128> = (0..200)
+                .map(|_| backoff(attempt, rtt).as_millis())
+                .collect();
+            assert!(pauses.iter().all(|&p| p <= u128::from(ceiling)), "{attempt}");
+            let mean = pauses.iter().sum::<u128>() as f64 / 200.0;
+            assert!(
+                (ceiling as f64 * 0.3..ceiling as f64 * 0.7).contains(&mean),
+                "{attempt}: mean {mean} of ceiling {ceiling}"
+            );
         }
+        assert!(backoff(0, Duration::ZERO) <= Duration::from_millis(5));
     }
 }

@@ -89,7 +89,11 @@ impl RateBuckets for MemoryRateBuckets {
         let (global, mine) = (s.buckets.get(&g_key).copied(), s.buckets.get(&o_key).copied());
         match decide(&self.limits, global, mine, estimate.total(), now) {
             Decision::Wait(retry_after) => Ok(Admission::Wait { retry_after }),
-            Decision::Admit { global, owner: o } => {
+            Decision::Admit {
+                global,
+                owner: o,
+                at_ms,
+            } => {
                 s.buckets.insert(g_key, global);
                 s.buckets.insert(o_key, o);
                 let entry = s.days.entry(day_key.clone()).or_default();
@@ -102,6 +106,7 @@ impl RateBuckets for MemoryRateBuckets {
                     tokens: estimate.total(),
                     day: day_key.1,
                     held_micro_usd: held,
+                    admitted_at_ms: at_ms,
                 }))
             }
         }

@@ -17,8 +17,8 @@
 //! held) only if it still leaves room for this call's worst case. So both buckets are debited
 //! or neither, and a debit is always computed from the level it replaces: two callers that read
 //! the same level cannot both write, whatever the interleaving — the loser's transaction is
-//! cancelled, it pauses with jitter and reads again (at most [`MAX_ATTEMPTS`] times, then it is
-//! told to wait). DynamoDB has no arithmetic with `min` in an update expression, so the capped
+//! cancelled, it pauses a random time scaled by the round trip it measured ([`backoff`], "full
+//! jitter") and reads again (at most [`MAX_ATTEMPTS`] times, then it is told to wait). DynamoDB has no arithmetic with `min` in an update expression, so the capped
 //! refill cannot be a blind `ADD`: the version is what makes the read-compute-write atomic.
 //!
 //! A settle is the same kind of transaction: the `SETTLED#` marker (created only if absent, so a
@@ -32,17 +32,18 @@
 //! `Wait`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde::Deserialize;
 
-use super::table::{number, string, Table};
+use super::table::{from_item, number, string, Item, Table};
 use super::StoreError;
 use crate::ports::{RateBuckets, UsageReader};
 use crate::rate::{
-    call_cost, check_budget, day_of, day_string, decide, jitter, precheck, settle_levels,
+    backoff, call_cost, check_budget, day_of, day_string, decide, precheck, settle_levels,
     Admission, Clock, DayUsage, Decision, Levels, Limits, RateError, Reservation, Scope, Settled,
     SystemClock, TokenUsage,
 };
@@ -161,25 +162,97 @@ impl RateStore {
         &self.limits
     }
 
-    async fn bucket(&self, model: &str, scope: &Scope) -> Result<Option<Stored>, StoreError> {
-        let item: Option<BucketItem> = self
-            .table
-            .get(
-                rate_pk(model),
-                bucket_sk(scope),
-                "rate bucket",
-                "GetItem(rate bucket)",
-            )
-            .await?;
-        Ok(item.map(Stored::from))
-    }
-
     async fn usage(&self, owner: &str, day: String) -> Result<DayUsage, StoreError> {
         let item: Option<UsageItem> = self
             .table
             .get(usage_pk(owner), day_sk(&day), "usage", "GetItem(usage)")
             .await?;
         Ok(item.unwrap_or_default().into_usage(day))
+    }
+
+    /// Items `keys` in one strongly consistent `BatchGetItem`, in the order of `keys` (`None`
+    /// for an absent item); `Ok(None)` if DynamoDB left some unread (throttled: try again).
+    async fn read(&self, keys: &[(String, String)]) -> Result<Option<Vec<Option<Item>>>, StoreError> {
+        let mut ka = KeysAndAttributes::builder().consistent_read(true);
+        for (pk, sk) in keys {
+            ka = ka.keys([("pk".to_string(), string(pk)), ("sk".to_string(), string(sk))].into());
+        }
+        let ka = ka
+            .build()
+            .map_err(|e| StoreError::service("BatchGetItem(rate) builder", e))?;
+        let mut out = self
+            .table
+            .client()
+            .batch_get_item()
+            .request_items(self.table.name(), ka)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("BatchGetItem(rate)", e))?;
+        if out
+            .unprocessed_keys
+            .as_ref()
+            .and_then(|u| u.get(self.table.name()))
+            .is_some_and(|ka| !ka.keys().is_empty())
+        {
+            return Ok(None);
+        }
+        let mut items = out
+            .responses
+            .as_mut()
+            .and_then(|r| r.remove(self.table.name()))
+            .unwrap_or_default();
+        let key_of = |item: &Item, k: &str| match item.get(k) {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Ok(Some(
+            keys.iter()
+                .map(|(pk, sk)| {
+                    let i = items
+                        .iter()
+                        .position(|it| key_of(it, "pk") == *pk && key_of(it, "sk") == *sk)?;
+                    Some(items.swap_remove(i))
+                })
+                .collect(),
+        ))
+    }
+
+    /// The buckets `scopes` of `model` and, if `owner_day` is given, that day's usage, read
+    /// together; `Ok(None)`: try again.
+    async fn read_state(
+        &self,
+        model: &str,
+        scopes: [&Scope; 2],
+        owner_day: Option<(&str, &str)>,
+    ) -> Result<Option<([Option<Stored>; 2], Option<DayUsage>)>, StoreError> {
+        let mut keys: Vec<(String, String)> = scopes
+            .iter()
+            .map(|s| (rate_pk(model), bucket_sk(s)))
+            .collect();
+        if let Some((owner, day)) = owner_day {
+            keys.push((usage_pk(owner), day_sk(day)));
+        }
+        let Some(mut items) = self.read(&keys).await? else {
+            return Ok(None);
+        };
+        let usage = match owner_day {
+            None => None,
+            Some((_, day)) => Some(
+                match items.pop().flatten() {
+                    None => UsageItem::default(),
+                    Some(item) => from_item(item, "usage")?,
+                }
+                .into_usage(day.to_string()),
+            ),
+        };
+        let bucket = |item: Option<Item>| -> Result<Option<Stored>, StoreError> {
+            item.map(|i| from_item::<BucketItem>(i, "rate bucket").map(Stored::from))
+                .transpose()
+        };
+        let mut items = items.into_iter();
+        let global = bucket(items.next().flatten())?;
+        let owner = bucket(items.next().flatten())?;
+        Ok(Some(([global, owner], usage)))
     }
 
     /// The write of a bucket's new `levels`, only if it is still as it was read.
@@ -309,13 +382,17 @@ impl RateBuckets for RateStore {
         let held = precheck(&self.limits, model, estimate)?;
         let owner_scope = Scope::Owner(owner.to_string());
         for attempt in 0..MAX_ATTEMPTS {
+            let started = Instant::now();
             let now = self.clock.now_ms();
             let day = day_of(now);
-            let (global, mine, usage) = tokio::try_join!(
-                self.bucket(model, &Scope::Global),
-                self.bucket(model, &owner_scope),
-                self.usage(owner, day_string(day)),
-            )?;
+            let scopes = [&Scope::Global, &owner_scope];
+            let Some(([global, mine], Some(usage))) = self
+                .read_state(model, scopes, Some((owner, &day_string(day))))
+                .await?
+            else {
+                tokio::time::sleep(backoff(attempt, started.elapsed())).await;
+                continue;
+            };
             check_budget(&self.limits, &usage, held, day).map_err(RateError::BudgetExceeded)?;
             let decision = decide(
                 &self.limits,
@@ -324,9 +401,9 @@ impl RateBuckets for RateStore {
                 estimate.total(),
                 now,
             );
-            let (g, o) = match decision {
+            let (g, o, at_ms) = match decision {
                 Decision::Wait(retry_after) => return Ok(Admission::Wait { retry_after }),
-                Decision::Admit { global, owner } => (global, owner),
+                Decision::Admit { global, owner, at_ms } => (global, owner, at_ms),
             };
             let items = [
                 self.bucket_write(model, &Scope::Global, global, g, now)?,
@@ -345,6 +422,7 @@ impl RateBuckets for RateStore {
                     tokens: estimate.total(),
                     day: usage.day,
                     held_micro_usd: held,
+                    admitted_at_ms: at_ms,
                 }));
             };
             if failed(&reasons, 2) {
@@ -355,12 +433,12 @@ impl RateBuckets for RateStore {
                     .map_err(RateError::BudgetExceeded)?;
             }
             tracing::debug!(model, owner, attempt, ?reasons, "rate buckets moved; reading again");
-            tokio::time::sleep(jitter(attempt)).await;
+            tokio::time::sleep(backoff(attempt, started.elapsed())).await;
         }
         // The buckets kept moving under us: they are busy, which is what `Wait` says.
         tracing::info!(model, owner, "rate reservation contended {MAX_ATTEMPTS} times; waiting");
         Ok(Admission::Wait {
-            retry_after: jitter(MAX_ATTEMPTS),
+            retry_after: backoff(MAX_ATTEMPTS, Duration::ZERO),
         })
     }
 
@@ -374,16 +452,20 @@ impl RateBuckets for RateStore {
         let returned = r.tokens as i64 - used.total() as i64;
         let owner_scope = Scope::Owner(r.owner.clone());
         for attempt in 0..MAX_ATTEMPTS {
+            let started = Instant::now();
             let now = self.clock.now_ms();
             let mut items = vec![
                 self.settled_marker(r, now)?,
                 self.count(r, used, cost, now)?,
             ];
             if returned != 0 {
-                let (global, mine) = tokio::try_join!(
-                    self.bucket(&r.model, &Scope::Global),
-                    self.bucket(&r.model, &owner_scope),
-                )?;
+                let Some(([global, mine], _)) = self
+                    .read_state(&r.model, [&Scope::Global, &owner_scope], None)
+                    .await?
+                else {
+                    tokio::time::sleep(backoff(attempt, started.elapsed())).await;
+                    continue;
+                };
                 for (scope, seen) in [(&Scope::Global, global), (&owner_scope, mine)] {
                     let levels = settle_levels(
                         &self.limits,
@@ -409,7 +491,7 @@ impl RateBuckets for RateStore {
                 return Ok(Settled::AlreadySettled);
             }
             tracing::debug!(reservation = %r.id, attempt, ?reasons, "rate buckets moved; reading again");
-            tokio::time::sleep(jitter(attempt)).await;
+            tokio::time::sleep(backoff(attempt, started.elapsed())).await;
         }
         Err(RateError::Store(StoreError::Busy {
             op: "TransactWriteItems(rate settle)",
