@@ -104,8 +104,8 @@ async fn hammer(
 ) -> Hammered {
     // One hammer at a time in this binary: the emulator serves DynamoDB requests one at a time,
     // and two hammers at once would each measure half an emulator.
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let start_ms = SystemClock.now_ms();
     let until = Instant::now() + RUN;
     let mut tasks = tokio::task::JoinSet::new();
@@ -201,14 +201,23 @@ fn check(
          {} waits",
         h.elapsed_ms, h.elapsed_ms, w.given, w.span_ms, w.allowed, h.waits
     );
-    assert!(given <= bound, "{what}: over-admitted over the run: {given} > {bound}");
-    assert!(w.given <= w.allowed, "{what}: over-admitted in a window: {w:?}");
+    assert!(
+        given <= bound,
+        "{what}: over-admitted over the run: {given} > {bound}"
+    );
+    assert!(
+        w.given <= w.allowed,
+        "{what}: over-admitted in a window: {w:?}"
+    );
     assert!(
         given >= capacity,
         "{what}: the full bucket ({capacity}) was not all admitted in {} ms: {given}",
         h.elapsed_ms
     );
-    assert!(h.waits > 0, "{what}: nobody waited: the limit never bound, the test shows nothing");
+    assert!(
+        h.waits > 0,
+        "{what}: nobody waited: the limit never bound, the test shows nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -246,7 +255,15 @@ async fn sixteen_callers_never_pass_an_owners_request_rate() {
     let h = hammer(&store, &unique("owner"), &owners, est(10, 10)).await;
     assert_eq!(h.admitted.len(), 2, "both owners admitted");
     for (owner, times) in &h.admitted {
-        check(&format!("owner {owner} requests"), CALLERS / 2, times, 1, 10, PERIOD_MS, &h);
+        check(
+            &format!("owner {owner} requests"),
+            CALLERS / 2,
+            times,
+            1,
+            10,
+            PERIOD_MS,
+            &h,
+        );
     }
 }
 
@@ -266,18 +283,28 @@ async fn sixteen_callers_never_pass_the_token_rate() {
     .await;
     let owners: Vec<String> = (0..4).map(|i| format!("owner-{i}")).collect();
     let h = hammer(&store, &unique("tokens"), &owners, est(50, 50)).await;
-    check("global tokens", CALLERS, &h.all(), 100, 2_000, PERIOD_MS, &h);
+    check(
+        "global tokens",
+        CALLERS,
+        &h.all(),
+        100,
+        2_000,
+        PERIOD_MS,
+        &h,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_callers_get_exactly_the_calls_the_budget_holds() {
     // A call of 2 input + 2 output tokens may cost 2 x 1,000 + 2 x 2,000 = 6,000 micro-dollars;
-    // a budget of 30,000 holds five, whoever asks first.
+    // a budget of 30,000 holds five, whoever asks first. Each caller asks for its own model, so
+    // no bucket is shared and only the day's budget condition stands between them (callers of
+    // one model would be serialised by the buckets' versions already).
     let (_stack, store) = store(limits(60_000, ROOMY, ROOMY, 30_000)).await;
     let model = unique("budget");
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CALLERS {
-        let (store, model) = (store.clone(), model.clone());
+    for i in 0..CALLERS {
+        let (store, model) = (store.clone(), format!("{model}-{i}"));
         tasks.spawn(async move { store.reserve(&model, "carol", est(2, 2)).await });
     }
     let (mut admitted, mut refused) = (Vec::new(), 0);
@@ -287,13 +314,19 @@ async fn concurrent_callers_get_exactly_the_calls_the_budget_holds() {
             Err(RateError::BudgetExceeded(b)) => {
                 assert_eq!(b.budget_micro_usd, 30_000);
                 assert_eq!(b.needed_micro_usd, 6_000);
-                assert!(b.spent_micro_usd + b.held_micro_usd + 6_000 > 30_000, "{b:?}");
+                assert!(
+                    b.spent_micro_usd + b.held_micro_usd + 6_000 > 30_000,
+                    "{b:?}"
+                );
                 refused += 1;
             }
             other => panic!("{other:?}"),
         }
     }
-    println!("budget: {CALLERS} concurrent callers, budget for 5: {} admitted, {refused} refused", admitted.len());
+    println!(
+        "budget: {CALLERS} concurrent callers, budget for 5: {} admitted, {refused} refused",
+        admitted.len()
+    );
     assert_eq!((admitted.len(), refused), (5, CALLERS - 5));
 
     // Two settled far cheaper than held (1 input token: 1,000 each): room for one more call
@@ -436,4 +469,3 @@ async fn settle_gives_back_unused_tokens_charges_an_overrun_and_applies_once() {
         }
     );
 }
-

@@ -206,7 +206,11 @@ pub fn parse_usd(s: &str) -> Option<u64> {
         return None;
     }
     let frac: u64 = format!("{frac:0<6}").parse().ok()?;
-    whole.parse::<u64>().ok()?.checked_mul(1_000_000)?.checked_add(frac)
+    whole
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(frac)
 }
 
 /// Micro-dollars as `$1.50` or `$0.000035` (for messages).
@@ -422,7 +426,9 @@ pub enum Admission {
     Admitted(Reservation),
     /// No capacity now: try again after `retry_after` (the agent puts the message back on its
     /// queue with that delay rather than sleeping).
-    Wait { retry_after: Duration },
+    Wait {
+        retry_after: Duration,
+    },
 }
 
 /// What a model call used, from its response.
@@ -539,7 +545,10 @@ impl RateError {
                 format_usd(b.spent_micro_usd),
                 format_usd(b.budget_micro_usd),
                 if b.held_micro_usd > 0 {
-                    format!(", {} held for answers in progress", format_usd(b.held_micro_usd))
+                    format!(
+                        ", {} held for answers in progress",
+                        format_usd(b.held_micro_usd)
+                    )
                 } else {
                     String::new()
                 },
@@ -680,7 +689,10 @@ mod tests {
         let Decision::Admit { global, owner, .. } = decide(&limits, None, None, 300, 0) else {
             panic!("a fresh bucket admits");
         };
-        assert_eq!((global.requests_milli, global.tokens_milli), (19_000, 700_000));
+        assert_eq!(
+            (global.requests_milli, global.tokens_milli),
+            (19_000, 700_000)
+        );
         assert_eq!((owner.requests_milli, owner.tokens_milli), (1_000, 700_000));
         let Decision::Admit { owner, global, .. } =
             decide(&limits, Some(global), Some(owner), 300, 0)
@@ -723,13 +735,19 @@ mod tests {
             decide(&limits, Some(empty(800)), Some(empty(1_000)), 0, 900),
             Decision::Wait(Duration::from_millis(100))
         );
-        let Decision::Admit { global, owner, at_ms } =
-            decide(&limits, Some(empty(800)), Some(empty(900)), 0, 1_000)
+        let Decision::Admit {
+            global,
+            owner,
+            at_ms,
+        } = decide(&limits, Some(empty(800)), Some(empty(900)), 0, 1_000)
         else {
             panic!("one request refilled in each");
         };
         assert_eq!(at_ms, 1_000);
-        assert_eq!((global.refilled_at_ms, owner.refilled_at_ms), (1_000, 1_000));
+        assert_eq!(
+            (global.refilled_at_ms, owner.refilled_at_ms),
+            (1_000, 1_000)
+        );
         assert_eq!((global.requests_milli, owner.requests_milli), (1_000, 0));
     }
 
@@ -791,7 +809,10 @@ mod tests {
         );
         assert_eq!(p.get("scripted-model"), None);
         let any = Prices::parse(r#"{"*": {"input_per_1k": 1, "output_per_1k": 2}}"#).unwrap();
-        assert_eq!(any.get("scripted-model").unwrap().output_micro_usd_per_1k, 2_000_000);
+        assert_eq!(
+            any.get("scripted-model").unwrap().output_micro_usd_per_1k,
+            2_000_000
+        );
         for bad in [
             r#"{"m": {"input_per_1k": 1e-7, "output_per_1k": 1}}"#,
             r#"{"m": {"input_per_1k": -1, "output_per_1k": 1}}"#,
@@ -806,8 +827,20 @@ mod tests {
     fn limits_read_their_variables_and_name_the_bad_one() {
         let l = Limits::defaults();
         assert_eq!(l.period_ms, 60_000);
-        assert_eq!(l.global, BucketLimits { requests: 50, tokens: 200_000 });
-        assert_eq!(l.owner, BucketLimits { requests: 10, tokens: 50_000 });
+        assert_eq!(
+            l.global,
+            BucketLimits {
+                requests: 50,
+                tokens: 200_000
+            }
+        );
+        assert_eq!(
+            l.owner,
+            BucketLimits {
+                requests: 10,
+                tokens: 50_000
+            }
+        );
         assert_eq!(l.daily_budget_micro_usd, 5_000_000);
         let l = Limits::from_lookup(|k| match k {
             "TESSERA_MODEL_LIMIT_PERIOD_MS" => Some("2000".into()),
@@ -879,9 +912,18 @@ mod tests {
             output_tokens,
         };
         // 1,000 in at $0.0008 + 1,000 out at $0.004 per 1,000.
-        assert_eq!(precheck(&limits, model, estimate(1_000, 1_000)).unwrap(), 4_800);
+        assert_eq!(
+            precheck(&limits, model, estimate(1_000, 1_000)).unwrap(),
+            4_800
+        );
         let e = precheck(&limits, model, estimate(40_001, 10_000)).unwrap_err();
-        assert!(matches!(e, RateError::TooLarge { tokens: 50_001, capacity: 50_000 }));
+        assert!(matches!(
+            e,
+            RateError::TooLarge {
+                tokens: 50_001,
+                capacity: 50_000
+            }
+        ));
         assert_eq!(e.code(), "model_request_too_large");
         let e = precheck(&limits, "scripted", estimate(10, 10)).unwrap_err();
         assert_eq!(e.code(), "model_unpriced");
@@ -905,7 +947,10 @@ mod tests {
             let pauses: Vec<u128> = (0..200)
                 .map(|_| backoff(attempt, rtt).as_millis())
                 .collect();
-            assert!(pauses.iter().all(|&p| p <= u128::from(ceiling)), "{attempt}");
+            assert!(
+                pauses.iter().all(|&p| p <= u128::from(ceiling)),
+                "{attempt}"
+            );
             let mean = pauses.iter().sum::<u128>() as f64 / 200.0;
             assert!(
                 (ceiling as f64 * 0.3..ceiling as f64 * 0.7).contains(&mean),

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 
 use crate::ports::{RateBuckets, UsageReader};
 use crate::rate::{
-    call_cost, check_budget, day_of, day_string, decide, precheck, settle_levels, Admission,
-    Clock, DayUsage, Decision, Levels, Limits, RateError, Reservation, Scope, Settled, TokenUsage,
+    call_cost, check_budget, day_of, day_string, decide, precheck, settle_levels, Admission, Clock,
+    DayUsage, Decision, Levels, Limits, RateError, Reservation, Scope, Settled, TokenUsage,
 };
 use crate::store::StoreError;
 
@@ -65,7 +65,10 @@ impl MemoryRateBuckets {
     /// A bucket's stored levels (`None`: never used), for tests.
     pub fn levels(&self, model: &str, scope: &Scope) -> Option<Levels> {
         let state = self.state.lock().expect("rate state");
-        state.buckets.get(&(model.to_string(), scope.clone())).copied()
+        state
+            .buckets
+            .get(&(model.to_string(), scope.clone()))
+            .copied()
     }
 }
 
@@ -86,7 +89,10 @@ impl RateBuckets for MemoryRateBuckets {
         let mut s = self.state.lock().expect("rate state");
         let usage = s.days.get(&day_key).cloned().unwrap_or_default();
         check_budget(&self.limits, &usage, held, day).map_err(RateError::BudgetExceeded)?;
-        let (global, mine) = (s.buckets.get(&g_key).copied(), s.buckets.get(&o_key).copied());
+        let (global, mine) = (
+            s.buckets.get(&g_key).copied(),
+            s.buckets.get(&o_key).copied(),
+        );
         match decide(&self.limits, global, mine, estimate.total(), now) {
             Decision::Wait(retry_after) => Ok(Admission::Wait { retry_after }),
             Decision::Admit {
@@ -346,7 +352,13 @@ mod tests {
     async fn refusals_before_any_bucket() {
         let b = MemoryRateBuckets::new(limits(), ManualClock::at(NOON));
         let e = b.reserve(MODEL, "alice", est(900, 101)).await.unwrap_err();
-        assert!(matches!(e, RateError::TooLarge { tokens: 1001, capacity: 1000 }));
+        assert!(matches!(
+            e,
+            RateError::TooLarge {
+                tokens: 1001,
+                capacity: 1000
+            }
+        ));
         let e = b.reserve("other", "alice", est(1, 1)).await.unwrap_err();
         assert!(matches!(e, RateError::UnpricedModel { .. }));
         assert_eq!(b.levels(MODEL, &Scope::Global), None);

@@ -11,15 +11,18 @@
 //!
 //! A bucket item holds both levels in thousandths (`requests_milli`, `tokens_milli`), the time
 //! of their last refill (`refilled_at_ms`) and a `bucket_version`. A reservation reads both
-//! buckets and the owner's day (strongly consistent), computes the refill and the debit, and
-//! writes all three in **one `TransactWriteItems`**: each bucket only if its `bucket_version` is
-//! still the one read (absent: only if still absent), the day's `committed_micro_usd` (spent +
-//! held) only if it still leaves room for this call's worst case. So both buckets are debited
-//! or neither, and a debit is always computed from the level it replaces: two callers that read
-//! the same level cannot both write, whatever the interleaving — the loser's transaction is
-//! cancelled, it pauses a random time scaled by the round trip it measured ([`backoff`], "full
-//! jitter") and reads again (at most [`MAX_ATTEMPTS`] times, then it is told to wait). DynamoDB has no arithmetic with `min` in an update expression, so the capped
-//! refill cannot be a blind `ADD`: the version is what makes the read-compute-write atomic.
+//! buckets and the owner's day in one strongly consistent `BatchGetItem`, computes the refill
+//! and the debit, and writes all three in **one `TransactWriteItems`**: each bucket only if its
+//! `bucket_version` is still the one read (absent: only if still absent), the day's
+//! `committed_micro_usd` (spent + held) only if it still leaves room for this call's worst case.
+//! So both buckets are debited or neither, and a debit is always computed from the level it
+//! replaces: two callers that read the same level cannot both write, whatever the interleaving.
+//! The loser's transaction is cancelled; it pauses a random time scaled by the round trip it
+//! measured ([`backoff`], "full jitter") and reads again, at most [`MAX_ATTEMPTS`] times, then
+//! it is told to wait. Why a version and not a conditional `ADD`: the refill is
+//! `min(capacity, level + elapsed x rate)`, and DynamoDB has no `min` in update expressions and
+//! no arithmetic on attributes in conditions, so the new level must be computed from the one
+//! read, and the version makes that read-compute-write atomic.
 //!
 //! A settle is the same kind of transaction: the `SETTLED#` marker (created only if absent, so a
 //! repeated settle changes nothing), the day's counters (`ADD`), and both buckets credited or
@@ -158,6 +161,7 @@ impl RateStore {
         self
     }
 
+    /// The limits it enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -172,10 +176,19 @@ impl RateStore {
 
     /// Items `keys` in one strongly consistent `BatchGetItem`, in the order of `keys` (`None`
     /// for an absent item); `Ok(None)` if DynamoDB left some unread (throttled: try again).
-    async fn read(&self, keys: &[(String, String)]) -> Result<Option<Vec<Option<Item>>>, StoreError> {
+    async fn read(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Option<Vec<Option<Item>>>, StoreError> {
         let mut ka = KeysAndAttributes::builder().consistent_read(true);
         for (pk, sk) in keys {
-            ka = ka.keys([("pk".to_string(), string(pk)), ("sk".to_string(), string(sk))].into());
+            ka = ka.keys(
+                [
+                    ("pk".to_string(), string(pk)),
+                    ("sk".to_string(), string(sk)),
+                ]
+                .into(),
+            );
         }
         let ka = ka
             .build()
@@ -334,7 +347,10 @@ impl RateStore {
             .expression_attribute_values(":o", number(used.output_tokens))
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":c", number(cost))
-            .expression_attribute_values(":adj", number(i128::from(cost) - i128::from(r.held_micro_usd)))
+            .expression_attribute_values(
+                ":adj",
+                number(i128::from(cost) - i128::from(r.held_micro_usd)),
+            )
             .expression_attribute_values(":exp", number(now_ms / 1000 + USAGE_TTL_SECS))
             .build()
             .map_err(|e| StoreError::service("Update(usage count) builder", e))?;
@@ -403,7 +419,11 @@ impl RateBuckets for RateStore {
             );
             let (g, o, at_ms) = match decision {
                 Decision::Wait(retry_after) => return Ok(Admission::Wait { retry_after }),
-                Decision::Admit { global, owner, at_ms } => (global, owner, at_ms),
+                Decision::Admit {
+                    global,
+                    owner,
+                    at_ms,
+                } => (global, owner, at_ms),
             };
             let items = [
                 self.bucket_write(model, &Scope::Global, global, g, now)?,
@@ -429,14 +449,23 @@ impl RateBuckets for RateStore {
                 // Another call's hold took the room: refuse with today's figures, unless a
                 // settle has given some back meanwhile.
                 let usage = self.usage(owner, day_string(day)).await?;
-                check_budget(&self.limits, &usage, held, day)
-                    .map_err(RateError::BudgetExceeded)?;
+                check_budget(&self.limits, &usage, held, day).map_err(RateError::BudgetExceeded)?;
             }
-            tracing::debug!(model, owner, attempt, ?reasons, "rate buckets moved; reading again");
+            tracing::debug!(
+                model,
+                owner,
+                attempt,
+                ?reasons,
+                "rate buckets moved; reading again"
+            );
             tokio::time::sleep(backoff(attempt, started.elapsed())).await;
         }
         // The buckets kept moving under us: they are busy, which is what `Wait` says.
-        tracing::info!(model, owner, "rate reservation contended {MAX_ATTEMPTS} times; waiting");
+        tracing::info!(
+            model,
+            owner,
+            "rate reservation contended {MAX_ATTEMPTS} times; waiting"
+        );
         Ok(Admission::Wait {
             retry_after: backoff(MAX_ATTEMPTS, Duration::ZERO),
         })
@@ -467,13 +496,8 @@ impl RateBuckets for RateStore {
                     continue;
                 };
                 for (scope, seen) in [(&Scope::Global, global), (&owner_scope, mine)] {
-                    let levels = settle_levels(
-                        &self.limits,
-                        scope,
-                        seen.map(|s| s.levels),
-                        returned,
-                        now,
-                    );
+                    let levels =
+                        settle_levels(&self.limits, scope, seen.map(|s| s.levels), returned, now);
                     items.push(self.bucket_write(&r.model, scope, seen, levels, now)?);
                 }
             }
@@ -513,7 +537,10 @@ mod tests {
 
     #[test]
     fn keys_have_their_own_prefixes() {
-        assert_eq!(rate_pk("amazon.nova-lite-v1:0"), "RATE#amazon.nova-lite-v1:0");
+        assert_eq!(
+            rate_pk("amazon.nova-lite-v1:0"),
+            "RATE#amazon.nova-lite-v1:0"
+        );
         assert_eq!(bucket_sk(&Scope::Global), "GLOBAL");
         assert_eq!(bucket_sk(&Scope::Owner("alice".into())), "OWNER#alice");
         assert_eq!(usage_pk("alice"), "USAGE#alice");
