@@ -198,7 +198,7 @@ fn check(
     println!(
         "{what}: {callers} callers, {} ms: admitted {given}, allowed {bound} ({capacity} + \
          {capacity} per {period_ms} ms x {} ms); tightest window: {} in {} ms, allowed {}; \
-         {} waits",
+         {} waits (all callers)",
         h.elapsed_ms, h.elapsed_ms, w.given, w.span_ms, w.allowed, h.waits
     );
     assert!(

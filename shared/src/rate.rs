@@ -10,7 +10,7 @@
 //! call used more tokens than it reserved (the overrun is charged); it then refills from there.
 //!
 //! Not here: the model call, its retries on `ThrottlingException`, and what the agent does with
-//! a [`Admission::Wait`] (docs/agent.md § *Rate limits and cost*).
+//! an [`Admission::Wait`] (docs/agent.md § *Rate limits and cost*).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,9 +23,9 @@ use crate::store::StoreError;
 /// Thousandths of a request or token per request or token (bucket levels are integers).
 pub const MILLI: i64 = 1000;
 
-/// Defaults of [`Limits`] (`TESSERA_MODEL_*`, `TESSERA_OWNER_DAILY_BUDGET_USD`). Below the
-/// default on-demand Bedrock quotas of the Claude models; set them to your account's quotas
-/// (Service Quotas, "Bedrock") at most.
+/// Defaults of [`Limits`] (`TESSERA_MODEL_*`, `TESSERA_OWNER_DAILY_BUDGET_USD`): conservative
+/// (a few calls a minute per owner). Set the global ones to at most your account's Bedrock
+/// quotas for the model (Service Quotas, "Amazon Bedrock"), which differ by model and region.
 pub const DEFAULT_PERIOD_MS: u64 = 60_000;
 pub const DEFAULT_GLOBAL_REQUESTS: u64 = 50;
 pub const DEFAULT_GLOBAL_TOKENS: u64 = 200_000;
@@ -46,6 +46,10 @@ pub const DEFAULT_MODEL_PRICES: &str = r#"{
   "amazon.nova-lite-v1:0": {"input_per_1k": 0.00006, "output_per_1k": 0.00024},
   "amazon.nova-pro-v1:0": {"input_per_1k": 0.0008, "output_per_1k": 0.0032}
 }"#;
+
+/// The largest limit or period accepted: thousandths of it, and products of them in `i128`,
+/// stay far inside their integer types.
+pub const MAX_LIMIT: u64 = 1_000_000_000_000;
 
 /// The limits of one bucket: its capacity, which is also what it refills per period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,11 +154,11 @@ impl Limits {
         let positive = |name: &'static str, default: u64| match get(name) {
             None => Ok(default),
             Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n >= 1 && n <= i64::MAX as u64 / (MILLI as u64 * 1_000_000) => Ok(n),
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
                 _ => Err(ConfigError::Invalid {
                     name,
                     value: v,
-                    why: "expected a whole number of at least 1",
+                    why: "expected a whole number from 1 to 1000000000000",
                 }),
             },
         };
@@ -290,7 +294,10 @@ impl Levels {
     /// zero).
     pub fn credited(self, limits: BucketLimits, tokens: i64) -> Levels {
         Levels {
-            tokens_milli: (self.tokens_milli + tokens * MILLI).min(limits.tokens as i64 * MILLI),
+            tokens_milli: self
+                .tokens_milli
+                .saturating_add(tokens.saturating_mul(MILLI))
+                .min(limits.tokens as i64 * MILLI),
             ..self
         }
     }
@@ -380,6 +387,13 @@ pub fn settle_levels(
             s.refilled(l, limits.period_ms, now_ms)
         })
         .credited(l, tokens)
+}
+
+/// What a settle gives back to the buckets: the tokens reserved minus those used (negative: an
+/// overrun, charged).
+pub fn unused_tokens(reservation: &Reservation, used: TokenUsage) -> i64 {
+    let reserved = i64::try_from(reservation.tokens).unwrap_or(i64::MAX);
+    reserved.saturating_sub(i64::try_from(used.total()).unwrap_or(i64::MAX))
 }
 
 /// A UTC day (`2026-12-03`), the unit of usage and budget.

@@ -13,8 +13,9 @@ use async_trait::async_trait;
 
 use crate::ports::{RateBuckets, UsageReader};
 use crate::rate::{
-    call_cost, check_budget, day_of, day_string, decide, precheck, settle_levels, Admission, Clock,
-    DayUsage, Decision, Levels, Limits, RateError, Reservation, Scope, Settled, TokenUsage,
+    call_cost, check_budget, day_of, day_string, decide, precheck, settle_levels, unused_tokens,
+    Admission, Clock, DayUsage, Decision, Levels, Limits, RateError, Reservation, Scope, Settled,
+    TokenUsage,
 };
 use crate::store::StoreError;
 
@@ -125,7 +126,7 @@ impl RateBuckets for MemoryRateBuckets {
     ) -> Result<Settled, RateError> {
         let r = reservation;
         let cost = call_cost(&self.limits, &r.model, used)?;
-        let returned = r.tokens as i64 - used.total() as i64;
+        let returned = unused_tokens(r, used);
         let now = self.clock.now_ms();
         let mut s = self.state.lock().expect("rate state");
         if !s.settled.insert(r.id.clone()) {

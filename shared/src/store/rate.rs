@@ -47,8 +47,8 @@ use super::StoreError;
 use crate::ports::{RateBuckets, UsageReader};
 use crate::rate::{
     backoff, call_cost, check_budget, day_of, day_string, decide, precheck, settle_levels,
-    Admission, Clock, DayUsage, Decision, Levels, Limits, RateError, Reservation, Scope, Settled,
-    SystemClock, TokenUsage,
+    unused_tokens, Admission, Clock, DayUsage, Decision, Levels, Limits, RateError, Reservation,
+    Scope, Settled, SystemClock, TokenUsage,
 };
 
 /// Tries of a reservation or settle whose buckets moved under it before it gives up (a
@@ -478,7 +478,7 @@ impl RateBuckets for RateStore {
     ) -> Result<Settled, RateError> {
         let r = reservation;
         let cost = call_cost(&self.limits, &r.model, used)?;
-        let returned = r.tokens as i64 - used.total() as i64;
+        let returned = unused_tokens(r, used);
         let owner_scope = Scope::Owner(r.owner.clone());
         for attempt in 0..MAX_ATTEMPTS {
             let started = Instant::now();
