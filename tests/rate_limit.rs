@@ -35,8 +35,9 @@ const ROOMY: BucketLimits = BucketLimits {
 const RUN: Duration = Duration::from_secs(8);
 
 /// The period of the hammered buckets (`TESSERA_MODEL_LIMIT_PERIOD_MS`): short, so a run sees
-/// the burst and the refill several times over, long enough that the emulator, serving every
-/// caller's reads and transactions one at a time, can admit faster than the bucket refills.
+/// the burst and a whole period of refill; long enough that the emulator, serving every
+/// caller's reads and transactions one at a time (~60 ms a transaction), admits faster than
+/// the bucket refills, so the bucket is what limits (at 20 per 2 s the emulator would be).
 const PERIOD_MS: u64 = 8_000;
 
 const CALLERS: usize = 16;

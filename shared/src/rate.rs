@@ -452,7 +452,18 @@ pub struct TokenUsage {
     pub output_tokens: u64,
 }
 
+impl From<crate::model::Usage> for TokenUsage {
+    /// A reply's usage (`ModelReply::usage`), to settle with.
+    fn from(u: crate::model::Usage) -> Self {
+        TokenUsage {
+            input_tokens: u64::from(u.input_tokens),
+            output_tokens: u64::from(u.output_tokens),
+        }
+    }
+}
+
 impl TokenUsage {
+    /// Input and output together (what the token buckets count).
     pub fn total(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }
@@ -942,6 +953,23 @@ mod tests {
         let e = precheck(&limits, "scripted", estimate(10, 10)).unwrap_err();
         assert_eq!(e.code(), "model_unpriced");
         assert!(!e.message().contains("scripted"), "{}", e.message());
+    }
+
+    #[test]
+    fn a_replys_usage_settles_as_token_usage() {
+        let u = crate::model::Usage {
+            input_tokens: 1_200,
+            output_tokens: 340,
+            total_tokens: 1_540,
+        };
+        assert_eq!(
+            TokenUsage::from(u),
+            TokenUsage {
+                input_tokens: 1_200,
+                output_tokens: 340
+            }
+        );
+        assert_eq!(TokenUsage::from(u).total(), 1_540);
     }
 
     #[test]
