@@ -28,6 +28,8 @@ pub struct Config {
     pub bucket: String,
     /// Jobs table (`TESSERA_JOBS_TABLE`).
     pub jobs_table: String,
+    /// The language model's rate limits, prices and owners' daily budget (`crate::rate::Limits`).
+    pub model_limits: crate::rate::Limits,
     /// Queue of chunk tasks (`TESSERA_CHUNK_QUEUE_URL`).
     pub chunk_queue_url: String,
     /// Byte-range size for chunk tasks (`TESSERA_CHUNK_SIZE`, default 128 MiB).
@@ -203,6 +205,7 @@ impl Config {
             endpoint: get("TESSERA_AWS_ENDPOINT").filter(|v| !v.is_empty()),
             bucket: req("TESSERA_BUCKET")?,
             jobs_table: req("TESSERA_JOBS_TABLE")?,
+            model_limits: crate::rate::Limits::from_lookup(&get)?,
             chunk_queue_url: req("TESSERA_CHUNK_QUEUE_URL")?,
             chunk_size,
             max_upload_bytes: num("TESSERA_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,
