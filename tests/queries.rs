@@ -19,7 +19,15 @@ const MAX_GROUPS: u64 = 500;
 
 /// A stack whose queries all run inline (`inline: true`) or all as query jobs.
 async fn query_stack(inline: bool) -> LocalStack {
+    spill_stack(inline, None).await
+}
+
+/// [`query_stack`], with query ranges spilling their states by key hash above `spill` groups.
+async fn spill_stack(inline: bool, spill: Option<u64>) -> LocalStack {
     stack_with(|o| {
+        if let Some(n) = spill {
+            o.env.push(("TESSERA_QUERY_SPILL_GROUPS", n.to_string()));
+        }
         o.chunk_size = 16 * 1024;
         o.chunk_concurrency = 4;
         o.env.push((
@@ -422,4 +430,36 @@ async fn a_query_job_over_too_many_groups_fails_with_the_limit() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{again}");
     assert_eq!(again["error"]["code"], "too_many_groups", "{again}");
+}
+
+/// Query job ranges whose states hold more groups than the spill threshold are written in
+/// partitions by key hash and merged one partition at a time: the answers are the ones given
+/// inline, top-N orders and limits across partitions included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spilled_states_give_the_same_answers() {
+    let (bytes, _) = data(2_000);
+    let (inline, spilled) = tokio::join!(query_stack(true), spill_stack(false, Some(5)));
+    let ci = Client::new(&inline, "alice");
+    let cs = Client::new(&spilled, "alice");
+    let (ji, js) = tokio::join!(
+        completed_job(&ci, bytes.clone()),
+        completed_job(&cs, bytes.clone())
+    );
+    let questions = [
+        json!({"version": 1, "group_by": ["email"], "aggregates": [{"fn": "count"}, {"fn": "sum", "column": "amount"}],
+               "order_by": [{"aggregate": 0, "desc": true}], "limit": 7, "offset": 2}),
+        json!({"version": 1, "group_by": ["region", {"column": "ts", "bucket": "week"}],
+               "aggregates": [{"fn": "avg", "column": "amount"}, {"fn": "count_distinct", "column": "email"}],
+               "having": {"aggregate": 1, "op": "ge", "value": 2}}),
+        json!({"version": 1, "aggregates": [{"fn": "count"}, {"fn": "max", "column": "ts"}]}),
+    ];
+    for q in &questions {
+        let (_, a) = ask(&ci, &ji, q).await;
+        let (_, b) = ask(&cs, &js, q).await;
+        assert_eq!(a["state"], "completed", "{a}");
+        assert_eq!(b["state"], "completed", "{b}");
+        assert_eq!(a["result"], b["result"], "{q}");
+    }
+    let (_, a) = ask(&cs, &js, &questions[0]).await;
+    assert_eq!(a["result"]["groups"], 300, "{a}");
 }

@@ -1,6 +1,6 @@
 //! The `tessera` command: run the local stack (`up`), try it end to end (`demo`), mint a token
 //! the local gateway accepts (`token`), and process or query a local file without any AWS
-//! (`process`, `query`).
+//! (`process`, `query`, `rules suggest`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,6 +108,11 @@ enum Command {
     /// limit that binds, from figures measured here (docs/scale.md); also a 1 TB job and a
     /// fleet of concurrent jobs of mixed sizes.
     Model(ModelArgs),
+    /// Rule documents for local files: `tessera rules suggest FILE [--out RULES.json]`.
+    Rules {
+        #[command(subcommand)]
+        command: cli::rules::RulesCommand,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -197,6 +202,7 @@ fn main() -> Result<()> {
             cli::query::run_query(&file, &q, chunk_size, workers, max_groups, json)
         }
         Command::Model(args) => cli::model::model(args),
+        Command::Rules { command } => cli::rules::run(command),
         Command::Up(args) => runtime()?.block_on(up(args)),
         Command::Demo {
             file,

@@ -28,6 +28,8 @@ pub struct Config {
     pub bucket: String,
     /// Jobs table (`TESSERA_JOBS_TABLE`).
     pub jobs_table: String,
+    /// The language model's rate limits, prices and owners' daily budget (`crate::rate::Limits`).
+    pub model_limits: crate::rate::Limits,
     /// Queue of chunk tasks (`TESSERA_CHUNK_QUEUE_URL`).
     pub chunk_queue_url: String,
     /// Byte-range size for chunk tasks (`TESSERA_CHUNK_SIZE`, default 128 MiB).
@@ -71,6 +73,9 @@ pub struct Config {
     /// The agent's task queue (`TESSERA_AGENT_QUEUE_URL`): conversation turns, and the
     /// continuations a query job sends when it ends. `None`: no agent deployed.
     pub agent_queue_url: Option<String>,
+    /// Groups above which a query range's partial state is written in partitions by key hash
+    /// and merged one partition at a time (`TESSERA_QUERY_SPILL_GROUPS`, default 100,000).
+    pub query_spill_groups: u64,
     /// The agent's model: a Bedrock model id, inference profile id or ARN (`TESSERA_MODEL_ID`).
     /// `None`: no model configured (the agent suggests rules from the profile only).
     pub model_id: Option<String>,
@@ -189,6 +194,7 @@ impl Config {
             )?,
             query_range_size,
             query_max_groups: num("TESSERA_QUERY_MAX_GROUPS", 1_000_000)?.max(1),
+            query_spill_groups: num("TESSERA_QUERY_SPILL_GROUPS", 100_000)?.max(1),
             model_id,
             bedrock_endpoint,
             export_sync_max_bytes: num(
@@ -203,6 +209,7 @@ impl Config {
             endpoint: get("TESSERA_AWS_ENDPOINT").filter(|v| !v.is_empty()),
             bucket: req("TESSERA_BUCKET")?,
             jobs_table: req("TESSERA_JOBS_TABLE")?,
+            model_limits: crate::rate::Limits::from_lookup(&get)?,
             chunk_queue_url: req("TESSERA_CHUNK_QUEUE_URL")?,
             chunk_size,
             max_upload_bytes: num("TESSERA_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,

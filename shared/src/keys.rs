@@ -59,6 +59,20 @@ pub fn query_part_key(owner: &str, job_id: &str, query_id: &str, index: u32) -> 
     )
 }
 
+/// Key of partition `part` of range `index`'s spilled partial state of query job `query_id`.
+pub fn query_partition_key(
+    owner: &str,
+    job_id: &str,
+    query_id: &str,
+    index: u32,
+    part: u32,
+) -> String {
+    format!(
+        "{}.p{part:02}",
+        query_part_key(owner, job_id, query_id, index)
+    )
+}
+
 /// Key of a job's uploaded source object.
 pub fn source_key(owner: &str, job_id: &str) -> String {
     format!("uploads/{}/{}/source", seg(owner), seg(job_id))

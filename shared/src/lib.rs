@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod query;
 pub mod ranged;
+pub mod rate;
 pub mod store;
 pub mod task;
 pub mod telemetry;

@@ -14,6 +14,9 @@ use crate::ports::{ChunkLedger, JobLedger};
 use crate::store::jobs::{shard_chunk_count, shard_of, COUNTER_SHARDS};
 use crate::store::StoreError;
 
+mod rate;
+pub use rate::{ManualClock, MemoryRateBuckets};
+
 /// One counter shard of a job.
 #[derive(Debug, Clone, Default)]
 struct Shard {

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::job::{Job, JobError, ResultKeys};
 use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
+use crate::rate::{Admission, DayUsage, RateError, Reservation, Settled, TokenUsage};
 
 /// A job's record and its state moves.
 #[async_trait]
@@ -104,4 +105,34 @@ pub enum StoreError {
     Busy { op: &'static str, detail: String },
     #[error("stored item is malformed ({what}): {detail}")]
     Malformed { what: &'static str, detail: String },
+}
+
+/// The language model's shared rate limit and each owner's daily budget (`rate`):
+/// `store::rate::RateStore` on DynamoDB, `memory::MemoryRateBuckets` in memory.
+#[async_trait]
+pub trait RateBuckets: Send + Sync {
+    /// Takes one request and `estimate.total()` tokens (estimated input + `maxTokens`) from the
+    /// model's global bucket and the owner's, both or neither, and holds the call's worst-case
+    /// cost against the owner's day; `Wait` (nothing taken) when either bucket lacks them.
+    async fn reserve(
+        &self,
+        model: &str,
+        owner: &str,
+        estimate: TokenUsage,
+    ) -> Result<Admission, RateError>;
+    /// Gives back the tokens a call did not use (capped at capacity) or charges its overrun, and
+    /// counts its usage and cost on the reservation's day in place of the hold. Once per
+    /// reservation: a repeated settle changes nothing.
+    async fn settle(
+        &self,
+        reservation: &Reservation,
+        used: TokenUsage,
+    ) -> Result<Settled, RateError>;
+}
+
+/// An owner's model usage, per UTC day.
+#[async_trait]
+pub trait UsageReader: Send + Sync {
+    /// The owner's usage on `day` (zeros if none).
+    async fn day_usage(&self, owner: &str, day: time::Date) -> Result<DayUsage, StoreError>;
 }

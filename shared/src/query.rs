@@ -33,6 +33,10 @@ use crate::task::{QueryRangeMessage, QUERY_RANGE_KIND};
 /// repeated question); larger ones are stored in S3 and read from there.
 pub const INLINE_RESULT_MAX_BYTES: usize = 100 * 1024;
 
+/// Partitions (by group-key hash) a range's partial state is cut into when it holds more
+/// groups than `Config::query_spill_groups`: the merger then holds one partition at a time.
+pub const QUERY_PARTITIONS: u32 = 16;
+
 /// How a query ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,11 +137,23 @@ impl QueryJob {
         split::plan(self.object_size, self.header_len, self.range_size.max(1))
     }
 
-    /// Every part key a query job may have written (one partial state per range).
+    /// Every part key a query job may have written: one partial state per range, or its
+    /// [`QUERY_PARTITIONS`] partitions when it spilled.
     pub fn part_keys(&self) -> Vec<String> {
-        (0..self.range_count)
-            .map(|i| keys::query_part_key(&self.owner, &self.job_id, &self.id, i))
-            .collect()
+        let mut out = Vec::new();
+        for i in 0..self.range_count {
+            out.push(keys::query_part_key(&self.owner, &self.job_id, &self.id, i));
+            for p in 0..QUERY_PARTITIONS {
+                out.push(keys::query_partition_key(
+                    &self.owner,
+                    &self.job_id,
+                    &self.id,
+                    i,
+                    p,
+                ));
+            }
+        }
+        out
     }
 
     /// The document, parsed back.

@@ -1,9 +1,11 @@
 //! The `tessera` command's subcommands that are more than a call into the library: `model`
-//! (the scale model's inputs and output) and `query` (a query over a local file), and the size
-//! parser their flags share. Part of the binary only (`src/main.rs`), not of the library.
+//! (the scale model's inputs and output), `query` (a query over a local file) and `rules`
+//! (rule suggestions for a local file), and the size parser their flags share. Part of the
+//! binary only (`src/main.rs`), not of the library.
 
 pub mod model;
 pub mod query;
+pub mod rules;
 
 /// `50GB`, `1TB`, `128MiB`, `4096`: decimal (KB, MB, GB, TB) or binary (KiB, MiB, GiB, TiB) units.
 pub fn parse_size(text: &str) -> Result<u64, String> {

@@ -6,8 +6,8 @@ mod query_common;
 
 use proptest::prelude::*;
 use tessera_engine::query::{
-    compile, finish, from_value, layout, query_bytes, run_range, PartialState, QueryOptions,
-    QueryResult, RunOptions,
+    compile, finish, from_value, layout, query_bytes, run_range, Finisher, PartialState,
+    QueryOptions, QueryResult, RunOptions,
 };
 use tessera_engine::split::{plan, validate, ChunkSummary, ChunkTask};
 
@@ -95,6 +95,23 @@ fn shipped_states_merge_in_any_order() {
         }
         let merged = finish(&p, &shipped[0]).unwrap();
         assert_eq!(merged, run(&data, &q, 1 << 30, 1), "{q}");
+        // Spilled: every range's state cut into partitions by key hash, each partition merged
+        // over the ranges and finished on its own, gives the same answer.
+        for parts in [1, 2, 7] {
+            let mut by_part: Vec<PartialState> =
+                (0..parts).map(|_| PartialState::new(&p)).collect();
+            for o in &outs {
+                for (i, piece) in o.0.partitions(&p, parts).unwrap().iter().enumerate() {
+                    let shipped = PartialState::from_bytes(&piece.to_bytes()).unwrap();
+                    by_part[i].merge(&p, &shipped).unwrap();
+                }
+            }
+            let mut f = Finisher::new(&p);
+            for part in &by_part {
+                f.add(&p, part).unwrap();
+            }
+            assert_eq!(f.finish(&p).unwrap(), merged, "{parts} partitions: {q}");
+        }
         // A merged state shipped again (a tree of merges) still gives the same answer.
         let again = PartialState::from_bytes(&shipped[0].to_bytes()).unwrap();
         assert_eq!(finish(&p, &again).unwrap(), merged, "{q}");

@@ -104,7 +104,7 @@ impl Message {
 
 /// A piece of a message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum ContentBlock {
     Text(String),
     ToolUse(ToolUse),
@@ -251,4 +251,32 @@ pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
     pub total_tokens: u32,
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    /// Conversations are stored (an agent turn that waits is saved and resumed): every block
+    /// kind round-trips through JSON. A text block once could not be serialised at all.
+    #[test]
+    fn messages_round_trip_through_json() {
+        let m = Message {
+            role: Role::Assistant,
+            content: vec![
+                ContentBlock::Text("hello".into()),
+                ContentBlock::ToolUse(ToolUse {
+                    tool_use_id: "t1".into(),
+                    name: "run_query".into(),
+                    input: serde_json::json!({"query": {"version": 1}}),
+                }),
+                ContentBlock::ToolResult(ToolResult::error_text("t1", "bad")),
+                ContentBlock::ToolResult(ToolResult::ok_json("t2", serde_json::json!({"a": 1}))),
+            ],
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Message>(&text).unwrap(), m);
+        let item: serde_dynamo::Item = serde_dynamo::to_item(&m).unwrap();
+        assert_eq!(serde_dynamo::from_item::<_, Message>(item).unwrap(), m);
+    }
 }

@@ -238,6 +238,7 @@ impl Pipeline {
             bytes: task.end - task.start,
             summary,
             cpu_ms: 0,
+            partitions: 0,
         })
     }
 

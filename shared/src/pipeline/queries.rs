@@ -16,8 +16,8 @@ use tessera_engine::dialect::{sniff_with_size, DialectOverrides};
 use tessera_engine::file::SNIFF_BYTES;
 use tessera_engine::profile::ProfileReport;
 use tessera_engine::query::{
-    compile, finish, head_types, PartialState, Plan, QueryDocument, QueryError, QueryOptions,
-    QueryResult, RangeQuery, Schema, Source,
+    compile, finish, head_types, Finisher, PartialState, Plan, QueryDocument, QueryError,
+    QueryOptions, QueryResult, RangeQuery, Schema, Source,
 };
 use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 
@@ -27,6 +27,7 @@ use crate::job::{now_rfc3339, Job, JobError};
 use crate::keys;
 use crate::query::{
     normalised, object_of, query_id, query_tasks, QueryJob, QueryMode, INLINE_RESULT_MAX_BYTES,
+    QUERY_PARTITIONS,
 };
 use crate::ranged::RangedState;
 use crate::store::objects::{next_piece, open_planned, ObjectStore, SourceChanged};
@@ -575,6 +576,7 @@ impl Pipeline {
             bytes: task.end - task.start,
             summary: outcome.1,
             cpu_ms: outcome.2,
+            partitions: outcome.3,
         };
         match self.queries.complete_range(&query, &record).await? {
             RangeCommit::Committed => {
@@ -604,15 +606,49 @@ impl Pipeline {
         &self,
         query: &QueryJob,
         task: &ChunkTask,
-    ) -> Result<(u64, ChunkSummary, u64), QueryFailure> {
+    ) -> Result<(u64, ChunkSummary, u64, u32), QueryFailure> {
         let plan = self.plan_of(query)?;
         let out = scan_range(&self.objects, query, &plan, task).await?;
         let rows = out.state.rows_scanned + out.state.rejected_rows;
+        let mut partitions = 0;
+        if out.state.groups() as u64 > self.config.query_spill_groups {
+            // Spill: the merger will hold one partition of every range at a time.
+            let t = thread_cpu();
+            let parts = out.state.partitions(&plan, QUERY_PARTITIONS as usize)?;
+            let mut cpu = thread_cpu().saturating_sub(t);
+            for (p, piece) in parts.iter().enumerate() {
+                let key = keys::query_partition_key(
+                    &query.owner,
+                    &query.job_id,
+                    &query.id,
+                    task.index,
+                    p as u32,
+                );
+                let t = thread_cpu();
+                let bytes = piece.to_bytes();
+                cpu += thread_cpu().saturating_sub(t);
+                self.objects
+                    .put(&key, bytes, "application/octet-stream")
+                    .await?;
+            }
+            partitions = QUERY_PARTITIONS;
+            tracing::info!(
+                groups = out.state.groups(),
+                partitions,
+                "query range state spilled by key hash"
+            );
+            return Ok((
+                rows,
+                out.summary,
+                (out.cpu + cpu).as_millis() as u64,
+                partitions,
+            ));
+        }
         let key = keys::query_part_key(&query.owner, &query.job_id, &query.id, task.index);
         self.objects
             .put(&key, out.state.to_bytes(), "application/octet-stream")
             .await?;
-        Ok((rows, out.summary, out.cpu.as_millis() as u64))
+        Ok((rows, out.summary, out.cpu.as_millis() as u64, partitions))
     }
 
     /// Merges the query if every range is done and this caller wins the claim, or takes over
@@ -682,26 +718,69 @@ impl Pipeline {
             rerun_states.insert(index, out.state);
         }
         split::check_complete(&summaries).map_err(QueryError::from)?;
-        let mut total = PartialState::new(&plan);
-        let parts = query.part_keys();
-        for (i, key) in parts.iter().enumerate() {
-            let t = thread_cpu();
-            match rerun_states.get(&(i as u32)) {
-                Some(s) => total.merge(&plan, s)?,
-                None => {
-                    let bytes = self.objects.read_all(key).await?;
+        let part_key =
+            |i: usize| keys::query_part_key(&query.owner, &query.job_id, &query.id, i as u32);
+        let result = if records.iter().any(|r| r.partitions > 1) {
+            // Some range spilled: one partition of every range at a time. A range that did
+            // not spill (or was read again) is cut the same way, its piece taken per pass.
+            let parts = QUERY_PARTITIONS as usize;
+            let mut f = Finisher::new(&plan);
+            for p in 0..parts {
+                let mut total = PartialState::new(&plan);
+                for (i, r) in records.iter().enumerate() {
+                    let piece = match rerun_states.get(&(i as u32)) {
+                        Some(s) => s.partitions(&plan, parts)?.swap_remove(p),
+                        None if r.partitions > 1 => {
+                            let key = keys::query_partition_key(
+                                &query.owner,
+                                &query.job_id,
+                                &query.id,
+                                i as u32,
+                                p as u32,
+                            );
+                            PartialState::from_bytes(&self.objects.read_all(&key).await?)?
+                        }
+                        None => {
+                            PartialState::from_bytes(&self.objects.read_all(&part_key(i)).await?)?
+                                .partitions(&plan, parts)?
+                                .swap_remove(p)
+                        }
+                    };
                     let t = thread_cpu();
-                    let s = PartialState::from_bytes(&bytes)?;
-                    total.merge(&plan, &s)?;
+                    total.merge(&plan, &piece)?;
                     extra_cpu += thread_cpu().saturating_sub(t).as_millis() as u64;
-                    continue;
                 }
+                let t = thread_cpu();
+                f.add(&plan, &total)?;
+                extra_cpu += thread_cpu().saturating_sub(t).as_millis() as u64;
             }
+            let t = thread_cpu();
+            let r = f.finish(&plan)?;
             extra_cpu += thread_cpu().saturating_sub(t).as_millis() as u64;
-        }
-        let t = thread_cpu();
-        let result = finish(&plan, &total)?;
-        extra_cpu += thread_cpu().saturating_sub(t).as_millis() as u64;
+            r
+        } else {
+            let mut total = PartialState::new(&plan);
+            for i in 0..records.len() {
+                let t = thread_cpu();
+                match rerun_states.get(&(i as u32)) {
+                    Some(s) => total.merge(&plan, s)?,
+                    None => {
+                        let bytes = self.objects.read_all(&part_key(i)).await?;
+                        let t = thread_cpu();
+                        let s = PartialState::from_bytes(&bytes)?;
+                        total.merge(&plan, &s)?;
+                        extra_cpu += thread_cpu().saturating_sub(t).as_millis() as u64;
+                        continue;
+                    }
+                }
+                extra_cpu += thread_cpu().saturating_sub(t).as_millis() as u64;
+            }
+            let t = thread_cpu();
+            let r = finish(&plan, &total)?;
+            extra_cpu += thread_cpu().saturating_sub(t).as_millis() as u64;
+            r
+        };
+        let parts = query.part_keys();
         let (json, kept) = store_result(&self.objects, query, &result).await?;
         let rows = result.rows_scanned + result.rejected_rows;
         let mut extra = vec![("cpu_ms", number(query.cpu_ms + extra_cpu))];

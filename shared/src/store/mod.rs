@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod objects;
 pub mod queue;
 pub mod ranged;
+pub mod rate;
 pub mod sessions;
 pub(crate) mod table;
 pub mod workflows;

@@ -65,9 +65,17 @@ pub struct RangeRecord {
     /// CPU time the range took, in milliseconds (query ranges; 0 for exports).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cpu_ms: u64,
+    /// Partitions the range's part was cut into (a query range whose state spilled by key
+    /// hash); 0 = one part.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub partitions: u32,
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 

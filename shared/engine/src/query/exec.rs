@@ -212,6 +212,25 @@ impl PartialState {
         Ok(())
     }
 
+    /// This state's groups cut into `parts` partitions by the hash of their key, the counters
+    /// (rows, unparsed values) going with partition 0: merging partition `p` of every range
+    /// gives partition `p` of the whole, so a merger holds one partition at a time and feeds
+    /// each to a [`Finisher`](super::finish::Finisher).
+    pub fn partitions(&self, plan: &Plan, parts: usize) -> Result<Vec<PartialState>, QueryError> {
+        let parts = parts.max(1);
+        let mut out: Vec<PartialState> = (0..parts).map(|_| PartialState::new(plan)).collect();
+        out[0].rows_scanned = self.rows_scanned;
+        out[0].rows_matched = self.rows_matched;
+        out[0].rejected_rows = self.rejected_rows;
+        out[0].unparsed.clone_from(&self.unparsed);
+        for (key, states) in self.group_iter() {
+            let t = &mut out[partition_of(key, parts)];
+            let g = t.group(plan, key)?;
+            t.states[g * t.naggs..(g + 1) * t.naggs].clone_from_slice(states);
+        }
+        Ok(out)
+    }
+
     /// The compact serialised form (JSON; groups in key order, so equal states give equal
     /// bytes).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -222,6 +241,11 @@ impl PartialState {
     pub fn from_bytes(b: &[u8]) -> Result<Self, QueryError> {
         serde_json::from_slice(b).map_err(|e| QueryError::BadState(e.to_string()))
     }
+}
+
+/// The partition of a group key among `parts` (a hash independent of the group table's).
+pub(crate) fn partition_of(key: &[u8], parts: usize) -> usize {
+    (xxhash_rust::xxh3::xxh3_64_with_seed(key, 0x7e55_e7a5) % parts as u64) as usize
 }
 
 /// The serialised form of [`PartialState`].

@@ -165,72 +165,142 @@ fn having(p: &HavingPred, row: &[Cell]) -> bool {
     }
 }
 
-/// Applies the final step to the merged state of every range.
-pub fn finish(plan: &Plan, state: &PartialState) -> Result<QueryResult, QueryError> {
-    let nkeys = plan.keys.len();
-    let mut rows: Vec<Vec<Cell>> = Vec::with_capacity(state.groups());
-    let empty: Vec<AggState> = plan.aggs.iter().map(|a| AggState::new(a.kind)).collect();
-    let groups: Vec<(&[u8], &[AggState])> = if nkeys == 0 && state.groups() == 0 {
-        vec![(&[][..], &empty[..])]
-    } else {
-        state.group_iter().collect()
-    };
-    for (key, states) in &groups {
-        let mut row = Vec::with_capacity(plan.columns.len());
-        let mut rest: &[u8] = key;
-        for _ in 0..nkeys {
-            let (v, r) = OwnedVal::decode(rest)
-                .ok_or_else(|| QueryError::BadState("a group key does not decode".into()))?;
-            row.push(if v == OwnedVal::Null {
-                Cell::Null
-            } else {
-                Cell::Val(v)
-            });
-            rest = r;
+/// The final step over a state given in partitions (groups cut by key hash, see
+/// [`PartialState::partitions`]): each partition's groups become rows (`having` applied) as it
+/// is added, and only the first `offset + limit` rows in the result's order are kept, so
+/// memory holds one partition and the kept rows. [`finish`] is a finisher given one state.
+pub struct Finisher {
+    rows: Vec<Vec<Cell>>,
+    groups: u64,
+    total: u64,
+    unparsed: Vec<u64>,
+    rows_scanned: u64,
+    rows_matched: u64,
+    rejected_rows: u64,
+}
+
+impl Finisher {
+    pub fn new(plan: &Plan) -> Self {
+        Finisher {
+            rows: Vec::new(),
+            groups: 0,
+            total: 0,
+            unparsed: vec![0; plan.slot_names.len()],
+            rows_scanned: 0,
+            rows_matched: 0,
+            rejected_rows: 0,
         }
-        for (a, st) in plan.aggs.iter().zip(states.iter()) {
-            row.push(cell(a.kind, st, &a.name)?);
-        }
-        rows.push(row);
     }
-    let ngroups = rows.len() as u64;
-    if let Some(h) = &plan.having {
-        rows.retain(|r| having(h, r));
-    }
-    rows.sort_by(|a, b| {
+
+    fn order(plan: &Plan, a: &[Cell], b: &[Cell]) -> Ordering {
+        let nkeys = plan.keys.len();
         plan.order
             .iter()
             .map(|&(c, desc)| cmp_nulls_last(&a[c], &b[c], desc))
             .chain((0..nkeys).map(|c| cmp_nulls_last(&a[c], &b[c], false)))
             .find(|o| o.is_ne())
             .unwrap_or(Ordering::Equal)
-    });
-    let total = rows.len() as u64;
-    let out: Vec<Vec<Value>> = rows
-        .iter()
-        .skip(usize::try_from(plan.offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(plan.limit).unwrap_or(usize::MAX))
-        .map(|r| r.iter().map(Cell::to_json).collect())
-        .collect();
-    Ok(QueryResult {
-        columns: plan.columns.clone(),
-        rows: out,
-        unparsed: plan
-            .slot_names
+    }
+
+    fn keep(&self, plan: &Plan) -> usize {
+        usize::try_from(plan.offset.saturating_add(plan.limit)).unwrap_or(usize::MAX)
+    }
+
+    /// Adds a group's row (`having` applied); keeps the first `offset + limit`.
+    fn push_rows(&mut self, plan: &Plan, mut rows: Vec<Vec<Cell>>) {
+        if let Some(h) = &plan.having {
+            rows.retain(|r| having(h, r));
+        }
+        self.total += rows.len() as u64;
+        self.rows.append(&mut rows);
+        self.rows.sort_by(|a, b| Self::order(plan, a, b));
+        self.rows.truncate(self.keep(plan));
+    }
+
+    /// Adds one partition (or a whole state).
+    pub fn add(&mut self, plan: &Plan, state: &PartialState) -> Result<(), QueryError> {
+        self.rows_scanned += state.rows_scanned;
+        self.rows_matched += state.rows_matched;
+        self.rejected_rows += state.rejected_rows;
+        for (a, b) in self.unparsed.iter_mut().zip(&state.unparsed) {
+            *a += b;
+        }
+        self.groups += state.groups() as u64;
+        if self.groups > plan.max_groups as u64 {
+            return Err(QueryError::TooManyGroups {
+                limit: plan.max_groups,
+            });
+        }
+        let nkeys = plan.keys.len();
+        let mut rows: Vec<Vec<Cell>> = Vec::with_capacity(state.groups());
+        for (key, states) in state.group_iter() {
+            let mut row = Vec::with_capacity(plan.columns.len());
+            let mut rest: &[u8] = key;
+            for _ in 0..nkeys {
+                let (v, r) = OwnedVal::decode(rest)
+                    .ok_or_else(|| QueryError::BadState("a group key does not decode".into()))?;
+                row.push(if v == OwnedVal::Null {
+                    Cell::Null
+                } else {
+                    Cell::Val(v)
+                });
+                rest = r;
+            }
+            for (a, st) in plan.aggs.iter().zip(states.iter()) {
+                row.push(cell(a.kind, st, &a.name)?);
+            }
+            rows.push(row);
+        }
+        self.push_rows(plan, rows);
+        Ok(())
+    }
+
+    /// The result. Without keys there is always one row (of empty aggregates when no record
+    /// matched).
+    pub fn finish(mut self, plan: &Plan) -> Result<QueryResult, QueryError> {
+        if plan.keys.is_empty() && self.groups == 0 {
+            let row = plan
+                .aggs
+                .iter()
+                .map(|a| cell(a.kind, &AggState::new(a.kind), &a.name))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.groups = 1;
+            self.push_rows(plan, vec![row]);
+        }
+        let out: Vec<Vec<Value>> = self
+            .rows
             .iter()
-            .cloned()
-            .zip(state.unparsed.iter().copied())
-            .collect(),
-        types: plan
-            .slot_names
-            .iter()
-            .cloned()
-            .zip(plan.slot_types.iter().copied())
-            .collect(),
-        groups: ngroups,
-        total_rows: total,
-        rows_scanned: state.rows_scanned,
-        rows_matched: state.rows_matched,
-        rejected_rows: state.rejected_rows,
-    })
+            .skip(usize::try_from(plan.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(plan.limit).unwrap_or(usize::MAX))
+            .map(|r| r.iter().map(Cell::to_json).collect())
+            .collect();
+        Ok(QueryResult {
+            columns: plan.columns.clone(),
+            rows: out,
+            unparsed: plan
+                .slot_names
+                .iter()
+                .cloned()
+                .zip(self.unparsed.iter().copied())
+                .collect(),
+            types: plan
+                .slot_names
+                .iter()
+                .cloned()
+                .zip(plan.slot_types.iter().copied())
+                .collect(),
+            groups: self.groups,
+            total_rows: self.total,
+            rows_scanned: self.rows_scanned,
+            rows_matched: self.rows_matched,
+            rejected_rows: self.rejected_rows,
+        })
+    }
+}
+
+/// Applies the final step to the merged state of every range.
+pub fn finish(plan: &Plan, state: &PartialState) -> Result<QueryResult, QueryError> {
+    let mut f = Finisher::new(plan);
+    f.add(plan, state)?;
+    f.finish(plan)
 }

@@ -34,7 +34,7 @@ pub use compile::{compile, QueryOptions};
 pub use doc::*;
 pub use error::{Problem, QueryError};
 pub use exec::PartialState;
-pub use finish::{finish, QueryResult, AVG_DIGITS};
+pub use finish::{finish, Finisher, QueryResult, AVG_DIGITS};
 pub use parse::{from_value, parse_document};
 pub use plan::Plan;
 pub use run::{

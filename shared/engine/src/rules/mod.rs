@@ -27,6 +27,7 @@ mod ids;
 pub mod mask;
 mod run;
 mod sha2x;
+pub mod suggest;
 mod threshold;
 pub mod unique;
 pub mod validate;
