@@ -12,6 +12,11 @@ pub struct Clients {
     /// The loaded SDK configuration (region, credentials, endpoint override), for clients only
     /// some functions need (e.g. the WebSocket management API).
     pub sdk: aws_config::SdkConfig,
+    /// The SDK configuration for the language model: the usual credential chain and no endpoint
+    /// override, even when the other clients talk to the local emulator with test credentials,
+    /// so a local stack can use real Bedrock (`TESSERA_BEDROCK_ENDPOINT` unset) while everything
+    /// else stays local. The same as `sdk` in AWS.
+    pub model_sdk: aws_config::SdkConfig,
 }
 
 impl Clients {
@@ -34,6 +39,14 @@ impl Clients {
             }
         }
         let shared = loader.load().await;
+        let model_sdk = if cfg.endpoint.is_some() {
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(cfg.region.clone()))
+                .load()
+                .await
+        } else {
+            shared.clone()
+        };
         let s3_conf = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(cfg.endpoint.is_some())
             // Only checksum when S3 requires it: default request checksums would add
@@ -50,6 +63,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             sqs: aws_sdk_sqs::Client::new(&shared),
             sdk: shared,
+            model_sdk,
         }
     }
 }

@@ -48,10 +48,9 @@ pub struct AgentState {
 
 impl AgentState {
     pub fn new(config: Arc<Config>, clients: &Clients) -> Self {
-        let model: Option<Arc<dyn ChatModel>> = config
-            .model_id
-            .as_ref()
-            .map(|_| Arc::new(BedrockModel::from_config(&clients.sdk, &config)) as Arc<dyn ChatModel>);
+        let model: Option<Arc<dyn ChatModel>> = config.model_id.as_ref().map(|_| {
+            Arc::new(BedrockModel::from_config(&clients.model_sdk, &config)) as Arc<dyn ChatModel>
+        });
         Self::with_model(config, clients, model)
     }
 

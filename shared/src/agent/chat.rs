@@ -155,9 +155,7 @@ pub fn chart_of(result: &Value, keys: usize) -> Option<ChartSpec> {
     }
     let x = cols[0].as_str()?.to_string();
     let y = cols[keys].as_str()?.to_string();
-    let numeric = |v: &Value| {
-        v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok())
-    };
+    let numeric = |v: &Value| v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok());
     if !rows.iter().all(|r| r[keys].is_null() || numeric(&r[keys])) {
         return None;
     }
@@ -169,7 +167,10 @@ pub fn chart_of(result: &Value, keys: usize) -> Option<ChartSpec> {
         kind: if timeish { "line" } else { "bar" }.into(),
         x,
         y,
-        points: rows.iter().map(|r| (r[0].clone(), r[keys].clone())).collect(),
+        points: rows
+            .iter()
+            .map(|r| (r[0].clone(), r[keys].clone()))
+            .collect(),
     })
 }
 
@@ -202,13 +203,13 @@ async fn run_tool(deps: &ChatDeps<'_>, m: &mut ChatMessage, t: &ToolUse) -> Tool
                 .input
                 .get("columns")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let limit = t
-                .input
-                .get("limit")
-                .and_then(Value::as_u64)
-                .unwrap_or(10) as usize;
+            let limit = t.input.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
             match sample(deps.profile, &columns, limit) {
                 Ok(v) => (ToolResult::ok_json(&t.tool_use_id, v.clone()), v),
                 Err(e) => (ToolResult::error_text(&t.tool_use_id, &e), json!(e)),
@@ -255,7 +256,10 @@ async fn run_tool(deps: &ChatDeps<'_>, m: &mut ChatMessage, t: &ToolUse) -> Tool
             }
         }
         other => {
-            tracing::warn!(tool = other, "the model asked for a tool that does not exist; refused");
+            tracing::warn!(
+                tool = other,
+                "the model asked for a tool that does not exist; refused"
+            );
             let e = format!(
                 "There is no tool named {:?}. The tools are describe_dataset, sample_rows, run_query and propose_rules; all are read-only.",
                 super::dataset::cut(other)
@@ -266,14 +270,21 @@ async fn run_tool(deps: &ChatDeps<'_>, m: &mut ChatMessage, t: &ToolUse) -> Tool
     m.steps.push(Step {
         tool: t.name.clone(),
         input: t.input.clone(),
-        status: if result.status == ToolStatus::Ok { "ok" } else { "error" }.into(),
+        status: if result.status == ToolStatus::Ok {
+            "ok"
+        } else {
+            "error"
+        }
+        .into(),
         result: step_result,
     });
     ToolOutcome::Done(result)
 }
 
 fn key_count(q: &Value) -> usize {
-    q.get("group_by").and_then(Value::as_array).map_or(0, Vec::len)
+    q.get("group_by")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len)
 }
 
 enum QueryStep {
@@ -282,11 +293,7 @@ enum QueryStep {
 }
 
 /// Runs (or looks up) a query for a tool call; `Err` is the text of a tool error.
-async fn run_query(
-    deps: &ChatDeps<'_>,
-    tool_use_id: &str,
-    q: &Value,
-) -> Result<QueryStep, String> {
+async fn run_query(deps: &ChatDeps<'_>, tool_use_id: &str, q: &Value) -> Result<QueryStep, String> {
     let doc = from_value(q.clone()).map_err(|e| query_problems(&e))?;
     match ask(&deps.query, deps.job, &doc, Some(deps.continuation.clone())).await {
         Ok(Asked::Answered { record, .. }) => stored_result(deps.query.objects, &record)
@@ -382,7 +389,8 @@ pub async fn advance(deps: &ChatDeps<'_>, history: &[ChatMessage], m: &mut ChatM
     };
     m.state = MessageState::Running;
     if m.transcript.is_empty() {
-        m.transcript.push(Message::user_text(opening(deps.profile, &m.text)));
+        m.transcript
+            .push(Message::user_text(opening(deps.profile, &m.text)));
     }
     // A tool call waiting for a query job: its answer, now or later.
     if let Some(p) = m.pending.clone() {
@@ -450,7 +458,11 @@ pub async fn advance(deps: &ChatDeps<'_>, history: &[ChatMessage], m: &mut ChatM
                 if m.steps.is_empty() {
                     fail(m, "model_unavailable", e.public_message());
                 } else {
-                    partial(m, "model_error", "The model stopped answering before it finished.");
+                    partial(
+                        m,
+                        "model_error",
+                        "The model stopped answering before it finished.",
+                    );
                 }
                 return Turn::Done;
             }

@@ -48,7 +48,9 @@ pub fn estimate_input_tokens(req: &ConverseRequest) -> u32 {
             bytes += match b {
                 ContentBlock::Text(t) => t.len(),
                 ContentBlock::ToolUse(t) => t.name.len() + t.input.to_string().len(),
-                ContentBlock::ToolResult(r) => serde_json::to_string(&r.content).map_or(0, |s| s.len()),
+                ContentBlock::ToolResult(r) => {
+                    serde_json::to_string(&r.content).map_or(0, |s| s.len())
+                }
             };
         }
     }
@@ -89,13 +91,21 @@ impl Gate<'_> {
         };
         let res = model.converse(req).await;
         if let (Some(a), Some(t)) = (self.admission, ticket) {
-            a.settle(t, &model_id, self.owner, res.as_ref().ok().map(|r| &r.usage))
-                .await;
+            a.settle(
+                t,
+                &model_id,
+                self.owner,
+                res.as_ref().ok().map(|r| &r.usage),
+            )
+            .await;
         }
         match res {
             Ok(r) => Ok(r),
             Err(e) if e.retryable() => {
-                tracing::info!(code = e.code(), "model throttled or busy; the work is retried later");
+                tracing::info!(
+                    code = e.code(),
+                    "model throttled or busy; the work is retried later"
+                );
                 Err(Capacity::Wait(backoff(self.attempt)))
             }
             Err(e) => Err(Capacity::Model(e)),

@@ -116,7 +116,10 @@ impl Agent {
     /// The profile of a completed job.
     pub async fn profile(&self, job: &Job) -> Result<ProfileReport, StoreError> {
         let key = job.results.profile.clone().unwrap_or_else(|| {
-            format!("{}/profile.json", crate::keys::results_prefix(&job.owner, &job.id))
+            format!(
+                "{}/profile.json",
+                crate::keys::results_prefix(&job.owner, &job.id)
+            )
         });
         serde_json::from_slice(&self.objects.read_all(&key).await?).map_err(|e| {
             StoreError::Malformed {
@@ -166,7 +169,10 @@ impl Agent {
 
     async fn enqueue(&self, m: &ChatMessage, delay: Duration) -> Result<(), StoreError> {
         match &self.agent_queue {
-            Some(q) => q.send_one(&AgentTask::new(&m.session_id, m.number), delay).await,
+            Some(q) => {
+                q.send_one(&AgentTask::new(&m.session_id, m.number), delay)
+                    .await
+            }
             None => Err(StoreError::Service {
                 op: "SendMessage(agent)",
                 detail: "TESSERA_AGENT_QUEUE_URL is not set".into(),
@@ -229,9 +235,10 @@ impl Agent {
             .collect();
         let continuation = serde_json::to_string(&AgentTask::new(&m.session_id, m.number))
             .expect("a task is JSON");
+        let owner = m.owner.clone();
         let deps = chat::ChatDeps {
             model: self.model(),
-            gate: self.gate(&m.owner, m.throttles),
+            gate: self.gate(&owner, m.throttles),
             limits: &self.limits,
             query: QueryDeps {
                 config: &self.config,
@@ -265,7 +272,10 @@ impl Agent {
                 self.enqueue(&m, QUERY_RECHECK).await?;
             }
             chat::Turn::WaitCapacity(d) => {
-                tracing::info!(delay_s = d.as_secs(), "no model capacity; the message goes back on the queue");
+                tracing::info!(
+                    delay_s = d.as_secs(),
+                    "no model capacity; the message goes back on the queue"
+                );
                 self.save(&m, &lease, true).await?;
                 self.enqueue(&m, d).await?;
             }
@@ -290,8 +300,13 @@ impl Agent {
             m.transcript_key = Some(key);
         }
         if !self.sessions.save(&m, lease, release).await? {
-            tracing::warn!("lost the message's lease while working on it; the other worker's save stands");
+            tracing::warn!(
+                "lost the message's lease while working on it; the other worker's save stands"
+            );
         }
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

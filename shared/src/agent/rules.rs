@@ -118,7 +118,7 @@ pub fn check_rules(
 pub fn dry_run(profile: &ProfileReport, rules: Arc<CompiledRules>) -> DryRun {
     let mut csv = Vec::new();
     let header: Vec<&str> = profile.columns.iter().map(|c| c.name.as_str()).collect();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>, out: &mut Vec<u8>| {
+    let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut Vec<u8>| {
         for (i, c) in cells.enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -300,7 +300,13 @@ pub async fn generate(
                 }
                 Err(errs) => errs
                     .iter()
-                    .map(|e| format!("{}: {}", if e.path.is_empty() { "/" } else { &e.path }, e.message))
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            if e.path.is_empty() { "/" } else { &e.path },
+                            e.message
+                        )
+                    })
                     .collect(),
             },
         };

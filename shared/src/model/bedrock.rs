@@ -351,11 +351,15 @@ fn from_sdk_error<R: Debug>(err: SdkError<ConverseError, R>) -> ModelError {
 }
 
 fn from_service_error(e: &ConverseError) -> ModelError {
-    // Display is the error type and the service's message (`ValidationException: ...`).
-    let detail = match e.code() {
-        Some(code) if !e.to_string().contains(code) => format!("{code}: {e}"),
-        _ => e.to_string(),
-    };
+    // Display is the error type and the service's message (`ValidationException: ...`), but
+    // only the code for an error type this SDK version does not know: add what is missing.
+    let mut detail = e.to_string();
+    if let Some(code) = e.code().filter(|c| !detail.contains(c)) {
+        detail = format!("{code}: {detail}");
+    }
+    if let Some(message) = e.message().filter(|m| !detail.contains(m)) {
+        detail = format!("{detail}: {message}");
+    }
     match e {
         ConverseError::ThrottlingException(_) => ModelError::Throttled(detail),
         ConverseError::ServiceUnavailableException(_)
@@ -373,6 +377,7 @@ fn from_service_error(e: &ConverseError) -> ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::InferenceConfig;
     use aws_sdk_bedrockruntime::types::error as sdk_err;
     use serde_json::json;
 
@@ -411,7 +416,6 @@ mod tests {
             },
         }
     }
-    use super::super::InferenceConfig;
 
     #[test]
     fn request_maps_to_sdk_shapes() {

@@ -65,7 +65,7 @@ impl SessionStore {
     pub async fn create(&self, s: &Session) -> Result<(), StoreError> {
         let item = SessionItem {
             pk: session_pk(&s.session_id),
-            sk: "META".into(),
+            sk: "META".to_string(),
             session: s.clone(),
         };
         self.table
@@ -76,7 +76,7 @@ impl SessionStore {
     pub async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let item: Option<SessionItem> = self
             .table
-            .get(session_pk(id), "META".into(), "session", "GetItem(session)")
+            .get(session_pk(id), "META", "session", "GetItem(session)")
             .await?;
         Ok(item.map(|i| i.session))
     }
@@ -85,7 +85,7 @@ impl SessionStore {
     pub async fn next_message(&self, id: &str) -> Result<u32, StoreError> {
         let out = self
             .table
-            .update(session_pk(id), "META".into())
+            .update(session_pk(id), "META")
             .update_expression("ADD messages :one SET updated_at = :now")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":one", number(1))
@@ -112,7 +112,7 @@ impl SessionStore {
         cost_micro_usd: u64,
     ) -> Result<(), StoreError> {
         self.table
-            .update(session_pk(id), "META".into())
+            .update(session_pk(id), "META")
             .update_expression("ADD input_tokens :i, output_tokens :o, cost_micro_usd :c")
             .expression_attribute_values(":i", number(input_tokens))
             .expression_attribute_values(":o", number(output_tokens))
@@ -147,7 +147,7 @@ impl SessionStore {
     pub async fn messages(&self, id: &str) -> Result<Vec<ChatMessage>, StoreError> {
         let items = self
             .table
-            .query_prefix(session_pk(id), "MSG#".into(), None, "Query(messages)")
+            .query_prefix(session_pk(id), "MSG#", None, "Query(messages)")
             .await?;
         let mut out = items
             .into_iter()
