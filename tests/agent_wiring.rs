@@ -7,13 +7,16 @@
 //! This proves the wiring (routes, queue, poller, model injection, configuration); the agent's
 //! behaviour (tool loops, repairs, bounds, injection, limits) has its own tests.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera_e2e::*;
 use tessera_infra::converse::{ConverseServer, Step};
-use tessera_infra::stack::{AgentModel, AgentModelSource};
+use tessera_infra::stack::AgentModelSource;
+use tessera_shared::model::bedrock::{retry_policy, BedrockModel};
+use tessera_shared::model::ChatModel;
 
 /// An inference profile id: the form a deployment most often configures (and one with a `:`,
 /// which the client must escape in the request path).
@@ -52,7 +55,13 @@ async fn rules_and_sessions_reach_the_agent_and_its_model() {
     let model = ConverseServer::start()
         .await
         .expect("the scripted Converse server starts");
-    let stack = stack_with(|o| o.agent_model = Some(AgentModel::local(MODEL_ID, model.url()))).await;
+    // The production client and retry policy, pointed at the scripted server.
+    let client: Arc<dyn ChatModel> = Arc::new(BedrockModel::local(model.url(), retry_policy()));
+    let stack = stack_with(|o| {
+        o.agent_model = Some(client);
+        o.env.push(("TESSERA_MODEL_ID", MODEL_ID.into()));
+    })
+    .await;
     assert_eq!(
         stack.agent_model,
         AgentModelSource::Given {
@@ -118,7 +127,10 @@ async fn rules_and_sessions_reach_the_agent_and_its_model() {
     // A session and a question: 202 at once, the answer from the worker on the agent queue.
     let s = c.post_json("/v1/sessions", &json!({"job_id": job})).await;
     assert_eq!(s.status, StatusCode::CREATED, "{:?}", s.body);
-    let session = s.body["session_id"].as_str().expect("session_id").to_string();
+    let session = s.body["session_id"]
+        .as_str()
+        .expect("session_id")
+        .to_string();
     let answer = "There are 8 people; one of them has no name.";
     model.push(Step::text(answer));
     let m = c
@@ -137,7 +149,10 @@ async fn rules_and_sessions_reach_the_agent_and_its_model() {
     let asked = model.requests();
     assert_eq!(asked.len(), 2, "one more model call, by the worker");
     assert!(
-        asked[1].body.to_string().contains("How many people are in the file?"),
+        asked[1]
+            .body
+            .to_string()
+            .contains("How many people are in the file?"),
         "the question reached the model: {}",
         asked[1].body
     );

@@ -253,14 +253,23 @@ mod tests {
         assert!(is_agent_route("POST", "/v1/rules/generate"));
         assert!(is_agent_route("POST", "/v1/sessions"));
         assert!(is_agent_route("GET", &format!("/v1/sessions/{id}")));
-        assert!(is_agent_route("POST", &format!("/v1/sessions/{id}/messages")));
+        assert!(is_agent_route(
+            "POST",
+            &format!("/v1/sessions/{id}/messages")
+        ));
         // Other methods, empty or extra segments, and neighbours are not the agent's.
         assert!(!is_agent_route("GET", "/v1/rules/generate"));
         assert!(!is_agent_route("GET", "/v1/sessions"));
         assert!(!is_agent_route("GET", "/v1/sessions/"));
         assert!(!is_agent_route("POST", &format!("/v1/sessions/{id}")));
-        assert!(!is_agent_route("GET", &format!("/v1/sessions/{id}/messages")));
-        assert!(!is_agent_route("POST", &format!("/v1/sessions/{id}/messages/1")));
+        assert!(!is_agent_route(
+            "GET",
+            &format!("/v1/sessions/{id}/messages")
+        ));
+        assert!(!is_agent_route(
+            "POST",
+            &format!("/v1/sessions/{id}/messages/1")
+        ));
         assert!(!is_agent_route("POST", "/v1/sessions//messages"));
         assert!(!is_agent_route("POST", "/v1/rules/generate/x"));
         assert!(!is_agent_route("GET", &format!("/v1/jobs/{id}")));

@@ -82,8 +82,13 @@ pub async fn provision(
 ) -> Result<Provisioned, ProvisionError> {
     let bucket = format!("{}{suffix}", spec.bucket.name);
     let table = format!("{}{suffix}", spec.table.name);
-    let upload_events =
-        queue(clients, &spec.upload_events, suffix, overrides.upload_events).await?;
+    let upload_events = queue(
+        clients,
+        &spec.upload_events,
+        suffix,
+        overrides.upload_events,
+    )
+    .await?;
     let chunk_tasks = queue(clients, &spec.chunk_tasks, suffix, overrides.chunk_tasks).await?;
     let agent_tasks = queue(clients, &spec.agent_tasks, suffix, overrides.agent_tasks).await?;
     create_table(clients, spec, &table).await?;

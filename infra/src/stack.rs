@@ -7,11 +7,11 @@
 //! with unique names against one shared emulator, so stacks never see each other's messages.
 //!
 //! The agent's model ([`AgentModelSource`]): a test hands one in ([`StackOptions::agent_model`],
-//! e.g. the real Bedrock client pointed at a scripted Converse server); otherwise
-//! `TESSERA_MODEL_ID` picks it, reached at `TESSERA_BEDROCK_ENDPOINT` or, when that is unset,
-//! at real Bedrock with the machine's own AWS credentials and region while everything else
-//! stays on the emulator; with neither, the agent has no model and rules come from profile
-//! suggestions.
+//! e.g. the real Bedrock client pointed at a scripted Converse server, with `TESSERA_MODEL_ID`
+//! in [`StackOptions::env`]); otherwise `AgentState::new` picks it from the configuration:
+//! `TESSERA_MODEL_ID` reached at `TESSERA_BEDROCK_ENDPOINT` or, when that is unset, at real
+//! Bedrock with the machine's own AWS credentials (the default chain) while everything else
+//! stays on the emulator; with no model id, no model: rules come from profile suggestions.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use tessera_shared::aws::Clients;
 use tessera_shared::config::{Config, ConfigError, DEFAULT_CHUNK_SIZE};
-use tessera_shared::model::bedrock::BedrockModel;
 use tessera_shared::model::ChatModel;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -42,42 +41,13 @@ pub enum KeySource {
     Random,
 }
 
-/// A model given to the agent: its id (the stack's `TESSERA_MODEL_ID`) and the client.
-#[derive(Clone)]
-pub struct AgentModel {
-    pub model_id: String,
-    pub model: Arc<dyn ChatModel>,
-}
-
-impl AgentModel {
-    /// The real Bedrock Runtime client (SDK retries as in production) against a Converse server
-    /// at `endpoint`, e.g. `tessera_infra::converse::ConverseServer::url`.
-    pub fn local(model_id: &str, endpoint: &str) -> Self {
-        AgentModel {
-            model_id: model_id.to_string(),
-            model: Arc::new(BedrockModel::local(
-                endpoint,
-                tessera_shared::model::bedrock::retry_policy(),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Debug for AgentModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentModel")
-            .field("model_id", &self.model_id)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Where the running stack's agent gets its model (for `tessera up`'s banner).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentModelSource {
     /// No `TESSERA_MODEL_ID`: rules come from profile suggestions, questions fail
     /// `model_not_configured`.
     None,
-    /// Given in [`StackOptions::agent_model`].
+    /// Given in [`StackOptions::agent_model`], called `model_id`.
     Given { model_id: String },
     /// `TESSERA_MODEL_ID` at `TESSERA_BEDROCK_ENDPOINT`.
     Endpoint { model_id: String, endpoint: String },
@@ -86,8 +56,30 @@ pub enum AgentModelSource {
     Bedrock { model_id: String, region: String },
 }
 
+impl AgentModelSource {
+    fn of(opts: &StackOptions, config: &Config) -> Result<Self, StackError> {
+        let Some(model_id) = config.model_id.clone() else {
+            return match opts.agent_model {
+                Some(_) => Err(StackError::ModelWithoutId),
+                None => Ok(AgentModelSource::None),
+            };
+        };
+        Ok(match (&opts.agent_model, &config.bedrock_endpoint) {
+            (Some(_), _) => AgentModelSource::Given { model_id },
+            (None, Some(endpoint)) => AgentModelSource::Endpoint {
+                model_id,
+                endpoint: endpoint.clone(),
+            },
+            (None, None) => AgentModelSource::Bedrock {
+                model_id,
+                region: config.region.clone(),
+            },
+        })
+    }
+}
+
 /// How to start a stack.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StackOptions {
     /// Use the emulator at this URL (e.g. one shared by a test binary). `None`: use the one
     /// answering on `emulator_port`, or install and start one there.
@@ -108,10 +100,12 @@ pub struct StackOptions {
     pub env: Vec<(&'static str, String)>,
     /// Concurrent pollers of the chunk queue (Lambda concurrency).
     pub chunk_concurrency: usize,
-    /// Concurrent pollers of the agent queue.
+    /// Concurrent pollers of the agent queue (AgentWorkerFunction's concurrency).
     pub agent_concurrency: usize,
-    /// The agent's model (see the module docs); `None`: from the configuration.
-    pub agent_model: Option<AgentModel>,
+    /// The agent's model, called with the configuration's `TESSERA_MODEL_ID` (put it in
+    /// [`StackOptions::env`]; the stack refuses to start without one). `None`: the model
+    /// `AgentState::new` makes from the configuration (see the module docs).
+    pub agent_model: Option<Arc<dyn ChatModel>>,
     /// Visibility timeout overrides (tests shorten them to see redelivery quickly).
     pub chunk_visibility_secs: Option<u32>,
     pub upload_visibility_secs: Option<u32>,
@@ -133,6 +127,25 @@ pub struct StackOptions {
     /// Where the emulator log goes when this stack starts one.
     pub home: PathBuf,
     pub region: String,
+}
+
+impl std::fmt::Debug for StackOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackOptions")
+            .field("emulator_url", &self.emulator_url)
+            .field("emulator_port", &self.emulator_port)
+            .field("http_port", &self.http_port)
+            .field("unique_names", &self.unique_names)
+            .field("chunk_size", &self.chunk_size)
+            .field("env", &self.env)
+            .field("chunk_concurrency", &self.chunk_concurrency)
+            .field("agent_concurrency", &self.agent_concurrency)
+            .field("agent_model", &self.agent_model.as_ref().map(|_| "given"))
+            .field("no_pollers", &self.no_pollers)
+            .field("key", &self.key)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for StackOptions {
@@ -208,6 +221,8 @@ pub enum StackError {
     Key(#[from] KeyError),
     #[error("cannot listen on 127.0.0.1:{port}: {source}. Stop whatever uses the port or pick another with --port")]
     Bind { port: u16, source: std::io::Error },
+    #[error("the agent was given a model but no model id to call it with: set TESSERA_MODEL_ID in the stack's env")]
+    ModelWithoutId,
 }
 
 /// A running stack. Call [`LocalStack::shutdown`] to stop it (dropping it stops the tasks too).
@@ -314,8 +329,13 @@ impl LocalStack {
             tessera_status::app(tessera_status::StatusState::new(config.clone(), &clients));
         let ws_state = tessera_status::ws::WsState::new(config.clone(), &clients);
         let ws = WsGateway::new(key.clone(), ws_state.clone(), opts.ws);
-        let (agent_model, model) = agent_model(&opts, &config, &clients).await;
-        let agent = tessera_agent::AgentState::with_model(config.clone(), &clients, model);
+        let agent_model = AgentModelSource::of(&opts, &config)?;
+        let agent = match &opts.agent_model {
+            Some(model) => {
+                tessera_agent::AgentState::with_model(config.clone(), &clients, Some(model.clone()))
+            }
+            None => tessera_agent::AgentState::new(config.clone(), &clients),
+        };
         let app = crate::gateway::router_with_agent(
             api,
             status,
@@ -493,58 +513,6 @@ impl Drop for LocalStack {
     }
 }
 
-/// The agent's model and where it is: the one the options give; else, with `TESSERA_MODEL_ID`,
-/// Bedrock at `TESSERA_BEDROCK_ENDPOINT`, or real Bedrock when that is unset (see
-/// [`real_bedrock`]); else none.
-async fn agent_model(
-    opts: &StackOptions,
-    config: &Config,
-    clients: &Clients,
-) -> (AgentModelSource, Option<Arc<dyn ChatModel>>) {
-    if let Some(given) = &opts.agent_model {
-        let source = AgentModelSource::Given {
-            model_id: given.model_id.clone(),
-        };
-        return (source, Some(given.model.clone()));
-    }
-    let Some(model_id) = config.model_id.clone() else {
-        return (AgentModelSource::None, None);
-    };
-    match &config.bedrock_endpoint {
-        Some(endpoint) => {
-            let source = AgentModelSource::Endpoint {
-                model_id,
-                endpoint: endpoint.clone(),
-            };
-            let model = BedrockModel::from_config(&clients.sdk, config);
-            (source, Some(Arc::new(model)))
-        }
-        None => {
-            let sdk = real_bedrock(config).await;
-            let region = sdk
-                .region()
-                .map_or_else(|| config.region.clone(), |r| r.to_string());
-            let model = BedrockModel::from_config(&sdk, config);
-            (
-                AgentModelSource::Bedrock { model_id, region },
-                Some(Arc::new(model)),
-            )
-        }
-    }
-}
-
-/// The SDK configuration of real Bedrock: the machine's own credentials and region (the
-/// default chains, `AWS_REGION` before the stack's region), never the emulator's endpoint or
-/// its test credentials, which the stack's other clients use.
-async fn real_bedrock(config: &Config) -> aws_config::SdkConfig {
-    let region = aws_config::meta::region::RegionProviderChain::default_provider()
-        .or_else(aws_config::Region::new(config.region.clone()));
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(region)
-        .load()
-        .await
-}
-
 impl Provisioned {
     /// Placeholder names for the configuration that builds the clients that provision.
     fn bootstrap() -> Self {
@@ -580,10 +548,7 @@ fn stack_config(
     m.insert("TESSERA_BUCKET", resources.bucket.clone());
     m.insert("TESSERA_JOBS_TABLE", resources.table.clone());
     m.insert("TESSERA_CHUNK_QUEUE_URL", resources.chunk_tasks.url.clone());
-    m.insert(
-        "TESSERA_AGENT_QUEUE_URL",
-        resources.agent_tasks.url.clone(),
-    );
+    m.insert("TESSERA_AGENT_QUEUE_URL", resources.agent_tasks.url.clone());
     m.insert("TESSERA_CHUNK_SIZE", opts.chunk_size.to_string());
     m.insert("AWS_REGION", opts.region.clone());
     if let Some(max) = opts.max_upload_bytes {
@@ -597,9 +562,6 @@ fn stack_config(
     }
     for (k, v) in &opts.env {
         m.insert(k, v.clone());
-    }
-    if let Some(given) = &opts.agent_model {
-        m.insert("TESSERA_MODEL_ID", given.model_id.clone());
     }
     Config::from_lookup(|k| m.get(k).cloned().or_else(|| std::env::var(k).ok()))
 }

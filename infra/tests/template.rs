@@ -736,7 +736,12 @@ fn conditions(st: &Value) -> String {
     let mut out = String::new();
     for (op, keys) in c.as_mapping().expect("Condition is a mapping") {
         for (k, v) in keys.as_mapping().expect("a condition operator maps keys") {
-            out.push_str(&format!(" when {} {}={}", str_of(op), str_of(k), value_text(v)));
+            out.push_str(&format!(
+                " when {} {}={}",
+                str_of(op),
+                str_of(k),
+                value_text(v)
+            ));
         }
     }
     out
@@ -1144,7 +1149,11 @@ fn bedrock_is_granted_only_on_the_configured_model() {
     let t = template();
     let p = at(&t, &["Parameters", "ModelId"]);
     assert_eq!(str_of(at(p, &["Type"])), "String");
-    assert_eq!(str_of(at(p, &["Default"])), "", "no model unless one is chosen");
+    assert_eq!(
+        str_of(at(p, &["Default"])),
+        "",
+        "no model unless one is chosen"
+    );
     // An id, not an ARN and not a pattern: the grants below put it into ARNs.
     let pattern = str_of(at(p, &["AllowedPattern"]));
     assert!(
