@@ -946,7 +946,11 @@ fn function_permissions_are_exactly_these() {
     actual.sort();
     let expected: Vec<(String, Vec<String>)> = expected
         .iter()
-        .map(|(id, l)| (id.to_string(), l.iter().map(|s| s.to_string()).collect()))
+        .map(|(id, l)| {
+            let mut lines: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+            lines.sort();
+            (id.to_string(), lines)
+        })
         .collect();
     assert_eq!(actual, expected);
 }
