@@ -30,7 +30,7 @@ pub const DUPLICATE_ATTRIBUTE: &str = "tessera-duplicate";
 /// One mapping's settings.
 #[derive(Clone, Debug)]
 pub struct Mapping {
-    /// For logs: `planner`, `chunk`.
+    /// For logs: `planner`, `chunk`, `chunk-dlq`, `agent`.
     pub function: &'static str,
     pub queue_url: String,
     pub queue_arn: String,

@@ -1,7 +1,9 @@
-//! The local API Gateway (HTTP API, payload 2.0): one axum router in front of the api and
-//! status functions' routers, doing what API Gateway does before a handler runs:
+//! The local API Gateway (HTTP API, payload 2.0): one axum router in front of the api, status
+//! and agent functions' routers, doing what API Gateway does before a handler runs:
 //!
-//! - routes `GET /v1/jobs/{id}` to the status function and every other path to the api function;
+//! - routes `GET /v1/jobs/{id}` to the status function, the agent's routes ([`AGENT_ROUTES`]:
+//!   `/v1/rules/generate`, `/v1/sessions...`) to the agent function, and every other path to the
+//!   api function;
 //! - verifies `Authorization: Bearer <jwt>` (the JWT authorizer) on every route except
 //!   `GET /v1/health`, answering 401 itself when the token is missing or invalid;
 //! - enforces the 10 MB payload limit (413) and buffers the body, as API Gateway does before
@@ -33,21 +35,42 @@ pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 /// Routes that need no token.
 const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/v1/health")];
 
+/// The agent function's routes, as template.yaml's `AgentFunction` events declare them
+/// (`{id}`: one non-empty path segment).
+pub const AGENT_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/rules/generate"),
+    ("POST", "/v1/sessions"),
+    ("GET", "/v1/sessions/{id}"),
+    ("POST", "/v1/sessions/{id}/messages"),
+];
+
 struct Gateway {
     key: JwtKey,
 }
 
-/// The gateway router over the two functions' routers.
+/// The gateway router over the api and status functions' routers (no agent function: its
+/// routes reach the api function's fallback, a 404).
 pub fn router(api: Router, status: Router, key: JwtKey) -> Router {
+    router_with_agent(api, status, None, key)
+}
+
+/// The gateway router over the functions' routers.
+pub fn router_with_agent(
+    api: Router,
+    status: Router,
+    agent: Option<Router>,
+    key: JwtKey,
+) -> Router {
     let gw = Arc::new(Gateway { key });
     // Like API Gateway's route table: `GET /v1/jobs/{id}` is integrated with the status
-    // function, everything else with the api function (whose fallback answers unknown routes).
+    // function, the agent's routes with the agent function, everything else with the api
+    // function (whose fallback answers unknown routes).
     let dispatch = move |req: Request| {
-        let target = if req.method() == axum::http::Method::GET && is_status_route(req.uri().path())
-        {
-            status.clone()
-        } else {
-            api.clone()
+        let (method, path) = (req.method().as_str(), req.uri().path());
+        let target = match &agent {
+            Some(agent) if is_agent_route(method, path) => agent.clone(),
+            _ if method == "GET" && is_status_route(path) => status.clone(),
+            _ => api.clone(),
         };
         async move {
             match target.oneshot(req).await {
@@ -61,6 +84,34 @@ pub fn router(api: Router, status: Router, key: JwtKey) -> Router {
         .layer(axum::middleware::from_fn_with_state(gw, authorize))
         // The page and its config are public static files (a CDN's job in AWS): no token.
         .merge(crate::web::router())
+}
+
+/// Whether `method path` is one of [`AGENT_ROUTES`].
+pub fn is_agent_route(method: &str, path: &str) -> bool {
+    AGENT_ROUTES
+        .iter()
+        .any(|(m, pattern)| *m == method && matches_pattern(pattern, path))
+}
+
+/// `path` against a route pattern whose `{name}` segments match one non-empty segment.
+fn matches_pattern(pattern: &str, path: &str) -> bool {
+    let (mut p, mut s) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return true,
+            (Some(want), Some(got)) => {
+                let ok = if want.starts_with('{') && want.ends_with('}') {
+                    !got.is_empty()
+                } else {
+                    want == got
+                };
+                if !ok {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// `/v1/jobs/{id}` with one non-empty segment after `/v1/jobs/`.
@@ -190,4 +241,37 @@ fn context(
         v["authorizer"] = serde_json::json!({ "jwt": { "claims": claims, "scopes": null } });
     }
     serde_json::from_value(v).expect("the request context literal matches aws_lambda_events")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_routes_match_like_the_route_table() {
+        let id = "0b6f0a52-55d4-4c4f-a7a4-7f9d3c1e2b10";
+        assert!(is_agent_route("POST", "/v1/rules/generate"));
+        assert!(is_agent_route("POST", "/v1/sessions"));
+        assert!(is_agent_route("GET", &format!("/v1/sessions/{id}")));
+        assert!(is_agent_route(
+            "POST",
+            &format!("/v1/sessions/{id}/messages")
+        ));
+        // Other methods, empty or extra segments, and neighbours are not the agent's.
+        assert!(!is_agent_route("GET", "/v1/rules/generate"));
+        assert!(!is_agent_route("GET", "/v1/sessions"));
+        assert!(!is_agent_route("GET", "/v1/sessions/"));
+        assert!(!is_agent_route("POST", &format!("/v1/sessions/{id}")));
+        assert!(!is_agent_route(
+            "GET",
+            &format!("/v1/sessions/{id}/messages")
+        ));
+        assert!(!is_agent_route(
+            "POST",
+            &format!("/v1/sessions/{id}/messages/1")
+        ));
+        assert!(!is_agent_route("POST", "/v1/sessions//messages"));
+        assert!(!is_agent_route("POST", "/v1/rules/generate/x"));
+        assert!(!is_agent_route("GET", &format!("/v1/jobs/{id}")));
+    }
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tessera_infra::auth::{tessera_home, JwtKey};
 use tessera_infra::demo::DemoOptions;
-use tessera_infra::stack::{KeySource, LocalStack, StackOptions};
+use tessera_infra::stack::{AgentModelSource, KeySource, LocalStack, StackOptions};
 use tessera_infra::upload::{Api, UploadOptions};
 
 mod cli;
@@ -31,6 +31,11 @@ struct Cli {
 enum Command {
     /// Start the AWS emulator (if none runs), create the resources, serve the API on
     /// 127.0.0.1 and run the queue pollers until Ctrl-C.
+    ///
+    /// The agent's model comes from the environment: TESSERA_MODEL_ID (a Bedrock model or
+    /// inference profile id; unset: no model, rules come from profile suggestions) reached at
+    /// TESSERA_BEDROCK_ENDPOINT, or, when that is unset, at real Bedrock with this machine's AWS
+    /// credentials and AWS_REGION while everything else stays on the emulator.
     Up(StackArgs),
     /// Upload FILE through the API (one presigned PUT, or parallel parts above the multipart
     /// threshold), follow the job, print the totals, the column profile and an example query.
@@ -229,8 +234,18 @@ async fn up(args: StackArgs) -> Result<()> {
         KeySource::File(d) => d.display().to_string(),
         KeySource::Random => "-".into(),
     };
+    let model = match &stack.agent_model {
+        AgentModelSource::None => {
+            "none (rules from profile suggestions; set TESSERA_MODEL_ID for a model)".to_string()
+        }
+        AgentModelSource::Given { model_id } => model_id.clone(),
+        AgentModelSource::Endpoint { model_id, endpoint } => format!("{model_id} at {endpoint}"),
+        AgentModelSource::Bedrock { model_id, region } => {
+            format!("{model_id} on Amazon Bedrock in {region} (your AWS credentials; billed)")
+        }
+    };
     eprintln!(
-        "Tessera is running.\n  API:       {}/v1 (try: curl {}/v1/health)\n  emulator:  {}{}\n  bucket:    {}\n  table:     {}\n  queues:    {}, {}\n  token key: {home}/jwt.key\n\nGet a token with `tessera token`, or try `tessera demo tests/data/sample.csv` in another terminal.\nCtrl-C stops everything.",
+        "Tessera is running.\n  API:       {}/v1 (try: curl {}/v1/health)\n  emulator:  {}{}\n  bucket:    {}\n  table:     {}\n  queues:    {}, {}, {}\n  model:     {model}\n  token key: {home}/jwt.key\n\nGet a token with `tessera token`, or try `tessera demo tests/data/sample.csv` in another terminal.\nCtrl-C stops everything.",
         stack.http_url,
         stack.http_url,
         stack.emulator_url,
@@ -239,6 +254,7 @@ async fn up(args: StackArgs) -> Result<()> {
         stack.resources.table,
         stack.resources.upload_events.name,
         stack.resources.chunk_tasks.name,
+        stack.resources.agent_tasks.name,
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

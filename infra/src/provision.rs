@@ -1,6 +1,7 @@
 //! Creating Tessera's resources in the emulator from [`crate::resources::spec`], idempotently:
 //! the bucket (CORS, lifecycle, S3 -> SQS notification), the jobs table (keys, owner index,
-//! TTL, stream) and both queues with their dead-letter queues and redrive policies.
+//! TTL, stream) and the three queues (upload events, chunk tasks, agent tasks) with their
+//! dead-letter queues and redrive policies.
 //!
 //! Names come from the spec; a stack may add a suffix so that many stacks share one emulator
 //! (moto is one process) without colliding. Not here: starting the emulator, polling queues.
@@ -54,6 +55,7 @@ pub struct Provisioned {
     pub table: String,
     pub upload_events: QueueNames,
     pub chunk_tasks: QueueNames,
+    pub agent_tasks: QueueNames,
 }
 
 /// Per-queue settings that tests may override (e.g. a short visibility timeout).
@@ -63,18 +65,32 @@ pub struct QueueOverrides {
     pub max_receive_count: Option<u32>,
 }
 
+/// Test overrides of each queue's settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub upload_events: QueueOverrides,
+    pub chunk_tasks: QueueOverrides,
+    pub agent_tasks: QueueOverrides,
+}
+
 /// Creates (or updates) everything. `suffix` is appended to every name (`""` for the spec names).
 pub async fn provision(
     clients: &Clients,
     spec: &Resources,
     suffix: &str,
-    upload_overrides: QueueOverrides,
-    chunk_overrides: QueueOverrides,
+    overrides: Overrides,
 ) -> Result<Provisioned, ProvisionError> {
     let bucket = format!("{}{suffix}", spec.bucket.name);
     let table = format!("{}{suffix}", spec.table.name);
-    let upload_events = queue(clients, &spec.upload_events, suffix, upload_overrides).await?;
-    let chunk_tasks = queue(clients, &spec.chunk_tasks, suffix, chunk_overrides).await?;
+    let upload_events = queue(
+        clients,
+        &spec.upload_events,
+        suffix,
+        overrides.upload_events,
+    )
+    .await?;
+    let chunk_tasks = queue(clients, &spec.chunk_tasks, suffix, overrides.chunk_tasks).await?;
+    let agent_tasks = queue(clients, &spec.agent_tasks, suffix, overrides.agent_tasks).await?;
     create_table(clients, spec, &table).await?;
     create_bucket(clients, spec, &bucket, &upload_events.arn).await?;
     Ok(Provisioned {
@@ -82,6 +98,7 @@ pub async fn provision(
         table,
         upload_events,
         chunk_tasks,
+        agent_tasks,
     })
 }
 

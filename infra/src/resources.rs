@@ -60,6 +60,9 @@ pub struct Resources {
     pub table: TableSpec,
     pub upload_events: QueueSpec,
     pub chunk_tasks: QueueSpec,
+    /// The agent's tasks: conversation turns to answer, and continuations of turns that wait
+    /// for a query job or for model capacity (sent with a delay).
+    pub agent_tasks: QueueSpec,
 }
 
 /// The single description of Tessera's resources.
@@ -108,6 +111,21 @@ pub fn spec() -> Resources {
             dlq_logical_id: "ChunkTasksDLQ",
             dlq_name: "tessera-chunk-tasks-dlq",
             max_receive_count: tessera_shared::pipeline::MAX_CHUNK_DELIVERIES,
+            batch_size: 1,
+        },
+        agent_tasks: QueueSpec {
+            logical_id: "AgentTasksQueue",
+            name: "tessera-agent-tasks",
+            // 6x the agent worker's 120 s timeout. It must also outlast the worker's 150 s lease
+            // on a message: a redelivery that finds the lease still held is acknowledged (another
+            // worker has the message), so an earlier one would drop the turn of a crashed worker.
+            visibility_timeout_secs: 720,
+            message_retention_secs: 1_209_600,
+            receive_wait_secs: 20,
+            dlq_logical_id: "AgentDeadLetterQueue",
+            dlq_name: "tessera-agent-tasks-dlq",
+            max_receive_count: 5,
+            // One turn per invocation: a turn runs model calls and tools for up to the timeout.
             batch_size: 1,
         },
     }

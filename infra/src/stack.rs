@@ -1,9 +1,17 @@
 //! The whole local stack in one process, as a library: the emulator (found or started), the
-//! resources (created idempotently), the gateway over the api and status routers, and the
-//! event-source mappings that feed the planner and chunk handlers from their queues.
+//! resources (created idempotently), the gateway over the api, status and agent routers, and
+//! the event-source mappings that feed the planner, chunk and agent worker handlers from their
+//! queues.
 //!
 //! `tessera up` and `tessera demo` start it with the spec's names; tests start one per test
 //! with unique names against one shared emulator, so stacks never see each other's messages.
+//!
+//! The agent's model ([`AgentModelSource`]): a test hands one in ([`StackOptions::agent_model`],
+//! e.g. the real Bedrock client pointed at a scripted Converse server, with `TESSERA_MODEL_ID`
+//! in [`StackOptions::env`]); otherwise `AgentState::new` picks it from the configuration:
+//! `TESSERA_MODEL_ID` reached at `TESSERA_BEDROCK_ENDPOINT` or, when that is unset, at real
+//! Bedrock with the machine's own AWS credentials (the default chain) while everything else
+//! stays on the emulator; with no model id, no model: rules come from profile suggestions.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,13 +21,14 @@ use std::time::Duration;
 
 use tessera_shared::aws::Clients;
 use tessera_shared::config::{Config, ConfigError, DEFAULT_CHUNK_SIZE};
+use tessera_shared::model::ChatModel;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{JwtKey, KeyError};
 use crate::emulator::{Emulator, EmulatorError};
 use crate::esm::{self, Handler, Mapping};
-use crate::provision::{self, ProvisionError, Provisioned, QueueOverrides};
+use crate::provision::{self, Overrides, ProvisionError, Provisioned, QueueOverrides};
 use crate::streams::{StartingPosition, StreamHandler, StreamMapping};
 use crate::ws::{WsGateway, WsOptions};
 
@@ -32,8 +41,45 @@ pub enum KeySource {
     Random,
 }
 
+/// Where the running stack's agent gets its model (for `tessera up`'s banner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentModelSource {
+    /// No `TESSERA_MODEL_ID`: rules come from profile suggestions, questions fail
+    /// `model_not_configured`.
+    None,
+    /// Given in [`StackOptions::agent_model`], called `model_id`.
+    Given { model_id: String },
+    /// `TESSERA_MODEL_ID` at `TESSERA_BEDROCK_ENDPOINT`.
+    Endpoint { model_id: String, endpoint: String },
+    /// `TESSERA_MODEL_ID` at Bedrock itself in `region`, signed with the machine's AWS
+    /// credentials (the default chain: environment, shared files, ...).
+    Bedrock { model_id: String, region: String },
+}
+
+impl AgentModelSource {
+    fn of(opts: &StackOptions, config: &Config) -> Result<Self, StackError> {
+        let Some(model_id) = config.model_id.clone() else {
+            return match opts.agent_model {
+                Some(_) => Err(StackError::ModelWithoutId),
+                None => Ok(AgentModelSource::None),
+            };
+        };
+        Ok(match (&opts.agent_model, &config.bedrock_endpoint) {
+            (Some(_), _) => AgentModelSource::Given { model_id },
+            (None, Some(endpoint)) => AgentModelSource::Endpoint {
+                model_id,
+                endpoint: endpoint.clone(),
+            },
+            (None, None) => AgentModelSource::Bedrock {
+                model_id,
+                region: config.region.clone(),
+            },
+        })
+    }
+}
+
 /// How to start a stack.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StackOptions {
     /// Use the emulator at this URL (e.g. one shared by a test binary). `None`: use the one
     /// answering on `emulator_port`, or install and start one there.
@@ -54,10 +100,17 @@ pub struct StackOptions {
     pub env: Vec<(&'static str, String)>,
     /// Concurrent pollers of the chunk queue (Lambda concurrency).
     pub chunk_concurrency: usize,
+    /// Concurrent pollers of the agent queue (AgentWorkerFunction's concurrency).
+    pub agent_concurrency: usize,
+    /// The agent's model, called with the configuration's `TESSERA_MODEL_ID` (put it in
+    /// [`StackOptions::env`]; the stack refuses to start without one). `None`: the model
+    /// `AgentState::new` makes from the configuration (see the module docs).
+    pub agent_model: Option<Arc<dyn ChatModel>>,
     /// Visibility timeout overrides (tests shorten them to see redelivery quickly).
     pub chunk_visibility_secs: Option<u32>,
     pub upload_visibility_secs: Option<u32>,
-    /// Override of both queues' maxReceiveCount.
+    pub agent_visibility_secs: Option<u32>,
+    /// Override of every queue's maxReceiveCount.
     pub max_receive_count: Option<u32>,
     /// Long-poll wait of the pollers (at most 20 s).
     pub poll_wait_secs: u32,
@@ -76,6 +129,25 @@ pub struct StackOptions {
     pub region: String,
 }
 
+impl std::fmt::Debug for StackOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackOptions")
+            .field("emulator_url", &self.emulator_url)
+            .field("emulator_port", &self.emulator_port)
+            .field("http_port", &self.http_port)
+            .field("unique_names", &self.unique_names)
+            .field("chunk_size", &self.chunk_size)
+            .field("env", &self.env)
+            .field("chunk_concurrency", &self.chunk_concurrency)
+            .field("agent_concurrency", &self.agent_concurrency)
+            .field("agent_model", &self.agent_model.as_ref().map(|_| "given"))
+            .field("no_pollers", &self.no_pollers)
+            .field("key", &self.key)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for StackOptions {
     fn default() -> Self {
         let home = crate::auth::tessera_home();
@@ -90,8 +162,11 @@ impl Default for StackOptions {
             export_range_size: None,
             env: Vec::new(),
             chunk_concurrency: 2,
+            agent_concurrency: 2,
+            agent_model: None,
             chunk_visibility_secs: None,
             upload_visibility_secs: None,
+            agent_visibility_secs: None,
             max_receive_count: None,
             // Long polls return as soon as a message arrives; the wait only bounds how long a
             // shutdown waits for the last poll (which must finish: see `esm::run`).
@@ -109,10 +184,16 @@ impl Default for StackOptions {
 
 impl StackOptions {
     /// Options for a test: the given emulator, unique names, any free port, an in-memory key,
-    /// 64 KiB chunks, short polls and a 20 s chunk visibility timeout.
+    /// 64 KiB chunks, short polls, a 20 s chunk visibility timeout, and no model unless the
+    /// test gives one (a `TESSERA_MODEL_ID` in the developer's environment never reaches a
+    /// test's agent).
     pub fn for_tests(emulator_url: &str) -> Self {
         StackOptions {
             emulator_url: Some(emulator_url.to_string()),
+            env: vec![
+                ("TESSERA_MODEL_ID", String::new()),
+                ("TESSERA_BEDROCK_ENDPOINT", String::new()),
+            ],
             http_port: 0,
             unique_names: true,
             chunk_size: 64 * 1024,
@@ -140,6 +221,8 @@ pub enum StackError {
     Key(#[from] KeyError),
     #[error("cannot listen on 127.0.0.1:{port}: {source}. Stop whatever uses the port or pick another with --port")]
     Bind { port: u16, source: std::io::Error },
+    #[error("the agent was given a model but no model id to call it with: set TESSERA_MODEL_ID in the stack's env")]
+    ModelWithoutId,
 }
 
 /// A running stack. Call [`LocalStack::shutdown`] to stop it (dropping it stops the tasks too).
@@ -158,6 +241,8 @@ pub struct LocalStack {
     pub key: JwtKey,
     /// The emulated WebSocket API (`ws://127.0.0.1:<port>/v1/ws`).
     pub ws: Arc<WsGateway>,
+    /// Where the agent's model is.
+    pub agent_model: AgentModelSource,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     emulator: Option<Emulator>,
@@ -197,25 +282,20 @@ impl LocalStack {
         // Resource creation needs clients, clients need a config; the config needs the names.
         // Build a bootstrap config first, then the real one.
         let spec = crate::resources::spec();
-        let boot = stack_config(
-            &opts,
-            &emulator_url,
-            "bootstrap",
-            "bootstrap",
-            "http://bootstrap",
-        )?;
+        let boot = stack_config(&opts, &emulator_url, &Provisioned::bootstrap())?;
         let clients = Clients::from_config(&boot).await;
+        let overrides = |visibility_timeout_secs| QueueOverrides {
+            visibility_timeout_secs,
+            max_receive_count: opts.max_receive_count,
+        };
         let resources = provision::provision(
             &clients,
             &spec,
             &suffix,
-            QueueOverrides {
-                visibility_timeout_secs: opts.upload_visibility_secs,
-                max_receive_count: opts.max_receive_count,
-            },
-            QueueOverrides {
-                visibility_timeout_secs: opts.chunk_visibility_secs,
-                max_receive_count: opts.max_receive_count,
+            Overrides {
+                upload_events: overrides(opts.upload_visibility_secs),
+                chunk_tasks: overrides(opts.chunk_visibility_secs),
+                agent_tasks: overrides(opts.agent_visibility_secs),
             },
         )
         .await?;
@@ -233,13 +313,7 @@ impl LocalStack {
                 source,
             })?
             .port();
-        let mut config = stack_config(
-            &opts,
-            &emulator_url,
-            &resources.bucket,
-            &resources.table,
-            &resources.chunk_tasks.url,
-        )?;
+        let mut config = stack_config(&opts, &emulator_url, &resources)?;
         config.ws_endpoint = Some(crate::ws::management_endpoint(&format!(
             "http://127.0.0.1:{port}"
         )));
@@ -255,8 +329,20 @@ impl LocalStack {
             tessera_status::app(tessera_status::StatusState::new(config.clone(), &clients));
         let ws_state = tessera_status::ws::WsState::new(config.clone(), &clients);
         let ws = WsGateway::new(key.clone(), ws_state.clone(), opts.ws);
-        let app =
-            crate::gateway::router(api, status, key.clone()).merge(crate::ws::router(ws.clone()));
+        let agent_model = AgentModelSource::of(&opts, &config)?;
+        let agent = match &opts.agent_model {
+            Some(model) => {
+                tessera_agent::AgentState::with_model(config.clone(), &clients, Some(model.clone()))
+            }
+            None => tessera_agent::AgentState::new(config.clone(), &clients),
+        };
+        let app = crate::gateway::router_with_agent(
+            api,
+            status,
+            Some(tessera_agent::app(agent.clone())),
+            key.clone(),
+        )
+        .merge(crate::ws::router(ws.clone()));
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(
@@ -355,6 +441,24 @@ impl LocalStack {
                     shutdown_rx.clone(),
                 )));
             }
+            // The agent queue -> AgentWorkerFunction (conversation turns, continuations).
+            let agent_handler: Handler = Arc::new(move |ev| {
+                let st = agent.clone();
+                Box::pin(async move { tessera_agent::handle(&st, ev).await })
+            });
+            for _ in 0..opts.agent_concurrency.max(1) {
+                tasks.push(tokio::spawn(esm::run(
+                    mapping(
+                        "agent",
+                        &resources.agent_tasks,
+                        spec.agent_tasks.batch_size,
+                        false,
+                    ),
+                    clients.sqs.clone(),
+                    agent_handler.clone(),
+                    shutdown_rx.clone(),
+                )));
+            }
         }
         tracing::info!(http = port, emulator = %emulator_url, "local stack running");
         Ok(LocalStack {
@@ -365,6 +469,7 @@ impl LocalStack {
             resources,
             key,
             ws,
+            agent_model,
             shutdown,
             tasks,
             emulator,
@@ -408,20 +513,42 @@ impl Drop for LocalStack {
     }
 }
 
+impl Provisioned {
+    /// Placeholder names for the configuration that builds the clients that provision.
+    fn bootstrap() -> Self {
+        let q = provision::QueueNames {
+            name: "bootstrap".into(),
+            url: "http://bootstrap".into(),
+            arn: "bootstrap".into(),
+            dlq_name: "bootstrap".into(),
+            dlq_url: "http://bootstrap".into(),
+            dlq_arn: "bootstrap".into(),
+        };
+        Provisioned {
+            bucket: "bootstrap".into(),
+            table: "bootstrap".into(),
+            upload_events: q.clone(),
+            chunk_tasks: q.clone(),
+            agent_tasks: q,
+        }
+    }
+}
+
 /// The stack's configuration: its own names and settings first, then `TESSERA_*` variables from
-/// the environment for everything it does not set (presign TTL, sniff bytes, job TTL).
+/// the environment for everything it does not set (presign TTL, sniff bytes, job TTL, and the
+/// agent's `TESSERA_MODEL_ID` / `TESSERA_BEDROCK_ENDPOINT`). Every function of the stack runs
+/// with it, as every function in template.yaml gets the queue URLs.
 fn stack_config(
     opts: &StackOptions,
     endpoint: &str,
-    bucket: &str,
-    table: &str,
-    queue: &str,
+    resources: &Provisioned,
 ) -> Result<Config, ConfigError> {
     let mut m: HashMap<&str, String> = HashMap::new();
     m.insert("TESSERA_AWS_ENDPOINT", endpoint.to_string());
-    m.insert("TESSERA_BUCKET", bucket.to_string());
-    m.insert("TESSERA_JOBS_TABLE", table.to_string());
-    m.insert("TESSERA_CHUNK_QUEUE_URL", queue.to_string());
+    m.insert("TESSERA_BUCKET", resources.bucket.clone());
+    m.insert("TESSERA_JOBS_TABLE", resources.table.clone());
+    m.insert("TESSERA_CHUNK_QUEUE_URL", resources.chunk_tasks.url.clone());
+    m.insert("TESSERA_AGENT_QUEUE_URL", resources.agent_tasks.url.clone());
     m.insert("TESSERA_CHUNK_SIZE", opts.chunk_size.to_string());
     m.insert("AWS_REGION", opts.region.clone());
     if let Some(max) = opts.max_upload_bytes {

@@ -1,7 +1,8 @@
 //! `template.yaml` agrees with `tessera_infra::resources::spec()`, the description the local
 //! runtime provisions from: table keys and index, queue timings and redrive, event-source batch
 //! sizes, the bucket's notification filter, lifecycle and CORS, and the environment the functions
-//! read. Also: no IAM statement grants a wildcard action or an unscoped resource.
+//! read. Also: no IAM statement grants a wildcard action or an unscoped resource, every function's
+//! grants are exactly the reviewed list, and Bedrock is granted only on the configured model.
 //!
 //! Pure parsing, no network. CloudFormation short tags (`!Ref`, `!Sub`, `!GetAtt`...) arrive from
 //! serde_yaml as `Value::Tagged`; [`normalise`] rewrites them to the long form (`{Ref: ..}`,
@@ -358,6 +359,7 @@ fn queues_match_spec() {
     let s = spec();
     check_queue(&t, &s.upload_events);
     check_queue(&t, &s.chunk_tasks);
+    check_queue(&t, &s.agent_tasks);
 }
 
 #[test]
@@ -512,6 +514,12 @@ fn functions_read_the_spec_resources() {
         at(env, &["TESSERA_CHUNK_QUEUE_URL"]),
         &reference(s.chunk_tasks.logical_id)
     );
+    // Every function knows the agent queue, as every function of the local stack does (the
+    // chunk function sends continuations there; the agent functions send turns).
+    assert_eq!(
+        at(env, &["TESSERA_AGENT_QUEUE_URL"]),
+        &reference(s.agent_tasks.logical_id)
+    );
     let ttl = num(at(env, &["TESSERA_PRESIGN_TTL_SECS"]));
     assert!((1..=tessera_shared::config::MAX_PRESIGN_TTL_SECS).contains(&ttl));
 
@@ -544,6 +552,8 @@ fn functions_read_the_spec_resources() {
     assert_eq!(
         binaries,
         [
+            "tessera-agent",
+            "tessera-agent-worker",
             "tessera-api",
             "tessera-authorizer",
             "tessera-chunk",
@@ -605,6 +615,7 @@ fn http_routes_are_authorised_except_health() {
             ("GET /v1/jobs/{id}/profile".to_string(), false),
             ("GET /v1/jobs/{id}/queries/{query_id}".to_string(), false),
             ("GET /v1/references".to_string(), false),
+            ("GET /v1/sessions/{id}".to_string(), false),
             ("GET /v1/uploads/{job}/parts".to_string(), false),
             ("GET /v1/workflows".to_string(), false),
             ("GET /v1/workflows/{id}".to_string(), false),
@@ -617,6 +628,9 @@ fn http_routes_are_authorised_except_health() {
             ("POST /v1/jobs/{id}/queries".to_string(), false),
             ("POST /v1/jobs/{id}/retry".to_string(), false),
             ("POST /v1/references".to_string(), false),
+            ("POST /v1/rules/generate".to_string(), false),
+            ("POST /v1/sessions".to_string(), false),
+            ("POST /v1/sessions/{id}/messages".to_string(), false),
             ("POST /v1/uploads".to_string(), false),
             ("POST /v1/uploads/{job}/complete".to_string(), false),
             ("POST /v1/workflows".to_string(), false),
@@ -688,6 +702,10 @@ fn resource_name(r: &Value) -> String {
         return str_of(at(att, &["0"])).to_string();
     }
     let sub = sub_text(r);
+    // Bedrock models: `bedrock:<region>:<account>:<type>/<id>`, as written.
+    if let Some(rest) = sub.strip_prefix("arn:${AWS::Partition}:bedrock:") {
+        return format!("bedrock:{rest}");
+    }
     // WebSocket management: `arn:...:execute-api:<region>:<account>:${Api}/<stage>/POST/@connections/*`.
     if let Some(api) =
         sub.strip_prefix("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${")
@@ -702,12 +720,104 @@ fn resource_name(r: &Value) -> String {
     format!("{var}{rest}")
 }
 
-/// What each function may do, as `action resource` lines. Changing a permission means changing
-/// this list too, so a grant is always a deliberate, reviewed decision (docs/deploy.md says why).
+/// A condition's value as text: a string, or the text of a `!Sub`.
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => sub_text(other).to_string(),
+    }
+}
+
+/// ` when <operator> <key>=<value>` for each condition of a statement (empty without any).
+fn conditions(st: &Value) -> String {
+    let Some(c) = st.get("Condition") else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for (op, keys) in c.as_mapping().expect("Condition is a mapping") {
+        for (k, v) in keys.as_mapping().expect("a condition operator maps keys") {
+            out.push_str(&format!(
+                " when {} {}={}",
+                str_of(op),
+                str_of(k),
+                value_text(v)
+            ));
+        }
+    }
+    out
+}
+
+/// A function's policies with the condition each depends on: a plain policy (`None`), or
+/// `!If [Cond, policy, !Ref AWS::NoValue]` (granted only when `Cond` holds, nothing otherwise).
+fn policies_of(id: &str, f: &Value) -> Vec<(Option<String>, Value)> {
+    at(f, &["Properties", "Policies"])
+        .as_sequence()
+        .expect("Policies is a list")
+        .iter()
+        .map(|p| match p.get("Fn::If") {
+            Some(branches) => {
+                assert_eq!(
+                    at(branches, &["2"]),
+                    &reference("AWS::NoValue"),
+                    "{id}: a conditional policy must grant nothing when its condition is false"
+                );
+                (
+                    Some(str_of(at(branches, &["0"])).to_string()),
+                    at(branches, &["1"]).clone(),
+                )
+            }
+            None => (None, p.clone()),
+        })
+        .collect()
+}
+
+/// What each function may do, as `action resource` lines (with ` when ...` for a statement's
+/// conditions and ` if Cond` for a policy that exists only under a template condition).
+/// Changing a permission means changing this list too, so a grant is always a deliberate,
+/// reviewed decision (docs/deploy.md and docs/agent.md say why).
 #[test]
 fn function_permissions_are_exactly_these() {
     let t = template();
+    let profile_arn = "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/${ModelId}";
+    let bedrock = [
+        "bedrock:InvokeModel bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/${ModelId} if HasModel".to_string(),
+        "bedrock:InvokeModel bedrock:*::foundation-model/${ModelId} if HasModel".to_string(),
+        format!("bedrock:InvokeModel bedrock:*::foundation-model/* when StringEquals bedrock:InferenceProfileArn={profile_arn} if HasModel"),
+    ];
+    let agent: Vec<String> = [
+        "dynamodb:GetItem JobsTable",
+        "dynamodb:PutItem JobsTable",
+        "dynamodb:Query JobsTable",
+        "dynamodb:UpdateItem JobsTable",
+        "s3:GetObject DataBucket/results/*",
+        "sqs:SendMessage AgentTasksQueue",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(bedrock.iter().cloned())
+    .collect();
+    let agent_worker: Vec<String> = [
+        "dynamodb:GetItem JobsTable",
+        "dynamodb:PutItem JobsTable",
+        "dynamodb:Query JobsTable",
+        "dynamodb:UpdateItem JobsTable",
+        "s3:DeleteObject DataBucket/results/*/queries/*",
+        "s3:GetObject DataBucket/results/*",
+        "s3:GetObject DataBucket/uploads/*",
+        "s3:PutObject DataBucket/results/*/queries/*",
+        "s3:PutObject DataBucket/results/*/sessions/*",
+        "sqs:SendMessage AgentTasksQueue",
+        "sqs:SendMessage ChunkTasksQueue",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(bedrock.iter().cloned())
+    .collect();
+    let agent: Vec<&str> = agent.iter().map(String::as_str).collect();
+    let agent_worker: Vec<&str> = agent_worker.iter().map(String::as_str).collect();
     let expected: &[(&str, &[&str])] = &[
+        ("AgentFunction", &agent),
+        ("AgentWorkerFunction", &agent_worker),
         (
             "ApiFunction",
             &[
@@ -724,7 +834,7 @@ fn function_permissions_are_exactly_these() {
                 "s3:GetObject DataBucket/refs/*",
                 "s3:GetObject DataBucket/results/*",
                 "s3:GetObject DataBucket/uploads/*",
-                "s3:ListBucket DataBucket",
+                "s3:ListBucket DataBucket when StringLike s3:prefix=refs/*",
                 "s3:ListMultipartUploadParts DataBucket/uploads/*",
                 "s3:PutObject DataBucket/refs/*",
                 "s3:PutObject DataBucket/results/*/exports/*",
@@ -756,6 +866,7 @@ fn function_permissions_are_exactly_these() {
                 "s3:GetObject DataBucket/uploads/*",
                 "s3:ListMultipartUploadParts DataBucket/results/*",
                 "s3:PutObject DataBucket/results/*",
+                "sqs:SendMessage AgentTasksQueue",
             ],
         ),
         (
@@ -808,24 +919,23 @@ fn function_permissions_are_exactly_these() {
     ];
     let mut actual = Vec::new();
     for (id, f) in resources_of(&t, "AWS::Serverless::Function") {
-        let policies = at(f, &["Properties", "Policies"])
-            .as_sequence()
-            .expect("Policies is a list");
         let mut lines = Vec::new();
-        for p in policies {
+        for (condition, p) in policies_of(id, f) {
             // Only inline statements: a managed policy or SAM policy template would grant
             // actions this test cannot see.
             let stmts = p
                 .get("Statement")
                 .unwrap_or_else(|| panic!("{id}: policy without Statement: {p:?}"));
+            let only_if = condition.map(|c| format!(" if {c}")).unwrap_or_default();
             for st in stmts.as_sequence().expect("Statement is a list") {
                 assert_eq!(str_of(at(st, &["Effect"])), "Allow");
-                let resources = match at(st, &["Resource"]) {
+                let resources: Vec<String> = match at(st, &["Resource"]) {
                     Value::Sequence(s) => s.iter().map(resource_name).collect(),
                     one => vec![resource_name(one)],
                 };
+                let when = conditions(st);
                 for a in seq_of_str(at(st, &["Action"])) {
-                    lines.extend(resources.iter().map(|r| format!("{a} {r}")));
+                    lines.extend(resources.iter().map(|r| format!("{a} {r}{when}{only_if}")));
                 }
             }
         }
@@ -836,7 +946,11 @@ fn function_permissions_are_exactly_these() {
     actual.sort();
     let expected: Vec<(String, Vec<String>)> = expected
         .iter()
-        .map(|(id, l)| (id.to_string(), l.iter().map(|s| s.to_string()).collect()))
+        .map(|(id, l)| {
+            let mut lines: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+            lines.sort();
+            (id.to_string(), lines)
+        })
         .collect();
     assert_eq!(actual, expected);
 }
@@ -1004,7 +1118,11 @@ fn every_dead_letter_queue_is_consumed_or_alarmed() {
                 .unwrap_or_else(|| panic!("redrive target {target:?} is not a queue here"))
         })
         .collect();
-    assert_eq!(dlqs.len(), 2, "upload events and chunk tasks: {dlqs:?}");
+    assert_eq!(
+        dlqs.len(),
+        3,
+        "upload events, chunk tasks and agent tasks: {dlqs:?}"
+    );
     let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
     for dlq in dlqs {
         let consumed = function_events(&t, "SQS")
@@ -1022,6 +1140,84 @@ fn every_dead_letter_queue_is_consumed_or_alarmed() {
         assert!(alarmed, "{dlq}: no alarm on its visible messages");
         if dlq == "ChunkTasksDLQ" {
             assert!(consumed, "{dlq}: its consumer fails the jobs");
+        }
+    }
+}
+
+/// The agent's model is a parameter, empty by default (no model: profile suggestions); the
+/// agent functions read it as `TESSERA_MODEL_ID`; `HasModel` is exactly "the parameter is not
+/// empty"; and no function but the agent's touches Bedrock, and only under `HasModel`
+/// (`function_permissions_are_exactly_these` pins the model ARNs themselves).
+#[test]
+fn bedrock_is_granted_only_on_the_configured_model() {
+    let t = template();
+    let p = at(&t, &["Parameters", "ModelId"]);
+    assert_eq!(str_of(at(p, &["Type"])), "String");
+    assert_eq!(
+        str_of(at(p, &["Default"])),
+        "",
+        "no model unless one is chosen"
+    );
+    // An id, not an ARN and not a pattern: the grants below put it into ARNs.
+    let pattern = str_of(at(p, &["AllowedPattern"]));
+    assert!(
+        !pattern.contains('*') || pattern.ends_with("]*$"),
+        "{pattern}"
+    );
+    assert!(!pattern.contains('/'), "{pattern}");
+
+    let cond = at(&t, &["Conditions", "HasModel"]);
+    let equals = at(cond, &["Fn::Not", "0", "Fn::Equals"]);
+    assert_eq!(at(equals, &["0"]), &reference("ModelId"));
+    assert_eq!(str_of(at(equals, &["1"])), "");
+
+    for (id, f) in resources_of(&t, "AWS::Serverless::Function") {
+        let model_env = f
+            .get("Properties")
+            .and_then(|p| p.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(|v| v.get("TESSERA_MODEL_ID"));
+        let agent = matches!(id, "AgentFunction" | "AgentWorkerFunction");
+        if agent {
+            assert_eq!(model_env, Some(&reference("ModelId")), "{id}");
+        } else {
+            assert!(model_env.is_none(), "{id} has no use for a model");
+        }
+        for (condition, policy) in policies_of(id, f) {
+            let mut stmts = Vec::new();
+            statements(&policy, &mut stmts);
+            for st in stmts {
+                let bedrock = seq_of_str(at(&st, &["Action"]))
+                    .iter()
+                    .any(|a| a.starts_with("bedrock:"));
+                if !bedrock {
+                    continue;
+                }
+                assert!(agent, "{id} may not call Bedrock");
+                assert_eq!(condition.as_deref(), Some("HasModel"), "{id}");
+                assert_eq!(seq_of_str(at(&st, &["Action"])), ["bedrock:InvokeModel"]);
+                // A resource that is not the configured model itself (every foundation model,
+                // in any Region) is reachable only through the configured inference profile.
+                let resources = match at(&st, &["Resource"]) {
+                    Value::Sequence(s) => s.clone(),
+                    one => vec![one.clone()],
+                };
+                for r in resources {
+                    let arn = sub_text(&r);
+                    if arn.ends_with("/${ModelId}") {
+                        continue;
+                    }
+                    assert!(arn.ends_with("::foundation-model/*"), "{id}: {arn}");
+                    let via = at(
+                        &st,
+                        &["Condition", "StringEquals", "bedrock:InferenceProfileArn"],
+                    );
+                    assert!(
+                        sub_text(via).ends_with(":inference-profile/${ModelId}"),
+                        "{id}: {via:?}"
+                    );
+                }
+            }
         }
     }
 }
