@@ -27,6 +27,15 @@ const READ_ONLY_TOOLS: [&str; 4] = [
 ];
 
 async fn agent_stack(server: &ConverseServer, query_jobs: bool) -> LocalStack {
+    agent_stack_with(server, query_jobs, None).await
+}
+
+/// An agent stack; `budget_usd`: the owners' daily model budget (default: ample).
+async fn agent_stack_with(
+    server: &ConverseServer,
+    query_jobs: bool,
+    budget_usd: Option<&str>,
+) -> LocalStack {
     let model: Arc<dyn ChatModel> = Arc::new(BedrockModel::local(
         server.url(),
         aws_smithy_types::retry::RetryConfig::disabled(),
@@ -36,6 +45,19 @@ async fn agent_stack(server: &ConverseServer, query_jobs: bool) -> LocalStack {
         o.chunk_concurrency = 4;
         o.agent_model = Some(model);
         o.env.push(("TESSERA_MODEL_ID", MODEL.into()));
+        // Limits the tests do not exercise stay out of the way; prices for the test model.
+        o.env
+            .push(("TESSERA_MODEL_OWNER_TOKENS", "10000000".into()));
+        o.env
+            .push(("TESSERA_MODEL_GLOBAL_TOKENS", "10000000".into()));
+        o.env.push((
+            "TESSERA_MODEL_PRICES",
+            r#"{"*": {"input_per_1k": 0.003, "output_per_1k": 0.015}}"#.into(),
+        ));
+        o.env.push((
+            "TESSERA_OWNER_DAILY_BUDGET_USD",
+            budget_usd.unwrap_or("100").to_string(),
+        ));
         if query_jobs {
             o.env.push(("TESSERA_QUERY_INLINE_MAX_BYTES", "0".into()));
             o.env.push(("TESSERA_QUERY_RANGE_SIZE", "3001".into()));
@@ -366,7 +388,7 @@ async fn a_model_that_never_stops_is_cut_at_the_tool_call_bound() {
     let stack = agent_stack(&server, false).await;
     let c = Client::new(&stack, "alice");
     let job = completed_job(&c, data(100, |i| format!("n{i}"))).await;
-    server.respond_with(|_| Step::tool_use("describe_dataset", json!({})));
+    server.respond_with(|_| Step::tool_use("describe_dataset", json!({})).with_usage(100, 10));
     let (_, msg) = ask(&c, &job, "Tell me everything").await;
     assert_eq!(msg["state"], "answered", "{msg}");
     assert_eq!(msg["answer"]["bound"], "tool_calls", "{msg}");
@@ -376,6 +398,14 @@ async fn a_model_that_never_stops_is_cut_at_the_tool_call_bound() {
         .contains("limit of 8 tool calls"));
     assert_eq!(msg["tool_calls"].as_array().unwrap().len(), 8);
     assert_eq!(msg["usage"]["model_calls"], 9);
+    assert_eq!(msg["usage"]["input_tokens"], 900);
+
+    // The token bound: two calls of 40,000 tokens pass the 60,000 of one message.
+    server.respond_with(|_| Step::tool_use("describe_dataset", json!({})).with_usage(40_000, 10));
+    let (_, msg) = ask(&c, &job, "And again").await;
+    assert_eq!(msg["answer"]["bound"], "tokens", "{msg}");
+    assert_eq!(msg["usage"]["model_calls"], 2, "{msg}");
+    assert_eq!(msg["state"], "answered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -406,4 +436,106 @@ async fn a_throttled_call_is_retried_from_the_queue_and_answered() {
     assert_eq!(m.status, StatusCode::NOT_FOUND);
     let s = bob.post_json("/v1/sessions", &json!({"job_id": job})).await;
     assert_eq!(s.status, StatusCode::NOT_FOUND);
+}
+
+/// A daily budget too small for one call: the message fails `budget_exceeded` with the figures,
+/// and a rules request falls back to the profile saying why; no model call is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_over_budget_gets_budget_exceeded_with_the_figures() {
+    let server = ConverseServer::start().await.unwrap();
+    let stack = agent_stack_with(&server, false, Some("0.001")).await;
+    let c = Client::new(&stack, "alice");
+    let job = completed_job(&c, data(100, |i| format!("n{i}"))).await;
+    let (_, msg) = ask(&c, &job, "How many rows?").await;
+    assert_eq!(msg["state"], "failed", "{msg}");
+    assert_eq!(msg["error"]["code"], "budget_exceeded", "{msg}");
+    let text = msg["error"]["message"].as_str().unwrap();
+    assert!(text.contains("$0.001"), "the budget is named: {text}");
+    let a = c
+        .post_json(
+            "/v1/rules/generate",
+            &json!({"job_id": job, "prompt": "amounts are positive"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["source"], "profile");
+    assert_eq!(a.body["fallback"], "budget_exceeded");
+    assert_eq!(server.calls(), 0, "nothing reached the model");
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws(stack: &LocalStack, sub: &str, job: &str) -> Ws {
+    use futures::SinkExt;
+    let url = format!(
+        "{}/v1/ws?token={}",
+        stack.http_url.replacen("http://", "ws://", 1),
+        stack.token(sub)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"action": "subscribe", "job_id": job})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("subscribe");
+    ws
+}
+
+/// The next text message within `t`, or `None`.
+async fn next_text(ws: &mut Ws, t: Duration) -> Option<Value> {
+    use futures::StreamExt;
+    loop {
+        match tokio::time::timeout(t, ws.next()).await {
+            Err(_) | Ok(None) => return None,
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(s)))) => {
+                return Some(serde_json::from_str(&s).expect("JSON"))
+            }
+            Ok(Some(_)) => continue,
+        }
+    }
+}
+
+/// The answer is pushed over the WebSocket to the job's subscribers (its owner's
+/// connections) as `message.answer`; another owner cannot subscribe and gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_answer_is_pushed_to_the_owner_only() {
+    let server = ConverseServer::start().await.unwrap();
+    let stack = agent_stack(&server, false).await;
+    let c = Client::new(&stack, "alice");
+    let job = completed_job(&c, data(50, |i| format!("n{i}"))).await;
+    let mut mine = ws(&stack, "alice", &job).await;
+    let mut theirs = ws(&stack, "bob", &job).await;
+    assert_eq!(
+        next_text(&mut theirs, Duration::from_secs(10))
+            .await
+            .unwrap()["type"],
+        "error",
+        "bob cannot subscribe to alice's job"
+    );
+    server.push(Step::text("Fifty rows."));
+    let (sid, msg) = ask(&c, &job, "How many rows?").await;
+    assert_eq!(msg["state"], "answered");
+    let until = Instant::now() + TIMEOUT;
+    let answer = loop {
+        let m = next_text(&mut mine, Duration::from_secs(30))
+            .await
+            .expect("a push before the timeout");
+        if m["type"] == "message.answer" {
+            break m;
+        }
+        assert!(Instant::now() < until);
+    };
+    assert_eq!(answer["session_id"], sid.as_str());
+    assert_eq!(answer["message"]["answer"]["text"], "Fifty rows.");
+    assert!(
+        next_text(&mut theirs, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing about alice's session reached bob"
+    );
 }

@@ -63,11 +63,15 @@ fn every_sample_is_checked() {
     assert_eq!(
         names,
         [
+            "agent-create-session.json",
+            "agent-task.json",
+            "api-create-query.json",
             "api-create-upload.json",
             "api-health.json",
             "authorizer-ws-connect.json",
             "chunk-dead-letter.json",
             "chunk-export-range.json",
+            "chunk-query-range.json",
             "chunk-task.json",
             "planner-emulator-shape.json",
             "planner-s3-put.json",
@@ -188,6 +192,39 @@ fn chunk_export_range_sample() {
 
 /// A task the chunk queue redrove to its dead-letter queue after `maxReceiveCount` deliveries:
 /// the same body, from the DLQ.
+#[test]
+fn chunk_query_range_sample() {
+    use tessera_shared::task::{parse_queue_message, QueueMessage};
+    let body = sqs_body("chunk-query-range.json", "tessera-chunk-tasks");
+    let QueueMessage::QueryRange(m) = parse_queue_message(&body).expect("query range body") else {
+        panic!("not a query range: {body}")
+    };
+    assert!(tessera_shared::query::is_query_id(&m.query_id), "{m:?}");
+    assert!(m.start < m.end);
+}
+
+#[test]
+fn agent_samples() {
+    let body = sqs_body("agent-task.json", "tessera-agent-tasks");
+    let task: tessera_shared::agent::session::AgentTask =
+        serde_json::from_str(&body).expect("an agent task");
+    assert_eq!(task.kind, tessera_shared::agent::session::AgentTask::KIND);
+    assert!(uuid_like(&task.session_id), "{task:?}");
+    let query: ApiGatewayV2httpRequest = load("api-create-query.json");
+    assert_eq!(
+        query.route_key.as_deref(),
+        Some("POST /v1/jobs/{id}/queries")
+    );
+    tessera_shared::engine::query::parse_document(query.body.as_deref().unwrap().as_bytes())
+        .expect("the sample's body is a valid query document");
+    let session: ApiGatewayV2httpRequest = load("agent-create-session.json");
+    assert_eq!(session.route_key.as_deref(), Some("POST /v1/sessions"));
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|&c| c == '-').count() == 4
+}
+
 #[test]
 fn chunk_dead_letter_sample() {
     let body = sqs_body("chunk-dead-letter.json", "tessera-chunk-tasks-dlq");

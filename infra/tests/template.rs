@@ -1076,6 +1076,7 @@ fn status_stream_filter_admits_job_items_and_shard_counters() {
         [
             tessera_shared::store::jobs::COUNTER_SK,
             "META",
+            "prefix MSG#",
             "prefix QUERY#"
         ]
     );

@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tessera_shared::agent::limits::RateAdmission;
 use tessera_shared::agent::session::{ChatMessage, Session};
 use tessera_shared::agent::{Agent, AgentLimits, MAX_MESSAGE_CHARS};
 use tessera_shared::aws::Clients;
@@ -36,6 +37,7 @@ use tessera_shared::pipeline::queries::QueryStore;
 use tessera_shared::store::jobs::JobStore;
 use tessera_shared::store::objects::ObjectStore;
 use tessera_shared::store::queue::TaskQueue;
+use tessera_shared::store::rate::RateStore;
 use tessera_shared::store::sessions::SessionStore;
 use tessera_shared::store::workflows::WorkflowStore;
 
@@ -65,7 +67,11 @@ impl AgentState {
             workflows: WorkflowStore::new(clients.dynamodb.clone(), table),
             agent: Agent {
                 model,
-                admission: None,
+                admission: Some(Arc::new(RateAdmission(Arc::new(RateStore::new(
+                    clients.dynamodb.clone(),
+                    table,
+                    config.model_limits.clone(),
+                ))))),
                 limits: AgentLimits::default(),
                 jobs: JobStore::new(clients.dynamodb.clone(), table),
                 objects: ObjectStore::new(clients.s3.clone(), &config.bucket),

@@ -34,10 +34,69 @@ pub struct Ticket {
 /// Capacity for model calls, shared by every instance (the rate buckets and budgets).
 #[async_trait]
 pub trait Admission: Send + Sync {
-    /// Reserves one request and `tokens` tokens for `owner`'s call to `model_id`.
-    async fn reserve(&self, model_id: &str, owner: &str, tokens: u32) -> Result<Ticket, Capacity>;
-    /// Settles a reservation with what the call used (`None`: the call failed before usage).
-    async fn settle(&self, ticket: Ticket, model_id: &str, owner: &str, usage: Option<&Usage>);
+    /// Reserves one request and `input + max_tokens` tokens for `owner`'s call to `model_id`.
+    async fn reserve(
+        &self,
+        model_id: &str,
+        owner: &str,
+        input: u32,
+        max_tokens: u32,
+    ) -> Result<Ticket, Capacity>;
+    /// Settles a reservation with what the call used (`None`: the call failed before usage);
+    /// returns the call's estimated cost in millionths of a US dollar.
+    async fn settle(&self, ticket: Ticket, usage: Option<&Usage>) -> u64;
+}
+
+/// [`Admission`] over the shared rate buckets and daily budgets (`store::rate`).
+pub struct RateAdmission(pub std::sync::Arc<dyn crate::ports::RateBuckets>);
+
+#[async_trait]
+impl Admission for RateAdmission {
+    async fn reserve(
+        &self,
+        model_id: &str,
+        owner: &str,
+        input: u32,
+        max_tokens: u32,
+    ) -> Result<Ticket, Capacity> {
+        use crate::rate::{Admission as A, RateError, TokenUsage};
+        let estimate = TokenUsage {
+            input_tokens: input as u64,
+            output_tokens: max_tokens as u64,
+        };
+        match self.0.reserve(model_id, owner, estimate).await {
+            Ok(A::Admitted(r)) => Ok(Ticket {
+                reserved_tokens: input + max_tokens,
+                token: serde_json::to_string(&r).expect("a reservation is JSON"),
+            }),
+            Ok(A::Wait { retry_after }) => Err(Capacity::Wait(retry_after)),
+            Err(e @ RateError::BudgetExceeded(_)) => Err(Capacity::Budget(e.message())),
+            Err(RateError::Store(e)) => {
+                tracing::warn!(error = %e, "rate buckets unavailable; the work is retried later");
+                Err(Capacity::Wait(Duration::from_secs(5)))
+            }
+            Err(e) => {
+                tracing::error!(code = e.code(), error = %e, "model call refused by the limiter");
+                Err(Capacity::Model(ModelError::Other(e.message())))
+            }
+        }
+    }
+
+    async fn settle(&self, ticket: Ticket, usage: Option<&Usage>) -> u64 {
+        let Ok(r) = serde_json::from_str::<crate::rate::Reservation>(&ticket.token) else {
+            return 0;
+        };
+        let used = usage.copied().map(Into::into).unwrap_or_default();
+        match self.0.settle(&r, used).await {
+            Ok(crate::rate::Settled::Applied { cost_micro_usd, .. }) => cost_micro_usd,
+            Ok(_) => 0,
+            Err(e) => {
+                // The reservation holds its worst case until the day ends: safe, not exact.
+                tracing::warn!(error = %e, "could not settle a model reservation");
+                0
+            }
+        }
+    }
 }
 
 /// The input tokens of a request, estimated (4 bytes a token, rounded up, at least 1).
@@ -74,6 +133,25 @@ pub struct Gate<'a> {
     pub admission: Option<&'a dyn Admission>,
     /// Throttles already met by this piece of work (for the backoff).
     pub attempt: u32,
+    /// Estimated cost of the calls made through this gate, in millionths of a US dollar.
+    pub spent_micro_usd: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> Gate<'a> {
+    pub fn new(owner: &'a str, admission: Option<&'a dyn Admission>, attempt: u32) -> Self {
+        Gate {
+            owner,
+            admission,
+            attempt,
+            spent_micro_usd: Default::default(),
+        }
+    }
+
+    /// What the calls so far cost.
+    pub fn spent(&self) -> u64 {
+        self.spent_micro_usd
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Gate<'_> {
@@ -84,20 +162,19 @@ impl Gate<'_> {
         req: ConverseRequest,
     ) -> Result<ModelReply, Capacity> {
         let model_id = req.model_id.clone();
-        let tokens = estimate_input_tokens(&req) + req.inference.max_tokens;
+        let input = estimate_input_tokens(&req);
         let ticket = match self.admission {
-            Some(a) => Some(a.reserve(&model_id, self.owner, tokens).await?),
+            Some(a) => Some(
+                a.reserve(&model_id, self.owner, input, req.inference.max_tokens)
+                    .await?,
+            ),
             None => None,
         };
         let res = model.converse(req).await;
         if let (Some(a), Some(t)) = (self.admission, ticket) {
-            a.settle(
-                t,
-                &model_id,
-                self.owner,
-                res.as_ref().ok().map(|r| &r.usage),
-            )
-            .await;
+            let cost = a.settle(t, res.as_ref().ok().map(|r| &r.usage)).await;
+            self.spent_micro_usd
+                .fetch_add(cost, std::sync::atomic::Ordering::Relaxed);
         }
         match res {
             Ok(r) => Ok(r),

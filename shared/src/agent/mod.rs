@@ -106,11 +106,7 @@ impl Agent {
 
     /// A gate for `owner`'s calls.
     pub fn gate<'a>(&'a self, owner: &'a str, attempt: u32) -> Gate<'a> {
-        Gate {
-            owner,
-            admission: self.admission.as_deref(),
-            attempt,
-        }
+        Gate::new(owner, self.admission.as_deref(), attempt)
     }
 
     /// The profile of a completed job.
@@ -257,9 +253,11 @@ impl Agent {
             (m.usage.input_tokens - before.input_tokens) as u64,
             (m.usage.output_tokens - before.output_tokens) as u64,
         );
+        let cost = deps.gate.spent();
+        m.cost_micro_usd += cost;
         if input + output > 0 {
             self.sessions
-                .add_usage(&m.session_id, input, output, 0)
+                .add_usage(&m.session_id, input, output, cost)
                 .await?;
         }
         match turn {

@@ -72,11 +72,7 @@ fn profile() -> ProfileReport {
 }
 
 fn gate() -> Gate<'static> {
-    Gate {
-        owner: "alice",
-        admission: None,
-        attempt: 0,
-    }
+    Gate::new("alice", None, 0)
 }
 
 fn good() -> Value {
