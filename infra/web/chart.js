@@ -114,9 +114,9 @@ function bars(result, keys, label) {
   const rowH = 26;
   const labelW = Math.min(220, 12 + 7.2 * Math.max(...items.map((it) => Math.min(it.key.length, 28))));
   const W = 760;
-  const top = 12;
+  const top = 26;
   const plotW = W - labelW - 70;
-  const H = top + items.length * rowH + 52;
+  const H = top + items.length * rowH + 44;
   const lo = Math.min(0, ...items.map((it) => it.value));
   const hi = Math.max(0, ...items.map((it) => it.value));
   const tk = ticks(lo, hi, 5);
@@ -135,7 +135,7 @@ function bars(result, keys, label) {
   }
   svg.appendChild(grid);
   svg.appendChild(el('text', { x: labelW + plotW / 2, y: H - 8, 'text-anchor': 'middle', class: 'axis-title' }, label));
-  svg.appendChild(el('text', { x: 4, y: H - 8, class: 'axis-title' }, keyName));
+  svg.appendChild(el('text', { x: labelW - 8, y: 16, 'text-anchor': 'end', class: 'axis-title' }, keyName));
   items.forEach((it, i) => {
     const y = top + i * rowH;
     const g = el('g', { class: 'bar', 'data-key': it.key, 'data-value': String(it.raw) });

@@ -53,6 +53,31 @@ function fill(select, items, keep = true) {
 
 const typeOf = (name) => state?.types.get(name) || 'string';
 
+/**
+ * The type a query reads a profiled column as (the server's `Schema::from_profile`): the family
+ * most non-null values have (numbers, dates/times, booleans; text when text ties or wins), then
+ * the narrowest type of the family. Not the profile's `type`, which every value must fit: a
+ * decimal column with a few `n/a`s profiles as string but is queried as decimal (the rest are
+ * counted as unparsed).
+ */
+export function queryType(c) {
+  const t = c.type_counts;
+  if (!t) return c.type === 'empty' ? 'string' : c.type;
+  const int = t.integer;
+  const dec = Math.max(0, t.decimal - t.integer);
+  const date = t.date;
+  const ts = Math.max(0, t.timestamp - t.date);
+  const bool = t.boolean;
+  const str = Math.max(0, c.count - (int + dec + date + ts + bool));
+  const num = int + dec;
+  const time = date + ts;
+  const best = Math.max(num, time, bool);
+  if (best === 0 || best <= str || [num, time, bool].filter((x) => x === best).length > 1) return 'string';
+  if (best === num) return dec === 0 ? 'integer' : 'decimal';
+  if (best === time) return ts === 0 ? 'date' : 'timestamp';
+  return 'boolean';
+}
+
 // ------------------------------------------------------------------ the form
 
 /** The keys, bucket and aggregate-column choices follow the chosen columns' types. */
@@ -239,9 +264,14 @@ function showQueryError(e) {
     box.hidden = false;
     return;
   }
-  head.textContent = `${e.message} (${code}${e.requestId ? `, request id ${e.requestId}` : ''})`;
-  box.appendChild(head);
   const problems = e.details?.errors || [];
+  const ids = `${code}${e.requestId ? `, request id ${e.requestId}` : ''}`;
+  // With its problems listed one by one (path and message), the API's summary of the first
+  // would say it twice.
+  head.textContent = problems.length
+    ? `The query was refused: ${problems.length} problem${problems.length === 1 ? '' : 's'} (${ids}).`
+    : `${e.message} (${ids})`;
+  box.appendChild(head);
   if (problems.length) {
     const ul = document.createElement('ul');
     ul.className = 'q-problems';
@@ -436,18 +466,15 @@ export function initQuery(context) {
 export function showQueryPanel(job, profile) {
   const changed = state?.job.job_id !== job.job_id;
   if (changed) run++; // a run still going for another job: its answer is ignored
-  state = {
-    job,
-    columns: profile.columns.map((c) => ({ name: c.name, type: c.type })),
-    types: new Map(profile.columns.map((c) => [c.name, c.type])),
-  };
+  const columns = profile.columns.map((c) => ({ name: c.name, type: queryType(c) }));
+  state = { job, columns, types: new Map(columns.map((c) => [c.name, c.type])) };
   const cols = state.columns.map((c) => [c.name, `${c.name} (${c.type})`]);
   fill($('q-key-0'), [['', 'no grouping (totals)'], ...cols], !changed);
   fill($('q-key-1'), [['', 'none'], ...cols], !changed);
   fill($('q-filter-col'), [['', 'no filter'], ...cols], !changed);
   if (changed) {
     // A sensible first question: count by the first text column with few values.
-    const cat = profile.columns.find((c) => c.type === 'string' && c.distinct > 1 && c.distinct <= 50);
+    const cat = profile.columns.find((c) => queryType(c) === 'string' && c.distinct > 1 && c.distinct <= 50);
     $('q-key-0').value = cat ? cat.name : '';
     $('q-key-1').value = '';
     $('q-fn-0').value = 'count';
