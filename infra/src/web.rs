@@ -143,12 +143,7 @@ mod tests {
             assert!(ct.starts_with("text/html"), "{path}");
             assert!(body.contains("app.js"), "{path}");
         }
-        for path in [
-            "/app.js",
-            "/app/upload.js",
-            "/query.js",
-            "/app/chart.js",
-        ] {
+        for path in ["/app.js", "/app/upload.js", "/query.js", "/app/chart.js"] {
             let (s, ct, _) = get_path(path).await;
             assert_eq!(s, StatusCode::OK, "{path}");
             assert!(ct.starts_with("text/javascript"), "{path}");
@@ -170,7 +165,10 @@ mod tests {
         let names: Vec<&str> = ASSETS.iter().map(|a| a.name).collect();
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            assert!(names.contains(&name.as_str()), "infra/web/{name} is not embedded in ASSETS");
+            assert!(
+                names.contains(&name.as_str()),
+                "infra/web/{name} is not embedded in ASSETS"
+            );
             let (s, _, body) = get_path(&format!("/app/{name}")).await;
             assert_eq!(s, StatusCode::OK, "{name}");
             let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap();
@@ -179,7 +177,11 @@ mod tests {
         for asset in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
             for part in asset.body.split(" from './").skip(1) {
                 let import = part.split('\'').next().unwrap();
-                assert!(names.contains(&import), "{} imports {import}, which is not embedded", asset.name);
+                assert!(
+                    names.contains(&import),
+                    "{} imports {import}, which is not embedded",
+                    asset.name
+                );
             }
         }
     }
