@@ -264,14 +264,19 @@ test('no chart without a group key; a form mistake is named before anything is s
     assert.equal(await page.getAttribute('#q-limit', 'aria-invalid'), 'true');
     assert.equal(posts, 0);
     await page.fill('#q-limit', '10');
+    // The simplest question: how many records (no column read at all).
+    const totals = await run(page);
+    assert.deepEqual(totals.doc, { version: 1, source: 'clean', aggregates: [{ fn: 'count' }], limit: 10 });
+    assert.equal(totals.state, 'completed', await page.textContent('#query-error'));
+    const all = [...known.byCat.values()];
+    assert.deepEqual(await pageTable(page), { columns: ['count'], rows: [[String(all.reduce((s, k) => s + k.count, 0))]] });
+    // And a total of the amounts beside it.
     await page.selectOption('#q-fn-1', 'sum');
     await page.selectOption('#q-col-1', 'amount');
-    const totals = await run(page);
-    assert.deepEqual(totals.doc, { version: 1, source: 'clean', aggregates: [{ fn: 'count' }, { fn: 'sum', column: 'amount' }], limit: 10 });
-    const all = [...known.byCat.values()];
-    const rows = all.reduce((s, k) => s + k.count, 0);
+    const sums = await run(page);
+    assert.deepEqual(sums.doc, { version: 1, source: 'clean', aggregates: [{ fn: 'count' }, { fn: 'sum', column: 'amount' }], limit: 10 });
     const cents = all.reduce((s, k) => s + k.cents, 0n);
-    assert.deepEqual(await pageTable(page), { columns: ['count', 'sum(amount)'], rows: [[String(rows), centsText(cents)]] });
+    assert.deepEqual(await pageTable(page), { columns: ['count', 'sum(amount)'], rows: [[String(all.reduce((s, k) => s + k.count, 0)), centsText(cents)]] });
     assert.equal(await page.getAttribute('#query-chart', 'data-kind'), 'none');
     assert.equal(await page.$$eval('#query-chart svg', (s) => s.length), 0);
   } finally {
