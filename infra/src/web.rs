@@ -41,6 +41,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../web/upload.js"),
     },
     Asset {
+        name: "query.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/query.js"),
+    },
+    Asset {
+        name: "chart.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/chart.js"),
+    },
+    Asset {
         name: "style.css",
         content_type: "text/css; charset=utf-8",
         body: include_str!("../web/style.css"),
@@ -133,7 +143,7 @@ mod tests {
             assert!(ct.starts_with("text/html"), "{path}");
             assert!(body.contains("app.js"), "{path}");
         }
-        for path in ["/app.js", "/app/upload.js"] {
+        for path in ["/app.js", "/app/upload.js", "/query.js", "/app/chart.js"] {
             let (s, ct, _) = get_path(path).await;
             assert_eq!(s, StatusCode::OK, "{path}");
             assert!(ct.starts_with("text/javascript"), "{path}");
@@ -144,6 +154,36 @@ mod tests {
         assert_eq!(v["api"], "");
         assert_eq!(v["ws"], "ws://127.0.0.1:3456/v1/ws");
         assert_eq!(get_path("/app/nope.js").await.0, StatusCode::NOT_FOUND);
+    }
+
+    /// A new file in `infra/web/` that is not embedded would be a 404 in the browser (a module
+    /// import fails and the page stops): every file there is served, and every module a served
+    /// module imports is too.
+    #[tokio::test]
+    async fn every_file_of_the_page_and_every_import_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let names: Vec<&str> = ASSETS.iter().map(|a| a.name).collect();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                names.contains(&name.as_str()),
+                "infra/web/{name} is not embedded in ASSETS"
+            );
+            let (s, _, body) = get_path(&format!("/app/{name}")).await;
+            assert_eq!(s, StatusCode::OK, "{name}");
+            let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap();
+            assert_eq!(body, on_disk, "{name}");
+        }
+        for asset in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            for part in asset.body.split(" from './").skip(1) {
+                let import = part.split('\'').next().unwrap();
+                assert!(
+                    names.contains(&import),
+                    "{} imports {import}, which is not embedded",
+                    asset.name
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -1,8 +1,10 @@
 // Tessera's page: sign in with a token, upload a CSV (upload.js), follow the job live over the
 // WebSocket (falling back to polling GET /v1/jobs/{id} every second), then show the column
-// profile and the jobs list. Plain ES module, no framework, no build step.
+// profile, the query panel (query.js) and the jobs list. Plain ES module, no framework, no build
+// step.
 
 import { api, ApiError, Upload } from './upload.js';
+import { initQuery, showQueryPanel, hideQueryPanel } from './query.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'tessera.token';
@@ -193,6 +195,7 @@ function showJob(id) {
   $('job').hidden = false;
   $('job-id').textContent = id;
   $('result').hidden = true;
+  hideQueryPanel();
 }
 
 function renderJob(job) {
@@ -324,6 +327,7 @@ async function showProfile(job) {
     body.appendChild(tr);
   }
   $('result').hidden = false;
+  showQueryPanel(job, profile);
 }
 
 // ------------------------------------------------------------------ jobs list
@@ -371,6 +375,7 @@ async function init() {
     const resp = await fetch('config.json', { cache: 'no-cache' });
     if (resp.ok) cfg = { ...cfg, ...(await resp.json()) };
   } catch { /* same-origin API, no WebSocket: the defaults */ }
+  initQuery({ cfg: () => cfg, token: () => token });
   setSignedIn();
   if (token) loadJobs().catch(showError);
   document.body.dataset.ready = 'true';

@@ -12,7 +12,7 @@ export const CONCURRENCY = 5;
 export const MAX_ATTEMPTS = 4;
 const RESUME_PREFIX = 'tessera.upload.';
 
-/** An error answered by the API: `{"error": {code, message, request_id}}`. */
+/** An error answered by the API: `{"error": {code, message, request_id, details}}`. */
 export class ApiError extends Error {
   constructor(status, body) {
     const e = (body && body.error) || {};
@@ -20,6 +20,8 @@ export class ApiError extends Error {
     this.status = status;
     this.code = e.code || `http_${status}`;
     this.requestId = e.request_id || '';
+    /** More about the error, e.g. `{errors: [{code, path, message}]}` for a 422 invalid_query. */
+    this.details = e.details || null;
   }
 }
 

@@ -5,121 +5,24 @@
 //
 // Fails (never skips) when chromium or the binary is missing. Never downloads a browser.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { useStack, waitFinal, sleep, OUT, MIB } from './harness.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = process.env.TESSERA_BIN || path.join(ROOT, 'target/debug/tessera');
-const CHROMIUM = process.env.TESSERA_CHROMIUM || '/usr/bin/chromium';
-const SHOT = path.join(ROOT, 'target/browser/page.png');
-const MIB = 1024 * 1024;
+const SHOT = path.join(OUT, 'page.png');
 
-let stack; // {proc, base, emulatorPort, token, home, log}
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-browser-'));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function startStack() {
-  assert.ok(fs.existsSync(BIN), `${BIN} is missing: run \`cargo build -p tessera-infra --bin tessera\` first`);
-  const [port, emulatorPort] = [await freePort(), await freePort()];
-  const home = path.join(tmp, 'home');
-  fs.mkdirSync(home, { recursive: true });
-  const env = { ...process.env, TESSERA_HOME: home, TESSERA_CHUNK_SIZE: String(MIB), RUST_LOG: process.env.RUST_LOG || 'warn' };
-  const log = path.join(tmp, 'tessera-up.log');
-  const out = fs.openSync(log, 'w');
-  const proc = spawn(BIN, ['up', '--port', String(port), '--emulator-port', String(emulatorPort)], {
-    cwd: tmp, env, stdio: ['ignore', out, out],
-  });
-  let exited = null;
-  proc.on('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
-  const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 240_000; // a first run may pip-install moto
-  for (;;) {
-    if (exited) assert.fail(`tessera up ${exited}:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
-    try {
-      const r = await fetch(`${base}/v1/health`);
-      if (r.ok) break;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) {
-      proc.kill('SIGTERM');
-      assert.fail(`tessera up did not answer /v1/health within 240 s:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
-    }
-    await sleep(250);
-  }
-  const token = execFileSync(BIN, ['token'], { cwd: tmp, env }).toString().trim();
-  return { proc, base, emulatorPort, token, home, log };
-}
-
-async function stopStack() {
-  if (!stack || stack.proc.exitCode !== null) return;
-  const done = new Promise((r) => stack.proc.once('exit', r));
-  process.kill(stack.proc.pid, 'SIGTERM');
-  await Promise.race([done, sleep(30_000)]);
-  if (stack.proc.exitCode === null) process.kill(stack.proc.pid, 'SIGKILL');
-}
-
-before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); these tests never download a browser`);
-  stack = await startStack();
-});
-
-after(async () => {
-  await stopStack();
-  if (stack) {
-    // Keep the stack's log next to the screenshot for whoever reads a failure.
-    fs.mkdirSync(path.dirname(SHOT), { recursive: true });
-    fs.copyFileSync(stack.log, path.join(path.dirname(SHOT), 'tessera-up.log'));
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-process.on('exit', () => { try { if (stack?.proc.exitCode === null) process.kill(stack.proc.pid, 'SIGKILL'); } catch { /* gone */ } });
-
-/** A fresh browser (fresh profile dir) and a page signed in to the stack (unless `token` is null). */
-async function openPage(token = stack.token) {
-  const profile = fs.mkdtempSync(path.join(tmp, 'chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  const page = context.pages()[0] || await context.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e.message));
-  await page.goto(`${stack.base}/`);
-  await page.waitForSelector('body[data-ready=true]');
-  if (token === null) return { context, page };
-  await page.fill('#token', token);
-  await page.click('#signin-button');
-  await page.waitForFunction(() => document.getElementById('signin-state').textContent.startsWith('Signed in'));
-  return { context, page };
-}
+const h = useStack({ logName: 'tessera-up.log' });
+const { tmp } = h;
+const openPage = (token) => h.openPage(token);
 
 /** Part PUTs (UploadPart) the page sends to the emulator. */
 function countPartPuts(page) {
   const c = { n: 0 };
   page.on('request', (r) => {
     const u = new URL(r.url());
-    if (r.method() === 'PUT' && u.port === String(stack.emulatorPort) && u.searchParams.has('partNumber')) c.n++;
+    if (r.method() === 'PUT' && u.port === String(h.stack.emulatorPort) && u.searchParams.has('partNumber')) c.n++;
   });
   return c;
 }
@@ -146,25 +49,11 @@ function makeCsv(file, bytes) {
   return { rows, size: fs.statSync(file).size };
 }
 
-/** Waits for the job to reach a final state and asserts `want`, showing the page's account if not. */
-async function waitFinal(page, want, timeout) {
-  await page.waitForSelector('#job-state[data-state=completed], #job-state[data-state=failed], #job-state[data-state=cancelled]', { timeout });
-  const state = await page.getAttribute('#job-state', 'data-state');
-  if (state !== want) {
-    const stats = await page.textContent('#job-stats');
-    const err = await page.textContent('#error');
-    assert.fail(`the job ended ${state}, not ${want}: ${stats} ${err}`);
-  }
-}
-
 async function jobOf(page) {
   return page.textContent('#job-id');
 }
 
-async function apiGet(p) {
-  const r = await fetch(stack.base + p, { headers: { authorization: `Bearer ${stack.token}` } });
-  return r.json();
-}
+const apiGet = (p) => h.apiGet(p);
 
 test('a ~30 MiB CSV uploads in parallel parts, the job completes live and the page shows its profile', { timeout: 300_000 }, async () => {
   const file = path.join(tmp, 'amounts.csv');
@@ -211,7 +100,7 @@ test('an interrupted multipart upload resumes after a reload and sends only the 
   const { context, page } = await openPage();
   try {
     // First attempt: the network drops every part from 3 on (each retry too).
-    const isLatePart = (u) => u.port === String(stack.emulatorPort) && Number(u.searchParams.get('partNumber')) >= 3;
+    const isLatePart = (u) => u.port === String(h.stack.emulatorPort) && Number(u.searchParams.get('partNumber')) >= 3;
     await page.route(isLatePart, (route) => route.abort('connectionreset'));
     const first = countPartPuts(page);
     await page.setInputFiles('#file', file);
@@ -242,7 +131,7 @@ test('abort stops the upload and the job ends cancelled', { timeout: 120_000 }, 
   const { context, page } = await openPage();
   try {
     // Slow parts down so there is time to press the button.
-    await page.route((u) => u.port === String(stack.emulatorPort) && u.searchParams.has('partNumber'), async (route) => {
+    await page.route((u) => u.port === String(h.stack.emulatorPort) && u.searchParams.has('partNumber'), async (route) => {
       await sleep(3000);
       await route.continue().catch(() => {});
     });
@@ -271,7 +160,7 @@ test('a small file dropped on the page goes in one PUT, and without the WebSocke
     const puts = { single: 0, parts: 0 };
     page.on('request', (r) => {
       const u = new URL(r.url());
-      if (r.method() !== 'PUT' || u.port !== String(stack.emulatorPort)) return;
+      if (r.method() !== 'PUT' || u.port !== String(h.stack.emulatorPort)) return;
       if (u.searchParams.has('partNumber')) puts.parts++; else puts.single++;
     });
     // Drag and drop: a DataTransfer holding the file, dropped on the drop zone.
