@@ -275,7 +275,10 @@ async fn get_session(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let s = owned_session(&st, &caller, &id).await?;
-    let messages = st.agent.sessions.messages(&s.session_id).await?;
+    let mut messages = st.agent.sessions.messages(&s.session_id).await?;
+    for m in messages.iter_mut() {
+        st.agent.fail_if_stalled(m).await?;
+    }
     Ok(Json(session_json(&s, &messages)))
 }
 

@@ -60,6 +60,10 @@ const LEASE: Duration = Duration::from_secs(150);
 /// When a turn waits for a query job, it checks again after this long even if the query's
 /// continuation never comes (it is sent best effort).
 const QUERY_RECHECK: Duration = Duration::from_secs(20);
+/// A message not final that nothing moved for this long is failed `message_stalled` when read:
+/// by then its task went through every delivery (5 x the agent queue's visibility timeout is
+/// one hour) or was never sent.
+pub const MESSAGE_STALLED_AFTER: Duration = Duration::from_secs(2 * 3600);
 /// Longest question accepted (characters).
 pub const MAX_MESSAGE_CHARS: usize = 4_000;
 
@@ -278,6 +282,32 @@ impl Agent {
                 self.enqueue(&m, d).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Fails `m` `message_stalled` when it is not final and nothing moved it for
+    /// [`MESSAGE_STALLED_AFTER`] (its task exhausted its deliveries and went to the dead-letter
+    /// queue, or was never sent), under a lease so a live worker is never overruled.
+    pub async fn fail_if_stalled(&self, m: &mut ChatMessage) -> Result<(), StoreError> {
+        if m.state.is_final() || !crate::job::is_stale(&m.updated_at, MESSAGE_STALLED_AFTER) {
+            return Ok(());
+        }
+        let lease = uuid::Uuid::new_v4().to_string();
+        if !self
+            .sessions
+            .claim(m, &lease, now_ms(), now_ms() + 10_000)
+            .await?
+        {
+            return Ok(());
+        }
+        m.state = MessageState::Failed;
+        m.pending = None;
+        m.error = Some(crate::job::JobError::new(
+            "message_stalled",
+            "This message was not answered in time and was stopped. Ask it again.",
+        ));
+        tracing::warn!(session_id = %m.session_id, number = m.number, since = %m.updated_at, "message stalled; failed it");
+        self.sessions.save(m, &lease, true).await?;
         Ok(())
     }
 
