@@ -156,6 +156,27 @@ impl QueryJob {
         out
     }
 
+    /// Where its state is read: `GET /v1/jobs/{job}/queries/{id}`.
+    pub fn status_url(&self) -> String {
+        format!("/v1/jobs/{}/queries/{}", self.job_id, self.id)
+    }
+
+    /// Its progress as callers see it (the answer and the WebSocket push).
+    pub fn progress(&self) -> serde_json::Value {
+        let fraction = if self.object_size == 0 {
+            1.0
+        } else {
+            self.bytes_done as f64 / self.object_size as f64
+        };
+        serde_json::json!({
+            "ranges": self.range_count,
+            "ranges_done": self.ranges_done,
+            "bytes": self.object_size,
+            "bytes_done": self.bytes_done,
+            "fraction": fraction,
+        })
+    }
+
     /// The document, parsed back.
     pub fn parsed(&self) -> Result<QueryDocument, serde_json::Error> {
         serde_json::from_str(&self.document)

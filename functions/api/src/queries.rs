@@ -112,14 +112,8 @@ async fn answer(st: &ApiState, q: &QueryJob, cached: bool) -> Result<Value, ApiE
         "state": q.state.public(),
         "mode": q.mode,
         "query": document,
-        "status_url": format!("/v1/jobs/{}/queries/{}", q.job_id, q.id),
-        "progress": {
-            "ranges": q.range_count,
-            "ranges_done": q.ranges_done,
-            "bytes": q.object_size,
-            "bytes_done": q.bytes_done,
-            "fraction": if q.object_size == 0 { 1.0 } else { q.bytes_done as f64 / q.object_size as f64 },
-        },
+        "status_url": q.status_url(),
+        "progress": q.progress(),
         "created_at": q.created_at,
         "updated_at": q.updated_at,
     });

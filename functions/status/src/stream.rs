@@ -184,13 +184,8 @@ pub fn query_message(q: &QueryJob) -> String {
         "query": {
             "query_id": q.id,
             "state": q.state.public(),
-            "status_url": format!("/v1/jobs/{}/queries/{}", q.job_id, q.id),
-            "progress": {
-                "ranges": q.range_count,
-                "ranges_done": q.ranges_done,
-                "bytes": q.object_size,
-                "bytes_done": q.bytes_done,
-            },
+            "status_url": q.status_url(),
+            "progress": q.progress(),
             "error": q.error,
         }
     })
