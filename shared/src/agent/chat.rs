@@ -115,10 +115,20 @@ fn opening(profile: &ProfileReport, text: &str) -> String {
     )
 }
 
-/// The conversation so far: earlier questions and their answers, then this turn's messages.
+/// Earlier questions and answers given to the model with a new question: the most recent ones
+/// (a long session must not fill every message's token budget with its past).
+pub const HISTORY_TURNS: usize = 10;
+
+/// The conversation so far: the last [`HISTORY_TURNS`] questions and their answers, then this
+/// turn's messages.
 fn conversation(history: &[ChatMessage], m: &ChatMessage) -> Vec<Message> {
     let mut out = Vec::new();
-    for h in history {
+    // Only answered turns with text (Converse refuses an empty text block).
+    let answered: Vec<&ChatMessage> = history
+        .iter()
+        .filter(|h| h.answer.as_ref().is_some_and(|a| !a.text.trim().is_empty()))
+        .collect();
+    for h in &answered[answered.len().saturating_sub(HISTORY_TURNS)..] {
         if let Some(a) = &h.answer {
             out.push(Message::user_text(format!(
                 "<question>{}</question>",
