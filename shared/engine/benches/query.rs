@@ -45,8 +45,8 @@ struct Query {
     doc: Value,
     /// DuckDB SQL over `read_csv(?)`; the count column is named `n`.
     sql: &'static str,
-    /// A polars expression over the lazy frame `lf` (`scan_csv(try_parse_dates=True)`); the
-    /// count column is named `n`.
+    /// A polars expression over the lazy frame `lf` (`scan_csv` with its default type
+    /// inference; timestamps parsed in the expression); the count column is named `n`.
     polars: &'static str,
 }
 
@@ -90,7 +90,8 @@ fn queries() -> Vec<Query> {
                        {"column": "created_at", "op": "lt", "value": "2024-04-01T00:00:00Z"}]},
                    "aggregates": [{"fn": "count"}]}),
             sql: "SELECT count(*) AS n FROM read_csv(?) WHERE created_at >= TIMESTAMPTZ '2024-03-01 00:00:00+00' AND created_at < TIMESTAMPTZ '2024-04-01 00:00:00+00'",
-            polars: r#"lf.filter((pl.col("created_at") >= pl.datetime(2024, 3, 1, time_zone="UTC")) & (pl.col("created_at") < pl.datetime(2024, 4, 1, time_zone="UTC"))).select(pl.len().alias("n"))"#,
+            // An explicit format: with `try_parse_dates=True` polars took 7.9 CPU-s here, not 2.
+            polars: r#"lf.filter(pl.col("created_at").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC").is_between(pl.datetime(2024, 3, 1, time_zone="UTC"), pl.datetime(2024, 4, 1, time_zone="UTC"), closed="left")).select(pl.len().alias("n"))"#,
         },
     ]
 }
@@ -116,7 +117,7 @@ import sys, resource, json, polars as pl
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
 c0 = cpu()
-lf = pl.scan_csv(sys.argv[1], try_parse_dates=True)
+lf = pl.scan_csv(sys.argv[1])
 df = eval(sys.argv[2], {"pl": pl, "lf": lf}).collect()
 c1 = cpu()
 print(json.dumps({"cpu_s": c1 - c0, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rows": df.height, "counts": sorted(df["n"].to_list()), "version": pl.__version__, "threads": pl.thread_pool_size()}))
