@@ -37,6 +37,9 @@ mod parse_bench;
 mod bench_file;
 use bench_file::{cpu_seconds, generate, peak_rss_mib, Rng, MIB};
 
+#[path = "common/export_file.rs"]
+mod export_file;
+
 fn bare_parse(file: &std::fs::File, start: u64, end: u64, kernel: Option<Kernel>) -> u64 {
     let mut p = Parser::new(
         ParserConfig::default(),
