@@ -41,6 +41,10 @@ use tessera_shared::store::rate::RateStore;
 use tessera_shared::store::sessions::SessionStore;
 use tessera_shared::store::workflows::WorkflowStore;
 
+/// Time `POST /v1/rules/generate` gives the model before it answers with the profile's
+/// suggestions (API Gateway's HTTP APIs answer by 29 s).
+pub const GENERATE_BUDGET: std::time::Duration = std::time::Duration::from_secs(22);
+
 /// What the handlers need, built once per process.
 #[derive(Clone)]
 pub struct AgentState {
@@ -172,16 +176,29 @@ async fn generate_rules(
         }
     };
     let profile = st.agent.profile(&job).await?;
-    let answer = tessera_shared::agent::rules::generate(
+    let gate = st.agent.gate(&caller.owner, 0);
+    let generating = tessera_shared::agent::rules::generate(
         st.agent.model(),
-        &st.agent.gate(&caller.owner, 0),
+        &gate,
         &st.agent.limits,
         &profile,
         &req.prompt,
         existing.as_ref(),
         st.agent.config.mask_key.as_deref(),
-    )
-    .await;
+    );
+    // API Gateway answers by 29 s: a slow model gives way to the profile's suggestions.
+    let answer = match tokio::time::timeout(GENERATE_BUDGET, generating).await {
+        Ok(a) => a,
+        Err(_) => {
+            tracing::warn!(job_id = %job.id, "the model did not answer in time; profile suggestions instead");
+            let mut a = tessera_shared::agent::rules::from_profile(
+                &profile,
+                st.agent.config.mask_key.as_deref(),
+            );
+            a.fallback = Some("model_timeout".into());
+            a
+        }
+    };
     tracing::info!(job_id = %job.id, source = answer.source, fallback = ?answer.fallback, repairs = answer.repairs, tokens = answer.usage.total_tokens, "rules generated");
     let mut body = serde_json::to_value(&answer).map_err(|e| ApiError::internal(&e))?;
     body["job_id"] = json!(job.id);
