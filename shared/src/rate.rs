@@ -23,14 +23,16 @@ use crate::store::StoreError;
 /// Thousandths of a request or token per request or token (bucket levels are integers).
 pub const MILLI: i64 = 1000;
 
-/// Defaults of [`Limits`] (`TESSERA_MODEL_*`, `TESSERA_OWNER_DAILY_BUDGET_USD`): conservative
-/// (a few calls a minute per owner). Set the global ones to at most your account's Bedrock
+/// Defaults of [`Limits`] (`TESSERA_MODEL_*`, `TESSERA_OWNER_DAILY_BUDGET_USD`): a few
+/// requests a minute per owner. One rules request reserves about 10,000 tokens a call (the rule
+/// language's schema and the profile are its input; `maxTokens` 2,048) for up to 3 calls, so
+/// an owner's bucket holds a few of them a minute. Set the global ones to at most your account's Bedrock
 /// quotas for the model (Service Quotas, "Amazon Bedrock"), which differ by model and region.
 pub const DEFAULT_PERIOD_MS: u64 = 60_000;
 pub const DEFAULT_GLOBAL_REQUESTS: u64 = 50;
-pub const DEFAULT_GLOBAL_TOKENS: u64 = 200_000;
+pub const DEFAULT_GLOBAL_TOKENS: u64 = 400_000;
 pub const DEFAULT_OWNER_REQUESTS: u64 = 10;
-pub const DEFAULT_OWNER_TOKENS: u64 = 50_000;
+pub const DEFAULT_OWNER_TOKENS: u64 = 150_000;
 pub const DEFAULT_DAILY_BUDGET_MICRO_USD: u64 = 5_000_000;
 
 /// The default price table (`TESSERA_MODEL_PRICES`): Bedrock on-demand prices in USD per 1,000
@@ -134,10 +136,10 @@ pub struct Limits {
     /// The refill period (`TESSERA_MODEL_LIMIT_PERIOD_MS`, default 60,000: per minute).
     pub period_ms: u64,
     /// Per model, shared by all owners (`TESSERA_MODEL_GLOBAL_REQUESTS`, default 50;
-    /// `TESSERA_MODEL_GLOBAL_TOKENS`, default 200,000).
+    /// `TESSERA_MODEL_GLOBAL_TOKENS`, default 400,000).
     pub global: BucketLimits,
     /// Per model and owner (`TESSERA_MODEL_OWNER_REQUESTS`, default 10;
-    /// `TESSERA_MODEL_OWNER_TOKENS`, default 50,000).
+    /// `TESSERA_MODEL_OWNER_TOKENS`, default 150,000).
     pub owner: BucketLimits,
     /// Prices (`TESSERA_MODEL_PRICES`, JSON, default [`DEFAULT_MODEL_PRICES`]; replaces the
     /// whole default table when set).
@@ -856,14 +858,14 @@ mod tests {
             l.global,
             BucketLimits {
                 requests: 50,
-                tokens: 200_000
+                tokens: 400_000
             }
         );
         assert_eq!(
             l.owner,
             BucketLimits {
                 requests: 10,
-                tokens: 50_000
+                tokens: 150_000
             }
         );
         assert_eq!(l.daily_budget_micro_usd, 5_000_000);
@@ -941,12 +943,12 @@ mod tests {
             precheck(&limits, model, estimate(1_000, 1_000)).unwrap(),
             4_800
         );
-        let e = precheck(&limits, model, estimate(40_001, 10_000)).unwrap_err();
+        let e = precheck(&limits, model, estimate(140_001, 10_000)).unwrap_err();
         assert!(matches!(
             e,
             RateError::TooLarge {
-                tokens: 50_001,
-                capacity: 50_000
+                tokens: 150_001,
+                capacity: 150_000
             }
         ));
         assert_eq!(e.code(), "model_request_too_large");

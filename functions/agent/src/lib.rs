@@ -54,8 +54,16 @@ pub struct AgentState {
 
 impl AgentState {
     pub fn new(config: Arc<Config>, clients: &Clients) -> Self {
+        // A Converse endpoint of its own (a local scripted model) gets local static
+        // credentials (nothing to look up on a machine without AWS credentials); real Bedrock
+        // takes the usual credential chain even when the rest runs locally.
         let model: Option<Arc<dyn ChatModel>> = config.model_id.as_ref().map(|_| {
-            Arc::new(BedrockModel::from_config(&clients.model_sdk, &config)) as Arc<dyn ChatModel>
+            Arc::new(match &config.bedrock_endpoint {
+                Some(endpoint) => {
+                    BedrockModel::local(endpoint, tessera_shared::model::bedrock::retry_policy())
+                }
+                None => BedrockModel::from_config(&clients.model_sdk, &config),
+            }) as Arc<dyn ChatModel>
         });
         Self::with_model(config, clients, model)
     }
