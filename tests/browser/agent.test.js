@@ -68,6 +68,8 @@ function script(body) {
   if (body.toolConfig?.toolChoice?.tool?.name === 'propose_rules') {
     return converseReply([{ toolUse: { toolUseId: `t${requests.length}`, name: 'propose_rules', input: { rules: RULES, reasons: REASONS } } }], 'tool_use');
   }
+  const last = (body.messages || []).filter((m) => m.role === 'user').pop();
+  if (JSON.stringify(last?.content || []).includes('PLEASE FAIL')) return null; // a service error
   const result = lastToolResult(body);
   if (!result) {
     return converseReply([
@@ -94,8 +96,14 @@ const model = http.createServer((req, res) => {
       return;
     }
     requests.push({ modelId: decodeURIComponent(m[1]), body });
+    const answer = script(body);
+    if (!answer) {
+      res.writeHead(400, { 'content-type': 'application/json', 'x-amzn-errortype': 'ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/' });
+      res.end(JSON.stringify({ message: 'scripted model: refused as asked' }));
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/json', 'x-amzn-requestid': `req-${requests.length}` });
-    res.end(JSON.stringify(script(body)));
+    res.end(JSON.stringify(answer));
   });
 });
 const modelPort = await new Promise((resolve) => model.listen(0, '127.0.0.1', () => resolve(model.address().port)));
@@ -229,6 +237,22 @@ test('the agent panel: model rules with reasons and dry-run counts, saved as a w
     assert.equal(session.messages[0].answer.text, await page.textContent(`${art} .chat-answer`));
     await page.evaluate(() => { document.querySelector('#chat-log .chat-tools').open = true; });
     await page.screenshot({ path: path.join(OUT, 'agent.png'), fullPage: true });
+
+    // 3. A model that refuses: the message fails, and the page shows its code and message.
+    await page.fill('#chat-text', 'PLEASE FAIL this one');
+    await page.click('#chat-send');
+    const second = '#chat-log article:nth-of-type(2)';
+    await page.waitForSelector(`${second}[data-state=failed], ${second}[data-state=answered]`, { timeout: 60_000 });
+    assert.equal(await page.getAttribute(second, 'data-state'), 'failed', await page.textContent(second));
+    const after2 = await h.apiGet(`/v1/sessions/${await page.getAttribute('#chat-log', 'data-session')}`);
+    assert.equal(after2.messages.length, 2);
+    const err = after2.messages[1].error;
+    assert.ok(err?.code && err?.message, JSON.stringify(after2.messages[1]));
+    assert.equal(await page.getAttribute(`${second} .chat-error-msg`, 'data-code'), err.code);
+    assert.equal(await page.textContent(`${second} .chat-error-msg`), `${err.message} (${err.code})`);
+    assert.equal(await page.textContent(`${second} .chat-state`), 'Failed');
+    assert.equal(await page.isDisabled('#chat-send'), false);
+    await page.screenshot({ path: path.join(OUT, 'agent-error.png'), fullPage: true });
     console.log(`# agent screenshots: ${path.join(OUT, 'agent.png')}, agent-rules.png`);
   } finally {
     await context.close();
