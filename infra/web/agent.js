@@ -101,7 +101,7 @@ function renderRules(a) {
   src.dataset.source = a.source;
   src.textContent = a.source === 'model'
     ? `Proposed by the model${a.repairs ? ` (after ${a.repairs} repair${a.repairs > 1 ? 's' : ''})` : ''}.`
-    : 'Suggested from the profile (no model).';
+    : `Suggested from the profile${a.fallback ? '' : ' (no model is configured: set TESSERA_MODEL_ID for model rules)'}.`;
   const fb = $('rules-fallback');
   if (a.fallback) {
     const code = a.fallback.code || a.fallback;
