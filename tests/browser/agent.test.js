@@ -114,6 +114,14 @@ const h = useStack({
     TESSERA_MODEL_ID: MODEL,
     TESSERA_BEDROCK_ENDPOINT: `http://127.0.0.1:${modelPort}`,
     TESSERA_MODEL_PRICES: JSON.stringify({ '*': { input_per_1k: 0.003, output_per_1k: 0.015 } }),
+    // Room for every call of this file in one minute (a rules request reserves its whole prompt
+    // and maxTokens; the default 50,000 tokens per owner would send the second one to the profile).
+    TESSERA_MODEL_OWNER_TOKENS: '2000000',
+    // The Bedrock client signs with the default credential chain even at a local endpoint; with
+    // none on the machine every call fails before it is sent (and the rules fall back to the profile).
+    AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID || 'test',
+    AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY || 'test',
+    TESSERA_MODEL_GLOBAL_TOKENS: '4000000',
     TESSERA_QUERY_INLINE_MAX_BYTES: '0',
     TESSERA_QUERY_RANGE_SIZE: String(8 * 1024),
   },
