@@ -148,7 +148,13 @@ mod tests {
             assert!(ct.starts_with("text/html"), "{path}");
             assert!(body.contains("app.js"), "{path}");
         }
-        for path in ["/app.js", "/app/upload.js", "/query.js", "/app/chart.js", "/agent.js"] {
+        for path in [
+            "/app.js",
+            "/app/upload.js",
+            "/query.js",
+            "/app/chart.js",
+            "/agent.js",
+        ] {
             let (s, ct, _) = get_path(path).await;
             assert_eq!(s, StatusCode::OK, "{path}");
             assert!(ct.starts_with("text/javascript"), "{path}");
