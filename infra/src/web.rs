@@ -46,6 +46,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../web/query.js"),
     },
     Asset {
+        name: "agent.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/agent.js"),
+    },
+    Asset {
         name: "chart.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../web/chart.js"),
@@ -143,7 +148,13 @@ mod tests {
             assert!(ct.starts_with("text/html"), "{path}");
             assert!(body.contains("app.js"), "{path}");
         }
-        for path in ["/app.js", "/app/upload.js", "/query.js", "/app/chart.js"] {
+        for path in [
+            "/app.js",
+            "/app/upload.js",
+            "/query.js",
+            "/app/chart.js",
+            "/agent.js",
+        ] {
             let (s, ct, _) = get_path(path).await;
             assert_eq!(s, StatusCode::OK, "{path}");
             assert!(ct.starts_with("text/javascript"), "{path}");

@@ -1,10 +1,11 @@
 // Tessera's page: sign in with a token, upload a CSV (upload.js), follow the job live over the
 // WebSocket (falling back to polling GET /v1/jobs/{id} every second), then show the column
-// profile, the query panel (query.js) and the jobs list. Plain ES module, no framework, no build
+// profile, the query panel (query.js), the agent panel (agent.js) and the jobs list. Plain ES module, no framework, no build
 // step.
 
 import { api, ApiError, Upload } from './upload.js';
 import { initQuery, showQueryPanel, hideQueryPanel } from './query.js';
+import { initAgent, showAgentPanel, hideAgentPanel } from './agent.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'tessera.token';
@@ -196,6 +197,7 @@ function showJob(id) {
   $('job-id').textContent = id;
   $('result').hidden = true;
   hideQueryPanel();
+  hideAgentPanel();
 }
 
 function renderJob(job) {
@@ -328,6 +330,7 @@ async function showProfile(job) {
   }
   $('result').hidden = false;
   showQueryPanel(job, profile);
+  showAgentPanel(job);
 }
 
 // ------------------------------------------------------------------ jobs list
@@ -376,6 +379,7 @@ async function init() {
     if (resp.ok) cfg = { ...cfg, ...(await resp.json()) };
   } catch { /* same-origin API, no WebSocket: the defaults */ }
   initQuery({ cfg: () => cfg, token: () => token });
+  initAgent({ cfg: () => cfg, token: () => token });
   setSignedIn();
   if (token) loadJobs().catch(showError);
   document.body.dataset.ready = 'true';
