@@ -144,13 +144,16 @@ async fn demo_uploads_in_parts_and_shows_the_profile_and_an_example_query() {
     assert_eq!(id[1], "integer");
     assert_eq!(id[5], exp.rows.to_string(), "the largest id: {id:?}");
 
-    // The example: rows and average amount per region, most rows first, computed locally.
+    // The example: rows and average amount per region, most rows first, asked through the API.
     let example = outcome.example.as_ref().expect("an example query");
     assert_eq!(
         example.description,
         "rows and average amount per region, most rows first"
     );
-    assert!(text.contains("Computed locally with the same query engine"));
+    assert!(text.contains(&format!(
+        "POST /v1/jobs/{}/queries",
+        outcome.uploaded.job_id
+    )));
     assert_eq!(example.result.columns, ["region", "count", "avg(amount)"]);
     assert_eq!(example.result.rows.len(), 4);
     for (name, (rows, cents)) in &exp.per_region {

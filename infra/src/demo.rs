@@ -1,16 +1,16 @@
 //! `tessera demo`: what a newcomer runs first. Uploads a file through the API ([`crate::upload`]:
 //! any size, multipart in parallel parts), follows the job to its end, then shows what the
 //! product is for: the column profile as a compact table, and the answer to one example query
-//! chosen from that profile, computed locally with the same query engine the service uses.
+//! chosen from that profile, asked through `POST /v1/jobs/{id}/queries` (answered within the
+//! request, or as a query job the demo follows).
 //!
-//! Not here: starting the stack (the `tessera` command does it), or the HTTP query route (it
-//! comes later; until then the example runs on this machine and says so).
+//! Not here: starting the stack (the `tessera` command does it).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tessera_shared::engine::query::{parse_document, query_file, QueryResult, RunOptions};
+use tessera_shared::engine::query::QueryResult;
 
 use crate::upload::{error_text, upload_file, Api, UploadError, UploadOptions, Uploaded};
 
@@ -78,15 +78,7 @@ pub async fn run(api: &Api, file: &Path, opts: &DemoOptions) -> Result<Outcome, 
             .get(&format!("/v1/jobs/{}/profile", uploaded.job_id))
             .await?;
         let (description, document) = example_query(&p);
-        let path = file.to_path_buf();
-        let doc = document.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let parsed = parse_document(doc.to_string().as_bytes())?;
-            query_file(&path, &parsed, &RunOptions::default())
-        })
-        .await
-        .map_err(|e| DemoError::Query(e.to_string()))?
-        .map_err(|e| DemoError::Query(e.to_string()))?;
+        let result = ask(api, &uploaded.job_id, &document, opts).await?;
         example = Some(Example {
             description,
             document,
@@ -101,6 +93,31 @@ pub async fn run(api: &Api, file: &Path, opts: &DemoOptions) -> Result<Outcome, 
         profile,
         example,
     })
+}
+
+/// Asks `document` over the job through the API, following a query job to its end.
+async fn ask(
+    api: &Api,
+    job_id: &str,
+    document: &Value,
+    opts: &DemoOptions,
+) -> Result<QueryResult, DemoError> {
+    let mut answer = api
+        .post(&format!("/v1/jobs/{job_id}/queries"), document)
+        .await?;
+    while answer["state"] == "queued" || answer["state"] == "running" {
+        // A query job ends by itself (completed, or failed with a code: stalled at worst).
+        tokio::time::sleep(opts.poll).await;
+        let url = answer["status_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        answer = api.get(&url).await?;
+    }
+    if answer["state"] != "completed" {
+        return Err(DemoError::Query(error_text(&answer["error"])));
+    }
+    serde_json::from_value(answer["result"].clone()).map_err(|e| DemoError::Query(e.to_string()))
 }
 
 /// Polls the job until it is `completed`, `failed` or `cancelled`, redrawing a progress line.
@@ -224,9 +241,8 @@ impl Outcome {
         }
         if let Some(e) = &self.example {
             out.push_str(&format!(
-                "\nExample query: {}. Computed locally with the same query engine \
-                 (the HTTP query route comes later); the document:\n  {}\n",
-                e.description, e.document
+                "\nExample query: {} (POST /v1/jobs/{}/queries with this document):\n  {}\n",
+                e.description, self.uploaded.job_id, e.document
             ));
             out.push_str(&result_table(&e.result));
         }
@@ -373,7 +389,8 @@ mod tests {
             json!([{"fn": "count"}, {"fn": "avg", "column": "amount"}])
         );
         assert_eq!(doc["types"], json!({"amount": "decimal"}));
-        parse_document(doc.to_string().as_bytes()).expect("a valid query");
+        tessera_shared::engine::query::parse_document(doc.to_string().as_bytes())
+            .expect("a valid query");
     }
 
     #[test]
@@ -384,7 +401,8 @@ mod tests {
         assert_eq!(words, "rows");
         assert_eq!(doc["aggregates"], json!([{"fn": "count"}]));
         assert!(doc.get("group_by").is_none());
-        parse_document(doc.to_string().as_bytes()).expect("a valid query");
+        tessera_shared::engine::query::parse_document(doc.to_string().as_bytes())
+            .expect("a valid query");
         // Without a decimal column, an integer that is not an id is averaged.
         let p = json!({"columns": [col("id", "integer", 95, 100), col("qty", "integer", 5, 100)]});
         assert_eq!(example_query(&p).0, "rows and average qty");
