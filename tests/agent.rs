@@ -122,6 +122,19 @@ async fn ask(c: &Client, job: &str, text: &str) -> (String, Value) {
 }
 
 /// The JSON of the last tool result in a Converse request body.
+/// The states a message was marked in, in order.
+fn marks(msg: &Value) -> Vec<String> {
+    msg["states"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no states: {msg}"))
+        .iter()
+        .map(|m| {
+            assert!(m["at"].as_str().is_some_and(|t| t.len() >= 20), "{m}");
+            m["state"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 fn last_tool_result(body: &Value) -> Option<Value> {
     body["messages"]
         .as_array()?
@@ -215,6 +228,16 @@ async fn a_group_by_question_is_answered_with_the_exact_numbers() {
     assert_eq!(steps.len(), 1, "{msg}");
     assert_eq!(steps[0]["tool"], "run_query");
     assert_eq!(steps[0]["status"], "ok");
+    assert_eq!(
+        marks(&msg),
+        [
+            "queued",
+            "running",
+            "waiting_for_query",
+            "running",
+            "answered"
+        ]
+    );
     assert!(
         direct.body["progress"]["ranges"].as_u64().unwrap() > 20,
         "{}",
@@ -420,6 +443,16 @@ async fn a_throttled_call_is_retried_from_the_queue_and_answered() {
     assert_eq!(msg["state"], "answered", "{msg}");
     assert_eq!(msg["answer"]["text"], "Here you are.");
     assert_eq!(server.calls(), 2, "one throttled call, one answered");
+    assert_eq!(
+        marks(&msg),
+        [
+            "queued",
+            "running",
+            "waiting_for_model_capacity",
+            "running",
+            "answered"
+        ]
+    );
 
     // Another owner sees neither the session nor the job.
     let bob = Client::new(&stack, "bob");

@@ -202,7 +202,7 @@ async function follow(sid, mid, runNo) {
     renderConversation(s.messages || []);
     const m = (s.messages || []).find((x) => x.message_id === mid);
     if (m) {
-      seen.add(m.state);
+      for (const st of pathOf(m)) seen.add(st);
       const art = document.querySelector(`#chat-log article[data-message-id="${CSS.escape(mid)}"]`);
       if (art) art.dataset.seen = [...seen].join(' ');
       if (FINAL.has(m.state)) return;
@@ -218,10 +218,29 @@ function renderConversation(messages) {
   log.replaceChildren(...messages.map((m) => {
     const a = renderMessage(m);
     const before = seen.get(m.message_id);
-    const all = new Set([...(before ? before.split(' ') : []), m.state]);
+    const all = new Set([...(before ? before.split(' ') : []), ...pathOf(m)]);
     a.dataset.seen = [...all].join(' ');
     return a;
   }));
+}
+
+/** The states message `m` went through, as the server marked them (and its state now). */
+function pathOf(m) {
+  const marks = (m.states || []).map((x) => x.state);
+  if (marks[marks.length - 1] !== m.state) marks.push(m.state);
+  return marks;
+}
+
+/** "queued → running → waiting for a query job → answered, in 3.2 s" for a final message. */
+function pathText(m) {
+  const marks = m.states || [];
+  const names = pathOf(m).map((s) => s.replaceAll('_', ' '));
+  let text = `Path: ${names.join(' → ')}`;
+  if (marks.length > 1) {
+    const ms = Date.parse(marks[marks.length - 1].at) - Date.parse(marks[0].at);
+    if (Number.isFinite(ms)) text += `, in ${(ms / 1000).toFixed(1)} s`;
+  }
+  return text;
 }
 
 function renderMessage(m) {
@@ -229,6 +248,7 @@ function renderMessage(m) {
   art.appendChild(el('p', { class: 'chat-question' }, m.text));
   const st = el('p', { class: 'chat-state state', 'data-state': m.state, role: 'status' }, STATE_TEXT[m.state] || m.state);
   art.appendChild(st);
+  if (FINAL.has(m.state)) art.appendChild(el('p', { class: 'chat-path note', 'data-path': pathOf(m).join(' ') }, pathText(m)));
   const calls = m.tool_calls || [];
   if (calls.length) {
     const d = el('details', { class: 'chat-tools' });

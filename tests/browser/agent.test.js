@@ -239,9 +239,15 @@ test('the agent panel: model rules with reasons and dry-run counts, saved as a w
     assert.deepEqual(bars, apiQ.result.rows.map((r) => r[0]).sort());
     // The tools it called, and the states it was seen in.
     assert.deepEqual(await page.$$eval(`${art} .chat-tools li`, (ls) => ls.map((l) => [l.dataset.tool, l.dataset.status])), [['run_query', 'ok']]);
-    const seen = (await page.getAttribute(art, 'data-seen')).split(' ');
-    assert.ok(seen.includes('waiting_for_query'), `the page showed the wait for the query job: ${seen}`);
+    // The wait for the query job may fall between two polls: the server marks every state, and
+    // the page shows the path it was given.
     const session = await h.apiGet(`/v1/sessions/${await page.getAttribute('#chat-log', 'data-session')}`);
+    const marked = session.messages[0].states.map((x) => x.state);
+    assert.deepEqual(marked, ['queued', 'running', 'waiting_for_query', 'running', 'answered']);
+    const seen = (await page.getAttribute(art, 'data-seen')).split(' ');
+    assert.ok(seen.includes('waiting_for_query'), `the page knows the wait for the query job: ${seen}`);
+    assert.equal(await page.getAttribute(`${art} .chat-path`, 'data-path'), marked.join(' '));
+    assert.match(await page.textContent(`${art} .chat-path`), /^Path: queued → running → waiting for query → running → answered, in \d+\.\d s$/);
     assert.equal(session.messages[0].answer.text, await page.textContent(`${art} .chat-answer`));
     await page.evaluate(() => { document.querySelector('#chat-log .chat-tools').open = true; });
     await page.screenshot({ path: path.join(OUT, 'agent.png'), fullPage: true });

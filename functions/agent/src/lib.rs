@@ -312,6 +312,7 @@ pub fn message_json(m: &ChatMessage) -> Value {
     json!({
         "message_id": m.number,
         "state": m.state,
+        "states": m.states,
         "text": m.text,
         "tool_calls": m.steps,
         "answer": m.answer,

@@ -348,7 +348,7 @@ fn finish(m: &mut ChatMessage, text: String, bound: Option<&str>) {
         chart,
         bound: bound.map(String::from),
     });
-    m.state = MessageState::Answered;
+    m.enter(MessageState::Answered);
     m.pending = None;
 }
 
@@ -382,7 +382,7 @@ fn partial(m: &mut ChatMessage, bound: &str, why: &str) {
 
 fn fail(m: &mut ChatMessage, code: &str, message: impl Into<String>) {
     m.error = Some(JobError::new(code, message));
-    m.state = MessageState::Failed;
+    m.enter(MessageState::Failed);
     m.pending = None;
 }
 
@@ -397,7 +397,7 @@ pub async fn advance(deps: &ChatDeps<'_>, history: &[ChatMessage], m: &mut ChatM
         );
         return Turn::Done;
     };
-    m.state = MessageState::Running;
+    m.enter(MessageState::Running);
     if m.transcript.is_empty() {
         m.transcript
             .push(Message::user_text(opening(deps.profile, &m.text)));
@@ -421,7 +421,7 @@ pub async fn advance(deps: &ChatDeps<'_>, history: &[ChatMessage], m: &mut ChatM
             ToolOutcome::Waiting(mut again) => {
                 again.held_results = p.held_results;
                 m.pending = Some(again);
-                m.state = MessageState::WaitingForQuery;
+                m.enter(MessageState::WaitingForQuery);
                 return Turn::WaitQuery;
             }
             ToolOutcome::Done(r) => {
@@ -456,7 +456,7 @@ pub async fn advance(deps: &ChatDeps<'_>, history: &[ChatMessage], m: &mut ChatM
             Ok(r) => r,
             Err(Capacity::Wait(d)) => {
                 m.throttles += 1;
-                m.state = MessageState::WaitingForModelCapacity;
+                m.enter(MessageState::WaitingForModelCapacity);
                 return Turn::WaitCapacity(d);
             }
             Err(Capacity::Budget(message)) => {
@@ -528,7 +528,7 @@ pub async fn advance(deps: &ChatDeps<'_>, history: &[ChatMessage], m: &mut ChatM
                     }
                     p.held_results = results;
                     m.pending = Some(p);
-                    m.state = MessageState::WaitingForQuery;
+                    m.enter(MessageState::WaitingForQuery);
                     return Turn::WaitQuery;
                 }
             }

@@ -137,12 +137,13 @@ impl Agent {
     ) -> Result<ChatMessage, StoreError> {
         let n = self.sessions.next_message(&session.session_id).await?;
         let now = now_rfc3339();
-        let m = ChatMessage {
+        let mut m = ChatMessage {
             session_id: session.session_id.clone(),
             number: n,
             job_id: session.job_id.clone(),
             owner: session.owner.clone(),
             state: MessageState::Queued,
+            states: Vec::new(),
             text: text.to_string(),
             steps: Vec::new(),
             answer: None,
@@ -162,6 +163,7 @@ impl Agent {
             updated_at: now,
             expires_at: session.expires_at,
         };
+        m.enter(MessageState::Queued);
         self.sessions.put_message(&m).await?;
         self.enqueue(&m, Duration::ZERO).await?;
         Ok(m)
@@ -216,7 +218,7 @@ impl Agent {
         let job = match self.jobs.get(&m.job_id).await? {
             Some(j) if j.owner == m.owner => j,
             _ => {
-                m.state = MessageState::Failed;
+                m.enter(MessageState::Failed);
                 m.error = Some(crate::job::JobError::new(
                     "job_gone",
                     "The job this session is about no longer exists.",
@@ -300,7 +302,7 @@ impl Agent {
         {
             return Ok(());
         }
-        m.state = MessageState::Failed;
+        m.enter(MessageState::Failed);
         m.pending = None;
         m.error = Some(crate::job::JobError::new(
             "message_stalled",

@@ -54,6 +54,17 @@ impl MessageState {
     }
 }
 
+/// A state a message entered, and when (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateMark {
+    pub state: MessageState,
+    pub at: String,
+}
+
+/// At most this many marks are kept (a turn that waits for capacity many times keeps its first
+/// marks and its last).
+const MAX_MARKS: usize = 32;
+
 /// One tool call, as the conversation shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -112,6 +123,10 @@ pub struct ChatMessage {
     pub job_id: String,
     pub owner: String,
     pub state: MessageState,
+    /// The states the message went through, in order (what a page polling every half second
+    /// would miss: a query job that ran between two polls).
+    #[serde(default)]
+    pub states: Vec<StateMark>,
     /// The user's text.
     pub text: String,
     #[serde(default)]
@@ -152,6 +167,23 @@ pub struct ChatMessage {
     pub expires_at: i64,
 }
 
+impl ChatMessage {
+    /// Moves the message to `state`, marking the change in `states`.
+    pub fn enter(&mut self, state: MessageState) {
+        self.state = state;
+        if self.states.last().map(|m| m.state) == Some(state) {
+            return;
+        }
+        if self.states.len() >= MAX_MARKS {
+            self.states.remove(MAX_MARKS / 2);
+        }
+        self.states.push(StateMark {
+            state,
+            at: crate::job::now_rfc3339(),
+        });
+    }
+}
+
 /// The agent queue's message: work on message `number` of session `session_id` (a new
 /// message, a continuation after a query job, or a retry after throttling).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,5 +202,41 @@ impl AgentTask {
             session_id: session_id.to_string(),
             number,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> ChatMessage {
+        serde_json::from_value(serde_json::json!({
+            "session_id": "s", "number": 1, "job_id": "j", "owner": "o", "state": "queued",
+            "text": "t", "created_at": "", "updated_at": "", "expires_at": 0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn states_are_marked_once_per_change_and_bounded() {
+        let mut m = message();
+        assert!(m.states.is_empty(), "an old record without marks reads");
+        m.enter(MessageState::Queued);
+        m.enter(MessageState::Running);
+        m.enter(MessageState::Running);
+        m.enter(MessageState::WaitingForQuery);
+        m.enter(MessageState::Running);
+        let path: Vec<_> = m.states.iter().map(|s| s.state).collect();
+        use MessageState::*;
+        assert_eq!(path, [Queued, Running, WaitingForQuery, Running]);
+        for _ in 0..100 {
+            m.enter(WaitingForModelCapacity);
+            m.enter(Running);
+        }
+        m.enter(Answered);
+        assert_eq!(m.states.len(), MAX_MARKS);
+        assert_eq!(m.states[0].state, Queued, "the first marks stay");
+        assert_eq!(m.states.last().unwrap().state, Answered, "the last one too");
+        assert_eq!(m.state, Answered);
     }
 }
