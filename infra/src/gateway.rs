@@ -39,6 +39,8 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/v1/health")];
 /// (`{id}`: one non-empty path segment).
 pub const AGENT_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/rules/generate"),
+    ("POST", "/v1/rules/dry-runs"),
+    ("GET", "/v1/rules/dry-runs/{id}"),
     ("POST", "/v1/sessions"),
     ("GET", "/v1/sessions/{id}"),
     ("POST", "/v1/sessions/{id}/messages"),
@@ -251,6 +253,8 @@ mod tests {
     fn agent_routes_match_like_the_route_table() {
         let id = "0b6f0a52-55d4-4c4f-a7a4-7f9d3c1e2b10";
         assert!(is_agent_route("POST", "/v1/rules/generate"));
+        assert!(is_agent_route("POST", "/v1/rules/dry-runs"));
+        assert!(is_agent_route("GET", &format!("/v1/rules/dry-runs/{id}")));
         assert!(is_agent_route("POST", "/v1/sessions"));
         assert!(is_agent_route("GET", &format!("/v1/sessions/{id}")));
         assert!(is_agent_route(

@@ -615,6 +615,7 @@ fn http_routes_are_authorised_except_health() {
             ("GET /v1/jobs/{id}/profile".to_string(), false),
             ("GET /v1/jobs/{id}/queries/{query_id}".to_string(), false),
             ("GET /v1/references".to_string(), false),
+            ("GET /v1/rules/dry-runs/{id}".to_string(), false),
             ("GET /v1/sessions/{id}".to_string(), false),
             ("GET /v1/uploads/{job}/parts".to_string(), false),
             ("GET /v1/workflows".to_string(), false),
@@ -628,6 +629,7 @@ fn http_routes_are_authorised_except_health() {
             ("POST /v1/jobs/{id}/queries".to_string(), false),
             ("POST /v1/jobs/{id}/retry".to_string(), false),
             ("POST /v1/references".to_string(), false),
+            ("POST /v1/rules/dry-runs".to_string(), false),
             ("POST /v1/rules/generate".to_string(), false),
             ("POST /v1/sessions".to_string(), false),
             ("POST /v1/sessions/{id}/messages".to_string(), false),
@@ -791,6 +793,7 @@ fn function_permissions_are_exactly_these() {
         "dynamodb:UpdateItem JobsTable",
         "s3:GetObject DataBucket/results/*",
         "sqs:SendMessage AgentTasksQueue",
+        "sqs:SendMessage ChunkTasksQueue",
     ]
     .iter()
     .map(|s| s.to_string())

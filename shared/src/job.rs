@@ -138,6 +138,9 @@ pub struct Job {
     /// The workflow version the job runs (resolved at upload time), if the upload named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowRef>,
+    /// A whole-file dry run of proposed rules: the job runs them over another job's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_trial: Option<RulesTrial>,
     /// While finalizing with `unique` rules: the chunks whose re-run (with the repeats found by
     /// the second pass) has not reported back, keyed by chunk index. `None`: no re-runs were
     /// planned; empty: all of them are done. Written only by the job store's own updates.
@@ -165,6 +168,17 @@ pub fn waiting_items(waiting: &std::collections::BTreeMap<String, bool>) -> Vec<
 /// not reported yet.
 pub fn is_waiting(waiting: Option<&std::collections::BTreeMap<String, bool>>, index: u32) -> bool {
     waiting.is_some_and(|w| w.contains_key(&index.to_string()))
+}
+
+/// Rules not saved as a workflow, run over a completed job's file to count what they would
+/// reject (`POST /v1/rules/dry-runs`): the new job reads the other job's source object with
+/// its plan, and its document travels in its record (at most a workflow document's size).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesTrial {
+    /// The job whose file the rules run over.
+    pub of_job: String,
+    /// The rule document (JSON), checked against that job's header and profile.
+    pub rules_json: String,
 }
 
 /// Exactly which workflow version a job runs.
@@ -201,6 +215,9 @@ pub struct JobSnapshot {
     /// The workflow version the job runs.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub workflow: Option<WorkflowRef>,
+    /// A rules dry run: the job whose file it runs the proposed rules over.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dry_run_of: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -260,6 +277,7 @@ impl Job {
             failed_chunks: vec![],
             retries: 0,
             workflow: None,
+            rules_trial: None,
             unique_waiting: None,
             unique_reruns: 0,
             unique_search_waiting: None,
@@ -296,6 +314,7 @@ impl Job {
             failed_chunks: self.failed_chunks.clone(),
             retries: self.retries,
             workflow: self.workflow.clone(),
+            dry_run_of: self.rules_trial.as_ref().map(|t| t.of_job.clone()),
         }
     }
 

@@ -12,6 +12,10 @@
 //! - `POST /v1/sessions/{id}/messages {text}` -> 202 `{message_id, status_url}`; the answer
 //!   arrives over the WebSocket (`message.answer`) and at:
 //! - `GET /v1/sessions/{id}` -> the session and its whole conversation.
+//! - `POST /v1/rules/dry-runs {job_id, rules}`, `GET /v1/rules/dry-runs/{id}`: a rule document
+//!   run over the whole file as a job, nothing saved ([`dry_runs`]).
+
+pub mod dry_runs;
 
 use std::sync::Arc;
 
@@ -104,6 +108,8 @@ impl AgentState {
 pub fn app(state: AgentState) -> Router {
     Router::new()
         .route("/v1/rules/generate", post(generate_rules))
+        .route("/v1/rules/dry-runs", post(dry_runs::create))
+        .route("/v1/rules/dry-runs/{id}", get(dry_runs::get))
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/sessions/{id}/messages", post(post_message))
@@ -123,7 +129,11 @@ pub async fn handle(state: &AgentState, event: SqsEvent) -> SqsBatchResponse {
     .await
 }
 
-async fn completed_job(st: &AgentState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+pub(crate) async fn completed_job(
+    st: &AgentState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Job, ApiError> {
     let job = tessera_shared::control::owned_job(&st.agent.jobs, &caller.owner, id).await?;
     if job.state != JobState::Completed {
         return Err(ApiError::new(
@@ -154,6 +164,19 @@ pub struct GenerateRules {
     pub prompt: String,
     #[serde(default)]
     pub workflow: Option<WorkflowPick>,
+    /// `sample` (the default: the job's sample rows, in the answer) or `file`: also start a
+    /// dry run of the proposal over the whole file (`file_dry_run` in the answer).
+    #[serde(default)]
+    pub dry_run: DryRunScope,
+}
+
+/// How far `POST /v1/rules/generate` tries its proposal.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DryRunScope {
+    #[default]
+    Sample,
+    File,
 }
 
 async fn generate_rules(
@@ -210,6 +233,10 @@ async fn generate_rules(
     tracing::info!(job_id = %job.id, source = answer.source, fallback = ?answer.fallback, repairs = answer.repairs, tokens = answer.usage.total_tokens, "rules generated");
     let mut body = serde_json::to_value(&answer).map_err(|e| ApiError::internal(&e))?;
     body["job_id"] = json!(job.id);
+    if req.dry_run == DryRunScope::File {
+        let trial = dry_runs::start(&st, &job, &answer.rules).await?;
+        body["file_dry_run"] = dry_runs::started_json(&trial, &job);
+    }
     Ok(Json(body))
 }
 

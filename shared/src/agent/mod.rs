@@ -13,6 +13,7 @@
 
 pub mod chat;
 pub mod dataset;
+pub mod dry_run;
 pub mod limits;
 pub mod rules;
 pub mod session;

@@ -260,6 +260,7 @@ impl Pipeline {
             "rows": totals.rows,
             "rejected_rows": totals.rejected_rows,
             "workflow": job.workflow,
+            "rules_dry_run_of": job.rules_trial.as_ref().map(|t| &t.of_job),
             "output_columns": output_columns(job, rules),
             "violations": violations,
             "outputs": { "clean": results.clean, "rejected": results.rejected, "profile": results.profile },
