@@ -249,6 +249,39 @@ async fn a_group_by_question_is_answered_with_the_exact_numbers() {
         assert!(r.signed);
         assert!(r.body["inferenceConfig"]["maxTokens"].as_u64().unwrap() > 0);
     }
+    // The owner's day: the two calls, their tokens and cost, what is left of the budget.
+    let u = c.get("/v1/usage").await;
+    assert_eq!(u.status, StatusCode::OK, "{:?}", u.body);
+    assert_eq!(u.body["calls"], 2, "{}", u.body);
+    assert_eq!(
+        u.body["input_tokens"], msg["usage"]["input_tokens"],
+        "{}",
+        u.body
+    );
+    assert_eq!(u.body["output_tokens"], msg["usage"]["output_tokens"]);
+    let cost = u.body["cost_micro_usd"].as_u64().unwrap();
+    assert_eq!(cost, msg["usage"]["cost_micro_usd"].as_u64().unwrap());
+    assert!(cost > 0);
+    assert_eq!(u.body["held_micro_usd"], 0, "every call settled");
+    assert_eq!(u.body["budget_micro_usd"], 100_000_000);
+    assert_eq!(u.body["remaining_micro_usd"], 100_000_000 - cost);
+    let day = u.body["day"].as_str().unwrap().to_string();
+    assert_eq!(c.get(&format!("/v1/usage?day={day}")).await.body, u.body);
+    // Another day, another owner: nothing; a bad day is named.
+    let other = c.get("/v1/usage?day=2020-01-01").await;
+    assert_eq!(other.body["calls"], 0, "{:?}", other.body);
+    assert_eq!(
+        Client::new(&stack, "bob").get("/v1/usage").await.body["calls"],
+        0
+    );
+    let bad = c.get("/v1/usage?day=tomorrow").await;
+    assert_eq!(
+        bad.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        bad.body
+    );
+    assert_eq!(bad.body["error"]["code"], "invalid_day");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -41,6 +41,7 @@ pub const AGENT_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/rules/generate"),
     ("POST", "/v1/rules/dry-runs"),
     ("GET", "/v1/rules/dry-runs/{id}"),
+    ("GET", "/v1/usage"),
     ("POST", "/v1/sessions"),
     ("GET", "/v1/sessions/{id}"),
     ("POST", "/v1/sessions/{id}/messages"),

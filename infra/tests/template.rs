@@ -618,6 +618,7 @@ fn http_routes_are_authorised_except_health() {
             ("GET /v1/rules/dry-runs/{id}".to_string(), false),
             ("GET /v1/sessions/{id}".to_string(), false),
             ("GET /v1/uploads/{job}/parts".to_string(), false),
+            ("GET /v1/usage".to_string(), false),
             ("GET /v1/workflows".to_string(), false),
             ("GET /v1/workflows/{id}".to_string(), false),
             (

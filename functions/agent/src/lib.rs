@@ -14,8 +14,11 @@
 //! - `GET /v1/sessions/{id}` -> the session and its whole conversation.
 //! - `POST /v1/rules/dry-runs {job_id, rules}`, `GET /v1/rules/dry-runs/{id}`: a rule document
 //!   run over the whole file as a job, nothing saved ([`dry_runs`]).
+//! - `GET /v1/usage[?day=YYYY-MM-DD]`: the caller's model usage on a UTC day and what is left
+//!   of the daily budget ([`usage`]).
 
 pub mod dry_runs;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -38,6 +41,7 @@ use tessera_shared::job::{now_rfc3339, Job, JobState};
 use tessera_shared::model::bedrock::BedrockModel;
 use tessera_shared::model::ChatModel;
 use tessera_shared::pipeline::queries::QueryStore;
+use tessera_shared::ports::UsageReader;
 use tessera_shared::store::jobs::JobStore;
 use tessera_shared::store::objects::ObjectStore;
 use tessera_shared::store::queue::TaskQueue;
@@ -54,6 +58,8 @@ pub const GENERATE_BUDGET: std::time::Duration = std::time::Duration::from_secs(
 pub struct AgentState {
     pub agent: Agent,
     pub workflows: WorkflowStore,
+    /// Owners' daily model usage (the rate store's day items).
+    pub usage: Arc<dyn UsageReader>,
 }
 
 impl AgentState {
@@ -79,15 +85,17 @@ impl AgentState {
         model: Option<Arc<dyn ChatModel>>,
     ) -> Self {
         let table = &config.jobs_table;
+        let rates = Arc::new(RateStore::new(
+            clients.dynamodb.clone(),
+            table,
+            config.model_limits.clone(),
+        ));
         AgentState {
             workflows: WorkflowStore::new(clients.dynamodb.clone(), table),
+            usage: rates.clone(),
             agent: Agent {
                 model,
-                admission: Some(Arc::new(RateAdmission(Arc::new(RateStore::new(
-                    clients.dynamodb.clone(),
-                    table,
-                    config.model_limits.clone(),
-                ))))),
+                admission: Some(Arc::new(RateAdmission(rates))),
                 limits: AgentLimits::default(),
                 jobs: JobStore::new(clients.dynamodb.clone(), table),
                 objects: ObjectStore::new(clients.s3.clone(), &config.bucket),
@@ -110,6 +118,7 @@ pub fn app(state: AgentState) -> Router {
         .route("/v1/rules/generate", post(generate_rules))
         .route("/v1/rules/dry-runs", post(dry_runs::create))
         .route("/v1/rules/dry-runs/{id}", get(dry_runs::get))
+        .route("/v1/usage", get(usage::get))
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/sessions/{id}/messages", post(post_message))
