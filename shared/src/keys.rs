@@ -192,6 +192,15 @@ pub fn job_output_keys(
     keys
 }
 
+/// Where a completed job's profile is (`results/<owner>/<job>/profile.json` unless its record
+/// names another key).
+pub fn profile_key(job: &crate::job::Job) -> String {
+    job.results
+        .profile
+        .clone()
+        .unwrap_or_else(|| format!("{}/profile.json", results_prefix(&job.owner, &job.id)))
+}
+
 /// The parts of chunk `index`: those it writes and those the finalizer writes for it.
 pub fn chunk_part_keys(owner: &str, job_id: &str, index: u32) -> Vec<String> {
     PartKind::ALL

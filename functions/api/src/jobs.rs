@@ -157,13 +157,10 @@ pub async fn get_profile(
             ),
         ));
     }
-    let key = job.results.profile.clone().unwrap_or_else(|| {
-        format!(
-            "{}/profile.json",
-            tessera_shared::keys::results_prefix(&job.owner, &job.id)
-        )
-    });
-    let bytes = st.objects.read_all(&key).await?;
+    let bytes = st
+        .objects
+        .read_all(&tessera_shared::keys::profile_key(&job))
+        .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 

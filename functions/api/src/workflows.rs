@@ -105,15 +105,7 @@ pub async fn validate_against_job(
     }
     let doc = tessera_shared::engine::rules::parse_document(&text)
         .map_err(|_| ApiError::internal(&"a validated document did not parse"))?;
-    let key = job.results.profile.clone().unwrap_or_else(|| {
-        format!(
-            "{}/profile.json",
-            tessera_shared::keys::results_prefix(&job.owner, &job.id)
-        )
-    });
-    let profile: tessera_shared::engine::profile::ProfileReport =
-        serde_json::from_slice(&st.objects.read_all(&key).await?)
-            .map_err(|e| ApiError::internal(&format!("profile of job {}: {e}", job.id)))?;
+    let profile = st.objects.read_profile(&job).await?;
     let errs = tessera_shared::engine::rules::against_profile(&doc, &profile);
     if let Some(first) = errs.first() {
         return Err(ApiError::unprocessable(

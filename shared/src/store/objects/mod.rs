@@ -428,6 +428,18 @@ impl ObjectStore {
         Ok(data.into_bytes().to_vec())
     }
 
+    /// Reads a completed job's profile (`keys::profile_key`).
+    pub async fn read_profile(
+        &self,
+        job: &crate::job::Job,
+    ) -> Result<tessera_engine::profile::ProfileReport, StoreError> {
+        let bytes = self.read_all(&crate::keys::profile_key(job)).await?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Malformed {
+            what: "profile",
+            detail: format!("job {}: {e}", job.id),
+        })
+    }
+
     /// Reads a whole (small) object.
     pub async fn read_all(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let out = self
