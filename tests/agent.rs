@@ -332,10 +332,21 @@ async fn generated_rules_dry_run_matches_a_real_job_with_them() {
     );
 
     // The same document as a workflow, on a real job over the same file.
+    let (_, run) = job_with_rules(&c, &bytes, &a.body["rules"]).await;
+    let dry = &a.body["dry_run"];
+    assert_eq!(dry["sample_rows"], 60, "{dry}");
+    assert_eq!(run["rejected_rows"], dry["rejected_rows"], "{run} vs {dry}");
+    let empty_notes = (0..60).filter(|i| i % 7 == 0).count() as u64;
+    assert_eq!(dry["violations"]["note_present"], empty_notes, "{dry}");
+}
+
+/// Saves `rules` as a workflow and runs a job over `bytes` with it; returns the job id and its
+/// final record (completed).
+async fn job_with_rules(c: &Client, bytes: &[u8], rules: &Value) -> (String, Value) {
     let wf = c
         .post_json(
             "/v1/workflows",
-            &json!({"name": "generated", "rules": a.body["rules"]}),
+            &json!({"name": "generated", "rules": rules}),
         )
         .await;
     assert_eq!(wf.status, StatusCode::CREATED, "{:?}", wf.body);
@@ -350,20 +361,15 @@ async fn generated_rules_dry_run_matches_a_real_job_with_them() {
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let put = reqwest::Client::new()
         .put(created.body["upload"]["url"].as_str().unwrap())
-        .body(bytes.clone())
+        .body(bytes.to_vec())
         .send()
         .await
         .unwrap();
     assert!(put.status().is_success());
-    let run = c
-        .wait_final(created.body["job_id"].as_str().unwrap(), TIMEOUT)
-        .await;
+    let id = created.body["job_id"].as_str().unwrap().to_string();
+    let run = c.wait_final(&id, TIMEOUT).await;
     assert_eq!(run["state"], "completed", "{run}");
-    let dry = &a.body["dry_run"];
-    assert_eq!(dry["sample_rows"], 60, "{dry}");
-    assert_eq!(run["rejected_rows"], dry["rejected_rows"], "{run} vs {dry}");
-    let empty_notes = (0..60).filter(|i| i % 7 == 0).count() as u64;
-    assert_eq!(dry["violations"]["note_present"], empty_notes, "{dry}");
+    (id, run)
 }
 
 /// Reads the manifest of a completed job (owner `alice`).
@@ -454,32 +460,8 @@ async fn a_whole_file_dry_run_counts_what_a_real_job_rejects() {
     );
 
     // The same document as a workflow, on a real job over the same file: the same counts.
-    let wf = c
-        .post_json(
-            "/v1/workflows",
-            &json!({"name": "generated", "rules": a.body["rules"]}),
-        )
-        .await;
-    assert_eq!(wf.status, StatusCode::CREATED, "{:?}", wf.body);
-    let wf_id = wf.body["workflow_id"].as_str().unwrap();
-    let created = c
-        .post_json(
-            "/v1/uploads",
-            &json!({"filename": "b.csv", "size": bytes.len(), "content_type": "text/csv",
-                    "workflow": {"id": wf_id}}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
-    let put = reqwest::Client::new()
-        .put(created.body["upload"]["url"].as_str().unwrap())
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success());
-    let real_id = created.body["job_id"].as_str().unwrap();
-    let real = c.wait_final(real_id, TIMEOUT).await;
-    assert_eq!(real["state"], "completed", "{real}");
+    let (real_id, real) = job_with_rules(&c, &bytes, &a.body["rules"]).await;
+    let real_id = real_id.as_str();
     assert_eq!(
         real["rejected_rows"], report["rejected_rows"],
         "{real} vs {report}"
