@@ -129,17 +129,9 @@ impl RangedJob for QueryJob {
     fn run(&self) -> u32 {
         self.run
     }
-}
-
-impl QueryJob {
-    /// The byte ranges of the object (none for a header-only object).
-    pub fn ranges(&self) -> Vec<ChunkTask> {
-        split::plan(self.object_size, self.header_len, self.range_size.max(1))
-    }
-
     /// Every part key a query job may have written: one partial state per range, or its
     /// [`QUERY_PARTITIONS`] partitions when it spilled.
-    pub fn part_keys(&self) -> Vec<String> {
+    fn part_keys(&self) -> Vec<String> {
         let mut out = Vec::new();
         for i in 0..self.range_count {
             out.push(keys::query_part_key(&self.owner, &self.job_id, &self.id, i));
@@ -154,6 +146,13 @@ impl QueryJob {
             }
         }
         out
+    }
+}
+
+impl QueryJob {
+    /// The byte ranges of the object (none for a header-only object).
+    pub fn ranges(&self) -> Vec<ChunkTask> {
+        split::plan(self.object_size, self.header_len, self.range_size.max(1))
     }
 
     /// Where its state is read: `GET /v1/jobs/{job}/queries/{id}`.

@@ -96,19 +96,18 @@ impl crate::ranged::RangedJob for ExportJob {
     fn expires_at(&self) -> i64 {
         self.expires_at
     }
+    /// Every key the export may have written besides the export object: its range parts.
+    fn part_keys(&self) -> Vec<String> {
+        (0..self.range_count)
+            .map(|i| keys::export_part_key(&self.owner, &self.job_id, &self.id, i))
+            .collect()
+    }
 }
 
 impl ExportJob {
     /// The byte ranges of the output (none for a header-only output).
     pub fn ranges(&self) -> Vec<ChunkTask> {
         split::plan(self.source_size, self.header_len, self.range_size.max(1))
-    }
-
-    /// Every key the export may have written besides the export object: its range parts.
-    pub fn part_keys(&self) -> Vec<String> {
-        (0..self.range_count)
-            .map(|i| keys::export_part_key(&self.owner, &self.job_id, &self.id, i))
-            .collect()
     }
 }
 

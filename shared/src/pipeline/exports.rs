@@ -7,11 +7,13 @@ use tessera_engine::parse::{ParserConfig, RecordBuf};
 use tessera_engine::range::RangeReader;
 use tessera_engine::split::{self, ChunkTask};
 
+use super::ranged::DeadRange;
 use super::{Pipeline, PipelineError};
 use crate::export::job::{ExportJob, ExportState};
 use crate::export::{Converter, ExportError};
 use crate::job::{is_stale, JobError};
 use crate::keys;
+use crate::ranged::RangedJob;
 use crate::store::exports::{RangeCommit, RangeRecord};
 use crate::store::objects::ObjectStore;
 use crate::store::objects::{next_piece, open_planned, PartSink};
@@ -43,11 +45,6 @@ pub async fn fail_if_stalled(
     objects: &crate::store::objects::ObjectStore,
     export: ExportJob,
 ) -> Result<ExportJob, crate::store::StoreError> {
-    if !matches!(export.state, ExportState::Queued | ExportState::Running)
-        || !is_stale(&export.updated_at, EXPORT_STALLED_AFTER)
-    {
-        return Ok(export);
-    }
     let error = JobError::new(
         "export_stalled",
         format!(
@@ -56,16 +53,7 @@ pub async fn fail_if_stalled(
             export.job_id
         ),
     );
-    if exports.mark_stalled(&export, &error).await? {
-        tracing::warn!(job_id = %export.job_id, export_id = %export.id, since = %export.updated_at, state = export.state.as_str(), "export stalled; failed it");
-        if let Err(e) = objects.delete_keys(&export.part_keys()).await {
-            tracing::warn!(error = %e, "could not delete a stalled export's parts; the bucket's expiry rule will");
-        }
-    }
-    Ok(exports
-        .get(&export.job_id, &export.id)
-        .await?
-        .unwrap_or(export))
+    super::ranged::fail_if_stalled(exports, objects, export, EXPORT_STALLED_AFTER, error).await
 }
 impl Pipeline {
     /// The export and the task of a range message, or `None` (logged) when no one can act on
@@ -358,36 +346,24 @@ impl Pipeline {
         message: impl Into<String>,
         detail: String,
     ) -> Result<(), PipelineError> {
-        tracing::warn!(job_id = %export.job_id, export_id = %export.id, code, %detail, "export failed");
-        if self
-            .exports
-            .mark_failed(export, &JobError::new(code, message))
-            .await?
-        {
-            if let Err(e) = self.objects.delete_keys(&export.part_keys()).await {
-                tracing::warn!(error = %e, "could not delete a failed export's parts; the bucket's expiry rule will");
-            }
-        }
+        self.fail_ranged(&self.exports, export, code, message.into(), &detail)
+            .await?;
         Ok(())
     }
 
-    /// An export range that reached the dead-letter queue: SQS delivered it `maxReceiveCount`
-    /// times and no attempt finished. A running export whose range has no completion fails
-    /// `export_attempts_exhausted`; one stuck stitching for longer than a stitch can live fails
-    /// `export_failed`. Anything else is left as it is.
+    /// An export range that reached the dead-letter queue: a running export whose range has
+    /// no completion fails `export_attempts_exhausted`; one stuck stitching for longer than a
+    /// stitch can live fails `export_failed`. Anything else is left as it is.
     pub async fn dead_export_range(&self, msg: ExportRangeMessage) -> Result<(), PipelineError> {
         let Some((export, task)) = self.export_of(&msg).await? else {
             return Ok(());
         };
-        match export.state {
-            ExportState::Queued | ExportState::Running => {
-                if self
-                    .exports
-                    .range_done(&export, task.index)
-                    .await?
-                {
-                    return Ok(());
-                }
+        match self
+            .dead_range(&self.exports, &export, task.index, STALE_STITCHING)
+            .await?
+        {
+            DeadRange::Ignore => Ok(()),
+            DeadRange::Exhausted => {
                 self.fail_export(
                     &export,
                     "export_attempts_exhausted",
@@ -399,7 +375,7 @@ impl Pipeline {
                 )
                 .await
             }
-            ExportState::Stitching if is_stale(&export.updated_at, STALE_STITCHING) => {
+            DeadRange::NeverAssembled => {
                 self.fail_export(
                     &export,
                     "export_failed",
@@ -408,7 +384,6 @@ impl Pipeline {
                 )
                 .await
             }
-            _ => Ok(()),
         }
     }
 }

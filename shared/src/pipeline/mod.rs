@@ -24,6 +24,7 @@ pub mod exports;
 mod finalize;
 mod plan;
 pub mod queries;
+mod ranged;
 mod rules;
 mod steps;
 #[cfg(test)]

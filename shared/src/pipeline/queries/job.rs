@@ -10,11 +10,12 @@ use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 use super::{
     query_options, scan_range, store_result, thread_cpu, timed, QueryFailure, STALE_MERGING,
 };
-use crate::job::{is_stale, JobError};
+use crate::job::is_stale;
 use crate::keys;
+use crate::pipeline::ranged::DeadRange;
 use crate::pipeline::{Pipeline, PipelineError, MAX_CHUNK_DELIVERIES};
 use crate::query::{QueryJob, QUERY_PARTITIONS};
-use crate::ranged::RangedState;
+use crate::ranged::{RangedJob, RangedState};
 use crate::store::ranged::{RangeCommit, RangeRecord};
 use crate::store::table::{number, string};
 use crate::task::QueryRangeMessage;
@@ -346,15 +347,10 @@ impl Pipeline {
         message: String,
         detail: String,
     ) -> Result<(), PipelineError> {
-        tracing::warn!(job_id = %query.job_id, query_id = %query.id, code, %detail, "query failed");
         if self
-            .queries
-            .mark_failed(query, &JobError::new(code, message))
+            .fail_ranged(&self.queries, query, code, message, &detail)
             .await?
         {
-            if let Err(e) = self.objects.delete_keys(&query.part_keys()).await {
-                tracing::warn!(error = %e, "could not delete a failed query's parts; the bucket's expiry rule will");
-            }
             self.continue_agent(query).await;
         }
         Ok(())
@@ -366,15 +362,12 @@ impl Pipeline {
         let Some((query, task)) = self.query_of(&msg).await? else {
             return Ok(());
         };
-        match query.state {
-            RangedState::Queued | RangedState::Running => {
-                if self
-                    .queries
-                    .range_done(&query, task.index)
-                    .await?
-                {
-                    return Ok(());
-                }
+        match self
+            .dead_range(&self.queries, &query, task.index, STALE_MERGING)
+            .await?
+        {
+            DeadRange::Ignore => Ok(()),
+            DeadRange::Exhausted => {
                 self.fail_query(
                     &query,
                     "query_attempts_exhausted",
@@ -386,7 +379,7 @@ impl Pipeline {
                 )
                 .await
             }
-            RangedState::Stitching if is_stale(&query.updated_at, STALE_MERGING) => {
+            DeadRange::NeverAssembled => {
                 self.fail_query(
                     &query,
                     "query_failed",
@@ -395,7 +388,6 @@ impl Pipeline {
                 )
                 .await
             }
-            _ => Ok(()),
         }
     }
 }

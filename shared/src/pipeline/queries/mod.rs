@@ -22,7 +22,7 @@ use tessera_engine::query::{
 };
 use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 
-use super::{is_stale, job_dialect};
+use super::job_dialect;
 use crate::config::Config;
 use crate::job::{now_rfc3339, Job, JobError};
 use crate::keys;
@@ -488,20 +488,9 @@ pub async fn fail_if_stalled(
     objects: &ObjectStore,
     q: QueryJob,
 ) -> Result<QueryJob, StoreError> {
-    if !matches!(q.state, RangedState::Queued | RangedState::Running)
-        || !is_stale(&q.updated_at, QUERY_STALLED_AFTER)
-    {
-        return Ok(q);
-    }
     let error = JobError::new(
         "query_stalled",
         "The query made no progress for 2 hours and was stopped. Ask it again.",
     );
-    if queries.mark_stalled(&q, &error).await? {
-        tracing::warn!(job_id = %q.job_id, query_id = %q.id, since = %q.updated_at, "query stalled; failed it");
-        if let Err(e) = objects.delete_keys(&q.part_keys()).await {
-            tracing::warn!(error = %e, "could not delete a stalled query's parts; the bucket's expiry rule will");
-        }
-    }
-    Ok(queries.get(&q.job_id, &q.id).await?.unwrap_or(q))
+    crate::pipeline::ranged::fail_if_stalled(queries, objects, q, QUERY_STALLED_AFTER, error).await
 }
