@@ -17,7 +17,7 @@ use tessera_infra::converse::{ConverseServer, Step};
 use tessera_shared::model::bedrock::BedrockModel;
 use tessera_shared::model::ChatModel;
 
-const TIMEOUT: Duration = Duration::from_secs(90);
+const TIMEOUT: Duration = Duration::from_secs(180);
 const MODEL: &str = "us.anthropic.claude-test-v1:0";
 const READ_ONLY_TOOLS: [&str; 4] = [
     "describe_dataset",

@@ -123,6 +123,9 @@ impl RangedJob for QueryJob {
     fn range_count(&self) -> u32 {
         self.range_count
     }
+    fn ranges_done(&self) -> u32 {
+        self.ranges_done
+    }
     fn expires_at(&self) -> i64 {
         self.expires_at
     }

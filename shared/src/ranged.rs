@@ -51,6 +51,8 @@ pub trait RangedJob: Serialize + DeserializeOwned + Clone + Send + Sync + 'stati
     fn state(&self) -> RangedState;
     fn updated_at(&self) -> &str;
     fn range_count(&self) -> u32;
+    /// Ranges completed so far.
+    fn ranges_done(&self) -> u32;
     /// Epoch seconds after which DynamoDB deletes the record (its job's TTL).
     fn expires_at(&self) -> i64;
     /// Every key its ranges may have written (removed when it fails or ends).

@@ -93,6 +93,9 @@ impl crate::ranged::RangedJob for ExportJob {
     fn range_count(&self) -> u32 {
         self.range_count
     }
+    fn ranges_done(&self) -> u32 {
+        self.ranges_done
+    }
     fn expires_at(&self) -> i64 {
         self.expires_at
     }

@@ -11,7 +11,7 @@ use super::ranged::DeadRange;
 use super::{Pipeline, PipelineError};
 use crate::export::job::{ExportJob, ExportState};
 use crate::export::{Converter, ExportError};
-use crate::job::{is_stale, JobError};
+use crate::job::JobError;
 use crate::keys;
 use crate::ranged::RangedJob;
 use crate::store::exports::{RangeCommit, RangeRecord};
@@ -233,24 +233,12 @@ impl Pipeline {
     /// Stitches the export if every range is done and this caller wins the claim, or takes
     /// over a stitch that stalled.
     async fn stitch_if_done(&self, export: &ExportJob) -> Result<(), PipelineError> {
-        let claimed = match export.state {
-            ExportState::Running if export.ranges_done >= export.range_count => {
-                self.exports.claim_stitching(export).await?
-            }
-            ExportState::Stitching if is_stale(&export.updated_at, STALE_STITCHING) => {
-                tracing::warn!(since = %export.updated_at, "taking over a stalled export stitch");
-                self.exports.reclaim_stitching(export).await?
-            }
-            _ => false,
-        };
-        if !claimed {
-            return Ok(());
-        }
-        let export = self
-            .exports
-            .get(&export.job_id, &export.id)
+        let Some(export) = self
+            .claim_assembly(&self.exports, export, STALE_STITCHING)
             .await?
-            .unwrap_or_else(|| export.clone());
+        else {
+            return Ok(());
+        };
         match self.try_stitch(&export).await {
             Ok(()) => Ok(()),
             Err(PipelineError::Engine(e)) => {
@@ -281,15 +269,7 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let tasks = export.ranges();
         let mut records = self.exports.ranges(export).await?;
-        if records.len() != tasks.len()
-            || records.iter().zip(&tasks).any(|(r, t)| r.index != t.index)
-        {
-            return Err(PipelineError::Malformed(format!(
-                "{} range records for {} ranges",
-                records.len(),
-                tasks.len()
-            )));
-        }
+        super::ranged::check_records(&records, &tasks).map_err(PipelineError::Malformed)?;
         let summaries: Vec<_> = records.iter().map(|r| r.summary).collect();
         let reruns = split::validate(&summaries);
         for &(index, in_quotes) in &reruns {

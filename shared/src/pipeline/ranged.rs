@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
+use tessera_engine::split::ChunkTask;
+
 use super::{Pipeline, PipelineError};
 use crate::job::{is_stale, JobError};
 use crate::ranged::{RangedJob, RangedState};
 use crate::store::objects::ObjectStore;
-use crate::store::ranged::RangedStore;
+use crate::store::ranged::{RangeRecord, RangedStore};
 use crate::store::StoreError;
 
 /// What a dead-lettered range means for its job.
@@ -59,7 +61,54 @@ pub async fn fail_if_stalled<J: RangedJob>(
     Ok(store.get(job.job_id(), job.id()).await?.unwrap_or(job))
 }
 
+/// The range records of a job read for its assembly, checked against its planned ranges: one
+/// per range, in order. `Err`: what does not match (the job changed under its ranges).
+pub(super) fn check_records(records: &[RangeRecord], tasks: &[ChunkTask]) -> Result<(), String> {
+    if records.len() != tasks.len() || records.iter().zip(tasks).any(|(r, t)| r.index != t.index) {
+        return Err(format!(
+            "{} range records for {} ranges",
+            records.len(),
+            tasks.len()
+        ));
+    }
+    Ok(())
+}
+
 impl Pipeline {
+    /// Claims the assembly of `job` (stitching its parts, merging its states) when every range
+    /// is done, or takes over an assembly that has not moved for `assembly_lives`. Returns the
+    /// job as it is now when this caller won; `None` when another did or nothing is due.
+    pub(super) async fn claim_assembly<J: RangedJob>(
+        &self,
+        store: &RangedStore<J>,
+        job: &J,
+        assembly_lives: Duration,
+    ) -> Result<Option<J>, StoreError> {
+        let claimed = match job.state() {
+            RangedState::Running if job.ranges_done() >= job.range_count() => {
+                store.claim_stitching(job).await?
+            }
+            RangedState::Stitching if is_stale(job.updated_at(), assembly_lives) => {
+                tracing::warn!(
+                    kind = J::KIND,
+                    since = job.updated_at(),
+                    "taking over a stalled assembly"
+                );
+                store.reclaim_stitching(job).await?
+            }
+            _ => false,
+        };
+        if !claimed {
+            return Ok(None);
+        }
+        Ok(Some(
+            store
+                .get(job.job_id(), job.id())
+                .await?
+                .unwrap_or_else(|| job.clone()),
+        ))
+    }
+
     /// Fails `job` with `code` and the caller-safe `message` (the `detail` goes to the log
     /// only) and removes its parts. True when this call failed it (not already final).
     pub(super) async fn fail_ranged<J: RangedJob>(

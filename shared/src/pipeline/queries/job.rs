@@ -10,7 +10,6 @@ use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 use super::{
     query_options, scan_range, store_result, thread_cpu, timed, QueryFailure, STALE_MERGING,
 };
-use crate::job::is_stale;
 use crate::keys;
 use crate::pipeline::ranged::DeadRange;
 use crate::pipeline::{Pipeline, PipelineError, MAX_CHUNK_DELIVERIES};
@@ -184,24 +183,12 @@ impl Pipeline {
     /// Merges the query if every range is done and this caller wins the claim, or takes over
     /// a merge that stalled.
     async fn merge_if_done(&self, query: &QueryJob) -> Result<(), PipelineError> {
-        let claimed = match query.state {
-            RangedState::Running if query.ranges_done >= query.range_count => {
-                self.queries.claim_stitching(query).await?
-            }
-            RangedState::Stitching if is_stale(&query.updated_at, STALE_MERGING) => {
-                tracing::warn!(since = %query.updated_at, "taking over a stalled query merge");
-                self.queries.reclaim_stitching(query).await?
-            }
-            _ => false,
-        };
-        if !claimed {
-            return Ok(());
-        }
-        let query = self
-            .queries
-            .get(&query.job_id, &query.id)
+        let Some(query) = self
+            .claim_assembly(&self.queries, query, STALE_MERGING)
             .await?
-            .unwrap_or_else(|| query.clone());
+        else {
+            return Ok(());
+        };
         match self.try_merge(&query).await {
             Ok(()) => Ok(()),
             Err(QueryFailure::Store(e)) => {
@@ -221,15 +208,7 @@ impl Pipeline {
         let plan = self.plan_of(query)?;
         let tasks = query.ranges();
         let records = self.queries.ranges(query).await?;
-        if records.len() != tasks.len()
-            || records.iter().zip(&tasks).any(|(r, t)| r.index != t.index)
-        {
-            return Err(QueryFailure::Changed(format!(
-                "{} range records for {} ranges",
-                records.len(),
-                tasks.len()
-            )));
-        }
+        crate::pipeline::ranged::check_records(&records, &tasks).map_err(QueryFailure::Changed)?;
         let mut summaries: Vec<ChunkSummary> = records.iter().map(|r| r.summary).collect();
         let reruns = split::validate(&summaries);
         let mut rerun_states = std::collections::HashMap::new();
