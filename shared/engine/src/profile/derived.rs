@@ -128,7 +128,20 @@ impl SentimentState {
     pub(crate) fn report(&self) -> DerivedReport {
         let scored = self.scored();
         let sketch = self.quantiles.flushed();
-        let q = |p: f64| sketch.quantile(p).ok().flatten().unwrap_or(0.0);
+        // A bucket's representative may lie past the extreme scores (by < 1 %); the true
+        // quantile never does, so clamping only brings the answer closer.
+        let (lo, hi) = (
+            f64::from(self.min_e4) / 10_000.0,
+            f64::from(self.max_e4) / 10_000.0,
+        );
+        let q = |p: f64| {
+            let v = sketch.quantile(p).ok().flatten().unwrap_or(0.0);
+            if lo <= hi {
+                v.clamp(lo, hi)
+            } else {
+                v
+            }
+        };
         let any = scored > 0;
         DerivedReport {
             kind: DerivedKind::Sentiment,

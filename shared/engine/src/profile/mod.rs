@@ -830,7 +830,7 @@ impl ProfileState {
         }
     }
 
-    /// Adds a derived sentiment column to profile; returns its index for
+    /// Adds a derived sentiment column to the profile; returns its index for
     /// [`observe_sentiment`](Self::observe_sentiment). Adding a column already present (same
     /// score column name) returns the existing index.
     pub fn add_sentiment(&mut self, column: SentimentColumn) -> usize {
