@@ -113,6 +113,9 @@ pub struct Job {
     pub bytes_done: u64,
     pub rows: u64,
     pub rejected_rows: u64,
+    /// Texts scored by the workflow's `derive` sentiment steps (progress, then exact).
+    #[serde(default)]
+    pub scored_rows: u64,
     pub error: Option<JobError>,
     pub results: ResultKeys,
     /// Epoch seconds after which DynamoDB deletes the record (TTL).
@@ -200,6 +203,10 @@ pub struct JobSnapshot {
     pub progress: Progress,
     pub rows: u64,
     pub rejected_rows: u64,
+    /// Rows whose text a `derive` sentiment step scored so far (summed over the steps);
+    /// absent while none has been (and for jobs without such a step).
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub scored_rows: u64,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub columns: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -221,6 +228,10 @@ pub struct JobSnapshot {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -267,6 +278,7 @@ impl Job {
             bytes_done: 0,
             rows: 0,
             rejected_rows: 0,
+            scored_rows: 0,
             error: None,
             results: ResultKeys::default(),
             expires_at,
@@ -308,6 +320,7 @@ impl Job {
             },
             rows: self.rows,
             rejected_rows: self.rejected_rows,
+            scored_rows: self.scored_rows,
             columns: self.columns.clone(),
             dialect: self.dialect.clone(),
             error: self.error.clone(),

@@ -133,6 +133,10 @@ pub struct ChunkResult {
     /// Records rejected by rules (included in `rejected_rows`).
     #[serde(default)]
     pub rule_rejected_rows: u64,
+    /// Texts scored by `derive` sentiment steps (clean rows with a non-empty text, summed over
+    /// the steps; 0 without them): the job's "rows scored".
+    #[serde(default)]
+    pub scored_rows: u64,
     /// Keys of `unique` rules for the second pass (`rules::unique`). Not serialised: the caller
     /// takes them out and stores them as partitions (`rules::unique::encode`).
     #[serde(skip)]
@@ -182,6 +186,9 @@ pub struct ChunkProcessor {
     profile: ProfileState,
     rules: Option<RuleRunner>,
     rule_rejected_rows: u64,
+    /// The rules derive sentiment columns (profiled per clean row).
+    derives: bool,
+    scored_rows: u64,
 }
 
 impl ChunkProcessor {
@@ -198,6 +205,18 @@ impl ChunkProcessor {
             max_field_bytes: opts.max_field_bytes,
             max_record_bytes: opts.max_record_bytes,
         };
+        let mut profile = ProfileState::new(columns.to_vec(), &opts.profile);
+        let derived = opts
+            .rules
+            .as_ref()
+            .map(|r| r.sentiment_columns())
+            .unwrap_or_default();
+        let derives = !derived.is_empty();
+        for (k, column) in derived.into_iter().enumerate() {
+            // Indices 0.. in output order: `observe_sentiment(k, ..)` below relies on it.
+            let i = profile.add_sentiment(column);
+            debug_assert_eq!(i, k);
+        }
         ChunkProcessor {
             task: *task,
             dialect: *dialect,
@@ -220,12 +239,14 @@ impl ChunkProcessor {
             abandoned: false,
             max_overrun: opts.max_speculative_overrun_bytes,
             open_quote_at_eof: None,
-            profile: ProfileState::new(columns.to_vec(), &opts.profile),
+            profile,
             rules: opts.rules.clone().map(|r| match &opts.unique_repeats {
                 Some(known) => RuleRunner::with_repeats(r, known),
                 None => RuleRunner::new(r),
             }),
             rule_rejected_rows: 0,
+            derives,
+            scored_rows: 0,
         }
     }
 
@@ -317,6 +338,7 @@ impl ChunkProcessor {
             profile: self.profile,
             violations: outcome.violations,
             rule_rejected_rows: self.rule_rejected_rows,
+            scored_rows: self.scored_rows,
             unique_keys: outcome.unique_keys,
         })
     }
@@ -458,6 +480,14 @@ impl ChunkProcessor {
                                     &mut self.out,
                                 );
                                 self.out.push(b'\n');
+                            } else if self.derives {
+                                runner.score_derived(&record);
+                            }
+                            if self.derives {
+                                for (k, &score) in runner.derived_scores().iter().enumerate() {
+                                    self.scored_rows += u64::from(score.is_some());
+                                    self.profile.observe_sentiment(k, score);
+                                }
                             }
                             self.raw.clear();
                             return;

@@ -81,7 +81,12 @@ fn records(clean: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 /// What the scorer says of `text`: the two derived fields.
+/// The two derived cells of a row whose source text is `text`: both empty for an empty text
+/// (not scored).
 fn scored(a: &mut Analyzer, text: &str) -> [String; 2] {
+    if text.is_empty() {
+        return [String::new(), String::new()];
+    }
     let c = a.polarity_scores_str(text).compound;
     [ScoreText::of(c).to_string(), Label::of(c).to_string()]
 }

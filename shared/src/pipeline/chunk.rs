@@ -122,6 +122,7 @@ impl Pipeline {
             rows: result.rows,
             rejected_rows: result.rejected_rows,
             bytes: task.end - task.start,
+            scored_rows: result.scored_rows,
             result_key: keys::part_key(&job.owner, &job.id, PartKind::Result, task.index),
             completed_at: now_rfc3339(),
         };

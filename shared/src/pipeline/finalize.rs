@@ -404,6 +404,7 @@ impl Merged {
                 rows: 0,
                 rejected_rows: 0,
                 bytes: job.declared_size,
+                scored_rows: 0,
             },
             violations: BTreeMap::new(),
             rule_rejected_rows: 0,
@@ -422,5 +423,8 @@ impl Merged {
             *self.violations.entry(id.clone()).or_default() += n;
         }
         self.profile.merge(&r.profile);
+        // From the merged profile, not the chunks' counters: a chunk re-run (quote state,
+        // `unique` repeats) replaces its result.
+        self.totals.scored_rows = self.profile.sentiment_scored();
     }
 }

@@ -33,6 +33,7 @@ fn record(index: u32) -> ChunkRecord {
         rows: 10,
         rejected_rows: 1,
         bytes: 100,
+        scored_rows: 0,
         result_key: format!("parts/result/{index}"),
         completed_at: "2026-01-01T00:00:00.000Z".into(),
     }
@@ -43,6 +44,7 @@ fn totals() -> Totals {
         rows: 1,
         rejected_rows: 0,
         bytes: 1000,
+        scored_rows: 0,
     }
 }
 

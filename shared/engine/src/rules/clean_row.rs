@@ -109,20 +109,52 @@ impl RuleRunner {
 }
 
 /// Writes the derived columns (after the layout and `_violations`): per `derive` step, the
-/// compound score with 4 fraction digits and the label, both never quoted. The score is of the
+/// compound score with 4 fraction digits and the label, both never quoted; both empty when the
+/// text is empty (not scored: an absent text is not a neutral one). The score is of the
 /// source field as read (unquoted), before the column's transforms: a `redact` or `token` mask
-/// would leave nothing to score, and a score and a label leak none of the text.
+/// would leave nothing to score, and a score and a label leak none of the text. The scores are
+/// kept for [`RuleRunner::derived_scores`] (the profile).
 #[inline(never)]
 fn write_derived(r: &CompiledRules, rec: &Record<'_>, s: &mut Scratch, out: &mut Vec<u8>) {
-    let analyzer = s.analyzer.get_or_insert_with(Analyzer::new);
-    for (k, &c) in r.derives.iter().enumerate() {
+    score_derived(r, rec, s);
+    for (k, score) in s.scores.iter().enumerate() {
         if k > 0 || !r.layout.is_empty() || r.flag_column {
             out.push(b',');
         }
-        let compound = analyzer.compound(rec.get(c).unwrap_or("").as_bytes());
-        out.extend_from_slice(ScoreText::of(compound).as_bytes());
-        out.push(b',');
-        out.extend_from_slice(Label::of(compound).as_str().as_bytes());
+        if let Some(compound) = *score {
+            out.extend_from_slice(ScoreText::of(compound).as_bytes());
+            out.push(b',');
+            out.extend_from_slice(Label::of(compound).as_str().as_bytes());
+        } else {
+            out.push(b',');
+        }
+    }
+}
+
+/// Scores each `derive` step's source field into `s.scores` (`None` for an empty field).
+fn score_derived(r: &CompiledRules, rec: &Record<'_>, s: &mut Scratch) {
+    let analyzer = s.analyzer.get_or_insert_with(Analyzer::new);
+    for (score, &c) in s.scores.iter_mut().zip(&r.derives) {
+        let text = rec.get(c).unwrap_or("");
+        *score = (!text.is_empty()).then(|| analyzer.compound(text.as_bytes()));
+    }
+}
+
+impl RuleRunner {
+    /// Per `derive` step (in the order of their output columns), the score of the clean row
+    /// last written by [`write_clean`](Self::write_clean) or scored by
+    /// [`score_derived`](Self::score_derived); `None` when its text was empty. Empty without
+    /// derive steps.
+    pub fn derived_scores(&self) -> &[Option<f64>] {
+        &self.s.scores
+    }
+
+    /// Scores the derive steps of a clean record without writing its row (a run that writes
+    /// no outputs still profiles the scores).
+    pub fn score_derived(&mut self, rec: &Record<'_>) {
+        if !self.rules.derives.is_empty() {
+            score_derived(&self.rules, rec, &mut self.s);
+        }
     }
 }
 

@@ -220,6 +220,36 @@ impl CompiledRules {
         &self.output_columns
     }
 
+    /// The derived sentiment columns, in the order of their output columns: the source column,
+    /// the two names it adds to the clean output, the engine (what the profile summarises).
+    pub fn sentiment_columns(&self) -> Vec<crate::profile::SentimentColumn> {
+        let n = self.output_columns.len() - 2 * self.derives.len();
+        self.derives
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| {
+                let source = self.columns[c].clone();
+                let engine = self
+                    .doc
+                    .columns
+                    .get(&source)
+                    .and_then(|spec| spec.derive.as_ref())
+                    .map_or("lexicon".to_string(), |d| {
+                        serde_json::to_value(d.sentiment.engine)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    });
+                crate::profile::SentimentColumn {
+                    source,
+                    score_column: self.output_columns[n + 2 * k].clone(),
+                    label_column: self.output_columns[n + 2 * k + 1].clone(),
+                    engine,
+                }
+            })
+            .collect()
+    }
+
     /// The rule ids, in document order.
     pub fn rule_ids(&self) -> Vec<String> {
         self.doc.rule_ids()

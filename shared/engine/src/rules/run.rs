@@ -46,6 +46,8 @@ pub(super) struct Scratch {
     /// The sentiment scorer of the `derive` steps, built on the first clean row that needs it
     /// (documents without a derive step never build one).
     pub(super) analyzer: Option<crate::sentiment::Analyzer>,
+    /// Per `derive` step, the score of the row last written or scored (`None`: empty text).
+    pub(super) scores: Vec<Option<f64>>,
 }
 
 /// What a chunk's rules produced, merged by the caller.
@@ -71,6 +73,7 @@ impl RuleRunner {
             unique: vec![Vec::new(); rules.unique_count],
             repeats: vec![None; rules.unique_count],
             analyzer: None,
+            scores: vec![None; rules.derives.len()],
         };
         RuleRunner { rules, s }
     }

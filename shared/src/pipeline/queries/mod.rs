@@ -145,16 +145,21 @@ pub async fn prepare(
         },
         None => None,
     };
-    let schema = match profile.map(|p| Schema::from_profile(&p)) {
+    let schema = match profile.as_ref().map(Schema::from_profile) {
         Some(s) if s.columns == columns => s,
         _ => {
             let head = match head {
                 Some(h) => h,
                 None => read_head().await?,
             };
-            Schema {
+            let sampled = Schema {
                 types: head_types(&head, size, &dialect, header_len, columns.len()),
                 columns,
+            };
+            match &profile {
+                // Derived columns are only in the clean output: their types are known.
+                Some(p) if doc.source == Source::Clean => sampled.with_derived(p),
+                _ => sampled,
             }
         }
     };

@@ -403,6 +403,7 @@ impl JobStore {
                 ("rows", number(totals.rows)),
                 ("rejected_rows", number(totals.rejected_rows)),
                 ("bytes_done", number(totals.bytes)),
+                ("scored_rows", number(totals.scored_rows)),
                 ("results", results),
             ],
             &["chunks_done = chunk_count"],
