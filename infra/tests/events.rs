@@ -63,6 +63,7 @@ fn every_sample_is_checked() {
     assert_eq!(
         names,
         [
+            "agent-create-dry-run.json",
             "agent-create-session.json",
             "agent-task.json",
             "api-create-query.json",
@@ -219,6 +220,11 @@ fn agent_samples() {
         .expect("the sample's body is a valid query document");
     let session: ApiGatewayV2httpRequest = load("agent-create-session.json");
     assert_eq!(session.route_key.as_deref(), Some("POST /v1/sessions"));
+    let dry: ApiGatewayV2httpRequest = load("agent-create-dry-run.json");
+    assert_eq!(dry.route_key.as_deref(), Some("POST /v1/rules/dry-runs"));
+    let body: serde_json::Value = serde_json::from_str(dry.body.as_deref().unwrap()).unwrap();
+    tessera_shared::engine::rules::from_value(&body["rules"])
+        .expect("the sample's rules are a valid rule document");
 }
 
 fn uuid_like(s: &str) -> bool {
