@@ -30,7 +30,9 @@ const FINALIZE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs
 impl Pipeline {
     /// Finalizes the job if every chunk is done and this caller wins the move to `finalizing`.
     pub(super) async fn finalize_if_done(&self, job_id: &str) -> Result<(), PipelineError> {
-        if let Some(job) = claim_finalization(&*self.jobs, job_id).await? {
+        if let Some(job) =
+            claim_finalization(&*self.jobs, job_id, self.config.stale_finalizing).await?
+        {
             self.finalize(&job).await?;
         }
         Ok(())
