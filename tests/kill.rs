@@ -342,3 +342,78 @@ async fn a_finalizer_killed_mid_write_is_taken_over_and_the_job_completes_exactl
     b.kill().await;
     stack.shutdown().await;
 }
+
+/// The finalization of a job whose chunks all finished while it was still `queued` (a small job
+/// and a slow planner): no chunk worker could claim it then, and the planner used to finalize it
+/// itself, where a death was never taken over (its notification, delivered again, is a duplicate
+/// once the job is past `queued`). The planner now hands it to the chunk queue, so a killed
+/// finalizer is taken over as above. Before that change this test failed: the held write was the
+/// (unkillable, in-process) planner's and the job stayed `finalizing`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalization_the_planner_hands_over_survives_a_killed_finalizer() {
+    let started = Instant::now();
+    let data = data();
+    let expected = baseline(&data).await;
+    let (stack, proxy) = kill_stack(vec![(
+        "TESSERA_STALE_FINALIZING_SECS",
+        STALE_FINALIZING_SECS.to_string(),
+    )])
+    .await;
+    let alice = Client::new(&stack, "alice");
+    let created = alice.create_upload("k.csv", data.len() as u64).await;
+    let id = created["job_id"].as_str().expect("job_id").to_string();
+    // The planner's move `queued -> processing` answers 8 s late: worker A runs all three
+    // chunks meanwhile, while the job is `queued`.
+    let slow_planner = proxy.plan.add(
+        Rule::new(
+            Service::DynamoDb,
+            "UpdateItem",
+            1,
+            Fault::Delay(Duration::from_secs(8)),
+        )
+        .body_contains("\"processing\""),
+    );
+    let hold = proxy.plan.add(
+        Rule::new(Service::S3, "PutObject", 1, Fault::Delay(HOLD))
+            .key_contains(&format!("{id}/clean.csv")),
+    );
+    let mut a = Worker::start(&stack, "handed-over-a");
+    let put = alice
+        .http
+        .put(created["upload"]["url"].as_str().expect("upload.url"))
+        .body(data.clone())
+        .send()
+        .await
+        .expect("presigned PUT");
+    assert_eq!(put.status(), 200);
+    wait_held(&hold, &a, "its write of clean.csv").await;
+    assert_eq!(slow_planner.injected(), 1, "the planner was slowed");
+    let job = state(&alice, &id).await;
+    assert_eq!(job["state"], "finalizing", "{job}");
+    a.kill().await;
+    let killed = Instant::now();
+
+    let mut b = Worker::start(&stack, "handed-over-b");
+    let done = alice.wait_final(&id, JOB_TIMEOUT).await;
+    let after_kill = killed.elapsed();
+    assert_eq!(
+        done["state"],
+        "completed",
+        "{done}\nworker A's log:\n{}\nworker B's log:\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(
+        b.log().contains("taking over a stalled finalization"),
+        "B completed the job by a takeover; its log:\n{}",
+        b.log()
+    );
+    assert_eq!(outputs(&stack, &alice, &done).await, expected);
+    println!(
+        "handed-over finalizer kill: completed {:.1} s after the kill, test {:.1} s",
+        after_kill.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    b.kill().await;
+    stack.shutdown().await;
+}

@@ -38,6 +38,35 @@ impl Pipeline {
         Ok(())
     }
 
+    /// For the planner, whose death no one would notice once the job is past `queued` (its
+    /// redelivered notification is a duplicate): if every chunk of `job_id` finished while the
+    /// job was still `queued` (so none of them could claim the finalization), sends the last
+    /// chunk's task again instead of finalizing here. The chunk worker that gets it finds the
+    /// chunk done and claims the finalization, so the finalizer's message lives on the chunk
+    /// queue, where it comes back to take over if that worker dies (docs/pipeline.md § *A
+    /// finalizer that dies*). A second send (a redelivered notification) is harmless: one
+    /// claim wins.
+    pub(super) async fn hand_over_finalization_if_done(
+        &self,
+        job_id: &str,
+    ) -> Result<(), PipelineError> {
+        let Some(job) = self.jobs.get(job_id).await? else {
+            return Ok(());
+        };
+        if job.state != JobState::Processing
+            || self.jobs.progress(job_id).await?.chunks_done < job.chunk_count
+        {
+            return Ok(());
+        }
+        if let Some(last) = super::chunk_tasks(&job).pop() {
+            tracing::info!(job_id, chunk = last.index, "every chunk finished before the job was processing; a chunk worker will finalize it");
+            self.queue
+                .send_all(&[crate::task::QueueMessage::Chunk(last)])
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Validates, merges and stitches a job whose chunks are all done, then completes it.
     ///
     /// Finalizing is idempotent (a takeover runs it again from the start), so a store error
