@@ -92,6 +92,8 @@ impl Worker {
                 "--test-threads=1",
             ])
             .env(WORKER_ENV, "1")
+            // The pipeline's info lines say which path a worker took (tests read them).
+            .env("RUST_LOG", "warn,tessera_infra=info,tessera_shared=info")
             .envs(stack.function_env.iter().map(|(k, v)| (k, v)))
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
@@ -362,14 +364,14 @@ async fn a_finalization_the_planner_hands_over_survives_a_killed_finalizer() {
     let alice = Client::new(&stack, "alice");
     let created = alice.create_upload("k.csv", data.len() as u64).await;
     let id = created["job_id"].as_str().expect("job_id").to_string();
-    // The planner's move `queued -> processing` answers 8 s late: worker A runs all three
+    // The planner's move `queued -> processing` answers 10 s late: worker A runs all three
     // chunks meanwhile, while the job is `queued`.
     let slow_planner = proxy.plan.add(
         Rule::new(
             Service::DynamoDb,
             "UpdateItem",
             1,
-            Fault::Delay(Duration::from_secs(8)),
+            Fault::Delay(Duration::from_secs(10)),
         )
         .body_contains("\"processing\""),
     );
@@ -390,6 +392,13 @@ async fn a_finalization_the_planner_hands_over_survives_a_killed_finalizer() {
     assert_eq!(slow_planner.injected(), 1, "the planner was slowed");
     let job = state(&alice, &id).await;
     assert_eq!(job["state"], "finalizing", "{job}");
+    // A claimed the finalization from the task the planner sent again, not from its own last
+    // chunk (whose commit found the job still `queued`).
+    assert!(
+        a.log().contains("chunk already done (redelivery)"),
+        "A finalized from the planner's hand-over; its log:\n{}",
+        a.log()
+    );
     a.kill().await;
     let killed = Instant::now();
 
