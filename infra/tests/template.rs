@@ -353,6 +353,43 @@ fn check_queue(t: &Value, q: &QueueSpec) {
     );
 }
 
+/// A finalizer that dies is taken over by its own message when SQS hands it out again
+/// (docs/pipeline.md § *A finalizer that dies*): that happens a visibility timeout after the
+/// message was received, and the job moved to `finalizing` at most one function timeout after
+/// that receipt, so the job is stale by then only if stale age + timeout < visibility timeout.
+/// The stale age must also outlast a live finalizer (the function's timeout), or a live one
+/// would be taken over.
+#[test]
+fn a_dead_finalizers_message_comes_back_after_its_job_is_stale() {
+    let t = template();
+    let q = spec().chunk_tasks;
+    let queue_arn = get_att(q.logical_id, "Arn");
+    let (func, _) = function_events(&t, "SQS")
+        .into_iter()
+        .find(|(_, ev)| at(ev, &["Properties", "Queue"]) == &queue_arn)
+        .expect("the chunk queue's consumer");
+    let timeout = num(at(props(&t, func), &["Timeout"]));
+    // The function's own variable, else the Globals', else the default.
+    let var = |v: Option<&Value>| {
+        v.and_then(|v| v.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(|vars| vars.get("TESSERA_STALE_FINALIZING_SECS"))
+            .map(num)
+    };
+    let stale = var(Some(props(&t, func)))
+        .or_else(|| var(t.get("Globals").and_then(|g| g.get("Function"))))
+        .unwrap_or(tessera_shared::config::DEFAULT_STALE_FINALIZING_SECS);
+    let visibility = u64::from(q.visibility_timeout_secs);
+    assert!(
+        timeout < stale,
+        "stale age {stale} s must outlast a live finalizer ({func} timeout {timeout} s)"
+    );
+    assert!(
+        stale + timeout < visibility,
+        "a dead finalizer's message comes back {visibility} s after its receipt; the job must be stale by then (stale age {stale} s + {func} timeout {timeout} s)"
+    );
+}
+
 #[test]
 fn queues_match_spec() {
     let t = template();

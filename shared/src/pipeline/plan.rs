@@ -51,6 +51,8 @@ impl Pipeline {
             match job.state {
                 JobState::AwaitingUpload => self.plan(&job).await?,
                 JobState::Queued => self.enqueue(&job).await?,
+                // A planner that died between the move to `processing` and the check below.
+                JobState::Processing => self.hand_over_finalization_if_done(&job.id).await?,
                 s => {
                     tracing::info!(job_id = %job.id, state = s.as_str(), "duplicate notification; job already planned")
                 }
@@ -148,7 +150,8 @@ impl Pipeline {
         self.queue.send_all(&msgs).await?;
         self.jobs.mark_processing(&job.id).await?;
         // Chunk workers accept tasks while the job is still `queued`; if they all finished before
-        // the move to `processing`, none of them could finalize, so check here too.
-        self.finalize_if_done(&job.id).await
+        // the move to `processing`, none of them could finalize, so check here too, and leave
+        // the finalizing to a chunk worker (a dead planner's finalization was never taken over).
+        self.hand_over_finalization_if_done(&job.id).await
     }
 }
