@@ -60,7 +60,7 @@ impl Pipeline {
     }
 
     pub(super) async fn plan(&self, job: &Job) -> Result<(), PipelineError> {
-        let Some(size) = self.objects.size(&job.source_key).await? else {
+        let Some(head) = self.objects.head(&job.source_key).await? else {
             return self
                 .fail(
                     job,
@@ -69,13 +69,21 @@ impl Pipeline {
                 )
                 .await;
         };
+        let size = head.size;
         if size != job.declared_size {
+            // The object is not the declared file: it is deleted, not kept until the bucket's
+            // expiry, so a declared 10 bytes cannot hold 5 GiB of storage. Deleted before the job
+            // fails: if the delete fails, SQS redelivers and this runs again.
+            self.objects
+                .delete_keys(std::slice::from_ref(&job.source_key))
+                .await?;
+            tracing::info!(job_id = %job.id, size, declared = job.declared_size, "size mismatch; source deleted");
             return self
                 .fail(
                     job,
                     "size_mismatch",
                     format!(
-                        "The uploaded file is {size} bytes but {} bytes were declared. Upload the whole file again with its exact size.",
+                        "The uploaded file is {size} bytes but {} bytes were declared; it was deleted. Upload the whole file again with its exact size.",
                         job.declared_size
                     ),
                 )
@@ -111,6 +119,7 @@ impl Pipeline {
             header_len: sniffed.header_len,
             chunk_size: self.config.chunk_size,
             chunk_count: tasks.len() as u32,
+            source_etag: head.etag,
         };
         if !self.jobs.mark_planned(&job.id, &plan).await? {
             tracing::info!(job_id = %job.id, "job was planned by another delivery");
