@@ -439,3 +439,40 @@ async fn names_keys_and_documents_over_the_rules_are_refused_with_their_code() {
     assert_error(&a, StatusCode::PAYLOAD_TOO_LARGE, "rules_too_large");
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_upload_event_that_exhausts_its_deliveries_fails_its_job() {
+    // Every planner attempt meets S3 500s on the source's HeadObject (the SDK's own retries
+    // included), so SQS moves the event to the DLQ after 2 deliveries; the DLQ's consumer fails
+    // the job instead of leaving it `awaiting_upload`.
+    let proxy = FaultProxy::start(emulator_url())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = proxy.url.clone();
+    let stack = stack_with(|o| {
+        o.emulator_url = Some(url);
+        o.upload_visibility_secs = Some(2);
+        o.max_receive_count = Some(2);
+    })
+    .await;
+    let alice = Client::new(&stack, "alice");
+    let broken = proxy.plan.add(
+        Rule::new(
+            Service::S3,
+            "HeadObject",
+            10_000,
+            Fault::S3Error {
+                status: 500,
+                code: "InternalError",
+            },
+        )
+        .key_contains("/source"),
+    );
+    let data = b"id,n\n1,a\n".to_vec();
+    let id = alice.upload("dead.csv", data.len() as u64, data).await;
+    let snap = alice.wait_final(&id, Duration::from_secs(90)).await;
+    assert_eq!(snap["state"], "failed", "{snap}");
+    assert_eq!(snap["error"]["code"], "upload_attempts_exhausted", "{snap}");
+    assert!(broken.injected() >= 2, "{}", broken.injected());
+    stack.shutdown().await;
+}

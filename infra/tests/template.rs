@@ -559,6 +559,7 @@ fn functions_read_the_spec_resources() {
             "tessera-chunk",
             "tessera-chunk-dlq",
             "tessera-planner",
+            "tessera-planner-dlq",
             "tessera-status",
             "tessera-status-stream",
             "tessera-status-ws"
@@ -845,6 +846,14 @@ fn function_permissions_are_exactly_these() {
         ),
         (
             "ChunkDeadLetterFunction",
+            &[
+                "dynamodb:ConditionCheckItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:UpdateItem JobsTable",
+            ],
+        ),
+        (
+            "PlannerDeadLetterFunction",
             &[
                 "dynamodb:ConditionCheckItem JobsTable",
                 "dynamodb:GetItem JobsTable",
@@ -1139,7 +1148,7 @@ fn every_dead_letter_queue_is_consumed_or_alarmed() {
                     .is_empty()
         });
         assert!(alarmed, "{dlq}: no alarm on its visible messages");
-        if dlq == "ChunkTasksDLQ" {
+        if dlq == "ChunkTasksDLQ" || dlq == "UploadEventsDLQ" {
             assert!(consumed, "{dlq}: its consumer fails the jobs");
         }
     }

@@ -59,6 +59,41 @@ impl Pipeline {
         Ok(())
     }
 
+    /// An upload notification that reached the upload events' dead-letter queue: SQS delivered
+    /// it `maxReceiveCount` (5) times and the planner never finished (it kept timing out or
+    /// meeting a service error). A job still `awaiting_upload` or `queued` would wait forever:
+    /// it fails `upload_attempts_exhausted`, which says to upload again. Jobs past planning, and
+    /// messages no job matches, are left as they are (acknowledged).
+    pub async fn dead_upload_message(&self, body: &str) -> Result<(), PipelineError> {
+        let Ok(Notification::Records(records)) = notifications::parse(body) else {
+            tracing::warn!("dead-lettered upload event that is not an S3 notification ignored");
+            return Ok(());
+        };
+        for rec in records {
+            let Some((owner, job_id)) = keys::parse_source_key(&rec.key) else {
+                continue;
+            };
+            let Some(job) = self.jobs.get(&job_id).await? else {
+                continue;
+            };
+            if job.owner != owner || rec.bucket != self.config.bucket {
+                continue;
+            }
+            if !matches!(job.state, JobState::AwaitingUpload | JobState::Queued) {
+                tracing::info!(job_id = %job.id, state = job.state.as_str(), "dead-lettered upload event for a planned job; nothing to do");
+                continue;
+            }
+            tracing::error!(job_id = %job.id, "upload event exhausted its deliveries; failing the job");
+            self.fail(
+                &job,
+                "upload_attempts_exhausted",
+                "Tessera could not start processing this upload: planning it was tried repeatedly (5 deliveries) and never finished. Upload the file again as a new job; if it fails again, report the job id.".into(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn plan(&self, job: &Job) -> Result<(), PipelineError> {
         let Some(head) = self.objects.head(&job.source_key).await? else {
             return self
