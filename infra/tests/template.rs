@@ -853,14 +853,6 @@ fn function_permissions_are_exactly_these() {
             ],
         ),
         (
-            "PlannerDeadLetterFunction",
-            &[
-                "dynamodb:ConditionCheckItem JobsTable",
-                "dynamodb:GetItem JobsTable",
-                "dynamodb:UpdateItem JobsTable",
-            ],
-        ),
-        (
             "ChunkFunction",
             &[
                 "dynamodb:BatchGetItem JobsTable",
@@ -876,6 +868,14 @@ fn function_permissions_are_exactly_these() {
                 "s3:ListMultipartUploadParts DataBucket/results/*",
                 "s3:PutObject DataBucket/results/*",
                 "sqs:SendMessage AgentTasksQueue",
+            ],
+        ),
+        (
+            "PlannerDeadLetterFunction",
+            &[
+                "dynamodb:ConditionCheckItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:UpdateItem JobsTable",
             ],
         ),
         (
