@@ -41,6 +41,7 @@ async fn running_job(store: &JobStore, chunks: u32) -> Job {
         header_len: 2,
         chunk_size: 1000,
         chunk_count: chunks,
+        source_etag: None,
     };
     assert!(store.mark_planned(&id, &plan).await.unwrap());
     assert!(store.mark_processing(&id).await.unwrap());

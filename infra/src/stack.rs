@@ -403,6 +403,11 @@ impl LocalStack {
                 let st = chunk.clone();
                 Box::pin(async move { tessera_chunk::handle(&st, ev).await })
             });
+            let dead_uploads = tessera_planner::PlannerState::new(config.clone(), &clients);
+            let dead_upload_handler: Handler = Arc::new(move |ev| {
+                let st = dead_uploads.clone();
+                Box::pin(async move { tessera_planner::handle_dead_letters(&st, ev).await })
+            });
             let dead = tessera_chunk::ChunkState::new(config.clone(), &clients);
             let dead_letter_handler: Handler = Arc::new(move |ev| {
                 let st = dead.clone();
@@ -426,6 +431,21 @@ impl LocalStack {
                 ),
                 clients.sqs.clone(),
                 planner_handler,
+                shutdown_rx.clone(),
+            )));
+            // The upload events' dead-letter queue, like PlannerDeadLetterFunction's mapping.
+            tasks.push(tokio::spawn(esm::run(
+                Mapping {
+                    function: "planner-dlq",
+                    queue_url: resources.upload_events.dlq_url.clone(),
+                    queue_arn: resources.upload_events.dlq_arn.clone(),
+                    region: config.region.clone(),
+                    batch_size: 10,
+                    wait_secs: opts.poll_wait_secs,
+                    duplicate_messages: false,
+                },
+                clients.sqs.clone(),
+                dead_upload_handler,
                 shutdown_rx.clone(),
             )));
             // The chunk tasks' dead-letter queue, like ChunkDeadLetterFunction's mapping.

@@ -596,6 +596,7 @@ fn functions_read_the_spec_resources() {
             "tessera-chunk",
             "tessera-chunk-dlq",
             "tessera-planner",
+            "tessera-planner-dlq",
             "tessera-status",
             "tessera-status-stream",
             "tessera-status-ws"
@@ -911,6 +912,14 @@ fn function_permissions_are_exactly_these() {
             ],
         ),
         (
+            "PlannerDeadLetterFunction",
+            &[
+                "dynamodb:ConditionCheckItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:UpdateItem JobsTable",
+            ],
+        ),
+        (
             "PlannerFunction",
             &[
                 "dynamodb:BatchGetItem JobsTable",
@@ -1180,7 +1189,7 @@ fn every_dead_letter_queue_is_consumed_or_alarmed() {
                     .is_empty()
         });
         assert!(alarmed, "{dlq}: no alarm on its visible messages");
-        if dlq == "ChunkTasksDLQ" {
+        if dlq == "ChunkTasksDLQ" || dlq == "UploadEventsDLQ" {
             assert!(consumed, "{dlq}: its consumer fails the jobs");
         }
     }

@@ -132,6 +132,11 @@ pub struct Job {
     /// even before the planner has moved the job past `awaiting_upload`.
     #[serde(default)]
     pub upload_completed: bool,
+    /// The source object's ETag the planner saw (HeadObject): chunk reads send it as `If-Match`,
+    /// so an object replaced after planning (even by one of the same size) fails the job
+    /// `source_changed` instead of mixing two files. `None` for jobs planned before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_etag: Option<String>,
     /// Chunks whose failure failed the job. Non-empty means the owner may retry the job.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_chunks: Vec<u32>,
@@ -288,6 +293,7 @@ impl Job {
             upload_completed: false,
             failed_chunks: vec![],
             retries: 0,
+            source_etag: None,
             workflow: None,
             rules_trial: None,
             unique_waiting: None,

@@ -38,6 +38,8 @@ pub struct Plan {
     pub header_len: u64,
     pub chunk_size: u64,
     pub chunk_count: u32,
+    /// The source object's ETag when it was planned: every chunk's read is pinned to it.
+    pub source_etag: Option<String>,
 }
 
 /// Progress summed over a job's shard counters.

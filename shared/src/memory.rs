@@ -113,6 +113,7 @@ impl JobLedger for MemoryLedger {
                 job.header_len = plan.header_len;
                 job.chunk_size = plan.chunk_size;
                 job.chunk_count = plan.chunk_count;
+                job.source_etag = plan.source_etag.clone();
             },
         ))
     }

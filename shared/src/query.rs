@@ -64,6 +64,9 @@ pub struct QueryJob {
     /// The object read, its size, its header record's length, dialect and column types.
     pub object_key: String,
     pub object_size: u64,
+    /// Its ETag when the query was prepared: every range's read is pinned to it (`If-Match`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_etag: Option<String>,
     pub header_len: u64,
     pub dialect: Dialect,
     pub schema: Schema,

@@ -98,7 +98,8 @@ pub async fn create_reference(
         ));
     }
     let ttl = st.config.presign_ttl;
-    let p = st.objects.presign_put(&s3_key, ttl).await?;
+    // The URL signs `content-length`: S3 refuses a body of another size than declared.
+    let p = st.objects.presign_put(&s3_key, ttl, req.size, None).await?;
     tracing::info!(owner = %caller.owner, key = %req.key, size = req.size, "reference upload created");
     Ok((
         StatusCode::CREATED,

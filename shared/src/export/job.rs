@@ -47,6 +47,9 @@ pub struct ExportJob {
     /// The output object converted, its size when planned, and its header record's length.
     pub source_key: String,
     pub source_size: u64,
+    /// Its ETag when planned: every range's read is pinned to it (`If-Match`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_etag: Option<String>,
     pub header_len: u64,
     pub range_size: u64,
     pub range_count: u32,

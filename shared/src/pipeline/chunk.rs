@@ -12,7 +12,7 @@ use super::{clean_header, job_dialect, output_columns, Pipeline, PipelineError};
 use crate::job::{now_rfc3339, Job, JobError, JobState};
 use crate::keys::{self, PartKind};
 use crate::ledger::ChunkRecord;
-use crate::store::objects::{next_piece, open_planned, PartSink};
+use crate::store::objects::{next_piece, open_planned, PartSink, Planned};
 use crate::task::{ChunkTaskMessage, QueueMessage};
 
 /// A chunk queue message, or `None` (logged) for a body that does not parse: acknowledged,
@@ -201,7 +201,10 @@ impl Pipeline {
             &self.objects,
             &job.source_key,
             read_from,
-            job.declared_size,
+            Planned {
+                size: job.declared_size,
+                etag: job.source_etag.as_deref(),
+            },
             ("object", "job"),
         )
         .await?;

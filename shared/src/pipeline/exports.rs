@@ -16,7 +16,7 @@ use crate::keys;
 use crate::ranged::RangedJob;
 use crate::store::exports::{RangeCommit, RangeRecord};
 use crate::store::objects::ObjectStore;
-use crate::store::objects::{next_piece, open_planned, PartSink};
+use crate::store::objects::{next_piece, open_planned, PartSink, Planned};
 use crate::task::ExportRangeMessage;
 
 /// How long an export may sit in `stitching` before a redelivered range takes the stitch over
@@ -187,7 +187,10 @@ impl Pipeline {
             &self.objects,
             &export.source_key,
             read_from,
-            export.source_size,
+            Planned {
+                size: export.source_size,
+                etag: export.source_etag.as_deref(),
+            },
             ("output", "export"),
         )
         .await?;

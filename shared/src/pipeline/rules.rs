@@ -69,7 +69,10 @@ impl Pipeline {
         for r in doc.references() {
             let s3_key = crate::workflow::reference_key(&job.owner, &r.key)
                 .map_err(|m| rules_failure("invalid_rules", m))?;
-            let Some(size) = self.objects.size(&s3_key).await? else {
+            // One ranged GET of at most MAX + 1 bytes: whatever size the file was declared or
+            // had when listed, a worker never holds more than the limit (plus one byte to know).
+            let max = crate::workflow::MAX_REFERENCE_BYTES;
+            let Some(bytes) = self.objects.read_at_most(&s3_key, max).await? else {
                 return Err(rules_failure(
                     "reference_missing",
                     format!(
@@ -78,17 +81,15 @@ impl Pipeline {
                     ),
                 ));
             };
-            if size > crate::workflow::MAX_REFERENCE_BYTES {
+            if bytes.len() as u64 > max {
                 return Err(rules_failure(
                     "reference_too_large",
                     format!(
-                        "The reference file `{}` is {size} bytes; at most {} are allowed. Keep only the column the rule reads.",
+                        "The reference file `{}` is larger than {max} bytes (64 MiB), the most a reference may be. Keep only the column the rule reads.",
                         r.key,
-                        crate::workflow::MAX_REFERENCE_BYTES
                     ),
                 ));
             }
-            let bytes = self.objects.read_all(&s3_key).await?;
             let values =
                 tessera_engine::file::read_column_values(&bytes, &r.column).map_err(|e| {
                     rules_failure(

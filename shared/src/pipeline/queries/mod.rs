@@ -30,7 +30,7 @@ use crate::query::{
     normalised, object_of, query_id, query_tasks, QueryJob, QueryMode, INLINE_RESULT_MAX_BYTES,
 };
 use crate::ranged::RangedState;
-use crate::store::objects::{next_piece, open_planned, ObjectStore, SourceChanged};
+use crate::store::objects::{next_piece, open_planned, ObjectStore, Planned, SourceChanged};
 use crate::store::ranged::RangedStore;
 use crate::store::StoreError;
 
@@ -113,10 +113,11 @@ pub async fn prepare(
     let key = object_of(job, doc.source)
         .ok_or_else(|| QueryFailure::Changed("the job has no clean output".into()))?
         .to_string();
-    let size = objects
-        .size(&key)
+    let object = objects
+        .head(&key)
         .await?
         .ok_or_else(|| QueryFailure::Changed(format!("{key} is gone")))?;
+    let size = object.size;
     // The object's first bytes: the clean output's header, and the types when the profile
     // cannot give them. Read once, and only when one of those needs them.
     let read_head = || objects.read_range(&key, 0, size.min(SNIFF_BYTES as u64));
@@ -183,6 +184,7 @@ pub async fn prepare(
         document: normalised(doc),
         object_key: key,
         object_size: size,
+        object_etag: object.etag,
         header_len,
         dialect,
         schema,
@@ -248,7 +250,10 @@ pub async fn scan_range(
             objects,
             &record.object_key,
             from,
-            record.object_size,
+            Planned {
+                size: record.object_size,
+                etag: record.object_etag.as_deref(),
+            },
             ("data", "query"),
         )
         .await?;
