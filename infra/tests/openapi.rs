@@ -1,0 +1,181 @@
+//! The OpenAPI document (docs/openapi.json, docs/openapi.md): the committed file is what
+//! `tessera_infra::openapi::document` makes, its operations are exactly template.yaml's HTTP
+//! routes (public ones included), and the api function serves it at `/v1/openapi.json` without a
+//! token through the local gateway. Whether the running API answers as it says is schemathesis'
+//! job (`.ci/schemathesis`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use serde_json::Value;
+use serde_yaml::Value as Yaml;
+use tessera_infra::openapi;
+use tower::ServiceExt;
+
+const WRITE_HINT: &str = "regenerate it with TESSERA_WRITE_SCHEMA=1 cargo test -p tessera-infra --test openapi";
+
+fn committed_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")
+}
+
+#[test]
+fn committed_document_matches_the_generator() {
+    let generated = serde_json::to_string_pretty(&openapi::document()).unwrap() + "\n";
+    if std::env::var_os("TESSERA_WRITE_SCHEMA").is_some() {
+        std::fs::write(committed_path(), &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(committed_path()).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/openapi.json is out of date; {WRITE_HINT}"
+    );
+    // The api function embeds the file at build time: the served bytes are the committed ones.
+    assert!(
+        tessera_api::OPENAPI_JSON == committed,
+        "the api function embeds another document; {WRITE_HINT}, then rebuild"
+    );
+}
+
+/// Every `Method`/`Path` (and whether it has `Auth.Authorizer: NONE`) of the HttpApi events.
+fn template_routes() -> (BTreeSet<String>, BTreeSet<String>) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let t: Yaml = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (mut all, mut public) = (BTreeSet::new(), BTreeSet::new());
+    for (_, res) in t["Resources"].as_mapping().unwrap() {
+        let Some(events) = res["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, ev) in events {
+            if ev["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let p = &ev["Properties"];
+            let route = format!(
+                "{} {}",
+                p["Method"].as_str().unwrap(),
+                p["Path"].as_str().unwrap().replace("+}", "}")
+            );
+            if p["Auth"]["Authorizer"].as_str() == Some("NONE") {
+                public.insert(route.clone());
+            }
+            all.insert(route);
+        }
+    }
+    (all, public)
+}
+
+#[test]
+fn operations_are_exactly_the_template_routes() {
+    let (all, public) = template_routes();
+    let documented: BTreeSet<String> = openapi::routes().into_iter().collect();
+    assert_eq!(
+        documented, all,
+        "the document and template.yaml disagree on the routes"
+    );
+    let open: BTreeSet<String> = openapi::public_routes().into_iter().collect();
+    assert_eq!(
+        open, public,
+        "the document and template.yaml disagree on the public routes"
+    );
+    assert_eq!(
+        open,
+        BTreeSet::from([
+            "GET /v1/health".to_string(),
+            format!("GET {}", openapi::PATH)
+        ])
+    );
+}
+
+#[test]
+fn every_operation_documents_its_statuses_and_every_reference_resolves() {
+    let doc = openapi::document();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    for r in &refs {
+        let pointer = r.strip_prefix('#').expect("local reference");
+        assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let statuses: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
+            assert!(
+                statuses.iter().any(|s| s.starts_with('2')),
+                "{method} {path}: no success answer"
+            );
+            // Load shedding and the gateway's payload limit can answer any route.
+            for s in ["413", "503"] {
+                assert!(
+                    statuses.iter().any(|x| *x == s),
+                    "{method} {path}: {s} missing"
+                );
+            }
+            let public = op.get("security") == Some(&serde_json::json!([]));
+            assert_eq!(
+                statuses.iter().any(|x| *x == "401"),
+                !public,
+                "{method} {path}: 401 iff the route needs a token"
+            );
+        }
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|x| collect_refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_api_serves_the_document_without_a_token() {
+    // Clients towards nothing: the route reads no store.
+    let config = tessera_shared::config::Config::from_lookup(|k| match k {
+        "TESSERA_BUCKET" => Some("b".into()),
+        "TESSERA_JOBS_TABLE" => Some("t".into()),
+        "TESSERA_CHUNK_QUEUE_URL" => Some("http://127.0.0.1:9/q".into()),
+        "TESSERA_AWS_ENDPOINT" => Some("http://127.0.0.1:9".into()),
+        _ => None,
+    })
+    .unwrap();
+    let config = Arc::new(config);
+    let clients = tessera_shared::aws::Clients::from_config(&config).await;
+    let api = tessera_api::app(tessera_api::ApiState::new(config, &clients));
+    let gw = tessera_infra::gateway::router(
+        api,
+        axum::Router::new(),
+        tessera_infra::auth::JwtKey::random(),
+    );
+    let resp = gw
+        .clone()
+        .oneshot(Request::get(openapi::PATH).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE].to_str().unwrap(),
+        "application/json"
+    );
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let served: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        served == openapi::document(),
+        "the served document is not the generated one; {WRITE_HINT}, then rebuild"
+    );
+    // Its neighbours still need a token.
+    let resp = gw
+        .oneshot(Request::get("/v1/jobs").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
