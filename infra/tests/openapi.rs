@@ -14,7 +14,8 @@ use serde_yaml::Value as Yaml;
 use tessera_infra::openapi;
 use tower::ServiceExt;
 
-const WRITE_HINT: &str = "regenerate it with TESSERA_WRITE_SCHEMA=1 cargo test -p tessera-infra --test openapi";
+const WRITE_HINT: &str =
+    "regenerate it with TESSERA_WRITE_SCHEMA=1 cargo test -p tessera-infra --test openapi";
 
 fn committed_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")
@@ -135,9 +136,9 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-#[tokio::test]
-async fn the_api_serves_the_document_without_a_token() {
-    // Clients towards nothing: the route reads no store.
+/// The gateway over the api, status and agent functions, with AWS clients towards nothing: only
+/// for answers given before a handler reads a store.
+async fn gateway_without_stores(key: tessera_infra::auth::JwtKey) -> axum::Router {
     let config = tessera_shared::config::Config::from_lookup(|k| match k {
         "TESSERA_BUCKET" => Some("b".into()),
         "TESSERA_JOBS_TABLE" => Some("t".into()),
@@ -148,12 +149,15 @@ async fn the_api_serves_the_document_without_a_token() {
     .unwrap();
     let config = Arc::new(config);
     let clients = tessera_shared::aws::Clients::from_config(&config).await;
-    let api = tessera_api::app(tessera_api::ApiState::new(config, &clients));
-    let gw = tessera_infra::gateway::router(
-        api,
-        axum::Router::new(),
-        tessera_infra::auth::JwtKey::random(),
-    );
+    let api = tessera_api::app(tessera_api::ApiState::new(config.clone(), &clients));
+    let status = tessera_status::app(tessera_status::StatusState::new(config.clone(), &clients));
+    let agent = tessera_agent::app(tessera_agent::AgentState::new(config, &clients));
+    tessera_infra::gateway::router_with_agent(api, status, Some(agent), key)
+}
+
+#[tokio::test]
+async fn the_api_serves_the_document_without_a_token() {
+    let gw = gateway_without_stores(tessera_infra::auth::JwtKey::random()).await;
     let resp = gw
         .clone()
         .oneshot(Request::get(openapi::PATH).body(Body::empty()).unwrap())
@@ -178,4 +182,46 @@ async fn the_api_serves_the_document_without_a_token() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Found by schemathesis: a query parameter given twice (`?limit=1&limit=1`) was axum's
+/// plain-text 400, not the documented JSON error. Every route with a query string now answers
+/// 400 `invalid_query_string` in the error shape.
+#[tokio::test]
+async fn a_repeated_query_parameter_is_a_coded_json_error_on_every_route_with_a_query() {
+    let key = tessera_infra::auth::JwtKey::random();
+    let token = key.mint("owner", std::time::Duration::from_secs(600));
+    let gw = gateway_without_stores(key).await;
+    for uri in [
+        "/v1/jobs?state=queued&state=queued",
+        "/v1/jobs?limit=1&limit=2",
+        "/v1/references?limit=1&limit=1",
+        "/v1/uploads/some-job/parts?from=1&from=2",
+        "/v1/usage?day=2026-01-01&day=2026-01-02",
+    ] {
+        let resp = gw
+            .clone()
+            .oneshot(
+                Request::get(uri)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE].to_str().unwrap(),
+            "application/json",
+            "{uri}"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_query_string", "{uri}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("duplicate field"), "{uri}: {message}");
+        assert!(body["error"]["request_id"].is_string(), "{uri}");
+    }
 }
