@@ -229,7 +229,7 @@ fn operations() -> Vec<Op> {
         // Jobs.
         Op::new("get", "/v1/jobs", "listJobs", "jobs")
             .summary("The caller's jobs, newest first.")
-            .param(query_param("state", "Only jobs in this state.", s("JobState")))
+            .param(query_param("state", "Only jobs in this state (empty: all).", json!({ "anyOf": [s("JobState"), { "const": "" }] })))
             .param(query_param("limit", "Page size, 1 to 100 (default 50).", json!({ "type": "integer", "minimum": 1, "maximum": 100 })))
             .param(query_param("cursor", "`next_cursor` of the previous page.", string()))
             .answers("200", answer("A page of jobs.", s("JobList")))
@@ -375,7 +375,7 @@ fn operations() -> Vec<Op> {
             .answers("201", answer("Where to PUT the file.", s("ReferenceUpload"))),
         Op::new("get", "/v1/references", "listReferences", "references")
             .summary("The caller's reference files in key order.")
-            .param(query_param("limit", "Page size, 1 to 1,000 (default 1,000).", json!({ "type": "integer", "minimum": 1, "maximum": 1000 })))
+            .param(query_param("limit", "Page size, 1 to 1,000 (empty or left out: 1,000).", json!({ "anyOf": [{ "type": "integer", "minimum": 1, "maximum": 1000 }, { "const": "" }] })))
             .param(query_param("cursor", "`next_cursor` of the previous page.", string()))
             .answers("200", answer("A page of files.", s("ReferenceList")))
             .answers("400", r("BadRequest"))
