@@ -5,7 +5,7 @@
 //!   `/v1/rules/generate`, `/v1/sessions...`) to the agent function, and every other path to the
 //!   api function;
 //! - verifies `Authorization: Bearer <jwt>` (the JWT authorizer) on every route except
-//!   `GET /v1/health`, answering 401 itself when the token is missing or invalid;
+//!   `GET /v1/health` and `GET /v1/openapi.json`, answering 401 itself when the token is missing or invalid;
 //! - enforces the 10 MB payload limit (413) and buffers the body, as API Gateway does before
 //!   it invokes a Lambda;
 //! - hands the handler the request context it would get in AWS (`RequestContext::ApiGatewayV2`
@@ -33,7 +33,7 @@ use crate::auth::JwtKey;
 pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 
 /// Routes that need no token.
-const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/v1/health")];
+const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/v1/health"), ("GET", "/v1/openapi.json")];
 
 /// The agent function's routes, as template.yaml's `AgentFunction` events declare them
 /// (`{id}`: one non-empty path segment).

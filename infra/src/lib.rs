@@ -26,6 +26,7 @@ pub mod esm;
 pub mod faults;
 pub mod gateway;
 pub mod model;
+pub mod openapi;
 pub mod provision;
 pub mod resources;
 pub mod stack;

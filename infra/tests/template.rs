@@ -605,7 +605,7 @@ fn functions_read_the_spec_resources() {
 }
 
 #[test]
-fn http_routes_are_authorised_except_health() {
+fn http_routes_are_authorised_except_health_and_openapi() {
     let t = template();
     let api = props(&t, "HttpApi");
     assert_eq!(str_of(at(api, &["Auth", "DefaultAuthorizer"])), "JwtAuth");
@@ -652,6 +652,7 @@ fn http_routes_are_authorised_except_health() {
             ("GET /v1/jobs/{id}/exports/{export_id}".to_string(), false),
             ("GET /v1/jobs/{id}/profile".to_string(), false),
             ("GET /v1/jobs/{id}/queries/{query_id}".to_string(), false),
+            ("GET /v1/openapi.json".to_string(), true),
             ("GET /v1/references".to_string(), false),
             ("GET /v1/rules/dry-runs/{id}".to_string(), false),
             ("GET /v1/sessions/{id}".to_string(), false),

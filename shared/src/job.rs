@@ -1,12 +1,13 @@
 //! The job: what a user uploaded and what Tessera has done with it. Domain types only; the
 //! DynamoDB mapping lives in `store::jobs`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Lifecycle of a job. Transitions only move forward (conditional writes enforce it):
 /// `awaiting_upload -> queued -> processing -> finalizing -> completed`, and `failed` /
 /// `cancelled` from any non-final state. A final state never changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     AwaitingUpload,
@@ -56,7 +57,7 @@ impl JobState {
 }
 
 /// An error recorded on a job: a stable code and a message that is safe to show the owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct JobError {
     pub code: String,
     pub message: String,
@@ -190,14 +191,14 @@ pub struct RulesTrial {
 }
 
 /// Exactly which workflow version a job runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkflowRef {
     pub id: String,
     pub version: u32,
 }
 
 /// What owners see of a job (`GET /v1/jobs/{id}`, WebSocket pushes). No internal keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobSnapshot {
     pub job_id: String,
     pub state: JobState,
@@ -241,7 +242,7 @@ fn is_zero_u64(n: &u64) -> bool {
 }
 
 /// Progress in bytes and chunks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Progress {
     pub bytes_total: u64,
     pub bytes_done: u64,

@@ -3,12 +3,12 @@
 //! not yet settled hold, what is left, and when the budget resets. The figures the
 //! `budget_exceeded` error quotes, before it happens.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_shared::error::ApiError;
-use tessera_shared::http::Caller;
+use tessera_shared::http::{Caller, QueryParams};
 use tessera_shared::rate::{day_string, format_usd, parse_day, resets_at, today};
 
 use crate::AgentState;
@@ -23,7 +23,7 @@ pub struct UsageQuery {
 pub async fn get(
     State(st): State<AgentState>,
     caller: Caller,
-    Query(q): Query<UsageQuery>,
+    QueryParams(q): QueryParams<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let today = today();
     let day = match q.day.as_deref() {

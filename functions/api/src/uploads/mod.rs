@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tessera_shared::config::Config;
 use tessera_shared::error::ApiError;
-use tessera_shared::http::{Caller, JsonBody};
+use tessera_shared::http::{Caller, JsonBody, QueryParams};
 use tessera_shared::job::{Job, JobSnapshot, JobState, WorkflowRef};
 use tessera_shared::keys;
 use tessera_shared::store::objects::{UploadLookup, UploadedPart};
