@@ -74,6 +74,7 @@ fn every_sample_is_checked() {
             "chunk-export-range.json",
             "chunk-query-range.json",
             "chunk-task.json",
+            "planner-dead-letter.json",
             "planner-emulator-shape.json",
             "planner-s3-put.json",
             "planner-s3-test-event.json",
@@ -229,6 +230,21 @@ fn agent_samples() {
 
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|&c| c == '-').count() == 4
+}
+
+#[test]
+fn planner_dead_letter_sample() {
+    // An upload event that exhausted its deliveries: an S3 notification for an upload source.
+    let body = sqs_body("planner-dead-letter.json", "tessera-upload-events-dlq");
+    let n = tessera_shared::notifications::parse(&body).expect("an S3 notification");
+    let tessera_shared::notifications::Notification::Records(recs) = n else {
+        panic!("not records: {body}");
+    };
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        tessera_shared::keys::parse_source_key(&recs[0].key),
+        Some(("demo-user".to_string(), JOB.to_string()))
+    );
 }
 
 #[test]
