@@ -15,7 +15,8 @@
 //!
 //! The whole-file measurements run in `TESSERA_BENCH_ROUNDS` interleaved rounds (default 3); each
 //! line reports its median round and all rounds' CPU seconds are printed. `TESSERA_BENCH_RULES_ONLY`
-//! skips DuckDB and polars.
+//! skips DuckDB and polars. `TESSERA_BENCH_FILE=export` runs them on the export-shaped file
+//! (`TESSERA_BENCH_EXPORT_ROWS`, `TESSERA_BENCH_SEED`) with the same ten rule kinds.
 //!
 //! Throughput is MB of input per CPU-second (user + system, from getrusage), so other work on
 //! the machine does not distort it. Results are printed as a table and as JSON lines.
@@ -78,8 +79,12 @@ fn bare_parse(file: &std::fs::File, start: u64, end: u64, kernel: Option<Kernel>
 }
 
 /// The 10-rule workflow of the benchmark (token on `name`, or on the unique `id` for the
-/// high-cardinality case, where the token cache never hits).
+/// high-cardinality case, where the token cache never hits). On the export-shaped file (its
+/// header starts `id,created_at`) the same ten rule kinds over its columns.
 fn bench_rules(columns: &[String], mode: &str) -> std::sync::Arc<CompiledRules> {
+    if columns.get(1).is_some_and(|c| c == "created_at") {
+        return export_rules(columns, mode);
+    }
     let token_col = if mode == "rules_token_id" {
         "id"
     } else {
@@ -100,6 +105,39 @@ fn bench_rules(columns: &[String], mode: &str) -> std::sync::Arc<CompiledRules> 
             {"column": "category", "check": {"one_of": {"values": ["A", "B", "C", "D"]}}},
             {"column": "comment", "check": {"length": {"max": 60}}, "on_violation": "flag"},
             {"check": {"compare": {"left": "amount", "op": ">=", "right": "score"}}, "on_violation": "flag"}
+        ]
+    });
+    doc["columns"][token_col]["transforms"] =
+        serde_json::json!([{"mask": {"token": {"length": 16}}}]);
+    let doc = from_value(&doc).unwrap();
+    std::sync::Arc::new(
+        CompiledRules::compile(&doc, columns, &ResolvedRefs::none(), Some(b"bench key")).unwrap(),
+    )
+}
+
+/// The ten rule kinds of [`bench_rules`] over the export-shaped file: token on `region` (20
+/// values: the cache hits) or on the unique `id`.
+fn export_rules(columns: &[String], mode: &str) -> std::sync::Arc<CompiledRules> {
+    let token_col = if mode == "rules_token_id" {
+        "id"
+    } else {
+        "region"
+    };
+    let mut doc = serde_json::json!({
+        "version": 1,
+        "columns": {
+            "quantity": {"type": "integer"},
+            "amount": {"type": "decimal", "transforms": [{"mask": "partial"}]},
+            "note": {"transforms": ["trim"]}
+        },
+        "rules": [
+            {"column": "id", "check": "not_null"},
+            {"column": "quantity", "check": {"type": "integer"}},
+            {"column": "amount", "check": {"range": {"min": 0, "max": 99999.5}}},
+            {"column": "created_at", "check": {"matches": {"pattern": "^20[0-9]{2}-[01][0-9]-[0-3][0-9]T"}}},
+            {"column": "active", "check": {"one_of": {"values": ["true", "false"]}}},
+            {"column": "note", "check": {"length": {"max": 60}}, "on_violation": "flag"},
+            {"check": {"compare": {"left": "amount", "op": ">=", "right": "quantity"}}, "on_violation": "flag"}
         ]
     });
     doc["columns"][token_col]["transforms"] =
@@ -369,6 +407,19 @@ fn main() {
         return;
     }
 
+    // `TESSERA_BENCH_FILE=export`: the whole-file measurements on the export-shaped file
+    // (high-cardinality e-mails, timestamps, free text) instead of the bench file.
+    let path = if std::env::var("TESSERA_BENCH_FILE").is_ok_and(|f| f == "export") {
+        let rows = env_u64("TESSERA_BENCH_EXPORT_ROWS", 2_500_000);
+        let seed = env_u64("TESSERA_BENCH_SEED", 1);
+        let export = root.join(format!("export-{rows}rows-seed{seed}.csv"));
+        parse_bench::generate_export(&export, rows, seed);
+        println!("whole-file measurements on {}", export.display());
+        export
+    } else {
+        path
+    };
+    let file_size = std::fs::metadata(&path).unwrap().len();
     let small = 64 * MIB;
     let parse_s = run_child("parse", &path, small);
     let parse_l = run_child("parse", &path, file_size);
