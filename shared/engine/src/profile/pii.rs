@@ -165,6 +165,8 @@ fn find_at_or_colon(b: &[u8]) -> Option<usize> {
 
 /// `local@domain`: a dot-atom local part (no leading, trailing or double dots) and a domain of
 /// at least two labels of letters, digits and inner hyphens, ending in a TLD of 2+ letters.
+/// For callers that have not located the `@` (the grading mask); `detect` calls [`email_at`].
+#[allow(dead_code)]
 pub(crate) fn email(b: &[u8]) -> bool {
     match memchr::memchr(b'@', b) {
         Some(at) => email_at(b, at),
