@@ -41,7 +41,16 @@ pub(super) fn fields(p: &mut Parser, input: &[u8], fs: usize, rec: &mut RecordBu
         // (`Parser::new` / `with_kernel` check `Kernel::available`).
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => unsafe { run_avx2(p, input, fs, rec) },
+        // SAFETY: a parser holds `Neon` only when the CPU has PMULL (`Kernel::available`).
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon => unsafe { run_neon(p, input, fs, rec) },
     }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon,aes")]
+unsafe fn run_neon(p: &mut Parser, input: &[u8], fs: usize, rec: &mut RecordBuf) -> Fast {
+    run::<super::index::Neon>(p, input, fs, rec)
 }
 
 #[cfg(target_arch = "x86_64")]

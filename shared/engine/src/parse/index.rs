@@ -5,8 +5,9 @@
 //! docs and `split`), so a block's bitmaps decide every field and record boundary in it without
 //! looking at bytes one by one.
 //!
-//! Kernels: a portable one (u64 SWAR, every target, arm64 included), SSE2 (baseline on x86_64)
-//! and AVX2 + PCLMULQDQ (x86_64, checked at run time with `is_x86_feature_detected!`). They
+//! Kernels: a portable one (u64 SWAR, every target), SSE2 (baseline on x86_64), AVX2 +
+//! PCLMULQDQ (x86_64, checked at run time with `is_x86_feature_detected!`) and NEON + PMULL
+//! (arm64, as deployed; PMULL checked at run time with `is_aarch64_feature_detected!`). They
 //! compute the same bitmaps; `tests/parse_kernels.rs` and the `parse_kernels` fuzz target check
 //! that the parser gives identical results with each of them and with none.
 //!
@@ -26,6 +27,9 @@ pub enum Kernel {
     /// Structural index from AVX2 compares and a carry-less multiply (PCLMULQDQ) prefix XOR.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// Structural index from NEON compares and a carry-less multiply (PMULL) prefix XOR.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Kernel {
@@ -38,7 +42,14 @@ impl Kernel {
             }
             Kernel::Sse2
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            if Kernel::Neon.available() {
+                return Kernel::Neon;
+            }
+            Kernel::Portable
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             Kernel::Portable
         }
@@ -55,6 +66,10 @@ impl Kernel {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("pclmulqdq")
             }
+            // NEON is in the arm64 baseline; PMULL comes with the AES extension (every
+            // Graviton has it, but it is optional in the architecture).
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => std::arch::is_aarch64_feature_detected!("aes"),
         }
     }
 
@@ -67,6 +82,8 @@ impl Kernel {
             Kernel::Sse2,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon,
         ];
         all.into_iter().filter(|k| k.available()).collect()
     }
@@ -264,6 +281,86 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+pub(crate) use arm::Neon;
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::{Block, Bytes, Classify};
+    use std::arch::aarch64::*;
+
+    /// The NEON + PMULL kernel (selected only when the CPU has PMULL, i.e. the AES extension).
+    pub(crate) struct Neon;
+
+    /// Bit j of the result is the top bit of byte j of the four vectors taken as 64 bytes (a
+    /// compare result: 0xFF or 0), as `movemask` does on x86: each byte keeps its bit weight
+    /// within its group of eight, and three rounds of pairwise adds sum each group into one byte
+    /// (simdjson's arm64 `to_bitmask`).
+    #[inline(always)]
+    unsafe fn movemask(c: [uint8x16_t; 4]) -> u64 {
+        const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+        // SAFETY: NEON is in the arm64 baseline; `WEIGHTS` is 16 readable bytes.
+        unsafe {
+            let w = vld1q_u8(WEIGHTS.as_ptr());
+            let s0 = vpaddq_u8(vandq_u8(c[0], w), vandq_u8(c[1], w));
+            let s1 = vpaddq_u8(vandq_u8(c[2], w), vandq_u8(c[3], w));
+            let s = vpaddq_u8(s0, s1);
+            let s = vpaddq_u8(s, s);
+            vgetq_lane_u64::<0>(vreinterpretq_u64_u8(s))
+        }
+    }
+
+    impl Classify for Neon {
+        #[inline(always)]
+        unsafe fn block(p: *const u8, b: Bytes) -> Block {
+            // SAFETY (whole body): NEON is in the arm64 baseline; the caller guarantees 64
+            // readable bytes at `p` (`vld1q_u8` has no alignment requirement).
+            unsafe {
+                let sd = vdupq_n_u8(b.delimiter);
+                let sq = vdupq_n_u8(b.quote);
+                let scr = vdupq_n_u8(b'\r');
+                let slf = vdupq_n_u8(b'\n');
+                let v = [
+                    vld1q_u8(p),
+                    vld1q_u8(p.add(16)),
+                    vld1q_u8(p.add(32)),
+                    vld1q_u8(p.add(48)),
+                ];
+                let q = [
+                    vceqq_u8(v[0], sq),
+                    vceqq_u8(v[1], sq),
+                    vceqq_u8(v[2], sq),
+                    vceqq_u8(v[3], sq),
+                ];
+                let nl = [
+                    vorrq_u8(vceqq_u8(v[0], scr), vceqq_u8(v[0], slf)),
+                    vorrq_u8(vceqq_u8(v[1], scr), vceqq_u8(v[1], slf)),
+                    vorrq_u8(vceqq_u8(v[2], scr), vceqq_u8(v[2], slf)),
+                    vorrq_u8(vceqq_u8(v[3], scr), vceqq_u8(v[3], slf)),
+                ];
+                let sep = [
+                    vorrq_u8(nl[0], vceqq_u8(v[0], sd)),
+                    vorrq_u8(nl[1], vceqq_u8(v[1], sd)),
+                    vorrq_u8(nl[2], vceqq_u8(v[2], sd)),
+                    vorrq_u8(nl[3], vceqq_u8(v[3], sd)),
+                ];
+                Block {
+                    q: movemask(q),
+                    sep: movemask(sep),
+                    nl: movemask(nl),
+                }
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn prefix_xor(x: u64) -> u64 {
+            // SAFETY: PMULL is checked with the kernel. Carry-less multiplication by all ones:
+            // bit p of the product is the XOR of bits 0..=p of `x`.
+            unsafe { vmull_p64(x, u64::MAX) as u64 }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +420,12 @@ mod tests {
                         assert_eq!(Avx2::block(block.as_ptr(), b), want);
                         assert_eq!(Avx2::prefix_xor(seed), prefix_xor_cascade(seed));
                     }
+                }
+                #[cfg(target_arch = "aarch64")]
+                {
+                    assert!(Kernel::Neon.available(), "the arm64 test machine has PMULL");
+                    assert_eq!(Neon::block(block.as_ptr(), b), want);
+                    assert_eq!(Neon::prefix_xor(seed), prefix_xor_cascade(seed));
                 }
             }
             let mut parity = 0u64;
