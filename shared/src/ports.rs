@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 
-use crate::job::{Job, JobError, ResultKeys};
+use crate::job::{Job, JobError, ResultKeys, Timestamp};
 use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
 use crate::rate::{Admission, DayUsage, RateError, Reservation, Settled, TokenUsage};
 
@@ -25,7 +25,7 @@ pub trait JobLedger: Send + Sync {
     /// `processing -> finalizing`; exactly one caller wins.
     async fn mark_finalizing(&self, id: &str) -> Result<bool, StoreError>;
     /// Takes over a `finalizing` job whose `updated_at` is still `seen`; one caller wins.
-    async fn reclaim_finalizing(&self, id: &str, seen: &str) -> Result<bool, StoreError>;
+    async fn reclaim_finalizing(&self, id: &str, seen: Timestamp) -> Result<bool, StoreError>;
     /// Records the items of a `unique` step of a finalizing job; one caller wins.
     async fn begin_unique_step(
         &self,

@@ -26,12 +26,13 @@ use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tessera_shared::agent::session::{ChatMessage, MessageState};
 use tessera_shared::job::{Job, JobState};
 use tessera_shared::query::{is_query_id, QueryJob};
 use tessera_shared::ranged::RangedState;
-use tessera_shared::store::jobs::{job_of_shard_pk, COUNTER_SK};
+use tessera_shared::store::jobs::{job_of_shard_pk, JobRecord, COUNTER_SK};
 
 use crate::notify::Delivery;
 use crate::ws::{job_message, WsState};
@@ -45,9 +46,28 @@ struct Keys {
     sk: String,
 }
 
+/// The state of an item image, whatever else it holds.
 #[derive(Deserialize)]
-struct StateOnly {
-    state: Option<JobState>,
+struct StateOnly<S> {
+    state: Option<S>,
+}
+
+/// The state an item had before this change (`None`: new, or it had none).
+fn state_before<S: DeserializeOwned>(r: &EventRecord) -> Option<S> {
+    serde_dynamo::from_item::<_, StateOnly<S>>(r.change.old_image.clone())
+        .ok()
+        .and_then(|s| s.state)
+}
+
+/// The item after this change as a `what`; `None` (logged with `key`) when it is not one.
+fn new_image<T: DeserializeOwned>(r: &EventRecord, key: &str, what: &str) -> Option<T> {
+    match serde_dynamo::from_item(r.change.new_image.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "stream image is not a {what}: ignored");
+            None
+        }
+    }
 }
 
 /// The latest change of one job in a batch.
@@ -81,11 +101,6 @@ pub struct QueryChange {
     pub sequence: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct QueryStateOnly {
-    state: Option<RangedState>,
-}
-
 /// The query record a stream record carries, with its state before (`None` for other items).
 fn query_change_of(r: &EventRecord) -> Option<QueryChange> {
     let keys: Keys = serde_dynamo::from_item(r.change.keys.clone()).ok()?;
@@ -93,19 +108,10 @@ fn query_change_of(r: &EventRecord) -> Option<QueryChange> {
     if !keys.pk.starts_with("JOB#") || !is_query_id(id) || r.change.new_image.is_empty() {
         return None;
     }
-    let query: QueryJob = match serde_dynamo::from_item(r.change.new_image.clone()) {
-        Ok(q) => q,
-        Err(e) => {
-            tracing::warn!(sk = %keys.sk, error = %e, "stream image is not a query: ignored");
-            return None;
-        }
-    };
-    let state_before = serde_dynamo::from_item::<_, QueryStateOnly>(r.change.old_image.clone())
-        .ok()
-        .and_then(|s| s.state);
+    let query: QueryJob = new_image(r, &keys.sk, "query")?;
     Some(QueryChange {
         query,
-        state_before,
+        state_before: state_before(r),
         sequence: r.change.sequence_number.clone(),
     })
 }
@@ -138,13 +144,7 @@ fn message_change_of(r: &EventRecord) -> Option<(ChatMessage, Option<String>)> {
         return None;
     }
     let m: ChatMessage = serde_dynamo::from_item(r.change.new_image.clone()).ok()?;
-    #[derive(Deserialize)]
-    struct StateOnly {
-        state: Option<MessageState>,
-    }
-    let before = serde_dynamo::from_item::<_, StateOnly>(r.change.old_image.clone())
-        .ok()
-        .and_then(|s| s.state);
+    let before: Option<MessageState> = state_before(r);
     (before != Some(m.state)).then_some((m, r.change.sequence_number.clone()))
 }
 
@@ -211,17 +211,15 @@ fn change_of(r: &EventRecord) -> Option<Change> {
     if !keys.pk.starts_with("JOB#") || keys.sk != "META" {
         return None;
     }
-    let job: Job = match serde_dynamo::from_item(r.change.new_image.clone()) {
+    let record: JobRecord = new_image(r, &keys.pk, "job")?;
+    let job = match Job::try_from(record) {
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(pk = %keys.pk, error = %e, "stream image is not a job: ignored");
             return None;
         }
     };
-    let before = serde_dynamo::from_item::<_, StateOnly>(r.change.old_image.clone())
-        .ok()
-        .and_then(|s| s.state);
-    Some(Change::Job(Box::new(job), before))
+    Some(Change::Job(Box::new(job), state_before::<JobState>(r)))
 }
 
 /// The latest change per job, in order of first appearance (pure: no I/O). A job item image

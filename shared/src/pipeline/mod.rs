@@ -40,7 +40,6 @@ use tessera_engine::split;
 
 use crate::aws::Clients;
 use crate::config::Config;
-pub(crate) use crate::job::is_stale;
 use crate::job::{Job, JobError};
 use crate::ports::{ChunkLedger, Ledger};
 use crate::store::exports::ExportStore;
@@ -137,8 +136,8 @@ impl Pipeline {
 pub const MAX_CHUNK_DELIVERIES: u32 = 3;
 /// The dialect the job was planned with.
 fn job_dialect(job: &Job) -> Result<Dialect, PipelineError> {
-    serde_json::from_value(job.dialect.clone().unwrap_or_default())
-        .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))
+    job.dialect
+        .ok_or_else(|| PipelineError::Malformed("job dialect: the job has no plan".into()))
 }
 /// The chunk tasks of a planned job, one per byte range (none for a header-only file).
 pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {

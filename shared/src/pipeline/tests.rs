@@ -163,7 +163,7 @@ async fn one_of_two_workers_takes_over_a_stale_finalization() {
     // A live finalizer is left alone.
     assert!(claim_finalization(l, ID, STALE).await.unwrap().is_none());
     let mut j = job(l).await;
-    j.updated_at = "2020-01-01T00:00:00.000Z".into();
+    j.updated_at = crate::job::Timestamp::parse("2020-01-01T00:00:00.000Z").unwrap();
     ledger.put(j);
     let (a, b) = tokio::join!(
         claim_finalization(l, ID, STALE),

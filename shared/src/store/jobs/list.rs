@@ -73,7 +73,7 @@ impl JobStore {
         out.items
             .unwrap_or_default()
             .into_iter()
-            .map(|i| from_item::<JobItem>(i, "job").map(|it| it.job))
+            .map(|i| from_item::<JobItem>(i, "job").and_then(|it| Job::try_from(it.job)))
             .collect()
     }
 
@@ -126,7 +126,7 @@ impl JobStore {
             for (i, item) in items.into_iter().enumerate() {
                 let key = OwnerPageKey::from_item(&item);
                 let it: JobItem = from_item(item, "job")?;
-                jobs.push(it.job);
+                jobs.push(Job::try_from(it.job)?);
                 if jobs.len() == limit {
                     // Stop after this job; the next page starts after it (its own key is a valid
                     // ExclusiveStartKey), unless nothing can follow it.
