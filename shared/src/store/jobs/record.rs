@@ -133,8 +133,9 @@ impl TryFrom<JobRecord> for Job {
     type Error = StoreError;
 
     /// Fails (`Malformed`) only on an item no version of Tessera wrote: a timestamp that is not
-    /// RFC 3339, a dialect that is not one.
+    /// RFC 3339.
     fn try_from(r: JobRecord) -> Result<Self, StoreError> {
+        let dialect = r.dialect.as_ref().and_then(|v| dialect(&r.id, v));
         Ok(Job {
             id: r.id,
             owner: r.owner,
@@ -145,12 +146,7 @@ impl TryFrom<JobRecord> for Job {
             source_key: r.source_key,
             created_at: timestamp(&r.created_at, "created_at")?,
             updated_at: timestamp(&r.updated_at, "updated_at")?,
-            dialect: r
-                .dialect
-                .filter(|v| !v.is_null())
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| malformed(format!("dialect: {e}")))?,
+            dialect,
             columns: r.columns,
             header_len: r.header_len,
             chunk_size: r.chunk_size,
@@ -182,6 +178,17 @@ impl TryFrom<JobRecord> for Job {
 
 fn dialect_value(d: &Dialect) -> serde_json::Value {
     serde_json::to_value(d).unwrap_or_default()
+}
+
+/// The stored dialect, `None` when it is null or not a dialect: such a job reads (as it always
+/// did) and fails `Malformed` where a chunk needs the dialect, not wherever the job is read.
+fn dialect(id: &str, v: &serde_json::Value) -> Option<Dialect> {
+    if v.is_null() {
+        return None;
+    }
+    serde_json::from_value(v.clone())
+        .inspect_err(|e| tracing::warn!(job_id = id, error = %e, "stored dialect is not one"))
+        .ok()
 }
 
 fn timestamp(s: &str, name: &str) -> Result<Timestamp, StoreError> {
