@@ -14,7 +14,9 @@ use crate::ports::{ChunkLedger, JobLedger};
 use crate::store::jobs::{shard_chunk_count, shard_of, COUNTER_SHARDS};
 use crate::store::StoreError;
 
+mod edges;
 mod rate;
+pub use edges::{MemoryConnections, MemoryObjects, MemoryPusher, MemoryTasks};
 pub use rate::{ManualClock, MemoryRateBuckets};
 
 /// One counter shard of a job.

@@ -34,8 +34,8 @@ use tessera_shared::query::{is_query_id, QueryJob};
 use tessera_shared::ranged::RangedState;
 use tessera_shared::store::jobs::{job_of_shard_pk, JobRecord, COUNTER_SK};
 
-use crate::notify::Delivery;
 use crate::ws::{job_message, WsState};
+use tessera_shared::push::{fan_out, may_push};
 
 /// At most one `job.progress` per job per this many milliseconds.
 pub const PUSH_INTERVAL_MS: i64 = 250;
@@ -317,20 +317,16 @@ async fn push_message(
     st: &WsState,
     m: &ChatMessage,
 ) -> Result<(), tessera_shared::store::StoreError> {
-    let text = message_push(m);
-    for conn in st.connections.subscribers(&m.job_id).await? {
-        // Subscribers of a job are its owner's connections; the session is the owner's too.
-        match st.notifier.send(&conn, &text).await {
-            Ok(Delivery::Sent) => {}
-            Ok(Delivery::Gone) => {
-                st.connections
-                    .remove_connection(&conn, Some(&m.job_id))
-                    .await?;
-            }
-            Err(e) => tracing::warn!(connection = %conn, error = %e, "push not delivered"),
-        }
-    }
-    Ok(())
+    // Subscribers of a job are its owner's connections; the session is the owner's too.
+    let subscribers = st.connections.subscribers(&m.job_id).await?;
+    fan_out(
+        &st.connections,
+        &st.notifier,
+        &m.job_id,
+        &subscribers,
+        &message_push(m),
+    )
+    .await
 }
 
 async fn push_query(
@@ -343,29 +339,28 @@ async fn push_query(
         return Ok(());
     }
     let state_changed = change.state_before != Some(q.state);
-    if !state_changed
-        && !st
-            .connections
-            .claim_push(&q.job_id, now_ms(), PUSH_INTERVAL_MS)
-            .await?
+    if !may_push(
+        &st.connections,
+        &q.job_id,
+        state_changed,
+        now_ms(),
+        PUSH_INTERVAL_MS,
+    )
+    .await?
     {
         return Ok(());
     }
+    // A query is its owner's, like the job: subscribers of a job are its owner's connections
+    // (subscribe checks the owner).
     let text = query_message(q);
-    for conn in subscribers {
-        // A query is its owner's, like the job: subscribers of a job are its owner's
-        // connections (subscribe checks the owner).
-        match st.notifier.send(&conn, &text).await {
-            Ok(Delivery::Sent) => {}
-            Ok(Delivery::Gone) => {
-                st.connections
-                    .remove_connection(&conn, Some(&q.job_id))
-                    .await?;
-            }
-            Err(e) => tracing::warn!(connection = %conn, error = %e, "push not delivered"),
-        }
-    }
-    Ok(())
+    fan_out(
+        &st.connections,
+        &st.notifier,
+        &q.job_id,
+        &subscribers,
+        &text,
+    )
+    .await
 }
 
 async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::store::StoreError> {
@@ -374,11 +369,14 @@ async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::st
     if subscribers.is_empty() {
         return Ok(());
     }
-    if !change.always_pushed()
-        && !st
-            .connections
-            .claim_push(job_id, now_ms(), PUSH_INTERVAL_MS)
-            .await?
+    if !may_push(
+        &st.connections,
+        job_id,
+        change.always_pushed(),
+        now_ms(),
+        PUSH_INTERVAL_MS,
+    )
+    .await?
     {
         tracing::debug!("progress coalesced");
         return Ok(());
@@ -395,20 +393,7 @@ async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::st
     };
     let job = st.jobs.with_progress(job).await?;
     let text = job_message(&job.snapshot());
-    for conn in subscribers {
-        match st.notifier.send(&conn, &text).await {
-            Ok(Delivery::Sent) => {}
-            Ok(Delivery::Gone) => {
-                tracing::info!(connection = %conn, "connection gone: removed");
-                st.connections
-                    .remove_connection(&conn, Some(job_id))
-                    .await?;
-            }
-            // One failing connection must not hold back the others (or retry the batch).
-            Err(e) => tracing::warn!(connection = %conn, error = %e, "push not delivered"),
-        }
-    }
-    Ok(())
+    fan_out(&st.connections, &st.notifier, job_id, &subscribers, &text).await
 }
 
 #[cfg(test)]

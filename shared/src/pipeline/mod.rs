@@ -41,7 +41,7 @@ use tessera_engine::split;
 use crate::aws::Clients;
 use crate::config::Config;
 use crate::job::{Job, JobError};
-use crate::ports::{ChunkLedger, Ledger};
+use crate::ports::{ChunkLedger, Ledger, Tasks};
 use crate::store::exports::ExportStore;
 use crate::store::jobs::JobStore;
 use crate::store::objects::{ObjectStore, SourceChanged};
@@ -160,7 +160,7 @@ pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
 /// chunk's result, so they come out exact.
 pub async fn requeue_unfinished(
     jobs: &dyn ChunkLedger,
-    queue: &TaskQueue,
+    queue: &dyn Tasks,
     job: &Job,
 ) -> Result<u32, StoreError> {
     let done: std::collections::HashSet<u32> = jobs
@@ -174,7 +174,7 @@ pub async fn requeue_unfinished(
         .filter(|t| !done.contains(&t.index))
         .map(QueueMessage::Chunk)
         .collect();
-    queue.send_all(&todo).await?;
+    queue.send_messages(&todo).await?;
     tracing::info!(job_id = %job.id, requeued = todo.len(), done = done.len(), "job retried");
     Ok(todo.len() as u32)
 }

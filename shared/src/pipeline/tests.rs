@@ -234,3 +234,27 @@ async fn a_failed_chunk_closes_the_ledger_and_a_retry_reopens_it() {
     commit_all(l, 0..2).await;
     assert!(claim_finalization(l, ID, STALE).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_retry_requeues_only_the_chunks_without_a_completion_record() {
+    // 1,000 bytes in chunks of 250 after a 10-byte header: four chunks.
+    let ledger = ledger_with(JobState::Processing, 4);
+    let l: &dyn Ledger = &*ledger;
+    let mut j = job(l).await;
+    (j.header_len, j.chunk_size) = (10, 250);
+    ledger.put(j.clone());
+    commit_all(l, [0, 2]).await;
+    let err = crate::job::JobError::new("source_changed", "gone");
+    assert!(l.mark_chunk_failed(ID, 1, &err).await.unwrap());
+    let queue = crate::memory::MemoryTasks::default();
+    let sent = super::requeue_unfinished(l, &queue, &j).await.unwrap();
+    let indexes: Vec<u32> = queue
+        .sent()
+        .iter()
+        .map(|m| match m {
+            crate::task::QueueMessage::Chunk(t) => t.index,
+            other => panic!("not a chunk task: {other:?}"),
+        })
+        .collect();
+    assert_eq!((sent, indexes), (2, vec![1, 3]));
+}

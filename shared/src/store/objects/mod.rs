@@ -570,3 +570,16 @@ impl ObjectStore {
         Ok(())
     }
 }
+
+#[async_trait::async_trait]
+impl crate::ports::Objects for ObjectStore {
+    async fn read_all(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        ObjectStore::read_all(self, key).await
+    }
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+        ObjectStore::put(self, key, body, content_type).await
+    }
+    async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
+        ObjectStore::delete_keys(self, keys).await
+    }
+}
