@@ -400,6 +400,18 @@ async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::st
 mod tests {
     use super::*;
 
+    /// A job image's timestamps (any RFC 3339 moment).
+    const T: &str = "2026-12-03T10:00:00.000Z";
+
+    /// A MODIFY stream record around `dynamodb` (keys, images, sequence number).
+    fn event(dynamodb: serde_json::Value, seq: u32) -> EventRecord {
+        serde_json::from_value(serde_json::json!({
+            "eventID": seq.to_string(), "eventName": "MODIFY", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb
+        }))
+        .unwrap()
+    }
+
     fn record(
         sk: &str,
         state: &str,
@@ -423,7 +435,7 @@ mod tests {
                 "pk": {"S": pk}, "sk": {"S": sk}, "id": {"S": "j1"}, "owner": {"S": "a"},
                 "state": {"S": state}, "filename": {"S": "a.csv"}, "content_type": {"S": "text/csv"},
                 "declared_size": {"N": "10"}, "source_key": {"S": "k"},
-                "created_at": {"S": "t"}, "updated_at": {"S": "t"}, "dialect": {"NULL": true},
+                "created_at": {"S": T}, "updated_at": {"S": T}, "dialect": {"NULL": true},
                 "columns": {"L": []}, "header_len": {"N": "0"}, "chunk_size": {"N": "1"},
                 "chunk_count": {"N": "4"}, "chunks_done": {"N": chunks.to_string()},
                 "bytes_done": {"N": "0"}, "rows": {"N": "0"}, "rejected_rows": {"N": "0"},
@@ -440,11 +452,7 @@ mod tests {
         if let Some(o) = old_state {
             dynamodb["OldImage"] = img(o);
         }
-        serde_json::from_value(serde_json::json!({
-            "eventID": seq.to_string(), "eventName": "MODIFY", "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb
-        }))
-        .unwrap()
+        event(dynamodb, seq)
     }
 
     #[test]
@@ -532,11 +540,7 @@ mod tests {
         if let Some(o) = old {
             dynamodb["OldImage"] = serde_json::to_value(img(o)).unwrap();
         }
-        serde_json::from_value(serde_json::json!({
-            "eventID": seq.to_string(), "eventName": "MODIFY", "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb
-        }))
-        .unwrap()
+        event(dynamodb, seq)
     }
 
     #[test]

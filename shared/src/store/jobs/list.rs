@@ -57,15 +57,23 @@ pub struct JobPage {
 }
 
 impl JobStore {
-    /// A user's jobs, newest first, at most `limit`.
-    pub async fn list_for_owner(&self, owner: &str, limit: i32) -> Result<Vec<Job>, StoreError> {
-        let out = self
-            .table
+    /// A Query of `owner`'s jobs on the owner index, newest first.
+    fn by_owner(
+        &self,
+        owner: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.table
             .query()
             .index_name(OWNER_INDEX)
             .key_condition_expression("gsi1pk = :o")
             .expression_attribute_values(":o", string(format!("OWNER#{owner}")))
             .scan_index_forward(false)
+    }
+
+    /// A user's jobs, newest first, at most `limit`.
+    pub async fn list_for_owner(&self, owner: &str, limit: i32) -> Result<Vec<Job>, StoreError> {
+        let out = self
+            .by_owner(owner)
             .limit(limit)
             .send()
             .await
@@ -99,12 +107,7 @@ impl JobStore {
                 want
             };
             let mut q = self
-                .table
-                .query()
-                .index_name(OWNER_INDEX)
-                .key_condition_expression("gsi1pk = :o")
-                .expression_attribute_values(":o", string(format!("OWNER#{owner}")))
-                .scan_index_forward(false)
+                .by_owner(owner)
                 .limit(page_limit as i32)
                 .set_exclusive_start_key(from.take());
             if let Some(st) = state {
