@@ -375,6 +375,18 @@ impl Job {
     }
 }
 
+/// Reads a completed job's profile (`keys::profile_key`): `Malformed` if it is not one.
+pub async fn read_profile(
+    objects: &dyn crate::ports::Objects,
+    job: &Job,
+) -> Result<tessera_engine::profile::ProfileReport, crate::ports::StoreError> {
+    let bytes = objects.read_all(&crate::keys::profile_key(job)).await?;
+    serde_json::from_slice(&bytes).map_err(|e| crate::ports::StoreError::Malformed {
+        what: "profile",
+        detail: format!("job {}: {e}", job.id),
+    })
+}
+
 /// Current time as RFC 3339 (UTC, millisecond precision, so it sorts lexically).
 pub fn now_rfc3339() -> String {
     Timestamp::now().to_string()
@@ -403,6 +415,30 @@ mod tests {
         }
         assert!(JobState::Failed.is_final() && !JobState::Processing.is_final());
         assert_eq!(JobState::parse("done"), None);
+    }
+
+    #[tokio::test]
+    async fn a_profile_is_read_from_its_key_and_a_broken_one_is_malformed() {
+        use crate::ports::Objects;
+        let objects = crate::memory::MemoryObjects::default();
+        let job = Job::awaiting_upload("j1", "alice", "a.csv", "text/csv", 3, 0);
+        let key = crate::keys::profile_key(&job);
+        let opts = tessera_engine::profile::ProfileOptions::default();
+        let report = tessera_engine::profile::ProfileState::new(vec!["a".into()], &opts).report();
+        let body = serde_json::to_vec(&report).unwrap();
+        objects.put(&key, body, "application/json").await.unwrap();
+        assert_eq!(read_profile(&objects, &job).await.unwrap(), report);
+        objects
+            .put(&key, b"{".to_vec(), "application/json")
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_profile(&objects, &job).await,
+            Err(crate::ports::StoreError::Malformed {
+                what: "profile",
+                ..
+            })
+        ));
     }
 
     #[test]

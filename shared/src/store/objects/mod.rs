@@ -508,11 +508,7 @@ impl ObjectStore {
         &self,
         job: &crate::job::Job,
     ) -> Result<tessera_engine::profile::ProfileReport, StoreError> {
-        let bytes = self.read_all(&crate::keys::profile_key(job)).await?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Malformed {
-            what: "profile",
-            detail: format!("job {}: {e}", job.id),
-        })
+        crate::job::read_profile(self, job).await
     }
 
     /// Reads a whole (small) object.
