@@ -14,8 +14,11 @@ use crate::task::QueueMessage;
 /// Subscriptions (job -> connections) and the last push per job.
 #[derive(Debug, Default)]
 pub struct MemoryConnections {
-    state: Mutex<(BTreeMap<String, BTreeSet<String>>, HashMap<String, i64>)>,
+    state: Mutex<Subscriptions>,
 }
+
+/// Connection ids by job, and the last push's time by job.
+type Subscriptions = (BTreeMap<String, BTreeSet<String>>, HashMap<String, i64>);
 
 impl MemoryConnections {
     /// Subscribes `conn` to `job_id`.
