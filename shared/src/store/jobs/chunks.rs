@@ -147,12 +147,8 @@ impl JobStore {
                 .map_err(|e| StoreError::service("KeysAndAttributes builder", e))?;
             let out = self
                 .table
-                .client()
-                .batch_get_item()
-                .request_items(self.table.name(), ka)
-                .send()
-                .await
-                .map_err(|e| StoreError::service("BatchGetItem(shard counters)", e))?;
+                .batch_get(ka, "BatchGetItem(shard counters)")
+                .await?;
             for item in out
                 .responses
                 .unwrap_or_default()
