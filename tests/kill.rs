@@ -245,6 +245,42 @@ async fn wait_held(hold: &RuleHandle, worker: &Worker, what: &str) {
     }
 }
 
+/// Starts worker `name` in place of the killed worker `a` and waits for the job to end: it must
+/// complete. Returns the new worker and the final job.
+async fn replace(
+    stack: &LocalStack,
+    alice: &Client,
+    id: &str,
+    a: &Worker,
+    name: &str,
+) -> (Worker, Value) {
+    let b = Worker::start(stack, name);
+    let done = alice.wait_final(id, JOB_TIMEOUT).await;
+    assert_eq!(
+        done["state"],
+        "completed",
+        "{done}\nworker A's log:\n{}\nworker B's log:\n{}",
+        a.log(),
+        b.log()
+    );
+    (b, done)
+}
+
+/// Worker `b` completed the job by taking over a stalled finalization.
+fn assert_took_over(b: &Worker) {
+    assert!(
+        b.log().contains("taking over a stalled finalization"),
+        "B completed the job by a takeover; its log:\n{}",
+        b.log()
+    );
+}
+
+/// Kills the last worker and stops the stack.
+async fn stop(mut b: Worker, stack: LocalStack) {
+    b.kill().await;
+    stack.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_chunk_is_replaced_and_the_job_completes_exactly() {
     let started = Instant::now();
@@ -270,15 +306,8 @@ async fn a_worker_killed_mid_chunk_is_replaced_and_the_job_completes_exactly() {
     assert_eq!(job["progress"]["chunks_done"], 0, "{job}");
 
     // Worker B runs the two chunks nobody took at once, and A's after its visibility timeout.
-    let mut b = Worker::start(&stack, "mid-chunk-b");
-    let done = alice.wait_final(&id, JOB_TIMEOUT).await;
+    let (b, done) = replace(&stack, &alice, &id, &a, "mid-chunk-b").await;
     let after_kill = killed.elapsed();
-    assert_eq!(
-        done["state"],
-        "completed",
-        "{done}\nworker B's log:\n{}",
-        b.log()
-    );
     assert_eq!(outputs(&stack, &alice, &done).await, expected);
     assert_eq!(hold.injected(), 1);
     println!(
@@ -286,8 +315,7 @@ async fn a_worker_killed_mid_chunk_is_replaced_and_the_job_completes_exactly() {
         after_kill.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    b.kill().await;
-    stack.shutdown().await;
+    stop(b, stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,20 +348,9 @@ async fn a_finalizer_killed_mid_write_is_taken_over_and_the_job_completes_exactl
     // Worker B gets the last chunk's message back after the visibility timeout, finds the job
     // `finalizing` with no change for longer than the stale age, takes the finalization over
     // and completes it.
-    let mut b = Worker::start(&stack, "finalizer-b");
-    let done = alice.wait_final(&id, JOB_TIMEOUT).await;
+    let (b, done) = replace(&stack, &alice, &id, &a, "finalizer-b").await;
     let after_kill = killed.elapsed();
-    assert_eq!(
-        done["state"],
-        "completed",
-        "{done}\nworker B's log:\n{}",
-        b.log()
-    );
-    assert!(
-        b.log().contains("taking over a stalled finalization"),
-        "B completed the job by a takeover; its log:\n{}",
-        b.log()
-    );
+    assert_took_over(&b);
     assert_eq!(outputs(&stack, &alice, &done).await, expected);
     assert_eq!(hold.injected(), 1);
     println!(
@@ -341,8 +358,7 @@ async fn a_finalizer_killed_mid_write_is_taken_over_and_the_job_completes_exactl
         after_kill.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    b.kill().await;
-    stack.shutdown().await;
+    stop(b, stack).await;
 }
 
 /// The finalization of a job whose chunks all finished while it was still `queued` (a small job
@@ -402,27 +418,14 @@ async fn a_finalization_the_planner_hands_over_survives_a_killed_finalizer() {
     a.kill().await;
     let killed = Instant::now();
 
-    let mut b = Worker::start(&stack, "handed-over-b");
-    let done = alice.wait_final(&id, JOB_TIMEOUT).await;
+    let (b, done) = replace(&stack, &alice, &id, &a, "handed-over-b").await;
     let after_kill = killed.elapsed();
-    assert_eq!(
-        done["state"],
-        "completed",
-        "{done}\nworker A's log:\n{}\nworker B's log:\n{}",
-        a.log(),
-        b.log()
-    );
-    assert!(
-        b.log().contains("taking over a stalled finalization"),
-        "B completed the job by a takeover; its log:\n{}",
-        b.log()
-    );
+    assert_took_over(&b);
     assert_eq!(outputs(&stack, &alice, &done).await, expected);
     println!(
         "handed-over finalizer kill: completed {:.1} s after the kill, test {:.1} s",
         after_kill.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    b.kill().await;
-    stack.shutdown().await;
+    stop(b, stack).await;
 }

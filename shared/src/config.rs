@@ -133,14 +133,18 @@ impl Config {
                 }),
             }
         };
-        let chunk_size = num("TESSERA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)?;
-        if chunk_size == 0 {
-            return Err(ConfigError::Invalid {
-                name: "TESSERA_CHUNK_SIZE",
-                value: "0".into(),
-                why: "must be at least 1 byte",
-            });
-        }
+        // A size of at least one byte.
+        let bytes = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match num(name, default)? {
+                0 => Err(ConfigError::Invalid {
+                    name,
+                    value: "0".into(),
+                    why: "must be at least 1 byte",
+                }),
+                n => Ok(n),
+            }
+        };
+        let chunk_size = bytes("TESSERA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)?;
         let ttl = num("TESSERA_PRESIGN_TTL_SECS", MAX_PRESIGN_TTL_SECS)?;
         if ttl == 0 || ttl > MAX_PRESIGN_TTL_SECS {
             return Err(ConfigError::Invalid {
@@ -157,44 +161,10 @@ impl Config {
                 why: "must be between 5 MiB (5242880) and 5 GiB (5368709120), S3's part limits",
             });
         }
-        let export_range_size = num("TESSERA_EXPORT_RANGE_SIZE", DEFAULT_EXPORT_RANGE_SIZE)?;
-        if export_range_size == 0 {
-            return Err(ConfigError::Invalid {
-                name: "TESSERA_EXPORT_RANGE_SIZE",
-                value: "0".into(),
-                why: "must be at least 1 byte",
-            });
-        }
-        let query_range_size = num("TESSERA_QUERY_RANGE_SIZE", DEFAULT_EXPORT_RANGE_SIZE)?;
-        if query_range_size == 0 {
-            return Err(ConfigError::Invalid {
-                name: "TESSERA_QUERY_RANGE_SIZE",
-                value: "0".into(),
-                why: "must be at least 1 byte",
-            });
-        }
-        let bedrock_endpoint = get("TESSERA_BEDROCK_ENDPOINT").filter(|v| !v.trim().is_empty());
-        if let Some(v) = bedrock_endpoint
-            .as_ref()
-            .filter(|v| !(v.starts_with("http://") || v.starts_with("https://")))
-        {
-            return Err(ConfigError::Invalid {
-                name: "TESSERA_BEDROCK_ENDPOINT",
-                value: v.clone(),
-                why: "expected a URL starting with http:// or https://",
-            });
-        }
-        let model_id = get("TESSERA_MODEL_ID").filter(|v| !v.trim().is_empty());
-        if let Some(v) = model_id
-            .as_ref()
-            .filter(|v| v.contains(char::is_whitespace))
-        {
-            return Err(ConfigError::Invalid {
-                name: "TESSERA_MODEL_ID",
-                value: v.clone(),
-                why: "expected a model id, inference profile id or ARN (no spaces)",
-            });
-        }
+        let export_range_size = bytes("TESSERA_EXPORT_RANGE_SIZE", DEFAULT_EXPORT_RANGE_SIZE)?;
+        let query_range_size = bytes("TESSERA_QUERY_RANGE_SIZE", DEFAULT_EXPORT_RANGE_SIZE)?;
+        let bedrock_endpoint = url(get("TESSERA_BEDROCK_ENDPOINT"), "TESSERA_BEDROCK_ENDPOINT")?;
+        let model_id = model_id(get("TESSERA_MODEL_ID"))?;
         Ok(Config {
             agent_queue_url: get("TESSERA_AGENT_QUEUE_URL").filter(|v| !v.is_empty()),
             query_inline_max_bytes: num(
@@ -244,6 +214,32 @@ impl Config {
                 })?),
             },
         })
+    }
+}
+
+/// An optional URL setting: unset or blank is `None`; set, it starts with `http://` or `https://`.
+fn url(value: Option<String>, name: &'static str) -> Result<Option<String>, ConfigError> {
+    match value.filter(|v| !v.trim().is_empty()) {
+        Some(v) if !(v.starts_with("http://") || v.starts_with("https://")) => {
+            Err(ConfigError::Invalid {
+                name,
+                value: v,
+                why: "expected a URL starting with http:// or https://",
+            })
+        }
+        v => Ok(v),
+    }
+}
+
+/// `TESSERA_MODEL_ID`: unset or blank is `None`; set, it has no spaces.
+fn model_id(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value.filter(|v| !v.trim().is_empty()) {
+        Some(v) if v.contains(char::is_whitespace) => Err(ConfigError::Invalid {
+            name: "TESSERA_MODEL_ID",
+            value: v,
+            why: "expected a model id, inference profile id or ARN (no spaces)",
+        }),
+        v => Ok(v),
     }
 }
 

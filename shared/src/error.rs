@@ -36,6 +36,18 @@ impl ApiError {
         self.details = Some(details);
         self
     }
+    /// 409 `job_not_completed` unless `job` is completed; `then` says what the job allows
+    /// once it is (`"it can be queried once it is completed."`).
+    pub fn require_completed(job: &crate::job::Job, then: &str) -> Result<(), Self> {
+        if job.state == crate::job::JobState::Completed {
+            return Ok(());
+        }
+        Err(Self::new(
+            StatusCode::CONFLICT,
+            "job_not_completed",
+            format!("The job is {}; {then}", job.state.as_str()),
+        ))
+    }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }

@@ -3,6 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tessera_engine::dialect::Dialect;
 
 /// Lifecycle of a job. Transitions only move forward (conditional writes enforce it):
 /// `awaiting_upload -> queued -> processing -> finalizing -> completed`, and `failed` /
@@ -75,9 +76,44 @@ impl JobError {
 
 /// True when `updated_at` (RFC 3339) is older than `age`; false when it does not parse.
 pub fn is_stale(updated_at: &str, age: std::time::Duration) -> bool {
-    match time::OffsetDateTime::parse(updated_at, &time::format_description::well_known::Rfc3339) {
-        Ok(t) => time::OffsetDateTime::now_utc() - t > age,
-        Err(_) => false,
+    Timestamp::parse(updated_at).is_some_and(|t| t.is_older_than(age))
+}
+
+/// A moment, UTC, to the millisecond. Written as RFC 3339 with three decimals and `Z`
+/// (`2026-12-03T19:38:57.123Z`), so the written forms sort like the moments and a moment read
+/// back writes the same text (conditional writes compare it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(time::OffsetDateTime);
+
+impl Timestamp {
+    /// Now, truncated to the millisecond.
+    pub fn now() -> Timestamp {
+        let now = time::OffsetDateTime::now_utc();
+        Timestamp(now.replace_millisecond(now.millisecond()).unwrap_or(now))
+    }
+
+    /// Any RFC 3339 moment, in UTC, truncated to the millisecond; `None` if it is not one.
+    pub fn parse(s: &str) -> Option<Timestamp> {
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .ok()?
+            .to_offset(time::UtcOffset::UTC);
+        Some(Timestamp(
+            t.replace_millisecond(t.millisecond()).unwrap_or(t),
+        ))
+    }
+
+    /// Whether more than `age` has passed since this moment.
+    pub fn is_older_than(self, age: std::time::Duration) -> bool {
+        time::OffsetDateTime::now_utc() - self.0 > age
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fmt =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+        let base = self.0.format(&fmt).map_err(|_| std::fmt::Error)?;
+        write!(f, "{base}.{:03}Z", self.0.millisecond())
     }
 }
 
@@ -90,8 +126,8 @@ pub struct ResultKeys {
     pub manifest: Option<String>,
 }
 
-/// The job record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The job record (the domain type; `store::jobs::JobRecord` is its stored form).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: String,
     pub owner: String,
@@ -101,10 +137,10 @@ pub struct Job {
     pub declared_size: u64,
     /// S3 key of the uploaded source object (made by the server).
     pub source_key: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// Facts learned by the planner.
-    pub dialect: Option<serde_json::Value>,
+    pub dialect: Option<Dialect>,
     pub columns: Vec<String>,
     pub header_len: u64,
     pub chunk_size: u64,
@@ -115,55 +151,41 @@ pub struct Job {
     pub rows: u64,
     pub rejected_rows: u64,
     /// Texts scored by the workflow's `derive` sentiment steps (progress, then exact).
-    #[serde(default)]
     pub scored_rows: u64,
     pub error: Option<JobError>,
     pub results: ResultKeys,
     /// Epoch seconds after which DynamoDB deletes the record (TTL).
     pub expires_at: i64,
     /// The S3 multipart upload of the source, when the upload is multipart (`None`: one PUT).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_id: Option<String>,
     /// Part size and count of a multipart upload (0 for a single PUT).
-    #[serde(default)]
     pub part_size: u64,
-    #[serde(default)]
     pub part_count: u32,
     /// Set once `CompleteMultipartUpload` succeeded, so a second `complete` gets the same answer
     /// even before the planner has moved the job past `awaiting_upload`.
-    #[serde(default)]
     pub upload_completed: bool,
     /// The source object's ETag the planner saw (HeadObject): chunk reads send it as `If-Match`,
     /// so an object replaced after planning (even by one of the same size) fails the job
     /// `source_changed` instead of mixing two files. `None` for jobs planned before it existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_etag: Option<String>,
     /// Chunks whose failure failed the job. Non-empty means the owner may retry the job.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_chunks: Vec<u32>,
     /// How many times the owner retried the job.
-    #[serde(default)]
     pub retries: u32,
     /// The workflow version the job runs (resolved at upload time), if the upload named one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowRef>,
     /// A whole-file dry run of proposed rules: the job runs them over another job's file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules_trial: Option<RulesTrial>,
     /// While finalizing with `unique` rules: the chunks whose re-run (with the repeats found by
     /// the second pass) has not reported back, keyed by chunk index. `None`: no re-runs were
     /// planned; empty: all of them are done. Written only by the job store's own updates.
-    #[serde(default, skip_serializing)]
     pub unique_waiting: Option<std::collections::BTreeMap<String, bool>>,
     /// How many chunks were re-run for `unique` repeats (for the manifest).
-    #[serde(default, skip_serializing)]
     pub unique_reruns: u32,
     /// While finalizing with `unique` rules: the search groups of the second pass that have not
     /// reported back (`None`: the search was not started; empty: it is done).
-    #[serde(default, skip_serializing)]
     pub unique_search_waiting: Option<std::collections::BTreeMap<String, bool>>,
     /// How many search groups the second pass had.
-    #[serde(default, skip_serializing)]
     pub unique_searches: u32,
 }
 
@@ -264,7 +286,7 @@ impl Job {
         declared_size: u64,
         expires_at: i64,
     ) -> Job {
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         Job {
             id: id.to_string(),
             owner: owner.to_string(),
@@ -273,7 +295,7 @@ impl Job {
             content_type: content_type.to_string(),
             declared_size,
             source_key: crate::keys::source_key(owner, id),
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
             dialect: None,
             columns: vec![],
@@ -316,8 +338,8 @@ impl Job {
             state: self.state,
             filename: self.filename.clone(),
             size: self.declared_size,
-            created_at: self.created_at.clone(),
-            updated_at: self.updated_at.clone(),
+            created_at: self.created_at.to_string(),
+            updated_at: self.updated_at.to_string(),
             progress: Progress {
                 bytes_total: self.declared_size,
                 bytes_done: self.bytes_done.min(self.declared_size),
@@ -329,13 +351,21 @@ impl Job {
             rejected_rows: self.rejected_rows,
             scored_rows: self.scored_rows,
             columns: self.columns.clone(),
-            dialect: self.dialect.clone(),
+            dialect: self
+                .dialect
+                .as_ref()
+                .and_then(|d| serde_json::to_value(d).ok()),
             error: self.error.clone(),
             failed_chunks: self.failed_chunks.clone(),
             retries: self.retries,
             workflow: self.workflow.clone(),
             dry_run_of: self.rules_trial.as_ref().map(|t| t.of_job.clone()),
         }
+    }
+
+    /// Whether the job was last changed more than `age` ago (a finaliser that stopped).
+    pub fn is_stale(&self, age: std::time::Duration) -> bool {
+        self.updated_at.is_older_than(age)
     }
 
     /// Whether the owner may retry the job: it failed because of chunks (not of its data as a
@@ -345,13 +375,21 @@ impl Job {
     }
 }
 
+/// Reads a completed job's profile (`keys::profile_key`): `Malformed` if it is not one.
+pub async fn read_profile(
+    objects: &dyn crate::ports::Objects,
+    job: &Job,
+) -> Result<tessera_engine::profile::ProfileReport, crate::ports::StoreError> {
+    let bytes = objects.read_all(&crate::keys::profile_key(job)).await?;
+    serde_json::from_slice(&bytes).map_err(|e| crate::ports::StoreError::Malformed {
+        what: "profile",
+        detail: format!("job {}: {e}", job.id),
+    })
+}
+
 /// Current time as RFC 3339 (UTC, millisecond precision, so it sorts lexically).
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let ms = now.millisecond();
-    let base = now.replace_nanosecond(0).unwrap_or(now);
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-    format!("{}.{:03}Z", base.format(&fmt).unwrap_or_default(), ms)
+    Timestamp::now().to_string()
 }
 
 #[cfg(test)]
@@ -377,6 +415,30 @@ mod tests {
         }
         assert!(JobState::Failed.is_final() && !JobState::Processing.is_final());
         assert_eq!(JobState::parse("done"), None);
+    }
+
+    #[tokio::test]
+    async fn a_profile_is_read_from_its_key_and_a_broken_one_is_malformed() {
+        use crate::ports::Objects;
+        let objects = crate::memory::MemoryObjects::default();
+        let job = Job::awaiting_upload("j1", "alice", "a.csv", "text/csv", 3, 0);
+        let key = crate::keys::profile_key(&job);
+        let opts = tessera_engine::profile::ProfileOptions::default();
+        let report = tessera_engine::profile::ProfileState::new(vec!["a".into()], &opts).report();
+        let body = serde_json::to_vec(&report).unwrap();
+        objects.put(&key, body, "application/json").await.unwrap();
+        assert_eq!(read_profile(&objects, &job).await.unwrap(), report);
+        objects
+            .put(&key, b"{".to_vec(), "application/json")
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_profile(&objects, &job).await,
+            Err(crate::ports::StoreError::Malformed {
+                what: "profile",
+                ..
+            })
+        ));
     }
 
     #[test]

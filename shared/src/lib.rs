@@ -22,6 +22,7 @@ pub mod model;
 pub mod notifications;
 pub mod pipeline;
 pub mod ports;
+pub mod push;
 pub mod query;
 pub mod ranged;
 pub mod rate;

@@ -8,13 +8,15 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::job::{now_rfc3339, Job, JobError, JobState, ResultKeys};
+use crate::job::{now_rfc3339, Job, JobError, JobState, ResultKeys, Timestamp};
 use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
 use crate::ports::{ChunkLedger, JobLedger};
 use crate::store::jobs::{shard_chunk_count, shard_of, COUNTER_SHARDS};
 use crate::store::StoreError;
 
+mod edges;
 mod rate;
+pub use edges::{MemoryConnections, MemoryObjects, MemoryPusher, MemoryTasks};
 pub use rate::{ManualClock, MemoryRateBuckets};
 
 /// One counter shard of a job.
@@ -44,7 +46,7 @@ impl Tables {
         match self.jobs.get_mut(id) {
             Some(job) if from(job.state) => {
                 job.state = to;
-                job.updated_at = now_rfc3339();
+                job.updated_at = Timestamp::now();
                 also(job);
                 true
             }
@@ -108,7 +110,7 @@ impl JobLedger for MemoryLedger {
             |s| s == JobState::AwaitingUpload,
             JobState::Queued,
             |job| {
-                job.dialect = Some(plan.dialect.clone());
+                job.dialect = serde_json::from_value(plan.dialect.clone()).ok();
                 job.columns = plan.columns.clone();
                 job.header_len = plan.header_len;
                 job.chunk_size = plan.chunk_size;
@@ -132,11 +134,11 @@ impl JobLedger for MemoryLedger {
             .transition(id, processing, JobState::Finalizing, |_| {}))
     }
 
-    async fn reclaim_finalizing(&self, id: &str, seen: &str) -> Result<bool, StoreError> {
+    async fn reclaim_finalizing(&self, id: &str, seen: Timestamp) -> Result<bool, StoreError> {
         let mut t = self.lock();
         match t.jobs.get_mut(id) {
             Some(job) if job.state == JobState::Finalizing && job.updated_at == seen => {
-                job.updated_at = now_rfc3339();
+                job.updated_at = Timestamp::now();
                 Ok(true)
             }
             _ => Ok(false),
@@ -161,7 +163,7 @@ impl JobLedger for MemoryLedger {
             UniqueStep::Search => job.unique_searches = items.len() as u32,
             UniqueStep::Rerun => job.unique_reruns = items.len() as u32,
         }
-        job.updated_at = now_rfc3339();
+        job.updated_at = Timestamp::now();
         Ok(true)
     }
 
@@ -185,7 +187,7 @@ impl JobLedger for MemoryLedger {
             return Ok(None);
         }
         let last = waiting.is_empty();
-        job.updated_at = now_rfc3339();
+        job.updated_at = Timestamp::now();
         Ok(Some(last))
     }
 

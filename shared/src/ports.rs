@@ -1,17 +1,21 @@
-//! The ports: the narrow interfaces the pipeline's use cases need of the job ledger (job
-//! states, the `unique` steps) and the chunk ledger (completion records and their counters).
-//! `store::jobs::JobStore` implements them on DynamoDB; `memory::MemoryLedger` implements them
-//! in memory with the same conditional semantics, for unit tests that choose the interleaving
-//! of racing workers.
+//! The ports: the narrow interfaces the use cases need of the job ledger (job states, the
+//! `unique` steps), the chunk ledger (completion records and their counters), the WebSocket
+//! connections ([`Connections`], [`Pusher`]), objects ([`Objects`]) and the task queue
+//! ([`Tasks`]). The DynamoDB, S3, SQS and API Gateway adapters implement them (`store::*`,
+//! status's `Notifier`); `memory::*` implements them in memory with the same conditional
+//! semantics, for unit tests that choose the interleaving of racing workers.
 //!
 //! Every method that moves a job is conditional: it answers `false` (or `None`) when its
 //! condition did not hold, and changes nothing then.
 
-use async_trait::async_trait;
+/// Re-exported so that adapters in other crates implement the ports without a dependency of
+/// their own on the macro crate.
+pub use async_trait::async_trait;
 
-use crate::job::{Job, JobError, ResultKeys};
+use crate::job::{Job, JobError, ResultKeys, Timestamp};
 use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
 use crate::rate::{Admission, DayUsage, RateError, Reservation, Settled, TokenUsage};
+use crate::task::QueueMessage;
 
 /// A job's record and its state moves.
 #[async_trait]
@@ -25,7 +29,7 @@ pub trait JobLedger: Send + Sync {
     /// `processing -> finalizing`; exactly one caller wins.
     async fn mark_finalizing(&self, id: &str) -> Result<bool, StoreError>;
     /// Takes over a `finalizing` job whose `updated_at` is still `seen`; one caller wins.
-    async fn reclaim_finalizing(&self, id: &str, seen: &str) -> Result<bool, StoreError>;
+    async fn reclaim_finalizing(&self, id: &str, seen: Timestamp) -> Result<bool, StoreError>;
     /// Records the items of a `unique` step of a finalizing job; one caller wins.
     async fn begin_unique_step(
         &self,
@@ -135,4 +139,60 @@ pub trait RateBuckets: Send + Sync {
 pub trait UsageReader: Send + Sync {
     /// The owner's usage on `day` (zeros if none).
     async fn day_usage(&self, owner: &str, day: time::Date) -> Result<DayUsage, StoreError>;
+}
+
+/// What happened to one WebSocket message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// The connection no longer exists (410 GoneException): its items should be deleted.
+    Gone,
+}
+
+/// The WebSocket connections subscribed to jobs, as the pushes need them
+/// (`store::connections::ConnectionStore`; `memory::MemoryConnections`).
+#[async_trait]
+pub trait Connections: Send + Sync {
+    /// The connection ids subscribed to `job_id`.
+    async fn subscribers(&self, job_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes a connection and its subscriptions, `also_job`'s even if the connection item
+    /// has expired.
+    async fn remove_connection(&self, conn: &str, also_job: Option<&str>)
+        -> Result<(), StoreError>;
+    /// Whether this caller may push `job_id`'s progress at `now_ms`: true at most once per
+    /// `interval_ms`, across every instance.
+    async fn claim_push(
+        &self,
+        job_id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Sends one message to one WebSocket connection (status's `Notifier` on API Gateway's
+/// `PostToConnection`; `memory::MemoryPusher`).
+#[async_trait]
+pub trait Pusher: Send + Sync {
+    async fn send(&self, connection: &str, message: &str) -> Result<Delivery, StoreError>;
+}
+
+/// The objects (S3) as the use cases that read and write whole small objects need them
+/// (`store::objects::ObjectStore`; `memory::MemoryObjects`). Streams, ranges and multipart
+/// uploads stay on the adapter: their callers are adapters themselves.
+#[async_trait]
+pub trait Objects: Send + Sync {
+    /// The whole (small) object; an error if there is none.
+    async fn read_all(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// Writes the object (replacing one with that key).
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError>;
+    /// Deletes `keys` (missing ones are fine).
+    async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError>;
+}
+
+/// The chunk task queue (SQS) as the use cases need it (`store::queue::TaskQueue`;
+/// `memory::MemoryTasks`).
+#[async_trait]
+pub trait Tasks: Send + Sync {
+    /// Sends every message (in batches as the queue allows); all of them, or an error.
+    async fn send_messages(&self, messages: &[QueueMessage]) -> Result<(), StoreError>;
 }

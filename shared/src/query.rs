@@ -195,8 +195,8 @@ pub fn normalised(doc: &QueryDocument) -> String {
 
 /// The version of a completed job's outputs: the moment it completed (a final state never
 /// changes, so neither do its outputs).
-pub fn output_version(job: &Job) -> &str {
-    &job.updated_at
+pub fn output_version(job: &Job) -> String {
+    job.updated_at.to_string()
 }
 
 /// The query id of `doc` over `job`: the first 128 bits of SHA-256 over the job id, the
@@ -205,7 +205,7 @@ pub fn query_id(job: &Job, doc: &QueryDocument) -> String {
     let mut h = Sha256::new();
     for part in [
         job.id.as_str(),
-        output_version(job),
+        output_version(job).as_str(),
         normalised(doc).as_str(),
     ] {
         h.update((part.len() as u64).to_le_bytes());
@@ -258,7 +258,7 @@ mod tests {
 
     fn job() -> Job {
         let mut j = Job::awaiting_upload("j1", "alice", "f.csv", "text/csv", 10, 0);
-        j.updated_at = "2026-12-03T10:00:00Z".into();
+        j.updated_at = crate::job::Timestamp::parse("2026-12-03T10:00:00Z").unwrap();
         j
     }
 
@@ -283,7 +283,7 @@ mod tests {
         let mut other = job();
         other.id = "j2".into();
         let mut later = job();
-        later.updated_at = "2026-12-03T11:00:00Z".into();
+        later.updated_at = crate::job::Timestamp::parse("2026-12-03T11:00:00Z").unwrap();
         let ids = [
             query_id(&j, &a),
             query_id(&j, &b),

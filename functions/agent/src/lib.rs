@@ -37,7 +37,7 @@ use tessera_shared::aws::Clients;
 use tessera_shared::config::Config;
 use tessera_shared::error::ApiError;
 use tessera_shared::http::{Caller, JsonBody};
-use tessera_shared::job::{now_rfc3339, Job, JobState};
+use tessera_shared::job::{now_rfc3339, Job};
 use tessera_shared::model::bedrock::BedrockModel;
 use tessera_shared::model::ChatModel;
 use tessera_shared::pipeline::queries::QueryStore;
@@ -144,16 +144,7 @@ pub(crate) async fn completed_job(
     id: &str,
 ) -> Result<Job, ApiError> {
     let job = tessera_shared::control::owned_job(&st.agent.jobs, &caller.owner, id).await?;
-    if job.state != JobState::Completed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "job_not_completed",
-            format!(
-                "The job is {}; the agent works on a job once it is completed.",
-                job.state.as_str()
-            ),
-        ));
-    }
+    ApiError::require_completed(&job, "the agent works on a job once it is completed.")?;
     Ok(job)
 }
 

@@ -23,10 +23,10 @@ use tessera_shared::export::job::{export_tasks, ExportJob, ExportState};
 pub use tessera_shared::export::Output;
 use tessera_shared::export::{Converter, ExportError, Format};
 use tessera_shared::http::{Caller, JsonBody};
-use tessera_shared::job::{Job, JobState};
+use tessera_shared::job::Job;
 use tessera_shared::pipeline::exports::export_object;
 
-use crate::{conflict, owned_job, ApiState};
+use crate::{owned_job, ApiState};
 
 /// Longest life of an export link.
 pub const EXPORT_URL_TTL: Duration = Duration::from_secs(300);
@@ -55,15 +55,7 @@ pub async fn create_export(
     JsonBody(req): JsonBody<CreateExport>,
 ) -> Result<Response, ApiError> {
     let job = owned_job(&st, &caller, &id).await?;
-    if job.state != JobState::Completed {
-        return Err(conflict(
-            "job_not_completed",
-            format!(
-                "The job is {}; its outputs can be exported once it is completed.",
-                job.state.as_str()
-            ),
-        ));
-    }
+    ApiError::require_completed(&job, "its outputs can be exported once it is completed.")?;
     if req.columns.as_ref().is_some_and(|c| c.is_empty()) {
         return Err(ApiError::unprocessable(
             "invalid_columns",

@@ -16,7 +16,7 @@ use tessera_shared::store::jobs::OwnerPageKey;
 
 use tessera_shared::control;
 
-use crate::{conflict, cursor, owned_job, ApiState};
+use crate::{cursor, owned_job, ApiState};
 
 /// `GET /v1/jobs` query. Strings, so every bad value gets a coded answer.
 #[derive(Debug, Deserialize)]
@@ -147,16 +147,13 @@ pub async fn get_profile(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = owned_job(&st, &caller, &id).await?;
-    if job.state != JobState::Completed {
-        return Err(conflict(
-            "job_not_completed",
-            format!(
-                "The job is {}; its profile exists once it is completed. Follow GET /v1/jobs/{} until then.",
-                job.state.as_str(),
-                job.id
-            ),
-        ));
-    }
+    ApiError::require_completed(
+        &job,
+        &format!(
+            "its profile exists once it is completed. Follow GET /v1/jobs/{} until then.",
+            job.id
+        ),
+    )?;
     let bytes = st
         .objects
         .read_all(&tessera_shared::keys::profile_key(&job))

@@ -21,7 +21,6 @@ use serde_json::{json, Value};
 use tessera_shared::engine::query::{parse_document, QueryError};
 use tessera_shared::error::ApiError;
 use tessera_shared::http::Caller;
-use tessera_shared::job::JobState;
 use tessera_shared::pipeline::queries::{
     ask, fail_if_stalled, stored_result, Asked, QueryDeps, QueryFailure,
 };
@@ -55,15 +54,7 @@ pub async fn create_query(
         ));
     }
     let doc = parse_document(&body).map_err(invalid_query)?;
-    if job.state != JobState::Completed {
-        return Err(conflict(
-            "job_not_completed",
-            format!(
-                "The job is {}; it can be queried once it is completed.",
-                job.state.as_str()
-            ),
-        ));
-    }
+    ApiError::require_completed(&job, "it can be queried once it is completed.")?;
     let deps = QueryDeps {
         config: &st.config,
         objects: &st.objects,

@@ -154,15 +154,10 @@ pub async fn validate_against_job(
 ) -> Result<Json<Value>, ApiError> {
     let text = check("validate", "", &req.rules)?;
     let job = crate::owned_job(&st, &caller, &req.job_id).await?;
-    if job.state != tessera_shared::job::JobState::Completed {
-        return Err(crate::conflict(
-            "job_not_completed",
-            format!(
-                "The job is {}; a document is checked against its profile once it is completed.",
-                job.state.as_str()
-            ),
-        ));
-    }
+    ApiError::require_completed(
+        &job,
+        "a document is checked against its profile once it is completed.",
+    )?;
     let doc = tessera_shared::engine::rules::parse_document(&text)
         .map_err(|_| ApiError::internal(&"a validated document did not parse"))?;
     let profile = st.objects.read_profile(&job).await?;

@@ -1,17 +1,13 @@
 //! Sending to WebSocket connections through API Gateway's management API (`PostToConnection`),
 //! at the endpoint from `TESSERA_WS_ENDPOINT` (the local runtime serves the same API).
-//! Not here: what is sent or to whom.
+//! It is the [`Pusher`] port's adapter. Not here: what is sent or to whom
+//! (`tessera_shared::push`).
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
+use tessera_shared::ports::Pusher;
 use tessera_shared::store::StoreError;
 
-/// What happened to one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    Sent,
-    /// The connection no longer exists (410 GoneException): its items should be deleted.
-    Gone,
-}
+pub use tessera_shared::ports::Delivery;
 
 /// The management API client, or nothing when no endpoint is configured.
 #[derive(Clone, Debug)]
@@ -64,5 +60,12 @@ impl Notifier {
                 }
             }
         }
+    }
+}
+
+#[tessera_shared::ports::async_trait]
+impl Pusher for Notifier {
+    async fn send(&self, connection: &str, message: &str) -> Result<Delivery, StoreError> {
+        Notifier::send(self, connection, message).await
     }
 }

@@ -26,15 +26,16 @@ use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tessera_shared::agent::session::{ChatMessage, MessageState};
 use tessera_shared::job::{Job, JobState};
 use tessera_shared::query::{is_query_id, QueryJob};
 use tessera_shared::ranged::RangedState;
-use tessera_shared::store::jobs::{job_of_shard_pk, COUNTER_SK};
+use tessera_shared::store::jobs::{job_of_shard_pk, JobRecord, COUNTER_SK};
 
-use crate::notify::Delivery;
 use crate::ws::{job_message, WsState};
+use tessera_shared::push::{fan_out, may_push};
 
 /// At most one `job.progress` per job per this many milliseconds.
 pub const PUSH_INTERVAL_MS: i64 = 250;
@@ -45,9 +46,28 @@ struct Keys {
     sk: String,
 }
 
+/// The state of an item image, whatever else it holds.
 #[derive(Deserialize)]
-struct StateOnly {
-    state: Option<JobState>,
+struct StateOnly<S> {
+    state: Option<S>,
+}
+
+/// The state an item had before this change (`None`: new, or it had none).
+fn state_before<S: DeserializeOwned>(r: &EventRecord) -> Option<S> {
+    serde_dynamo::from_item::<_, StateOnly<S>>(r.change.old_image.clone())
+        .ok()
+        .and_then(|s| s.state)
+}
+
+/// The item after this change as a `what`; `None` (logged with `key`) when it is not one.
+fn new_image<T: DeserializeOwned>(r: &EventRecord, key: &str, what: &str) -> Option<T> {
+    match serde_dynamo::from_item(r.change.new_image.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "stream image is not a {what}: ignored");
+            None
+        }
+    }
 }
 
 /// The latest change of one job in a batch.
@@ -81,11 +101,6 @@ pub struct QueryChange {
     pub sequence: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct QueryStateOnly {
-    state: Option<RangedState>,
-}
-
 /// The query record a stream record carries, with its state before (`None` for other items).
 fn query_change_of(r: &EventRecord) -> Option<QueryChange> {
     let keys: Keys = serde_dynamo::from_item(r.change.keys.clone()).ok()?;
@@ -93,19 +108,10 @@ fn query_change_of(r: &EventRecord) -> Option<QueryChange> {
     if !keys.pk.starts_with("JOB#") || !is_query_id(id) || r.change.new_image.is_empty() {
         return None;
     }
-    let query: QueryJob = match serde_dynamo::from_item(r.change.new_image.clone()) {
-        Ok(q) => q,
-        Err(e) => {
-            tracing::warn!(sk = %keys.sk, error = %e, "stream image is not a query: ignored");
-            return None;
-        }
-    };
-    let state_before = serde_dynamo::from_item::<_, QueryStateOnly>(r.change.old_image.clone())
-        .ok()
-        .and_then(|s| s.state);
+    let query: QueryJob = new_image(r, &keys.sk, "query")?;
     Some(QueryChange {
         query,
-        state_before,
+        state_before: state_before(r),
         sequence: r.change.sequence_number.clone(),
     })
 }
@@ -138,13 +144,7 @@ fn message_change_of(r: &EventRecord) -> Option<(ChatMessage, Option<String>)> {
         return None;
     }
     let m: ChatMessage = serde_dynamo::from_item(r.change.new_image.clone()).ok()?;
-    #[derive(Deserialize)]
-    struct StateOnly {
-        state: Option<MessageState>,
-    }
-    let before = serde_dynamo::from_item::<_, StateOnly>(r.change.old_image.clone())
-        .ok()
-        .and_then(|s| s.state);
+    let before: Option<MessageState> = state_before(r);
     (before != Some(m.state)).then_some((m, r.change.sequence_number.clone()))
 }
 
@@ -211,17 +211,15 @@ fn change_of(r: &EventRecord) -> Option<Change> {
     if !keys.pk.starts_with("JOB#") || keys.sk != "META" {
         return None;
     }
-    let job: Job = match serde_dynamo::from_item(r.change.new_image.clone()) {
+    let record: JobRecord = new_image(r, &keys.pk, "job")?;
+    let job = match Job::try_from(record) {
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(pk = %keys.pk, error = %e, "stream image is not a job: ignored");
             return None;
         }
     };
-    let before = serde_dynamo::from_item::<_, StateOnly>(r.change.old_image.clone())
-        .ok()
-        .and_then(|s| s.state);
-    Some(Change::Job(Box::new(job), before))
+    Some(Change::Job(Box::new(job), state_before::<JobState>(r)))
 }
 
 /// The latest change per job, in order of first appearance (pure: no I/O). A job item image
@@ -319,20 +317,16 @@ async fn push_message(
     st: &WsState,
     m: &ChatMessage,
 ) -> Result<(), tessera_shared::store::StoreError> {
-    let text = message_push(m);
-    for conn in st.connections.subscribers(&m.job_id).await? {
-        // Subscribers of a job are its owner's connections; the session is the owner's too.
-        match st.notifier.send(&conn, &text).await {
-            Ok(Delivery::Sent) => {}
-            Ok(Delivery::Gone) => {
-                st.connections
-                    .remove_connection(&conn, Some(&m.job_id))
-                    .await?;
-            }
-            Err(e) => tracing::warn!(connection = %conn, error = %e, "push not delivered"),
-        }
-    }
-    Ok(())
+    // Subscribers of a job are its owner's connections; the session is the owner's too.
+    let subscribers = st.connections.subscribers(&m.job_id).await?;
+    fan_out(
+        &st.connections,
+        &st.notifier,
+        &m.job_id,
+        &subscribers,
+        &message_push(m),
+    )
+    .await
 }
 
 async fn push_query(
@@ -345,29 +339,28 @@ async fn push_query(
         return Ok(());
     }
     let state_changed = change.state_before != Some(q.state);
-    if !state_changed
-        && !st
-            .connections
-            .claim_push(&q.job_id, now_ms(), PUSH_INTERVAL_MS)
-            .await?
+    if !may_push(
+        &st.connections,
+        &q.job_id,
+        state_changed,
+        now_ms(),
+        PUSH_INTERVAL_MS,
+    )
+    .await?
     {
         return Ok(());
     }
+    // A query is its owner's, like the job: subscribers of a job are its owner's connections
+    // (subscribe checks the owner).
     let text = query_message(q);
-    for conn in subscribers {
-        // A query is its owner's, like the job: subscribers of a job are its owner's
-        // connections (subscribe checks the owner).
-        match st.notifier.send(&conn, &text).await {
-            Ok(Delivery::Sent) => {}
-            Ok(Delivery::Gone) => {
-                st.connections
-                    .remove_connection(&conn, Some(&q.job_id))
-                    .await?;
-            }
-            Err(e) => tracing::warn!(connection = %conn, error = %e, "push not delivered"),
-        }
-    }
-    Ok(())
+    fan_out(
+        &st.connections,
+        &st.notifier,
+        &q.job_id,
+        &subscribers,
+        &text,
+    )
+    .await
 }
 
 async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::store::StoreError> {
@@ -376,11 +369,14 @@ async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::st
     if subscribers.is_empty() {
         return Ok(());
     }
-    if !change.always_pushed()
-        && !st
-            .connections
-            .claim_push(job_id, now_ms(), PUSH_INTERVAL_MS)
-            .await?
+    if !may_push(
+        &st.connections,
+        job_id,
+        change.always_pushed(),
+        now_ms(),
+        PUSH_INTERVAL_MS,
+    )
+    .await?
     {
         tracing::debug!("progress coalesced");
         return Ok(());
@@ -397,25 +393,24 @@ async fn push(st: &WsState, change: &JobChange) -> Result<(), tessera_shared::st
     };
     let job = st.jobs.with_progress(job).await?;
     let text = job_message(&job.snapshot());
-    for conn in subscribers {
-        match st.notifier.send(&conn, &text).await {
-            Ok(Delivery::Sent) => {}
-            Ok(Delivery::Gone) => {
-                tracing::info!(connection = %conn, "connection gone: removed");
-                st.connections
-                    .remove_connection(&conn, Some(job_id))
-                    .await?;
-            }
-            // One failing connection must not hold back the others (or retry the batch).
-            Err(e) => tracing::warn!(connection = %conn, error = %e, "push not delivered"),
-        }
-    }
-    Ok(())
+    fan_out(&st.connections, &st.notifier, job_id, &subscribers, &text).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job image's timestamps (any RFC 3339 moment).
+    const T: &str = "2026-12-03T10:00:00.000Z";
+
+    /// A MODIFY stream record around `dynamodb` (keys, images, sequence number).
+    fn event(dynamodb: serde_json::Value, seq: u32) -> EventRecord {
+        serde_json::from_value(serde_json::json!({
+            "eventID": seq.to_string(), "eventName": "MODIFY", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb
+        }))
+        .unwrap()
+    }
 
     fn record(
         sk: &str,
@@ -440,7 +435,7 @@ mod tests {
                 "pk": {"S": pk}, "sk": {"S": sk}, "id": {"S": "j1"}, "owner": {"S": "a"},
                 "state": {"S": state}, "filename": {"S": "a.csv"}, "content_type": {"S": "text/csv"},
                 "declared_size": {"N": "10"}, "source_key": {"S": "k"},
-                "created_at": {"S": "t"}, "updated_at": {"S": "t"}, "dialect": {"NULL": true},
+                "created_at": {"S": T}, "updated_at": {"S": T}, "dialect": {"NULL": true},
                 "columns": {"L": []}, "header_len": {"N": "0"}, "chunk_size": {"N": "1"},
                 "chunk_count": {"N": "4"}, "chunks_done": {"N": chunks.to_string()},
                 "bytes_done": {"N": "0"}, "rows": {"N": "0"}, "rejected_rows": {"N": "0"},
@@ -457,11 +452,7 @@ mod tests {
         if let Some(o) = old_state {
             dynamodb["OldImage"] = img(o);
         }
-        serde_json::from_value(serde_json::json!({
-            "eventID": seq.to_string(), "eventName": "MODIFY", "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb
-        }))
-        .unwrap()
+        event(dynamodb, seq)
     }
 
     #[test]
@@ -549,11 +540,7 @@ mod tests {
         if let Some(o) = old {
             dynamodb["OldImage"] = serde_json::to_value(img(o)).unwrap();
         }
-        serde_json::from_value(serde_json::json!({
-            "eventID": seq.to_string(), "eventName": "MODIFY", "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb
-        }))
-        .unwrap()
+        event(dynamodb, seq)
     }
 
     #[test]

@@ -27,8 +27,8 @@ use super::session::{Answer, ChartSpec, ChatMessage, MessageState, PendingQuery,
 use super::AgentLimits;
 use crate::job::{Job, JobError};
 use crate::model::{
-    ChatModel, ContentBlock, ConverseRequest, InferenceConfig, Message, Role, StopReason,
-    ToolResult, ToolSpec, ToolStatus, ToolUse,
+    ChatModel, ContentBlock, ConverseRequest, InferenceConfig, Message, ModelReply, Role,
+    StopReason, ToolResult, ToolSpec, ToolStatus, ToolUse,
 };
 use crate::pipeline::queries::{ask, stored_result, Asked, QueryDeps, QueryFailure};
 
@@ -402,86 +402,14 @@ pub async fn advance(deps: &ChatDeps<'_>, history: &[ChatMessage], m: &mut ChatM
         m.transcript
             .push(Message::user_text(opening(deps.profile, &m.text)));
     }
-    // A tool call waiting for a query job: its answer, now or later.
-    if let Some(p) = m.pending.clone() {
-        let t = ToolUse {
-            tool_use_id: p.tool_use_id.clone(),
-            name: "run_query".into(),
-            input: json!({"query": p.query}),
-        };
-        // The waiting step is replaced by the finished one.
-        if let Some(i) = m
-            .steps
-            .iter()
-            .rposition(|s| s.status == "running" && s.tool == "run_query")
-        {
-            m.steps.remove(i);
-        }
-        match run_tool(deps, m, &t).await {
-            ToolOutcome::Waiting(mut again) => {
-                again.held_results = p.held_results;
-                m.pending = Some(again);
-                m.enter(MessageState::WaitingForQuery);
-                return Turn::WaitQuery;
-            }
-            ToolOutcome::Done(r) => {
-                let mut results = p.held_results;
-                results.push(r);
-                m.transcript.push(Message::tool_results(results));
-                m.pending = None;
-            }
-        }
+    if let Some(turn) = resume_pending(deps, m).await {
+        return turn;
     }
     loop {
-        if m.usage.total_tokens >= deps.limits.max_tokens_per_message {
-            partial(
-                m,
-                "tokens",
-                &format!(
-                    "I stopped at the limit of {} tokens for one message.",
-                    deps.limits.max_tokens_per_message
-                ),
-            );
-            return Turn::Done;
-        }
-        let req = ConverseRequest {
-            model_id: model_id.to_string(),
-            system: Some(SYSTEM.to_string()),
-            messages: conversation(history, m),
-            tools: tools(),
-            tool_choice: None,
-            inference: InferenceConfig::new(deps.limits.max_tokens_per_call),
+        let reply = match ask_model(deps, model, model_id, history, m).await {
+            Ok(reply) => reply,
+            Err(turn) => return turn,
         };
-        let reply = match deps.gate.call(model, req).await {
-            Ok(r) => r,
-            Err(Capacity::Wait(d)) => {
-                m.throttles += 1;
-                m.enter(MessageState::WaitingForModelCapacity);
-                return Turn::WaitCapacity(d);
-            }
-            Err(Capacity::Budget(message)) => {
-                fail(m, "budget_exceeded", message);
-                return Turn::Done;
-            }
-            Err(Capacity::Model(e)) => {
-                tracing::warn!(code = e.code(), error = %e, "model call failed");
-                if m.steps.is_empty() {
-                    fail(m, "model_unavailable", e.public_message());
-                } else {
-                    partial(
-                        m,
-                        "model_error",
-                        "The model stopped answering before it finished.",
-                    );
-                }
-                return Turn::Done;
-            }
-        };
-        m.model_calls += 1;
-        m.usage.input_tokens += reply.usage.input_tokens;
-        m.usage.output_tokens += reply.usage.output_tokens;
-        m.usage.total_tokens += reply.usage.total_tokens;
-        m.transcript.push(reply.to_message());
         let uses: Vec<ToolUse> = reply.tool_uses().cloned().collect();
         if uses.is_empty() {
             let text = reply.text();
@@ -494,45 +422,153 @@ pub async fn advance(deps: &ChatDeps<'_>, history: &[ChatMessage], m: &mut ChatM
             }
             return Turn::Done;
         }
-        let mut results = Vec::new();
-        for (i, t) in uses.iter().enumerate() {
-            m.tool_calls += 1;
-            if m.tool_calls > deps.limits.max_tool_calls {
-                // Every tool use needs its result before the conversation can go on; there
-                // is no going on: answer with what was found.
-                m.transcript.pop();
+        match run_tool_uses(deps, m, &uses).await {
+            Ok(results) => m.transcript.push(Message::tool_results(results)),
+            Err(turn) => return turn,
+        }
+    }
+}
+
+/// A tool call waiting for a query job: its answer, now or later. `Some(turn)` when the message
+/// still waits; `None` when the answer went into the transcript (or nothing was waiting).
+async fn resume_pending(deps: &ChatDeps<'_>, m: &mut ChatMessage) -> Option<Turn> {
+    let p = m.pending.clone()?;
+    let t = ToolUse {
+        tool_use_id: p.tool_use_id.clone(),
+        name: "run_query".into(),
+        input: json!({"query": p.query}),
+    };
+    // The waiting step is replaced by the finished one.
+    if let Some(i) = m
+        .steps
+        .iter()
+        .rposition(|s| s.status == "running" && s.tool == "run_query")
+    {
+        m.steps.remove(i);
+    }
+    match run_tool(deps, m, &t).await {
+        ToolOutcome::Waiting(mut again) => {
+            again.held_results = p.held_results;
+            m.pending = Some(again);
+            m.enter(MessageState::WaitingForQuery);
+            Some(Turn::WaitQuery)
+        }
+        ToolOutcome::Done(r) => {
+            let mut results = p.held_results;
+            results.push(r);
+            m.transcript.push(Message::tool_results(results));
+            m.pending = None;
+            None
+        }
+    }
+}
+
+/// One model call over the conversation so far, its usage counted and its reply added to the
+/// transcript. `Err(turn)`: the message stops here (token limit, capacity, budget, model error).
+async fn ask_model(
+    deps: &ChatDeps<'_>,
+    model: &dyn ChatModel,
+    model_id: &str,
+    history: &[ChatMessage],
+    m: &mut ChatMessage,
+) -> Result<ModelReply, Turn> {
+    if m.usage.total_tokens >= deps.limits.max_tokens_per_message {
+        partial(
+            m,
+            "tokens",
+            &format!(
+                "I stopped at the limit of {} tokens for one message.",
+                deps.limits.max_tokens_per_message
+            ),
+        );
+        return Err(Turn::Done);
+    }
+    let req = ConverseRequest {
+        model_id: model_id.to_string(),
+        system: Some(SYSTEM.to_string()),
+        messages: conversation(history, m),
+        tools: tools(),
+        tool_choice: None,
+        inference: InferenceConfig::new(deps.limits.max_tokens_per_call),
+    };
+    let reply = match deps.gate.call(model, req).await {
+        Ok(r) => r,
+        Err(Capacity::Wait(d)) => {
+            m.throttles += 1;
+            m.enter(MessageState::WaitingForModelCapacity);
+            return Err(Turn::WaitCapacity(d));
+        }
+        Err(Capacity::Budget(message)) => {
+            fail(m, "budget_exceeded", message);
+            return Err(Turn::Done);
+        }
+        Err(Capacity::Model(e)) => {
+            tracing::warn!(code = e.code(), error = %e, "model call failed");
+            if m.steps.is_empty() {
+                fail(m, "model_unavailable", e.public_message());
+            } else {
                 partial(
                     m,
-                    "tool_calls",
-                    &format!(
-                        "I stopped at the limit of {} tool calls for one message.",
-                        deps.limits.max_tool_calls
-                    ),
+                    "model_error",
+                    "The model stopped answering before it finished.",
                 );
-                return Turn::Done;
             }
-            match run_tool(deps, m, t).await {
-                ToolOutcome::Done(r) => results.push(r),
-                ToolOutcome::Waiting(mut p) => {
-                    // The reply's other tool uses run now (they are quick); their results are
-                    // held until the query's, and all go back to the model together.
-                    for rest in &uses[i + 1..] {
-                        m.tool_calls += 1;
-                        match run_tool(deps, m, rest).await {
-                            ToolOutcome::Done(r) => results.push(r),
-                            ToolOutcome::Waiting(other) => results.push(ToolResult::error_text(
-                                &other.tool_use_id,
-                                "Only one long query at a time: ask this one again once the other has answered.",
-                            )),
-                        }
+            return Err(Turn::Done);
+        }
+    };
+    m.model_calls += 1;
+    m.usage.input_tokens += reply.usage.input_tokens;
+    m.usage.output_tokens += reply.usage.output_tokens;
+    m.usage.total_tokens += reply.usage.total_tokens;
+    m.transcript.push(reply.to_message());
+    Ok(reply)
+}
+
+/// Runs a reply's tool uses in order. `Ok(results)` to send back to the model; `Err(turn)` when
+/// the message stops (the tool-call limit) or waits for a query job.
+async fn run_tool_uses(
+    deps: &ChatDeps<'_>,
+    m: &mut ChatMessage,
+    uses: &[ToolUse],
+) -> Result<Vec<ToolResult>, Turn> {
+    let mut results = Vec::new();
+    for (i, t) in uses.iter().enumerate() {
+        m.tool_calls += 1;
+        if m.tool_calls > deps.limits.max_tool_calls {
+            // Every tool use needs its result before the conversation can go on; there
+            // is no going on: answer with what was found.
+            m.transcript.pop();
+            partial(
+                m,
+                "tool_calls",
+                &format!(
+                    "I stopped at the limit of {} tool calls for one message.",
+                    deps.limits.max_tool_calls
+                ),
+            );
+            return Err(Turn::Done);
+        }
+        match run_tool(deps, m, t).await {
+            ToolOutcome::Done(r) => results.push(r),
+            ToolOutcome::Waiting(mut p) => {
+                // The reply's other tool uses run now (they are quick); their results are
+                // held until the query's, and all go back to the model together.
+                for rest in &uses[i + 1..] {
+                    m.tool_calls += 1;
+                    match run_tool(deps, m, rest).await {
+                        ToolOutcome::Done(r) => results.push(r),
+                        ToolOutcome::Waiting(other) => results.push(ToolResult::error_text(
+                            &other.tool_use_id,
+                            "Only one long query at a time: ask this one again once the other has answered.",
+                        )),
                     }
-                    p.held_results = results;
-                    m.pending = Some(p);
-                    m.enter(MessageState::WaitingForQuery);
-                    return Turn::WaitQuery;
                 }
+                p.held_results = results;
+                m.pending = Some(p);
+                m.enter(MessageState::WaitingForQuery);
+                return Err(Turn::WaitQuery);
             }
         }
-        m.transcript.push(Message::tool_results(results));
     }
+    Ok(results)
 }

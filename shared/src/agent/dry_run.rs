@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::Agent;
-use crate::job::{now_rfc3339, Job, JobError, JobState, Progress, ResultKeys, RulesTrial};
+use crate::job::{Job, JobError, JobState, Progress, ResultKeys, RulesTrial, Timestamp};
 use crate::pipeline::chunk_tasks;
 use crate::store::StoreError;
 use crate::task::QueueMessage;
@@ -48,13 +48,13 @@ impl Agent {
         of: &Job,
         rules_json: String,
     ) -> Result<Job, StoreError> {
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         let id = uuid::Uuid::new_v4().to_string();
         let trial = Job {
             id: id.clone(),
             state: JobState::Processing,
             filename: format!("{} (rules dry run)", of.filename),
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
             chunks_done: 0,
             bytes_done: 0,

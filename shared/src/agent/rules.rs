@@ -273,41 +273,17 @@ pub async fn generate(
             None => vec!["$: the input has no `rules` document".to_string()],
             Some(rules) => match check_rules(rules, profile, mask_key) {
                 Ok((_, compiled)) => {
-                    let reasons = tool
-                        .input
-                        .get("reasons")
-                        .and_then(Value::as_array)
-                        .map(|rs| {
-                            rs.iter()
-                                .filter_map(|r| {
-                                    Some(RuleReason {
-                                        rule_id: r.get("rule_id")?.as_str()?.to_string(),
-                                        why: r.get("why")?.as_str()?.to_string(),
-                                    })
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
                     return RulesAnswer {
                         source: "model",
                         rules: rules.clone(),
-                        reasons,
+                        reasons: reasons(&tool.input),
                         dry_run: dry_run(profile, compiled),
                         fallback: None,
                         repairs,
                         usage,
                     };
                 }
-                Err(errs) => errs
-                    .iter()
-                    .map(|e| {
-                        format!(
-                            "{}: {}",
-                            if e.path.is_empty() { "/" } else { &e.path },
-                            e.message
-                        )
-                    })
-                    .collect(),
+                Err(errs) => errs.iter().map(|e| problem(&e.path, &e.message)).collect(),
             },
         };
         if attempt == MAX_REPAIRS {
@@ -323,6 +299,30 @@ pub async fn generate(
         )]));
     }
     fallback("model_rules_invalid", usage, repairs)
+}
+
+/// The model's `reasons` (entries without both fields are left out: they explain, they do not
+/// change the rules).
+fn reasons(input: &Value) -> Vec<RuleReason> {
+    input
+        .get("reasons")
+        .and_then(Value::as_array)
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| {
+                    Some(RuleReason {
+                        rule_id: r.get("rule_id")?.as_str()?.to_string(),
+                        why: r.get("why")?.as_str()?.to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One problem of a proposed document as the repair message lists it (`path: message`).
+fn problem(path: &str, message: &str) -> String {
+    format!("{}: {message}", if path.is_empty() { "/" } else { path })
 }
 
 /// The stable code a model failure falls back with.

@@ -7,9 +7,9 @@ use tessera_engine::parse::{ParserConfig, RecordBuf};
 use tessera_engine::range::RangeReader;
 use tessera_engine::split::{self, ChunkTask};
 
-use super::ranged::DeadRange;
+use super::ranged::{begin_range, DeadRange, RangeStart};
 use super::{Pipeline, PipelineError};
-use crate::export::job::{ExportJob, ExportState};
+use crate::export::job::ExportJob;
 use crate::export::{Converter, ExportError};
 use crate::job::JobError;
 use crate::keys;
@@ -90,17 +90,11 @@ impl Pipeline {
     }
 
     async fn export_range(&self, export: ExportJob, task: ChunkTask) -> Result<(), PipelineError> {
-        match export.state {
-            ExportState::Queued | ExportState::Running => {}
-            ExportState::Stitching => return self.stitch_if_done(&export).await,
-            s => {
-                tracing::info!(state = s.as_str(), "export not active; range skipped");
-                return Ok(());
-            }
-        }
-        if self.exports.range_done(&export, task.index).await? {
-            tracing::info!("range already done (redelivery)");
-            return self.stitch_if_done(&export).await;
+        let done = self.exports.range_done(&export, task.index);
+        match begin_range("export", export.state, done).await? {
+            RangeStart::Run => {}
+            RangeStart::Stitch => return self.stitch_if_done(&export).await,
+            RangeStart::Skip => return Ok(()),
         }
         let started = std::time::Instant::now();
         let record = match self.convert_range(&export, &task).await {

@@ -40,9 +40,8 @@ use tessera_engine::split;
 
 use crate::aws::Clients;
 use crate::config::Config;
-pub(crate) use crate::job::is_stale;
 use crate::job::{Job, JobError};
-use crate::ports::{ChunkLedger, Ledger};
+use crate::ports::{ChunkLedger, Ledger, Tasks};
 use crate::store::exports::ExportStore;
 use crate::store::jobs::JobStore;
 use crate::store::objects::{ObjectStore, SourceChanged};
@@ -137,8 +136,8 @@ impl Pipeline {
 pub const MAX_CHUNK_DELIVERIES: u32 = 3;
 /// The dialect the job was planned with.
 fn job_dialect(job: &Job) -> Result<Dialect, PipelineError> {
-    serde_json::from_value(job.dialect.clone().unwrap_or_default())
-        .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))
+    job.dialect
+        .ok_or_else(|| PipelineError::Malformed("job dialect: the job has no plan".into()))
 }
 /// The chunk tasks of a planned job, one per byte range (none for a header-only file).
 pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
@@ -161,7 +160,7 @@ pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
 /// chunk's result, so they come out exact.
 pub async fn requeue_unfinished(
     jobs: &dyn ChunkLedger,
-    queue: &TaskQueue,
+    queue: &dyn Tasks,
     job: &Job,
 ) -> Result<u32, StoreError> {
     let done: std::collections::HashSet<u32> = jobs
@@ -175,7 +174,7 @@ pub async fn requeue_unfinished(
         .filter(|t| !done.contains(&t.index))
         .map(QueueMessage::Chunk)
         .collect();
-    queue.send_all(&todo).await?;
+    queue.send_messages(&todo).await?;
     tracing::info!(job_id = %job.id, requeued = todo.len(), done = done.len(), "job retried");
     Ok(todo.len() as u32)
 }

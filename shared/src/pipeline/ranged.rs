@@ -25,6 +25,40 @@ pub(super) enum DeadRange {
     NeverAssembled,
 }
 
+/// What a range message of an export or query job does first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RangeStart {
+    /// Work on the range: the job is queued or running and the range has no record yet.
+    Run,
+    /// The range is done (a redelivery) or the job is already assembling: on to the stitch,
+    /// which acts only once every range is done.
+    Stitch,
+    /// The job is no longer active: the message is acknowledged and nothing is done.
+    Skip,
+}
+
+/// The opening every range message shares: from the job's `state` and, while it runs, whether
+/// this range is already recorded (`done`, awaited only then).
+pub(super) async fn begin_range(
+    kind: &str,
+    state: RangedState,
+    done: impl std::future::Future<Output = Result<bool, StoreError>>,
+) -> Result<RangeStart, StoreError> {
+    match state {
+        RangedState::Queued | RangedState::Running => {}
+        RangedState::Stitching => return Ok(RangeStart::Stitch),
+        s => {
+            tracing::info!(state = s.as_str(), "{kind} not active; range skipped");
+            return Ok(RangeStart::Skip);
+        }
+    }
+    if done.await? {
+        tracing::info!("range already done (redelivery)");
+        return Ok(RangeStart::Stitch);
+    }
+    Ok(RangeStart::Run)
+}
+
 /// Removes `job`'s parts, best effort (the bucket's expiry rule removes what is left).
 async fn delete_parts<J: RangedJob>(objects: &ObjectStore, job: &J) {
     if let Err(e) = objects.delete_keys(&job.part_keys()).await {

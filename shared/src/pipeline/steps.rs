@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use super::is_stale;
 use crate::job::{Job, JobState, ResultKeys};
 use crate::ledger::{ChunkCommit, ChunkRecord, Totals, UniqueStep};
 use crate::ports::Ledger;
@@ -82,9 +81,9 @@ pub(crate) async fn claim_finalization(
         // A finalizer that died (timeout, crash) leaves the job in `finalizing`; its chunk
         // message comes back after the visibility timeout and takes over once the job has
         // not moved for longer than any finalizer can run. Finalizing is idempotent.
-        JobState::Finalizing if is_stale(&job.updated_at, stale_after) => {
+        JobState::Finalizing if job.is_stale(stale_after) => {
             tracing::warn!(job_id = %job.id, since = %job.updated_at, "taking over a stalled finalization");
-            ledger.reclaim_finalizing(&job.id, &job.updated_at).await?
+            ledger.reclaim_finalizing(&job.id, job.updated_at).await?
         }
         _ => false,
     };

@@ -163,7 +163,7 @@ async fn one_of_two_workers_takes_over_a_stale_finalization() {
     // A live finalizer is left alone.
     assert!(claim_finalization(l, ID, STALE).await.unwrap().is_none());
     let mut j = job(l).await;
-    j.updated_at = "2020-01-01T00:00:00.000Z".into();
+    j.updated_at = crate::job::Timestamp::parse("2020-01-01T00:00:00.000Z").unwrap();
     ledger.put(j);
     let (a, b) = tokio::join!(
         claim_finalization(l, ID, STALE),
@@ -233,4 +233,28 @@ async fn a_failed_chunk_closes_the_ledger_and_a_retry_reopens_it() {
     assert!(!l.mark_retrying(ID).await.unwrap());
     commit_all(l, 0..2).await;
     assert!(claim_finalization(l, ID, STALE).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_retry_requeues_only_the_chunks_without_a_completion_record() {
+    // 1,000 bytes in chunks of 250 after a 10-byte header: four chunks.
+    let ledger = ledger_with(JobState::Processing, 4);
+    let l: &dyn Ledger = &*ledger;
+    let mut j = job(l).await;
+    (j.header_len, j.chunk_size) = (10, 250);
+    ledger.put(j.clone());
+    commit_all(l, [0, 2]).await;
+    let err = crate::job::JobError::new("source_changed", "gone");
+    assert!(l.mark_chunk_failed(ID, 1, &err).await.unwrap());
+    let queue = crate::memory::MemoryTasks::default();
+    let sent = super::requeue_unfinished(l, &queue, &j).await.unwrap();
+    let indexes: Vec<u32> = queue
+        .sent()
+        .iter()
+        .map(|m| match m {
+            crate::task::QueueMessage::Chunk(t) => t.index,
+            other => panic!("not a chunk task: {other:?}"),
+        })
+        .collect();
+    assert_eq!((sent, indexes), (2, vec![1, 3]));
 }

@@ -212,3 +212,25 @@ impl ConnectionStore {
         super::applied(res, "UpdateItem(push slot)")
     }
 }
+
+#[async_trait::async_trait]
+impl crate::ports::Connections for ConnectionStore {
+    async fn subscribers(&self, job_id: &str) -> Result<Vec<String>, StoreError> {
+        ConnectionStore::subscribers(self, job_id).await
+    }
+    async fn remove_connection(
+        &self,
+        conn: &str,
+        also_job: Option<&str>,
+    ) -> Result<(), StoreError> {
+        ConnectionStore::remove_connection(self, conn, also_job).await
+    }
+    async fn claim_push(
+        &self,
+        job_id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<bool, StoreError> {
+        ConnectionStore::claim_push(self, job_id, now_ms, interval_ms).await
+    }
+}

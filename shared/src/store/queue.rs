@@ -80,3 +80,13 @@ impl TaskQueue {
         Ok(())
     }
 }
+
+#[async_trait::async_trait]
+impl crate::ports::Tasks for TaskQueue {
+    async fn send_messages(
+        &self,
+        messages: &[crate::task::QueueMessage],
+    ) -> Result<(), StoreError> {
+        self.send_all(messages).await
+    }
+}

@@ -193,14 +193,7 @@ impl RateStore {
         let ka = ka
             .build()
             .map_err(|e| StoreError::service("BatchGetItem(rate) builder", e))?;
-        let mut out = self
-            .table
-            .client()
-            .batch_get_item()
-            .request_items(self.table.name(), ka)
-            .send()
-            .await
-            .map_err(|e| StoreError::service("BatchGetItem(rate)", e))?;
+        let mut out = self.table.batch_get(ka, "BatchGetItem(rate)").await?;
         if out
             .unprocessed_keys
             .as_ref()

@@ -81,6 +81,20 @@ impl Table {
         &self.name
     }
 
+    /// One `BatchGetItem` of `keys` in this table (the caller handles unprocessed keys).
+    pub(crate) async fn batch_get(
+        &self,
+        keys: aws_sdk_dynamodb::types::KeysAndAttributes,
+        op: &'static str,
+    ) -> Result<aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput, StoreError> {
+        self.client
+            .batch_get_item()
+            .request_items(&self.name, keys)
+            .send()
+            .await
+            .map_err(|e| StoreError::service(op, e))
+    }
+
     /// A `Query` of this table, for the caller to complete (one page; see [`Self::query_all`]).
     pub(crate) fn query(&self) -> QueryFluentBuilder {
         self.client.query().table_name(&self.name)

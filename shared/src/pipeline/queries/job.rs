@@ -11,10 +11,10 @@ use super::{
     query_options, scan_range, store_result, thread_cpu, timed, QueryFailure, STALE_MERGING,
 };
 use crate::keys;
-use crate::pipeline::ranged::DeadRange;
+use crate::pipeline::ranged::{begin_range, DeadRange, RangeStart};
 use crate::pipeline::{Pipeline, PipelineError, MAX_CHUNK_DELIVERIES};
 use crate::query::{QueryJob, QUERY_PARTITIONS};
-use crate::ranged::{RangedJob, RangedState};
+use crate::ranged::RangedJob;
 use crate::store::ranged::{RangeCommit, RangeRecord};
 use crate::store::table::{number, string};
 use crate::task::QueryRangeMessage;
@@ -81,17 +81,11 @@ impl Pipeline {
     }
 
     async fn query_range(&self, query: QueryJob, task: ChunkTask) -> Result<(), PipelineError> {
-        match query.state {
-            RangedState::Queued | RangedState::Running => {}
-            RangedState::Stitching => return self.merge_if_done(&query).await,
-            s => {
-                tracing::info!(state = s.as_str(), "query not active; range skipped");
-                return Ok(());
-            }
-        }
-        if self.queries.range_done(&query, task.index).await? {
-            tracing::info!("range already done (redelivery)");
-            return self.merge_if_done(&query).await;
+        let done = self.queries.range_done(&query, task.index);
+        match begin_range("query", query.state, done).await? {
+            RangeStart::Run => {}
+            RangeStart::Stitch => return self.merge_if_done(&query).await,
+            RangeStart::Skip => return Ok(()),
         }
         let outcome = match self.query_part(&query, &task).await {
             Ok(o) => o,

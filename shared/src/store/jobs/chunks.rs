@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     chunk_sk, shard_chunk_count, shard_of, shard_pk, JobStore, COUNTER_SHARDS, COUNTER_SK,
 };
-use crate::job::{now_rfc3339, Job, JobState};
+use crate::job::{now_rfc3339, Job, JobState, Timestamp};
 use crate::ledger::{ChunkCommit, ChunkRecord, Progress};
 use crate::store::table::{from_item, number, string, to_item};
 use crate::store::StoreError;
@@ -147,12 +147,8 @@ impl JobStore {
                 .map_err(|e| StoreError::service("KeysAndAttributes builder", e))?;
             let out = self
                 .table
-                .client()
-                .batch_get_item()
-                .request_items(self.table.name(), ka)
-                .send()
-                .await
-                .map_err(|e| StoreError::service("BatchGetItem(shard counters)", e))?;
+                .batch_get(ka, "BatchGetItem(shard counters)")
+                .await?;
             for item in out
                 .responses
                 .unwrap_or_default()
@@ -206,8 +202,8 @@ impl JobStore {
         job.bytes_done = p.bytes_done;
         job.scored_rows = p.scored_rows;
         // The snapshot changed when a counter did: clients keep the newest `updated_at`.
-        if p.updated_at > job.updated_at {
-            job.updated_at = p.updated_at;
+        if let Some(t) = Timestamp::parse(&p.updated_at).filter(|t| *t > job.updated_at) {
+            job.updated_at = t;
         }
         Ok(job)
     }

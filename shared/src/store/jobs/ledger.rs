@@ -1,7 +1,7 @@
 //! The DynamoDB job store behind the pipeline's ports (`crate::ports`).
 
 use super::JobStore;
-use crate::job::{Job, JobError, ResultKeys};
+use crate::job::{Job, JobError, ResultKeys, Timestamp};
 use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
 use crate::store::StoreError;
 
@@ -20,8 +20,8 @@ impl crate::ports::JobLedger for JobStore {
     async fn mark_finalizing(&self, id: &str) -> Result<bool, StoreError> {
         JobStore::mark_finalizing(self, id).await
     }
-    async fn reclaim_finalizing(&self, id: &str, seen: &str) -> Result<bool, StoreError> {
-        JobStore::reclaim_finalizing(self, id, seen).await
+    async fn reclaim_finalizing(&self, id: &str, seen: Timestamp) -> Result<bool, StoreError> {
+        JobStore::reclaim_finalizing(self, id, &seen.to_string()).await
     }
     async fn begin_unique_step(
         &self,

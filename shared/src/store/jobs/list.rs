@@ -57,15 +57,23 @@ pub struct JobPage {
 }
 
 impl JobStore {
-    /// A user's jobs, newest first, at most `limit`.
-    pub async fn list_for_owner(&self, owner: &str, limit: i32) -> Result<Vec<Job>, StoreError> {
-        let out = self
-            .table
+    /// A Query of `owner`'s jobs on the owner index, newest first.
+    fn by_owner(
+        &self,
+        owner: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.table
             .query()
             .index_name(OWNER_INDEX)
             .key_condition_expression("gsi1pk = :o")
             .expression_attribute_values(":o", string(format!("OWNER#{owner}")))
             .scan_index_forward(false)
+    }
+
+    /// A user's jobs, newest first, at most `limit`.
+    pub async fn list_for_owner(&self, owner: &str, limit: i32) -> Result<Vec<Job>, StoreError> {
+        let out = self
+            .by_owner(owner)
             .limit(limit)
             .send()
             .await
@@ -73,7 +81,7 @@ impl JobStore {
         out.items
             .unwrap_or_default()
             .into_iter()
-            .map(|i| from_item::<JobItem>(i, "job").map(|it| it.job))
+            .map(|i| from_item::<JobItem>(i, "job").and_then(|it| Job::try_from(it.job)))
             .collect()
     }
 
@@ -99,12 +107,7 @@ impl JobStore {
                 want
             };
             let mut q = self
-                .table
-                .query()
-                .index_name(OWNER_INDEX)
-                .key_condition_expression("gsi1pk = :o")
-                .expression_attribute_values(":o", string(format!("OWNER#{owner}")))
-                .scan_index_forward(false)
+                .by_owner(owner)
                 .limit(page_limit as i32)
                 .set_exclusive_start_key(from.take());
             if let Some(st) = state {
@@ -126,7 +129,7 @@ impl JobStore {
             for (i, item) in items.into_iter().enumerate() {
                 let key = OwnerPageKey::from_item(&item);
                 let it: JobItem = from_item(item, "job")?;
-                jobs.push(it.job);
+                jobs.push(Job::try_from(it.job)?);
                 if jobs.len() == limit {
                     // Stop after this job; the next page starts after it (its own key is a valid
                     // ExclusiveStartKey), unless nothing can follow it.

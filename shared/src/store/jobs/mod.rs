@@ -24,6 +24,9 @@
 mod chunks;
 mod ledger;
 mod list;
+mod record;
+
+pub use record::JobRecord;
 
 use std::collections::HashMap;
 
@@ -81,7 +84,7 @@ struct JobItem {
     gsi1pk: String,
     gsi1sk: String,
     #[serde(flatten)]
-    job: Job,
+    job: JobRecord,
 }
 
 /// The job item's attributes of a `unique` step: its waiting map and its count.
@@ -131,7 +134,7 @@ impl JobStore {
             sk: "META".into(),
             gsi1pk: format!("OWNER#{}", job.owner),
             gsi1sk: format!("{}#{}", job.created_at, job.id),
-            job: job.clone(),
+            job: JobRecord::from(job),
         };
         self.table
             .create(to_item(item, "job")?, "PutItem(job)")
@@ -144,7 +147,7 @@ impl JobStore {
             .table
             .get(job_pk(id), "META", "job", "GetItem(job)")
             .await?;
-        Ok(item.map(|it| it.job))
+        item.map(|it| Job::try_from(it.job)).transpose()
     }
 
     /// Moves a job from one of `from` to `to`, setting extra attributes in the same write.

@@ -409,10 +409,7 @@ impl ObjectStore {
     /// drops the stream; memory stays at one network buffer.
     pub async fn stream_from(&self, key: &str, start: u64) -> Result<ByteStream, StoreError> {
         let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
+            .get(key)
             .range(format!("bytes={start}-"))
             .send()
             .await
@@ -432,10 +429,7 @@ impl ObjectStore {
         if_match: Option<&str>,
     ) -> Result<RangedRead, StoreError> {
         let res = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
+            .get(key)
             .range(format!("bytes={start}-"))
             .set_if_match(if_match.map(str::to_string))
             .send()
@@ -466,14 +460,7 @@ impl ObjectStore {
     /// not exist: a caller that allows `max` bytes learns the object is larger from the length
     /// without reading it whole, whatever its size was when it was checked or declared.
     pub async fn read_at_most(&self, key: &str, max: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let res = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes=0-{max}"))
-            .send()
-            .await;
+        let res = self.get(key).range(format!("bytes=0-{max}")).send().await;
         let out = match res {
             Ok(o) => o,
             Err(e) => {
@@ -488,15 +475,18 @@ impl ObjectStore {
                 };
             }
         };
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::service("GetObject(body)", e))?;
-        let mut data = data.into_bytes().to_vec();
+        let mut data = body(out).await?;
         // A server that ignores the range still never makes the caller hold more than this.
         data.truncate((max + 1) as usize);
         Ok(Some(data))
+    }
+
+    /// A GetObject of `key` in this bucket, to be completed and sent.
+    fn get(
+        &self,
+        key: &str,
+    ) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
+        self.client.get_object().bucket(&self.bucket).key(key)
     }
 
     /// Reads bytes `[start, start+len)` (or fewer at the end) into memory. For small reads only.
@@ -505,20 +495,12 @@ impl ObjectStore {
             return Ok(Vec::new());
         }
         let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
+            .get(key)
             .range(format!("bytes={start}-{}", start + len - 1))
             .send()
             .await
             .map_err(|e| StoreError::service("GetObject(range)", e))?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::service("GetObject(body)", e))?;
-        Ok(data.into_bytes().to_vec())
+        body(out).await
     }
 
     /// Reads a completed job's profile (`keys::profile_key`).
@@ -526,29 +508,17 @@ impl ObjectStore {
         &self,
         job: &crate::job::Job,
     ) -> Result<tessera_engine::profile::ProfileReport, StoreError> {
-        let bytes = self.read_all(&crate::keys::profile_key(job)).await?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Malformed {
-            what: "profile",
-            detail: format!("job {}: {e}", job.id),
-        })
+        crate::job::read_profile(self, job).await
     }
 
     /// Reads a whole (small) object.
     pub async fn read_all(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
+            .get(key)
             .send()
             .await
             .map_err(|e| StoreError::service("GetObject", e))?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::service("GetObject(body)", e))?;
-        Ok(data.into_bytes().to_vec())
+        body(out).await
     }
 
     /// Writes a whole object from memory.
@@ -569,4 +539,29 @@ impl ObjectStore {
             .map_err(|e| StoreError::service("PutObject", e))?;
         Ok(())
     }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::Objects for ObjectStore {
+    async fn read_all(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        ObjectStore::read_all(self, key).await
+    }
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+        ObjectStore::put(self, key, body, content_type).await
+    }
+    async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
+        ObjectStore::delete_keys(self, keys).await
+    }
+}
+
+/// A GetObject answer's whole body, in memory.
+async fn body(
+    out: aws_sdk_s3::operation::get_object::GetObjectOutput,
+) -> Result<Vec<u8>, StoreError> {
+    let data = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| StoreError::service("GetObject(body)", e))?;
+    Ok(data.into_bytes().to_vec())
 }
