@@ -86,6 +86,13 @@ impl Pipeline {
                 Err(PipelineError::Rules { code, message }) => {
                     return self.fail(&job, code, message).await
                 }
+                Err(PipelineError::SourceChanged(detail)) => {
+                    let message = format!(
+                        "The results of this job could not be assembled: {detail}. The file was \
+                         replaced or removed after its upload; upload it again as a new job."
+                    );
+                    return self.fail(&job, "source_changed", message).await;
+                }
                 Err(e) => e,
             };
             if attempt >= FINALIZE_ATTEMPTS || !matches!(e, PipelineError::Store(_)) {
@@ -369,10 +376,16 @@ impl Pipeline {
         if job.header_len == 0 {
             return Ok(0);
         }
-        let head = self
-            .objects
-            .read_range(&job.source_key, 0, job.header_len)
-            .await?;
+        // Pinned like the chunk reads (`If-Match` the planned ETag): a header of another object
+        // would shift every rejected row's line number.
+        let head = crate::store::objects::read_planned(
+            &self.objects,
+            &job.source_key,
+            0,
+            job.header_len,
+            super::planned_source(job),
+        )
+        .await?;
         Ok(head
             .iter()
             .enumerate()

@@ -140,6 +140,34 @@ fn job_dialect(job: &Job) -> Result<Dialect, PipelineError> {
     serde_json::from_value(job.dialect.clone().unwrap_or_default())
         .map_err(|e| PipelineError::Malformed(format!("job dialect: {e}")))
 }
+/// Sniffs the dialect and header of `head` (the first bytes of an object of `size` bytes) on
+/// tokio's blocking pool, not on the async runtime. Sniffing is CPU work that grows with the
+/// header (up to [`tessera_engine::dialect::MAX_COLUMNS`] names in up to 8 MiB): run inline, one
+/// owner's header bomb would hold a runtime thread, and with it every other message, poller and
+/// request that thread serves (the local stack runs the planner and the API in one process; a
+/// Lambda's runtime also drives its SDK calls). A panic in the sniffer is raised here again.
+pub(crate) async fn sniff_off_runtime(
+    head: Vec<u8>,
+    size: u64,
+    overrides: tessera_engine::dialect::DialectOverrides,
+) -> Result<tessera_engine::dialect::Sniffed, EngineError> {
+    match tokio::task::spawn_blocking(move || {
+        tessera_engine::dialect::sniff_with_size(&head, size, &overrides)
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// What a job's source reads are pinned to: the size and ETag the planner recorded.
+pub(crate) fn planned_source(job: &Job) -> crate::store::objects::Planned<'_> {
+    crate::store::objects::Planned {
+        size: job.declared_size,
+        etag: job.source_etag.as_deref(),
+    }
+}
 /// The chunk tasks of a planned job, one per byte range (none for a header-only file).
 pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
     split::plan(job.declared_size, job.header_len, job.chunk_size.max(1))
