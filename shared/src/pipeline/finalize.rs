@@ -98,10 +98,9 @@ impl Pipeline {
             if attempt >= FINALIZE_ATTEMPTS || !matches!(e, PipelineError::Store(_)) {
                 tracing::error!(job_id = %job.id, error = %e, attempt, "finalization failed");
                 return self
-                    .fail(
+                    .fail_finalization(
                         &job,
-                        "finalize_failed",
-                        "Tessera could not assemble the results of this job. Upload the file again; if it fails again, report the job id.".into(),
+                        "Tessera could not assemble the results of this job: storage kept failing.",
                     )
                     .await;
             }

@@ -70,6 +70,10 @@ pub enum PipelineError {
     /// not fit the header, no mask key...): the job fails with this code and message.
     #[error("{code}: {message}")]
     Rules { code: &'static str, message: String },
+    /// Nothing can be decided yet (a dead letter of a job whose finalizer may be alive): the
+    /// message goes back to its queue, to be handled again later.
+    #[error("not yet: {0}")]
+    Later(String),
 }
 
 impl From<SourceChanged> for PipelineError {
@@ -198,11 +202,19 @@ pub async fn requeue_unfinished(
         .iter()
         .map(|c| c.index)
         .collect();
-    let todo: Vec<QueueMessage> = chunk_tasks(job)
-        .into_iter()
+    let tasks = chunk_tasks(job);
+    let mut todo: Vec<QueueMessage> = tasks
+        .iter()
         .filter(|t| !done.contains(&t.index))
+        .cloned()
         .map(QueueMessage::Chunk)
         .collect();
+    if todo.is_empty() {
+        // Every chunk is done: the job failed in its finalization (`finalize_failed`). The last
+        // chunk's task is sent again; its worker finds the chunk done and claims the
+        // finalization, as after a planner's hand-over.
+        todo.extend(tasks.last().cloned().map(QueueMessage::Chunk));
+    }
     queue.send_all(&todo).await?;
     tracing::info!(job_id = %job.id, requeued = todo.len(), done = done.len(), "job retried");
     Ok(todo.len() as u32)
