@@ -214,8 +214,7 @@ async fn a_finalization_that_dies_on_every_delivery_fails_retryable_and_a_retry_
         )
         .key_contains("/profile.json"),
     );
-    let pollers =
-        RefusingPollers::start_timed(&stack, 2, |_| false, Some(Duration::from_secs(2)));
+    let pollers = RefusingPollers::start_timed(&stack, 2, |_| false, Some(Duration::from_secs(2)));
 
     let data = tricky_csv(30_000, 11, "\n");
     let records = reference_records(&data).len() as u64;

@@ -556,10 +556,11 @@ async fn the_unique_pass_and_the_header_re_read_are_pinned_to_the_planned_object
         .position(|w| w == b"\n00003")
         .map(|p| {
             // The second record with id 3 (record 1500).
-            p + 1 + data[p + 1..]
-                .windows(6)
-                .position(|w| w == b"\n00003")
-                .unwrap()
+            p + 1
+                + data[p + 1..]
+                    .windows(6)
+                    .position(|w| w == b"\n00003")
+                    .unwrap()
                 + 1
         })
         .unwrap();

@@ -56,6 +56,19 @@ impl Pipeline {
                 )
                 .await
             }
+            (QueueMessage::RejectedRebase(m), JobState::Finalizing)
+                if is_waiting(job.rebase_waiting.as_ref(), m.group) =>
+            {
+                tracing::error!(job_id = %job.id, group = m.group, "rejected rebase group exhausted its deliveries; failing the job");
+                self.fail_finalization(
+                    &job,
+                    &format!(
+                        "Part {} of the rejected rows' output was tried {} times and never finished.",
+                        m.group, MAX_CHUNK_DELIVERIES
+                    ),
+                )
+                .await
+            }
             (QueueMessage::Chunk(task), JobState::Queued | JobState::Processing) => {
                 if self.jobs.chunk_done(&job.id, task.index).await? {
                     tracing::info!(job_id = %job.id, chunk = task.index, "dead-lettered chunk had completed; nothing to do");

@@ -25,6 +25,7 @@ mod finalize;
 mod plan;
 pub mod queries;
 mod ranged;
+mod rejected;
 mod rules;
 mod steps;
 #[cfg(test)]
