@@ -16,12 +16,12 @@ fn data(min_bytes: usize) -> Vec<u8> {
     let mut s = String::from("i,name,note\n");
     let mut i = 0u64;
     while s.len() < min_bytes {
-        let note = if i % 5 == 0 {
+        let note = if i.is_multiple_of(5) {
             format!("\"two\nlines {i}\"")
         } else {
             format!("note {i} padded a little")
         };
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             s += &format!("{i},name {i},{note},extra\n");
         } else {
             s += &format!("{i},name {i},{note}\n");
