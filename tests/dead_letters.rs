@@ -4,6 +4,10 @@
 //! instead of leaving it `processing` for ever. A retry then runs only that chunk and the job
 //! completes with the exact totals. Real SQS redrive, DynamoDB and S3 in the emulator; the only
 //! stand-in is the chunk worker that refuses chunk 1 (a worker that times out, as seen by SQS).
+//!
+//! A finalization that dies on every delivery (its S3 write held past the function's timeout,
+//! through the fault proxy) reaches the dead-letter queue too: the consumer fails the job
+//! `finalize_failed`, retryable, and a retry finalizes it exactly.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -174,6 +178,85 @@ async fn dead_lettered_query_and_export_ranges_fail_their_jobs() {
             .collect();
         assert!(parts.is_empty(), "{sub}: {parts:?}");
     }
+    pollers.stop().await;
+    stack.shutdown().await;
+}
+
+/// The finalizer's first write (profile.json) is held by the fault proxy past the chunk
+/// function's timeout on every attempt: the message that carries the finalization times out,
+/// comes back, takes the (stale) finalization over, times out again, and is dead-lettered after
+/// `maxReceiveCount` (2) deliveries. The consumer fails the job `finalize_failed` instead of
+/// leaving it `finalizing`, naming its last chunk so that it is retryable; with the fault gone,
+/// a retry re-sends that (done) chunk's task, whose worker finalizes, and the totals are exact.
+#[tokio::test]
+async fn a_finalization_that_dies_on_every_delivery_fails_retryable_and_a_retry_completes_it() {
+    use tessera_infra::faults::{Fault, FaultProxy, Rule, Service};
+    let proxy = FaultProxy::start(emulator_url())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = proxy.url.clone();
+    // Function timeout 2 s < visibility 5 s; stale age 1 s, so each redelivery takes over.
+    let stack = stack_with(|o| {
+        o.emulator_url = Some(url);
+        o.no_pollers = true;
+        o.chunk_size = 4096;
+        o.chunk_visibility_secs = Some(5);
+        o.max_receive_count = Some(2);
+        o.env.push(("TESSERA_STALE_FINALIZING_SECS", "1".into()));
+    })
+    .await;
+    let hold = proxy.plan.add(
+        Rule::new(
+            Service::S3,
+            "PutObject",
+            u32::MAX,
+            Fault::Delay(Duration::from_secs(8)),
+        )
+        .key_contains("/profile.json"),
+    );
+    let pollers = RefusingPollers::start_timed(&stack, 2, |_| false, Some(Duration::from_secs(2)));
+
+    let data = tricky_csv(30_000, 11, "\n");
+    let records = reference_records(&data).len() as u64;
+    let alice = Client::new(&stack, "alice");
+    let job_id = alice.upload("fin.csv", data.len() as u64, data).await;
+    let failed = alice.wait_final(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "finalize_failed", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("every attempt stopped") && message.contains("/retry"),
+        "{message}"
+    );
+    let chunks = failed["progress"]["chunks_total"].as_u64().unwrap();
+    assert!(chunks > 3, "{failed}");
+    assert_eq!(failed["progress"]["chunks_done"], chunks, "{failed}");
+    assert_eq!(
+        failed["failed_chunks"],
+        serde_json::json!([chunks - 1]),
+        "{failed}"
+    );
+    assert!(
+        hold.injected() >= 2,
+        "the finalization was attempted on each delivery: {}",
+        hold.injected()
+    );
+
+    // The cause is gone: the retry sends the last chunk's task again (every chunk is done), and
+    // its worker finalizes.
+    proxy.plan.clear();
+    let a = alice
+        .post_json(&format!("/v1/jobs/{job_id}/retry"), &serde_json::json!({}))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.body);
+    assert_eq!(a.body["chunks_requeued"], 1, "{:?}", a.body);
+    let done = alice.wait_final(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(
+        done["rows"].as_u64().unwrap() + done["rejected_rows"].as_u64().unwrap(),
+        records,
+        "{done}"
+    );
     pollers.stop().await;
     stack.shutdown().await;
 }

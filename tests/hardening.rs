@@ -6,6 +6,9 @@
 //! - chunk reads are pinned to the planned object (`If-Match` its ETag): a same-size object
 //!   swapped in after planning fails the job `source_changed`, and putting the original back
 //!   lets a retry complete it exactly;
+//! - the source reads outside the chunk ranges are pinned too: the `unique` pass's value reads
+//!   and the finalizer's header re-read fail the job `source_changed` when the object was
+//!   swapped while the job waited for its `unique` search;
 //! - a reference file is read with one ranged GET of at most 64 MiB + 1 byte, so a file larger
 //!   than the limit fails the job `reference_too_large` however it got there;
 //! - rule documents over a limit, filenames with control or bidirectional-control characters and
@@ -218,6 +221,21 @@ impl Esm {
             n += 1;
         }
         n
+    }
+}
+
+impl Esm {
+    /// Runs every chunk-queue message there is, calling `before` with each body first (it may
+    /// change the world between two messages).
+    async fn run_chunks_with(&self, mut before: impl AsyncFnMut(&str)) {
+        while let Some((body, receipt)) = self.receive(&self.chunks_url).await {
+            before(&body).await;
+            self.pipeline
+                .chunk_message(&body)
+                .await
+                .expect("chunk task handled");
+            self.ack(&self.chunks_url, receipt).await;
+        }
     }
 }
 
@@ -474,5 +492,127 @@ async fn an_upload_event_that_exhausts_its_deliveries_fails_its_job() {
     assert_eq!(snap["state"], "failed", "{snap}");
     assert_eq!(snap["error"]["code"], "upload_attempts_exhausted", "{snap}");
     assert!(broken.injected() >= 2, "{}", broken.injected());
+    stack.shutdown().await;
+}
+
+/// `n` records `id,name` with ids 0..n, except those in `repeat` (`(record, earlier id)`).
+fn ids_csv(n: usize, repeat: &[(usize, usize)]) -> Vec<u8> {
+    let mut s = String::from("id,name\n");
+    for i in 0..n {
+        let id = repeat
+            .iter()
+            .find(|&&(r, _)| r == i)
+            .map_or(i, |&(_, first)| first);
+        s += &format!("{id:05},\"name {i}, the {}th\"\n", i % 7);
+    }
+    s.into_bytes()
+}
+
+/// Uploads `data` as a job of `alice` under a workflow with one `unique` rule on `id`.
+async fn upload_unique_job(alice: &Client, data: &[u8]) -> String {
+    let w = alice
+        .post_json(
+            "/v1/workflows",
+            &json!({"name": "ids", "rules": {"version": 1, "rules": [
+                {"id": "id_unique", "column": "id", "check": "unique"}]}}),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::CREATED, "{:?}", w.body);
+    let a = alice
+        .post_json(
+            "/v1/uploads",
+            &json!({"filename": "ids.csv", "size": data.len(), "content_type": "text/csv",
+                    "workflow": {"id": w.body["workflow_id"]}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let mut put = alice
+        .http
+        .put(a.body["upload"]["url"].as_str().unwrap())
+        .body(data.to_vec());
+    for (k, v) in a.body["upload"]["headers"].as_object().unwrap() {
+        put = put.header(k.as_str(), v.as_str().unwrap());
+    }
+    assert_eq!(put.send().await.unwrap().status(), StatusCode::OK);
+    a.body["job_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_unique_pass_and_the_header_re_read_are_pinned_to_the_planned_object() {
+    let stack = stack_with(|o| {
+        o.no_pollers = true;
+        o.chunk_size = 4096;
+    })
+    .await;
+    let esm = Esm::new(&stack);
+    let alice = Client::new(&stack, "alice");
+
+    // 1. The `unique` search verifies its candidates against the source's values. Record 1500
+    // repeats id 3; the swapped object (same size) gives record 1500 id 5 instead, so a search
+    // reading it would find no repeat and the job would complete with nothing rejected.
+    let data = ids_csv(2000, &[(1500, 3)]);
+    let at = data
+        .windows(6)
+        .position(|w| w == b"\n00003")
+        .map(|p| {
+            // The second record with id 3 (record 1500).
+            p + 1
+                + data[p + 1..]
+                    .windows(6)
+                    .position(|w| w == b"\n00003")
+                    .unwrap()
+                + 1
+        })
+        .unwrap();
+    let mut other = data.clone();
+    other[at + 4] = b'5';
+    assert_eq!(other.len(), data.len());
+    let id = upload_unique_job(&alice, &data).await;
+    esm.plan_all().await;
+    let key = tessera_shared::keys::source_key("alice", &id);
+    let mut swapped = false;
+    esm.run_chunks_with(async |body: &str| {
+        if !swapped && body.contains("\"unique_search\"") {
+            put_object(&stack, &key, other.clone()).await;
+            swapped = true;
+        }
+    })
+    .await;
+    assert!(swapped, "the job reached its unique search");
+    let snap = alice.get(&format!("/v1/jobs/{id}")).await.body;
+    assert_eq!(snap["state"], "failed", "{snap}");
+    assert_eq!(snap["error"]["code"], "source_changed", "{snap}");
+    let message = snap["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("unique check") && message.contains("replaced"),
+        "{message}"
+    );
+
+    // 2. No repeats: the search reads no value, and the finalizer's next read of the source is
+    // its header re-read (the line base of rejected.csv). The swapped object's header has a
+    // quoted line break (same size), which would shift every rejected row's line number.
+    let data = ids_csv(2000, &[]);
+    let mut other = data.clone();
+    other[..8].copy_from_slice(b"\"i\nd\",nm");
+    let id = upload_unique_job(&alice, &data).await;
+    esm.plan_all().await;
+    let key = tessera_shared::keys::source_key("alice", &id);
+    let mut swapped = false;
+    esm.run_chunks_with(async |body: &str| {
+        if !swapped && body.contains("\"unique_search\"") {
+            put_object(&stack, &key, other.clone()).await;
+            swapped = true;
+        }
+    })
+    .await;
+    assert!(swapped, "the job reached its unique search");
+    let snap = alice.get(&format!("/v1/jobs/{id}")).await.body;
+    assert_eq!(snap["state"], "failed", "{snap}");
+    assert_eq!(snap["error"]["code"], "source_changed", "{snap}");
+    let message = snap["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("could not be assembled") && message.contains("replaced"),
+        "{message}"
+    );
     stack.shutdown().await;
 }

@@ -14,6 +14,8 @@
 //! - [`model`]: the scale model of a deployed job and fleet (`tessera model`, docs/scale.md);
 //! - [`upload`]: upload a local file through the API (single PUT or parallel parts, progress);
 //! - [`demo`]: `tessera demo`'s use case: upload, follow the job, profile table, example query;
+//! - [`load`]: `tessera load`, concurrent jobs of several owners (and a hostile one) on a
+//!   stack of its own, checked exact, with latency, completion and memory figures;
 //! - [`web`]: the browser page (static files embedded in the binary) and its `config.json`.
 //!
 //! The `tessera` command (`src/main.rs`) is a thin layer over [`stack`] and [`auth`].
@@ -25,6 +27,7 @@ pub mod emulator;
 pub mod esm;
 pub mod faults;
 pub mod gateway;
+pub mod load;
 pub mod model;
 pub mod openapi;
 pub mod provision;

@@ -52,6 +52,38 @@ enum Command {
         #[command(flatten)]
         stack: StackArgs,
     },
+    /// Load the local stack: JOBS concurrent jobs of mixed sizes from OWNERS owners with API
+    /// traffic (job list, status polling), every job checked exact against the engine run here;
+    /// then again beside a hostile owner (header bombs, declared-size mismatches). Prints API
+    /// latency, job completion times and peak memory, and exits non-zero when a job is not
+    /// exact or the other owners' p99 completion beside the hostile owner passes
+    /// RATIO x the p99 without it + SLACK seconds (docs/local.md § *Load*). Starts its own
+    /// emulator on a free port.
+    Load {
+        #[arg(long, default_value_t = 50)]
+        jobs: usize,
+        #[arg(long, default_value_t = 10)]
+        owners: usize,
+        /// Byte-range size of chunk tasks.
+        #[arg(long, default_value_t = 512 * 1024)]
+        chunk_size: u64,
+        /// Concurrent chunk workers (Lambda concurrency).
+        #[arg(long, default_value_t = 4)]
+        chunk_concurrency: usize,
+        /// Skip the run beside the hostile owner.
+        #[arg(long)]
+        no_hostile: bool,
+        /// The hostile owner sends no header bombs (only size mismatches).
+        #[arg(long)]
+        no_bombs: bool,
+        /// The hostile owner sends no size mismatches (only header bombs).
+        #[arg(long)]
+        no_liars: bool,
+        #[arg(long, default_value_t = 3.0)]
+        ratio: f64,
+        #[arg(long, default_value_t = 10)]
+        slack_secs: u64,
+    },
     /// Print a token the local gateway accepts (`Authorization: Bearer <token>`).
     Token {
         /// The `sub` claim: the owner of the jobs made with this token.
@@ -231,6 +263,31 @@ fn main() -> Result<()> {
             cli::query::run_query(&file, &q, chunk_size, workers, max_groups, json)
         }
         Command::Model(args) => cli::model::model(args),
+        Command::Load {
+            jobs,
+            owners,
+            chunk_size,
+            chunk_concurrency,
+            no_hostile,
+            no_bombs,
+            no_liars,
+            ratio,
+            slack_secs,
+        } => {
+            let opts = tessera_infra::load::LoadOptions {
+                jobs,
+                owners: owners.max(1),
+                chunk_size,
+                chunk_concurrency,
+                hostile: !(no_hostile || (no_bombs && no_liars)),
+                bombs: !no_bombs,
+                liars: !no_liars,
+                bound_ratio: ratio,
+                bound_slack: Duration::from_secs(slack_secs),
+                ..Default::default()
+            };
+            runtime()?.block_on(load(opts))
+        }
         Command::Rules { command } => cli::rules::run(command),
         Command::Up(args) => runtime()?.block_on(up(args)),
         Command::Worker {
@@ -298,6 +355,30 @@ async fn up(args: StackArgs) -> Result<()> {
     }
     eprintln!("stopping...");
     stack.shutdown().await;
+    Ok(())
+}
+
+async fn load(opts: tessera_infra::load::LoadOptions) -> Result<()> {
+    let dir = std::env::temp_dir().join("tessera-load");
+    let emulator = tessera_infra::emulator::Emulator::start_on_free_port(&dir)
+        .context("the AWS emulator could not start")?;
+    eprintln!(
+        "load: {} jobs from {} owners{} on {}",
+        opts.jobs,
+        opts.owners,
+        if opts.hostile {
+            ", then again beside a hostile owner"
+        } else {
+            ""
+        },
+        emulator.url()
+    );
+    let report = tessera_infra::load::run(&opts, &emulator.url()).await?;
+    print!("{}", tessera_infra::load::render(&opts, &report));
+    drop(emulator);
+    if !report.bound_ok {
+        bail!("the other owners' completion time beside the hostile owner exceeded the bound");
+    }
     Ok(())
 }
 

@@ -40,6 +40,11 @@ pub struct Config {
     pub presign_ttl: Duration,
     /// Bytes the planner reads to sniff the dialect (`TESSERA_SNIFF_BYTES`, default 64 KiB).
     pub sniff_bytes: u64,
+    /// Rejected output (bytes of the chunks' rejected parts) up to which the finalizer rebases
+    /// it itself (`TESSERA_REJECTED_INLINE_MAX_BYTES`, default 64 MiB); above, the rebasing is
+    /// fanned out to chunk workers, one task per group of parts (docs/pipeline.md § *Stitching
+    /// rejected.csv*).
+    pub rejected_inline_max_bytes: u64,
     /// Days a job record is kept after it is created (`TESSERA_JOB_TTL_DAYS`, default 30).
     pub job_ttl_days: u64,
     /// Declared sizes above this get a multipart upload (`TESSERA_MULTIPART_THRESHOLD`,
@@ -201,6 +206,7 @@ impl Config {
             max_upload_bytes: num("TESSERA_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)?,
             presign_ttl: Duration::from_secs(ttl),
             sniff_bytes: num("TESSERA_SNIFF_BYTES", 64 * 1024)?.max(1024),
+            rejected_inline_max_bytes: num("TESSERA_REJECTED_INLINE_MAX_BYTES", 64 << 20)?,
             job_ttl_days: num("TESSERA_JOB_TTL_DAYS", 30)?,
             multipart_threshold: num("TESSERA_MULTIPART_THRESHOLD", DEFAULT_MULTIPART_THRESHOLD)?,
             part_size,

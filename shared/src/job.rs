@@ -187,6 +187,11 @@ pub struct Job {
     pub unique_search_waiting: Option<std::collections::BTreeMap<String, bool>>,
     /// How many search groups the second pass had.
     pub unique_searches: u32,
+    /// While finalizing a large rejected output: the groups of rejected parts whose rebasing (by
+    /// chunk workers) has not reported back (`None`: not fanned out; empty: all done).
+    pub rebase_waiting: Option<std::collections::BTreeMap<String, bool>>,
+    /// How many rebase groups were fanned out.
+    pub rebase_groups: u32,
 }
 
 /// The item numbers of a `unique` step's waiting map (`Job::unique_search_waiting`,
@@ -323,6 +328,8 @@ impl Job {
             unique_reruns: 0,
             unique_search_waiting: None,
             unique_searches: 0,
+            rebase_waiting: None,
+            rebase_groups: 0,
         }
     }
 

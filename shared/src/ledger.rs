@@ -72,4 +72,7 @@ pub enum UniqueStep {
     Search,
     /// The re-runs of the chunks that own repeats.
     Rerun,
+    /// Not a `unique` step: the groups of rejected parts rebased into `rejected.csv`'s parts by
+    /// chunk workers (a large rejected output; `docs/pipeline.md` § *Stitching rejected.csv*).
+    Rebase,
 }

@@ -95,6 +95,7 @@ fn waiting_of(job: &mut Job, step: UniqueStep) -> &mut Option<BTreeMap<String, b
     match step {
         UniqueStep::Search => &mut job.unique_search_waiting,
         UniqueStep::Rerun => &mut job.unique_waiting,
+        UniqueStep::Rebase => &mut job.rebase_waiting,
     }
 }
 
@@ -162,6 +163,7 @@ impl JobLedger for MemoryLedger {
         match step {
             UniqueStep::Search => job.unique_searches = items.len() as u32,
             UniqueStep::Rerun => job.unique_reruns = items.len() as u32,
+            UniqueStep::Rebase => job.rebase_groups = items.len() as u32,
         }
         job.updated_at = Timestamp::now();
         Ok(true)

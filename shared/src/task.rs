@@ -1,8 +1,9 @@
 //! The messages of the chunk task queue: a chunk's first run, a `unique` search group, a
-//! chunk's `unique` re-run, and an export range, as one typed [`QueueMessage`].
+//! chunk's `unique` re-run, an export or query range, and a group of rejected parts to rebase,
+//! as one typed [`QueueMessage`].
 //!
 //! On the wire a message is told apart by its `kind` tag (`chunk`, `unique_search`,
-//! `unique_rerun`, `export_range`). Messages written before the tag existed carry no `kind` (or
+//! `unique_rerun`, `export_range`, `query_range`, `rejected_rebase`). Messages written before the tag existed carry no `kind` (or
 //! only `export_range`) and say what they are with flags, `unique_rerun: true` or
 //! `unique_search: <group>`; they are still read, so the messages in flight during a deployment
 //! are not lost. Chunk tasks are still written in that flag shape (a chunk message carries no
@@ -112,6 +113,22 @@ pub enum QueueMessage {
     ExportRange(ExportRangeMessage),
     /// A query job's range.
     QueryRange(QueryRangeMessage),
+    /// A group of a finalizing job's rejected parts to rebase into one part of rejected.csv.
+    RejectedRebase(RejectedRebaseMessage),
+}
+
+/// Work for one group of a finalizing job's rejected parts (`kind: "rejected_rebase"`): stream
+/// each chunk's rejected part through the line-number rebaser, in order, into the group's part
+/// of rejected.csv (`rejected-final/<group>`), the header first in group 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRebaseMessage {
+    pub job_id: String,
+    pub owner: String,
+    pub group: u32,
+    /// `(chunk index, line base)` of each part of the group, in chunk order.
+    pub chunks: Vec<(u32, u64)>,
+    /// Whether the group's part begins with rejected.csv's header (group 0).
+    pub header: bool,
 }
 
 impl QueueMessage {
@@ -122,6 +139,7 @@ impl QueueMessage {
             QueueMessage::UniqueSearch(s) => &s.job_id,
             QueueMessage::ExportRange(r) => &r.job_id,
             QueueMessage::QueryRange(r) => &r.job_id,
+            QueueMessage::RejectedRebase(r) => &r.job_id,
         }
     }
 
@@ -132,6 +150,7 @@ impl QueueMessage {
             QueueMessage::UniqueSearch(s) => &s.owner,
             QueueMessage::ExportRange(r) => &r.owner,
             QueueMessage::QueryRange(r) => &r.owner,
+            QueueMessage::RejectedRebase(r) => &r.owner,
         }
     }
 }
@@ -171,6 +190,19 @@ impl Serialize for QueueMessage {
             }
             QueueMessage::ExportRange(r) => r.serialize(s),
             QueueMessage::QueryRange(r) => r.serialize(s),
+            QueueMessage::RejectedRebase(r) => {
+                #[derive(Serialize)]
+                struct Tagged<'a> {
+                    kind: &'static str,
+                    #[serde(flatten)]
+                    m: &'a RejectedRebaseMessage,
+                }
+                Tagged {
+                    kind: "rejected_rebase",
+                    m: r,
+                }
+                .serialize(s)
+            }
         }
     }
 }
@@ -182,6 +214,7 @@ impl QueueTask for QueueMessage {
             QueueMessage::UniqueSearch(m) => m.group,
             QueueMessage::ExportRange(r) => r.index,
             QueueMessage::QueryRange(r) => r.index,
+            QueueMessage::RejectedRebase(r) => r.group,
         }
     }
 }
@@ -228,6 +261,20 @@ pub fn parse_queue_message(body: &str) -> Result<QueueMessage, serde_json::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejected_rebase_message_round_trips_with_its_kind() {
+        let m = QueueMessage::RejectedRebase(RejectedRebaseMessage {
+            job_id: "j".into(),
+            owner: "o".into(),
+            group: 2,
+            chunks: vec![(4, 100), (5, 230)],
+            header: false,
+        });
+        let body = serde_json::to_string(&m).unwrap();
+        assert!(body.contains("\"kind\":\"rejected_rebase\""), "{body}");
+        assert_eq!(parse_queue_message(&body).unwrap(), m);
+    }
 
     fn task(index: u32) -> ChunkTaskMessage {
         ChunkTaskMessage {

@@ -25,6 +25,18 @@ impl RefusingPollers {
     /// Starts the planner, `workers` chunk workers that refuse every message whose JSON body
     /// `doomed` picks (while `refusing` is set), and the dead-letter consumer.
     pub fn start(stack: &LocalStack, workers: usize, doomed: fn(&Value) -> bool) -> Self {
+        Self::start_timed(stack, workers, doomed, None)
+    }
+
+    /// Like [`start`](Self::start), and each chunk handler run is cut at `function_timeout` as
+    /// Lambda cuts a function at its timeout: the run is dropped where it stands and its
+    /// messages are not acknowledged (they come back after the visibility timeout).
+    pub fn start_timed(
+        stack: &LocalStack,
+        workers: usize,
+        doomed: fn(&Value) -> bool,
+        function_timeout: Option<std::time::Duration>,
+    ) -> Self {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mapping = |function, url: &str, arn: &str| Mapping {
             function,
@@ -62,7 +74,26 @@ impl RefusingPollers {
                     }
                     return resp;
                 }
-                tessera_chunk::handle(&st, ev).await
+                let Some(limit) = function_timeout else {
+                    return tessera_chunk::handle(&st, ev).await;
+                };
+                let ids: Vec<String> = ev
+                    .records
+                    .iter()
+                    .map(|m| m.message_id.clone().unwrap_or_default())
+                    .collect();
+                match tokio::time::timeout(limit, tessera_chunk::handle(&st, ev)).await {
+                    Ok(resp) => resp,
+                    Err(_) => {
+                        let mut resp = SqsBatchResponse::default();
+                        for id in ids {
+                            let mut f = BatchItemFailure::default();
+                            f.item_identifier = id;
+                            resp.batch_item_failures.push(f);
+                        }
+                        resp
+                    }
+                }
             })
         });
         let dead = tessera_chunk::ChunkState::new(stack.config.clone(), &stack.clients);

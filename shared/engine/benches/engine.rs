@@ -318,7 +318,10 @@ fn print_rules(
     for (name, v) in [
         ("profile only (no outputs)", prof),
         ("profile + clean/rejected outputs", prof_out),
-        ("profile + 10 rules + outputs (token on `name` or `region`)", rules),
+        (
+            "profile + 10 rules + outputs (token on `name` or `region`)",
+            rules,
+        ),
         (
             "profile + 10 rules + outputs (token on unique `id`)",
             rules_id,

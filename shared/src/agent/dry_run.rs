@@ -77,6 +77,8 @@ impl Agent {
             unique_reruns: 0,
             unique_search_waiting: None,
             unique_searches: 0,
+            rebase_waiting: None,
+            rebase_groups: 0,
             // The same object, owner, plan and expiry as the job it tries the rules on.
             ..of.clone()
         };

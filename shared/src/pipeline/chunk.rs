@@ -65,6 +65,7 @@ impl Pipeline {
             QueueMessage::Chunk(task) => self.chunk_task(task, job).await,
             QueueMessage::UniqueSearch(m) => self.unique_search_message(m.group, job).await,
             QueueMessage::UniqueRerun(task) => self.unique_rerun(task, job).await,
+            QueueMessage::RejectedRebase(m) => self.rejected_rebase_message(m, job).await,
             // Handled above.
             QueueMessage::ExportRange(_) | QueueMessage::QueryRange(_) => Ok(()),
         }

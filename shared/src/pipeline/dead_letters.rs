@@ -56,6 +56,19 @@ impl Pipeline {
                 )
                 .await
             }
+            (QueueMessage::RejectedRebase(m), JobState::Finalizing)
+                if is_waiting(job.rebase_waiting.as_ref(), m.group) =>
+            {
+                tracing::error!(job_id = %job.id, group = m.group, "rejected rebase group exhausted its deliveries; failing the job");
+                self.fail_finalization(
+                    &job,
+                    &format!(
+                        "Part {} of the rejected rows' output was tried {} times and never finished.",
+                        m.group, MAX_CHUNK_DELIVERIES
+                    ),
+                )
+                .await
+            }
             (QueueMessage::Chunk(task), JobState::Queued | JobState::Processing) => {
                 if self.jobs.chunk_done(&job.id, task.index).await? {
                     tracing::info!(job_id = %job.id, chunk = task.index, "dead-lettered chunk had completed; nothing to do");
@@ -74,17 +87,59 @@ impl Pipeline {
                 .await
             }
             (_, JobState::Finalizing) if job.is_stale(self.config.stale_finalizing) => {
+                // The message that carried the finalization (or a takeover) died on every
+                // delivery. Every chunk is done, so the job fails retryable: its last chunk is
+                // named, and a retry re-sends that (done) chunk's task, whose worker claims the
+                // finalization again (`requeue_unfinished`).
                 tracing::error!(job_id = %job.id, "finalization never finished; failing the job");
-                self.fail(
+                self.fail_finalization(
                     &job,
-                    "finalize_failed",
-                    "Tessera could not assemble the results of this job: every attempt stopped before finishing. Upload the file again; if it fails again, report the job id.".into(),
+                    "Tessera could not assemble the results of this job: every attempt stopped before finishing (the worker ran out of time or crashed).",
                 )
                 .await
+            }
+            (QueueMessage::Chunk(_), JobState::Finalizing) => {
+                // A finalizer may still be alive (the job moved less than a finalizer's
+                // lifetime ago): not failed now, and not dropped either, or nothing would end
+                // the job if that finalizer died too. The message stays in the dead-letter queue
+                // and comes back to this consumer until the job is final or stale.
+                tracing::warn!(job_id = %job.id, since = %job.updated_at, "dead-lettered chunk task of a job finalizing recently; kept for later");
+                Err(PipelineError::Later(format!(
+                    "job {} is finalizing since {}; decided once it is final or stale",
+                    job.id, job.updated_at
+                )))
             }
             _ => {
                 tracing::info!(job_id = %job.id, index = message.index(), state = job.state.as_str(), "dead-lettered chunk task for a job that needs nothing");
                 Ok(())
+            }
+        }
+    }
+}
+
+impl Pipeline {
+    /// Fails a job whose chunks are all done but whose finalization could not finish
+    /// (`finalize_failed`), retryable: the job's last chunk goes into `failed_chunks`, and a
+    /// retry re-sends that chunk's task, whose worker finds it done and finalizes again
+    /// ([`super::requeue_unfinished`]). A job without chunks (header only) fails as a whole.
+    pub(super) async fn fail_finalization(
+        &self,
+        job: &crate::job::Job,
+        why: &str,
+    ) -> Result<(), PipelineError> {
+        match super::chunk_tasks(job).last() {
+            Some(last) => {
+                let message = format!(
+                    "{why} Every chunk was processed; retry the job (POST /v1/jobs/{}/retry) to assemble the results again. If it fails again, report the job id.",
+                    job.id
+                );
+                self.fail_chunk(job, last.index, "finalize_failed", message)
+                    .await
+            }
+            None => {
+                let message =
+                    format!("{why} Upload the file again; if it fails again, report the job id.");
+                self.fail(job, "finalize_failed", message).await
             }
         }
     }

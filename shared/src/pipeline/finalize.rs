@@ -14,11 +14,10 @@ use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 
 use super::steps::{claim_finalization, complete, Completion};
 use super::unique::UniqueStage;
-use super::{clean_header, output_columns, Pipeline, PipelineError, REJECTED_HEADER};
+use super::{clean_header, output_columns, Pipeline, PipelineError};
 use crate::job::{now_rfc3339, Job, JobState, ResultKeys};
 use crate::keys::{self, PartKind};
 use crate::ledger::Totals;
-use crate::store::objects::{next_piece, PartSink};
 
 /// Runs of the finalization before a store error fails the job `finalize_failed` (each run's
 /// calls have the SDK's own three attempts).
@@ -86,15 +85,21 @@ impl Pipeline {
                 Err(PipelineError::Rules { code, message }) => {
                     return self.fail(&job, code, message).await
                 }
+                Err(PipelineError::SourceChanged(detail)) => {
+                    let message = format!(
+                        "The results of this job could not be assembled: {detail}. The file was \
+                         replaced or removed after its upload; upload it again as a new job."
+                    );
+                    return self.fail(&job, "source_changed", message).await;
+                }
                 Err(e) => e,
             };
             if attempt >= FINALIZE_ATTEMPTS || !matches!(e, PipelineError::Store(_)) {
                 tracing::error!(job_id = %job.id, error = %e, attempt, "finalization failed");
                 return self
-                    .fail(
+                    .fail_finalization(
                         &job,
-                        "finalize_failed",
-                        "Tessera could not assemble the results of this job. Upload the file again; if it fails again, report the job id.".into(),
+                        "Tessera could not assemble the results of this job: storage kept failing.",
                     )
                     .await;
             }
@@ -155,8 +160,24 @@ impl Pipeline {
                 m
             }
         };
+        // rejected.csv's parts: rebased here, or by chunk workers when the rejected output is
+        // large (then the last of them calls this again, which finds them done).
+        threshold_check(&merged, &rules)?;
+        let rejected = self
+            .rejected_groups(job, &tasks, &merged.line_facts)
+            .await?;
+        if !self.rebase_stage(job, &rejected).await? {
+            return Ok(());
+        }
         let (totals, results) = self
-            .write_outputs(job, &tasks, &rules, merged, (reruns.len(), unique_reruns))
+            .write_outputs(
+                job,
+                &tasks,
+                &rules,
+                merged,
+                (reruns.len(), unique_reruns),
+                rejected.groups.len(),
+            )
             .await?;
         match complete(&*self.jobs, &job.id, &totals, &results).await? {
             Completion::Completed => {
@@ -221,6 +242,7 @@ impl Pipeline {
         rules: &Option<Arc<CompiledRules>>,
         merged: Merged,
         reruns: (usize, u32),
+        rejected_groups: usize,
     ) -> Result<(Totals, ResultKeys), PipelineError> {
         let (reruns, unique_reruns) = reruns;
         let Merged {
@@ -228,7 +250,7 @@ impl Pipeline {
             totals,
             mut violations,
             rule_rejected_rows,
-            line_facts,
+            line_facts: _,
         } = merged;
         if let Some(rules) = &rules {
             for id in rules.rule_ids() {
@@ -271,7 +293,7 @@ impl Pipeline {
                 .collect();
             self.objects.concat(&clean_key, &parts, "text/csv").await?;
         }
-        self.stitch_rejected(job, tasks, &line_facts, &rejected_key)
+        self.join_rejected(job, rejected_groups, &rejected_key)
             .await?;
         let results = ResultKeys {
             profile: Some(profile_key),
@@ -307,72 +329,21 @@ impl Pipeline {
         Ok((totals, results))
     }
 
-    /// Builds rejected.csv: the header, then each chunk's rejected rows with their chunk-local
-    /// line numbers made absolute (line base = 1 + header lines + earlier chunks' line breaks),
-    /// concatenated in chunk order. Each chunk's part is streamed through the rebaser into its
-    /// own final part (a multipart upload past 8 MiB), `STITCH_CONCURRENCY` chunks at a time:
-    /// memory is bounded whatever the rejected output's size. `facts` are each chunk's
-    /// `(rejected rows, line breaks in its range)`, from the merge.
-    pub(super) async fn stitch_rejected(
-        &self,
-        job: &Job,
-        tasks: &[ChunkTask],
-        facts: &[(u64, u64)],
-        dest: &str,
-    ) -> Result<(), PipelineError> {
-        let header_key = keys::part_key(&job.owner, &job.id, PartKind::RejectedHeader, 0);
-        self.objects
-            .put(&header_key, REJECTED_HEADER.as_bytes().to_vec(), "text/csv")
-            .await?;
-        let mut line_base = 1 + self.header_lines(job).await?;
-        let mut rebases = Vec::new();
-        for (t, &(rejected_rows, newlines)) in tasks.iter().zip(facts) {
-            if rejected_rows > 0 {
-                rebases.push((t.index, line_base));
-            }
-            line_base += newlines;
-        }
-        let finals: Vec<String> = futures::stream::iter(rebases)
-            .map(|(index, base)| self.rebase_rejected_part(job, index, base))
-            .buffered(STITCH_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let parts: Vec<String> = std::iter::once(header_key).chain(finals).collect();
-        self.objects.concat(dest, &parts, "text/csv").await?;
-        Ok(())
-    }
-
-    /// Streams chunk `index`'s rejected part through the rebaser into `rejected-final/<index>`
-    /// and returns that key.
-    pub(super) async fn rebase_rejected_part(
-        &self,
-        job: &Job,
-        index: u32,
-        line_base: u64,
-    ) -> Result<String, PipelineError> {
-        let source = keys::part_key(&job.owner, &job.id, PartKind::Rejected, index);
-        let key = keys::part_key(&job.owner, &job.id, PartKind::RejectedFinal, index);
-        let mut body = self.objects.stream_from(&source, 0).await?;
-        let mut sink = PartSink::new(self.objects.clone(), key.clone(), "text/csv");
-        let mut rebaser = tessera_engine::chunk::RejectedRebaser::new(line_base);
-        while let Some(bytes) = next_piece(&mut body).await? {
-            rebaser.feed(&bytes, &mut sink.buf)?;
-            sink.flush_if_full().await?;
-        }
-        rebaser.finish(&mut sink.buf)?;
-        sink.close().await?;
-        Ok(key)
-    }
-
     /// Line breaks inside the header region (re-sniffed from the object's first bytes).
     pub(super) async fn header_lines(&self, job: &Job) -> Result<u64, PipelineError> {
         if job.header_len == 0 {
             return Ok(0);
         }
-        let head = self
-            .objects
-            .read_range(&job.source_key, 0, job.header_len)
-            .await?;
+        // Pinned like the chunk reads (`If-Match` the planned ETag): a header of another object
+        // would shift every rejected row's line number.
+        let head = crate::store::objects::read_planned(
+            &self.objects,
+            &job.source_key,
+            0,
+            job.header_len,
+            super::planned_source(job),
+        )
+        .await?;
         Ok(head
             .iter()
             .enumerate()
@@ -414,8 +385,28 @@ impl Pipeline {
 /// Chunk results read at once while finalizing (in order: a merge adds them one by one).
 pub(super) const RESULT_READ_CONCURRENCY: usize = 16;
 
-/// Rejected parts rebased at once while stitching (each holds at most one 8 MiB output part).
-pub(super) const STITCH_CONCURRENCY: usize = 8;
+/// `rule_threshold_exceeded` if the merged counts pass the workflow's thresholds: checked
+/// before rejected.csv is rebased (a job over its thresholds is often one with many rejected
+/// rows), and again by `write_outputs`.
+fn threshold_check(
+    merged: &Merged,
+    rules: &Option<Arc<CompiledRules>>,
+) -> Result<(), PipelineError> {
+    let Some(rules) = rules else {
+        return Ok(());
+    };
+    let mut violations = merged.violations.clone();
+    for id in rules.rule_ids() {
+        violations.entry(id).or_default();
+    }
+    match rules.threshold_exceeded(merged.totals.rows + merged.rule_rejected_rows, &violations) {
+        Some(over) => Err(PipelineError::Rules {
+            code: "rule_threshold_exceeded",
+            message: over.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Every chunk's result added up: profile, totals, violations, and what stitching the rejected
 /// output needs of each chunk (`(rejected rows, line breaks in its range)`, in chunk order).

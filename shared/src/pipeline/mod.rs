@@ -25,6 +25,7 @@ mod finalize;
 mod plan;
 pub mod queries;
 mod ranged;
+mod rejected;
 mod rules;
 mod steps;
 #[cfg(test)]
@@ -69,6 +70,10 @@ pub enum PipelineError {
     /// not fit the header, no mask key...): the job fails with this code and message.
     #[error("{code}: {message}")]
     Rules { code: &'static str, message: String },
+    /// Nothing can be decided yet (a dead letter of a job whose finalizer may be alive): the
+    /// message goes back to its queue, to be handled again later.
+    #[error("not yet: {0}")]
+    Later(String),
 }
 
 impl From<SourceChanged> for PipelineError {
@@ -139,6 +144,34 @@ fn job_dialect(job: &Job) -> Result<Dialect, PipelineError> {
     job.dialect
         .ok_or_else(|| PipelineError::Malformed("job dialect: the job has no plan".into()))
 }
+/// Sniffs the dialect and header of `head` (the first bytes of an object of `size` bytes) on
+/// tokio's blocking pool, not on the async runtime. Sniffing is CPU work that grows with the
+/// header (up to [`tessera_engine::dialect::MAX_COLUMNS`] names in up to 8 MiB): run inline, one
+/// owner's header bomb would hold a runtime thread, and with it every other message, poller and
+/// request that thread serves (the local stack runs the planner and the API in one process; a
+/// Lambda's runtime also drives its SDK calls). A panic in the sniffer is raised here again.
+pub(crate) async fn sniff_off_runtime(
+    head: Vec<u8>,
+    size: u64,
+    overrides: tessera_engine::dialect::DialectOverrides,
+) -> Result<tessera_engine::dialect::Sniffed, EngineError> {
+    match tokio::task::spawn_blocking(move || {
+        tessera_engine::dialect::sniff_with_size(&head, size, &overrides)
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// What a job's source reads are pinned to: the size and ETag the planner recorded.
+pub(crate) fn planned_source(job: &Job) -> crate::store::objects::Planned<'_> {
+    crate::store::objects::Planned {
+        size: job.declared_size,
+        etag: job.source_etag.as_deref(),
+    }
+}
 /// The chunk tasks of a planned job, one per byte range (none for a header-only file).
 pub fn chunk_tasks(job: &Job) -> Vec<ChunkTaskMessage> {
     split::plan(job.declared_size, job.header_len, job.chunk_size.max(1))
@@ -169,11 +202,19 @@ pub async fn requeue_unfinished(
         .iter()
         .map(|c| c.index)
         .collect();
-    let todo: Vec<QueueMessage> = chunk_tasks(job)
-        .into_iter()
+    let tasks = chunk_tasks(job);
+    let mut todo: Vec<QueueMessage> = tasks
+        .iter()
         .filter(|t| !done.contains(&t.index))
+        .cloned()
         .map(QueueMessage::Chunk)
         .collect();
+    if todo.is_empty() {
+        // Every chunk is done: the job failed in its finalization (`finalize_failed`). The last
+        // chunk's task is sent again; its worker finds the chunk done and claims the
+        // finalization, as after a planner's hand-over.
+        todo.extend(tasks.last().cloned().map(QueueMessage::Chunk));
+    }
     queue.send_messages(&todo).await?;
     tracing::info!(job_id = %job.id, requeued = todo.len(), done = done.len(), "job retried");
     Ok(todo.len() as u32)

@@ -134,11 +134,8 @@ impl Pipeline {
         let mut window = self.config.sniff_bytes.min(size);
         let sniffed = loop {
             let head = self.objects.read_range(&job.source_key, 0, window).await?;
-            match tessera_engine::dialect::sniff_with_size(
-                &head,
-                size,
-                &DialectOverrides::default(),
-            ) {
+            // Off the async runtime: a header bomb must not stall the other messages.
+            match super::sniff_off_runtime(head, size, DialectOverrides::default()).await {
                 Ok(s) => break s,
                 Err(EngineError::HeaderTooLong { .. })
                     if window < size && window < MAX_SNIFF_BYTES =>

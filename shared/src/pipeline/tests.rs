@@ -258,3 +258,45 @@ async fn a_retry_requeues_only_the_chunks_without_a_completion_record() {
         .collect();
     assert_eq!((sent, indexes), (2, vec![1, 3]));
 }
+
+/// The planner's sniff runs off the async runtime: on a runtime of one thread, another task
+/// keeps running while a header of `MAX_COLUMNS` names is sniffed. Sniffed inline, the await
+/// below would never yield, and the other task could not tick before the sniff returned.
+#[tokio::test(flavor = "current_thread")]
+async fn a_big_sniff_lets_other_tasks_progress() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let ticks = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = tokio::spawn({
+        let (ticks, stop) = (ticks.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    tokio::task::yield_now().await;
+    let before = ticks.load(Ordering::SeqCst);
+    assert!(before > 0, "the other task started");
+
+    let n = tessera_engine::dialect::MAX_COLUMNS;
+    let mut bomb = vec!["name"; n].join(",").into_bytes();
+    bomb.extend_from_slice(b"\n");
+    bomb.extend_from_slice(vec!["1"; n].join(",").as_bytes());
+    bomb.extend_from_slice(b"\n");
+    let size = bomb.len() as u64;
+    let sniffed = super::sniff_off_runtime(bomb, size, Default::default())
+        .await
+        .unwrap();
+    let after = ticks.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    other.await.unwrap();
+
+    assert_eq!(sniffed.columns.len(), n);
+    assert_eq!(sniffed.columns[1], "name_2", "{:?}", &sniffed.columns[..3]);
+    assert!(
+        after > before,
+        "the other task did not run while the header was sniffed ({before} ticks before, {after} after)"
+    );
+}

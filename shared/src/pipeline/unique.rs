@@ -11,7 +11,7 @@ use tessera_engine::rules::unique::Repeats;
 use tessera_engine::split::{self, ChunkTask};
 
 use super::steps::unique_item_done;
-use super::{job_dialect, Pipeline, PipelineError};
+use super::{job_dialect, planned_source, Pipeline, PipelineError};
 use crate::job::{Job, JobState};
 use crate::keys::{self, PartKind};
 use crate::ledger::UniqueStep;
@@ -180,9 +180,17 @@ impl Pipeline {
                 PipelineError::Malformed(format!("unique search group {group} does not exist"))
             })?;
         let column = unique[g.rule as usize].1;
-        let found = self
-            .unique_search(&job, &tasks, &headers, column, g)
-            .await?;
+        let found = match self.unique_search(&job, &tasks, &headers, column, g).await {
+            Ok(found) => found,
+            Err(PipelineError::SourceChanged(detail)) => {
+                let message = format!(
+                    "The uploaded file could not be read again for the unique check: {detail}. \
+                     The file was replaced or removed after its upload; upload it again as a new job."
+                );
+                return self.fail(&job, "source_changed", message).await;
+            }
+            Err(e) => return Err(e),
+        };
         tracing::info!(job_id = %job.id, group, repeats = found.len(), "unique search group done");
         let body = serde_json::to_vec(&UniqueFound {
             rule: unique[g.rule as usize].0.clone(),
@@ -459,10 +467,16 @@ impl Pipeline {
         let mut window: u64 = 64 << 10;
         loop {
             let len = window.min(job.declared_size.saturating_sub(offset));
-            let bytes = self
-                .objects
-                .read_range(&job.source_key, offset, len)
-                .await?;
+            // Pinned like the chunk reads: a value read from another object would find or hide
+            // repeats that the job's own bytes do not have.
+            let bytes = crate::store::objects::read_planned(
+                &self.objects,
+                &job.source_key,
+                offset,
+                len,
+                planned_source(job),
+            )
+            .await?;
             let at_eof = offset + len >= job.declared_size;
             let found = tessera_engine::rules::unique::field_at_start(&bytes, cfg, column, at_eof)?;
             if let Some(v) = found {

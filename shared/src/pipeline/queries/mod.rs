@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use tessera_engine::chunk::Feed;
-use tessera_engine::dialect::{sniff_with_size, DialectOverrides};
+use tessera_engine::dialect::DialectOverrides;
 use tessera_engine::file::SNIFF_BYTES;
 use tessera_engine::profile::ProfileReport;
 use tessera_engine::query::{
@@ -135,7 +135,9 @@ pub async fn prepare(
                 has_header: Some(true),
             };
             let h = head.insert(read_head().await?);
-            let sn = sniff_with_size(h, size, &overrides).map_err(QueryError::from)?;
+            let sn = crate::pipeline::sniff_off_runtime(h.clone(), size, overrides)
+                .await
+                .map_err(QueryError::from)?;
             (sn.dialect, sn.header_len, sn.columns)
         }
     };

@@ -92,6 +92,7 @@ fn unique_attributes(step: UniqueStep) -> (&'static str, &'static str) {
     match step {
         UniqueStep::Search => ("unique_search_waiting", "unique_searches"),
         UniqueStep::Rerun => ("unique_waiting", "unique_reruns"),
+        UniqueStep::Rebase => ("rebase_waiting", "rebase_groups"),
     }
 }
 

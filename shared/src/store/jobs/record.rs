@@ -85,6 +85,12 @@ pub struct JobRecord {
     /// How many search groups the second pass had.
     #[serde(default, skip_serializing)]
     pub unique_searches: u32,
+    /// While finalizing a large rejected output: the rebase groups not reported back.
+    #[serde(default, skip_serializing)]
+    pub rebase_waiting: Option<std::collections::BTreeMap<String, bool>>,
+    /// How many rebase groups were fanned out.
+    #[serde(default, skip_serializing)]
+    pub rebase_groups: u32,
 }
 
 impl From<&Job> for JobRecord {
@@ -125,6 +131,8 @@ impl From<&Job> for JobRecord {
             unique_reruns: job.unique_reruns,
             unique_search_waiting: job.unique_search_waiting.clone(),
             unique_searches: job.unique_searches,
+            rebase_waiting: job.rebase_waiting.clone(),
+            rebase_groups: job.rebase_groups,
         }
     }
 }
@@ -172,6 +180,8 @@ impl TryFrom<JobRecord> for Job {
             unique_reruns: r.unique_reruns,
             unique_search_waiting: r.unique_search_waiting,
             unique_searches: r.unique_searches,
+            rebase_waiting: r.rebase_waiting,
+            rebase_groups: r.rebase_groups,
         })
     }
 }

@@ -14,7 +14,7 @@ mod multipart;
 mod stream;
 
 pub use multipart::{plan_concat, ConcatPart, MultipartWriter, MIN_PART};
-pub use stream::{next_piece, open_planned, PartSink, Planned, SourceChanged};
+pub use stream::{next_piece, open_planned, read_planned, PartSink, Planned, SourceChanged};
 
 #[derive(Debug, Clone)]
 pub struct Presigned {

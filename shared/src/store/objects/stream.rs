@@ -66,6 +66,33 @@ pub async fn open_planned(
     Ok(body)
 }
 
+/// Bytes `[start, start+len)` (fewer at the object's end) of a planned object, read like
+/// [`open_planned`] (`If-Match` the planned ETag, the size checked): for the reads of a job's
+/// source outside its chunk ranges (the finalizer's header re-read, the `unique` pass's values),
+/// so they too refuse an object replaced after planning. Small reads only (held in memory); the
+/// stream is dropped once `len` bytes are in.
+pub async fn read_planned(
+    objects: &ObjectStore,
+    key: &str,
+    start: u64,
+    len: u64,
+    planned: Planned<'_>,
+) -> Result<Vec<u8>, SourceChanged> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let mut body = open_planned(objects, key, start, planned, ("object", "job")).await?;
+    let mut out = Vec::with_capacity(len.min(8 << 20) as usize);
+    while (out.len() as u64) < len {
+        let Some(piece) = next_piece(&mut body).await? else {
+            break;
+        };
+        out.extend_from_slice(&piece);
+    }
+    out.truncate(len as usize);
+    Ok(out)
+}
+
 /// The next piece of an object stream (`None` at its end).
 pub async fn next_piece(
     body: &mut aws_sdk_s3::primitives::ByteStream,
