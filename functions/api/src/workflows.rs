@@ -39,7 +39,14 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 /// Checks the body; returns the rule document as compact JSON text.
-fn check(name: &str, description: &str, rules: &Value) -> Result<String, ApiError> {
+/// `model_configured`: whether the deployment has a language model (a `model` sentiment step
+/// is refused without one).
+fn check(
+    name: &str,
+    description: &str,
+    rules: &Value,
+    model_configured: bool,
+) -> Result<String, ApiError> {
     if name.trim().is_empty() || name.len() > MAX_NAME {
         return Err(invalid(format!(
             "`name` must be 1 to {MAX_NAME} bytes long."
@@ -57,7 +64,7 @@ fn check(name: &str, description: &str, rules: &Value) -> Result<String, ApiErro
             text.len()
         )));
     }
-    if let Err(errs) = tessera_shared::workflow::validate_document(rules) {
+    if let Err(errs) = tessera_shared::workflow::validate_document(rules, model_configured) {
         let first = errs
             .first()
             .map(|e| e.to_string())
@@ -92,7 +99,7 @@ pub async fn validate_against_job(
     caller: Caller,
     JsonBody(req): JsonBody<ValidateBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let text = check("validate", "", &req.rules)?;
+    let text = check("validate", "", &req.rules, st.config.model_id.is_some())?;
     let job = crate::owned_job(&st, &caller, &req.job_id).await?;
     if job.state != tessera_shared::job::JobState::Completed {
         return Err(crate::conflict(
@@ -180,7 +187,12 @@ pub async fn create_workflow(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let name = body.name.unwrap_or_default();
     let description = body.description.unwrap_or_default();
-    let text = check(&name, &description, &body.rules)?;
+    let text = check(
+        &name,
+        &description,
+        &body.rules,
+        st.config.model_id.is_some(),
+    )?;
     let id = uuid::Uuid::new_v4().to_string();
     let v = st
         .workflows
@@ -259,7 +271,12 @@ pub async fn update_workflow(
             .description
             .clone()
             .unwrap_or_else(|| head.description.clone());
-        let text = check(&name, &description, &body.rules)?;
+        let text = check(
+            &name,
+            &description,
+            &body.rules,
+            st.config.model_id.is_some(),
+        )?;
         match st
             .workflows
             .update(&head, name.trim(), &description, &text)

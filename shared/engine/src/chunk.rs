@@ -73,6 +73,11 @@ pub struct ChunkOptions {
     /// value, per rule id (`rules::unique::Repeats`). `None`: emit keys for the second pass.
     #[serde(skip)]
     pub unique_repeats: Option<Arc<crate::rules::unique::Repeats>>,
+    /// The caller grades the rows of `model` sentiment steps: clean rows wait in the processor
+    /// until [`ChunkProcessor::fill_model_rows`] gives their grades (see
+    /// [`ChunkProcessor::model_rows`]). `false`: those steps write `not_graded`.
+    #[serde(skip)]
+    pub grade_model_rows: bool,
 }
 
 impl Default for ChunkOptions {
@@ -85,6 +90,7 @@ impl Default for ChunkOptions {
             profile: ProfileOptions::default(),
             rules: None,
             unique_repeats: None,
+            grade_model_rows: false,
         }
     }
 }
@@ -221,9 +227,15 @@ impl ChunkProcessor {
             max_overrun: opts.max_speculative_overrun_bytes,
             open_quote_at_eof: None,
             profile: ProfileState::new(columns.to_vec(), &opts.profile),
-            rules: opts.rules.clone().map(|r| match &opts.unique_repeats {
-                Some(known) => RuleRunner::with_repeats(r, known),
-                None => RuleRunner::new(r),
+            rules: opts.rules.clone().map(|r| {
+                let mut runner = match &opts.unique_repeats {
+                    Some(known) => RuleRunner::with_repeats(r, known),
+                    None => RuleRunner::new(r),
+                };
+                if opts.grade_model_rows {
+                    runner.collect_model_rows();
+                }
+                runner
             }),
             rule_rejected_rows: 0,
         }
@@ -268,12 +280,10 @@ impl ChunkProcessor {
         })
     }
 
-    /// Ends the chunk (at end of input, or after `Feed::Done`) and returns its result.
-    pub fn finish(
-        mut self,
-        clean: &mut impl Write,
-        rejected: &mut impl Write,
-    ) -> Result<ChunkResult, EngineError> {
+    /// Ends the parse at end of input (the last record, if unterminated, is processed); what
+    /// [`finish`](Self::finish) does first. Call it before `finish` to grade the last
+    /// [`model_rows`](Self::model_rows). Idempotent.
+    pub fn end_input(&mut self) -> Result<(), EngineError> {
         if self.parser.is_none() {
             let (parser, guessed_from) = self.start.begin_at_eof();
             self.parser = Some(parser);
@@ -290,6 +300,53 @@ impl ChunkProcessor {
             }
             self.open_quote_at_eof = end.open_quote_at_eof;
             self.done = true;
+        }
+        Ok(())
+    }
+
+    /// The clean rows' texts waiting for a model grade (with
+    /// [`ChunkOptions::grade_model_rows`]): their clean rows are held back, not written, until
+    /// [`fill_model_rows`](Self::fill_model_rows). Grade them when there are enough for a few
+    /// calls, after a feed, and before [`finish`](Self::finish) (after
+    /// [`end_input`](Self::end_input)).
+    pub fn model_rows(&self) -> &[crate::grading::ModelRow] {
+        self.rules.as_ref().map_or(&[], |r| r.model_rows())
+    }
+
+    /// Writes the held-back clean rows with `grades` (one per [`model_rows`](Self::model_rows)
+    /// entry, same order) to `clean`.
+    pub fn fill_model_rows(
+        &mut self,
+        grades: &[crate::grading::Grade],
+        clean: &mut impl Write,
+    ) -> Result<(), EngineError> {
+        if let Some(runner) = self.rules.as_mut() {
+            runner.fill_model_rows(grades, &mut self.out);
+        }
+        // The rejected rows stay for the next `feed` or `finish` to write.
+        if !self.out.is_empty() {
+            clean
+                .write_all(&self.out)
+                .map_err(|e| EngineError::io("writing the clean output", e))?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Ends the chunk (at end of input, or after `Feed::Done`) and returns its result. Rows
+    /// still waiting for a model grade are written `not_graded`.
+    pub fn finish(
+        mut self,
+        clean: &mut impl Write,
+        rejected: &mut impl Write,
+    ) -> Result<ChunkResult, EngineError> {
+        self.end_input()?;
+        if let Some(runner) = self.rules.as_mut() {
+            let n = runner.model_rows().len();
+            if n > 0 {
+                let grades = vec![crate::grading::Grade::NotGraded; n];
+                runner.fill_model_rows(&grades, &mut self.out);
+            }
         }
         if self.at_end.is_none() {
             self.snapshot_end();
@@ -499,11 +556,14 @@ impl ChunkProcessor {
         clean: &mut impl Write,
         rejected: &mut impl Write,
     ) -> Result<(), EngineError> {
+        let mut hold = false;
         if let Some(runner) = self.rules.as_mut() {
             // Tokens computed two at a time: the last one may still be pending.
             runner.resolve(&mut self.out);
+            // Rows waiting for a model grade stay until `fill_model_rows`.
+            hold = !runner.model_rows().is_empty();
         }
-        if !self.out.is_empty() {
+        if !hold && !self.out.is_empty() {
             clean
                 .write_all(&self.out)
                 .map_err(|e| EngineError::io("writing the clean output", e))?;

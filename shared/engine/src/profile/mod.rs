@@ -14,7 +14,7 @@
 
 pub(crate) mod classify;
 pub(crate) mod distinct;
-mod pii;
+pub(crate) mod pii;
 pub(crate) mod quantiles;
 mod topk;
 

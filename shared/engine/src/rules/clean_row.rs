@@ -6,9 +6,11 @@
 //! Not here: deciding whether the record is clean (see `run`).
 
 use super::compiled::{Act, CTransform, CompiledRules, OutOp};
+use super::doc::SentimentEngine;
 use super::mask::{partial, partial_bytes, Tokenizer};
 use super::run::{RuleRunner, Scratch};
 use crate::csv_write::write_field;
+use crate::grading::{Grade, ModelRow};
 use crate::record::Record;
 use crate::sentiment::{Analyzer, Label, ScoreText};
 
@@ -111,18 +113,39 @@ impl RuleRunner {
 /// Writes the derived columns (after the layout and `_violations`): per `derive` step, the
 /// compound score with 4 fraction digits and the label, both never quoted. The score is of the
 /// source field as read (unquoted), before the column's transforms: a `redact` or `token` mask
-/// would leave nothing to score, and a score and a label leak none of the text.
+/// would leave nothing to score, and a score and a label leak none of the text. A `model`
+/// step's pair is left out and its text handed out (`ModelRow`, its place noted) when the
+/// runner collects model rows; else it is an empty score and `not_graded`.
 #[inline(never)]
 fn write_derived(r: &CompiledRules, rec: &Record<'_>, s: &mut Scratch, out: &mut Vec<u8>) {
-    let analyzer = s.analyzer.get_or_insert_with(Analyzer::new);
-    for (k, &c) in r.derives.iter().enumerate() {
+    let mut step = 0u16;
+    for (k, &(c, engine)) in r.derives.iter().enumerate() {
         if k > 0 || !r.layout.is_empty() || r.flag_column {
             out.push(b',');
         }
-        let compound = analyzer.compound(rec.get(c).unwrap_or("").as_bytes());
-        out.extend_from_slice(ScoreText::of(compound).as_bytes());
-        out.push(b',');
-        out.extend_from_slice(Label::of(compound).as_str().as_bytes());
+        let text = rec.get(c).unwrap_or("");
+        match engine {
+            SentimentEngine::Lexicon => {
+                let analyzer = s.analyzer.get_or_insert_with(Analyzer::new);
+                let compound = analyzer.compound(text.as_bytes());
+                out.extend_from_slice(ScoreText::of(compound).as_bytes());
+                out.push(b',');
+                out.extend_from_slice(Label::of(compound).as_str().as_bytes());
+            }
+            SentimentEngine::Model if s.collect_model => {
+                s.model_rows.push(ModelRow {
+                    offset: s.offset,
+                    step,
+                    text: text.to_string(),
+                    at: out.len(),
+                });
+                step += 1;
+            }
+            SentimentEngine::Model => {
+                Grade::NotGraded.write(out);
+                step += 1;
+            }
+        }
     }
 }
 

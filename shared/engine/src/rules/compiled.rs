@@ -185,9 +185,9 @@ pub struct CompiledRules {
     pub(super) keeps_plain: Vec<bool>,
     pub(super) output_columns: Vec<String>,
     pub(super) flag_column: bool,
-    /// The source columns with a sentiment `derive` step, in the order of their output
-    /// columns (two each, after `_violations`).
-    pub(super) derives: Vec<usize>,
+    /// The source columns with a sentiment `derive` step and the step's engine, in the order
+    /// of their output columns (two each, after `_violations`).
+    pub(super) derives: Vec<(usize, super::doc::SentimentEngine)>,
     pub(super) unique_count: usize,
     pub(super) passthrough: bool,
 }
@@ -218,6 +218,16 @@ impl CompiledRules {
     /// `_violations` when a rule flags, plus two columns per `derive` step.
     pub fn output_columns(&self) -> &[String] {
         &self.output_columns
+    }
+
+    /// The source column names of the `model` sentiment steps, in output order (a
+    /// [`ModelRow`](crate::grading::ModelRow)'s `step` indexes this list).
+    pub fn model_steps(&self) -> Vec<&str> {
+        self.derives
+            .iter()
+            .filter(|(_, e)| *e == super::doc::SentimentEngine::Model)
+            .map(|&(c, _)| self.columns[c].as_str())
+            .collect()
     }
 
     /// The rule ids, in document order.

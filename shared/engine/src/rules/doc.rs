@@ -64,9 +64,14 @@ pub struct DeriveSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SentimentSpec {
-    /// Which scorer: `lexicon` (VADER, in the chunk workers). `model` is reserved for the
-    /// agent function's model engine, not built yet: validation rejects it.
+    /// Which scorer: `lexicon` (VADER, in the chunk workers) or `model` (a language model,
+    /// PII masked first; needs a deployment with a model and the job's `max_cost_usd`).
     pub engine: SentimentEngine,
+    /// `model` only: grade about this many rows, a uniform sample drawn from each row's byte
+    /// offset (the same rows whatever the chunk size); the others get `not_sampled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub sample: Option<u64>,
 }
 
 /// The scorer of a sentiment derive step.
@@ -75,7 +80,8 @@ pub struct SentimentSpec {
 pub enum SentimentEngine {
     /// VADER's lexicon and rules (`tessera_engine::sentiment`), on every row.
     Lexicon,
-    /// A language model through the agent function (not available yet).
+    /// A language model (the agent's Bedrock model and shared rate limiter), rows batched,
+    /// personal data masked before any text leaves (docs/sentiment.md, "The model engine").
     Model,
 }
 

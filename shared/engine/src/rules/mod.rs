@@ -43,7 +43,8 @@ pub use run::{RuleOutcome, RuleRunner, Verdict};
 pub use threshold::ThresholdExceeded;
 pub use unique::UniqueKeys;
 pub use validate::{
-    against_profile, from_value, parse_document, ValidationError, MODEL_ENGINE_UNAVAILABLE,
+    against_profile, from_value, parse_document, refuse_model_engine, ValidationError,
+    MODEL_ENGINE_UNAVAILABLE,
 };
 
 /// The JSON Schema of [`RuleDocument`] (the content of `docs/rules.schema.json`).
