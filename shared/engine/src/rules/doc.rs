@@ -65,10 +65,11 @@ pub struct DeriveSpec {
 #[serde(deny_unknown_fields)]
 pub struct SentimentSpec {
     /// Which scorer: `lexicon` (VADER, in the chunk workers) or `model` (a language model,
-    /// PII masked first; needs a deployment with a model and the job's `max_cost_usd`).
+    /// PII masked first; needs a deployment with a model: docs/sentiment.md).
     pub engine: SentimentEngine,
     /// `model` only: grade about this many rows, a uniform sample drawn from each row's byte
-    /// offset (the same rows whatever the chunk size); the others get `not_sampled`.
+    /// offset (the same rows whatever the chunk size); the others get `not_sampled`. The shape
+    /// is fixed; validation refuses it until it is built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub sample: Option<u64>,
