@@ -133,8 +133,7 @@ const TRAIL: &[u8] = b"\"'.,;:!?)]}>";
 /// separator inside it (`ssn:123-45-6789`, `x=(415)`, `10.0.0.1/24`).
 fn cuts(b: &[u8], w: (usize, usize), start: bool) -> Vec<usize> {
     let mut out = vec![if start { w.0 } else { w.1 }];
-    for p in w.0..w.1 {
-        let c = b[p];
+    for (p, &c) in b.iter().enumerate().take(w.1).skip(w.0) {
         if !(c.is_ascii_alphanumeric() || b".+-()".contains(&c) || c >= 0x80) {
             out.push(if start { p + 1 } else { p });
         }
