@@ -304,7 +304,7 @@ async fn model_engine_masks_batches_retries_and_waits() {
             assert_eq!(l, label(want), "row {id}");
         }
     }
-    assert!(errors >= 1 && errors <= 40, "{errors}");
+    assert!((1..=40).contains(&errors), "{errors}");
     let graded_once = by_id.keys().filter(|i| !review(**i).is_empty()).count();
     assert!(
         sent_rows >= graded_once,
