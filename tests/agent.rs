@@ -17,7 +17,7 @@ use tessera_infra::converse::{ConverseServer, Step};
 use tessera_shared::model::bedrock::BedrockModel;
 use tessera_shared::model::ChatModel;
 
-const TIMEOUT: Duration = Duration::from_secs(90);
+const TIMEOUT: Duration = Duration::from_secs(180);
 const MODEL: &str = "us.anthropic.claude-test-v1:0";
 const READ_ONLY_TOOLS: [&str; 4] = [
     "describe_dataset",
@@ -249,6 +249,39 @@ async fn a_group_by_question_is_answered_with_the_exact_numbers() {
         assert!(r.signed);
         assert!(r.body["inferenceConfig"]["maxTokens"].as_u64().unwrap() > 0);
     }
+    // The owner's day: the two calls, their tokens and cost, what is left of the budget.
+    let u = c.get("/v1/usage").await;
+    assert_eq!(u.status, StatusCode::OK, "{:?}", u.body);
+    assert_eq!(u.body["calls"], 2, "{}", u.body);
+    assert_eq!(
+        u.body["input_tokens"], msg["usage"]["input_tokens"],
+        "{}",
+        u.body
+    );
+    assert_eq!(u.body["output_tokens"], msg["usage"]["output_tokens"]);
+    let cost = u.body["cost_micro_usd"].as_u64().unwrap();
+    assert_eq!(cost, msg["usage"]["cost_micro_usd"].as_u64().unwrap());
+    assert!(cost > 0);
+    assert_eq!(u.body["held_micro_usd"], 0, "every call settled");
+    assert_eq!(u.body["budget_micro_usd"], 100_000_000);
+    assert_eq!(u.body["remaining_micro_usd"], 100_000_000 - cost);
+    let day = u.body["day"].as_str().unwrap().to_string();
+    assert_eq!(c.get(&format!("/v1/usage?day={day}")).await.body, u.body);
+    // Another day, another owner: nothing; a bad day is named.
+    let other = c.get("/v1/usage?day=2020-01-01").await;
+    assert_eq!(other.body["calls"], 0, "{:?}", other.body);
+    assert_eq!(
+        Client::new(&stack, "bob").get("/v1/usage").await.body["calls"],
+        0
+    );
+    let bad = c.get("/v1/usage?day=tomorrow").await;
+    assert_eq!(
+        bad.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        bad.body
+    );
+    assert_eq!(bad.body["error"]["code"], "invalid_day");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -299,10 +332,21 @@ async fn generated_rules_dry_run_matches_a_real_job_with_them() {
     );
 
     // The same document as a workflow, on a real job over the same file.
+    let (_, run) = job_with_rules(&c, &bytes, &a.body["rules"]).await;
+    let dry = &a.body["dry_run"];
+    assert_eq!(dry["sample_rows"], 60, "{dry}");
+    assert_eq!(run["rejected_rows"], dry["rejected_rows"], "{run} vs {dry}");
+    let empty_notes = (0..60).filter(|i| i % 7 == 0).count() as u64;
+    assert_eq!(dry["violations"]["note_present"], empty_notes, "{dry}");
+}
+
+/// Saves `rules` as a workflow and runs a job over `bytes` with it; returns the job id and its
+/// final record (completed).
+async fn job_with_rules(c: &Client, bytes: &[u8], rules: &Value) -> (String, Value) {
     let wf = c
         .post_json(
             "/v1/workflows",
-            &json!({"name": "generated", "rules": a.body["rules"]}),
+            &json!({"name": "generated", "rules": rules}),
         )
         .await;
     assert_eq!(wf.status, StatusCode::CREATED, "{:?}", wf.body);
@@ -317,20 +361,158 @@ async fn generated_rules_dry_run_matches_a_real_job_with_them() {
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let put = reqwest::Client::new()
         .put(created.body["upload"]["url"].as_str().unwrap())
-        .body(bytes.clone())
+        .body(bytes.to_vec())
         .send()
         .await
         .unwrap();
     assert!(put.status().is_success());
-    let run = c
-        .wait_final(created.body["job_id"].as_str().unwrap(), TIMEOUT)
-        .await;
+    let id = created.body["job_id"].as_str().unwrap().to_string();
+    let run = c.wait_final(&id, TIMEOUT).await;
     assert_eq!(run["state"], "completed", "{run}");
-    let dry = &a.body["dry_run"];
-    assert_eq!(dry["sample_rows"], 60, "{dry}");
-    assert_eq!(run["rejected_rows"], dry["rejected_rows"], "{run} vs {dry}");
-    let empty_notes = (0..60).filter(|i| i % 7 == 0).count() as u64;
-    assert_eq!(dry["violations"]["note_present"], empty_notes, "{dry}");
+    (id, run)
+}
+
+/// Reads the manifest of a completed job (owner `alice`).
+async fn manifest(stack: &LocalStack, job: &str) -> Value {
+    let objects = tessera_shared::store::objects::ObjectStore::new(
+        stack.clients.s3.clone(),
+        &stack.config.bucket,
+    );
+    let prefix = tessera_shared::keys::results_prefix("alice", job);
+    serde_json::from_slice(
+        &objects
+            .read_all(&format!("{prefix}/manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A file much larger than the profile's sample, cut into many chunks: the proposal's dry run
+/// over the whole file (asked with `dry_run: file`) counts what a real job with the saved
+/// workflow rejects, rule by rule; the sample's counts are only a sample's. Nothing is saved
+/// by the dry run; another owner cannot read it; a bad document is refused at its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_file_dry_run_counts_what_a_real_job_rejects() {
+    let server = ConverseServer::start().await.unwrap();
+    let stack = agent_stack(&server, false).await;
+    let c = Client::new(&stack, "alice");
+    let rows = 4_000;
+    let bytes = data(rows, |i| {
+        if i % 13 == 0 {
+            String::new()
+        } else {
+            format!("note {i}, quoted")
+        }
+    });
+    let job = completed_job(&c, bytes.clone()).await;
+    let rules = json!({"version": 1, "on_violation": "reject", "rules": [
+        {"id": "note_present", "column": "note", "check": "not_null"},
+        {"id": "amount_small", "column": "amount", "check": {"range": {"min": 0, "max": 300}}}
+    ]});
+    server.push(Step::tool_use(
+        "propose_rules",
+        json!({"rules": rules, "reasons": [
+            {"rule_id": "note_present", "why": "notes should be filled"},
+            {"rule_id": "amount_small", "why": "amounts above 300 are suspicious"}]}),
+    ));
+    let a = c
+        .post_json(
+            "/v1/rules/generate",
+            &json!({"job_id": job, "prompt": "notes present, amounts at most 300", "dry_run": "file"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["rules"], rules);
+    let fd = &a.body["file_dry_run"];
+    assert_eq!(fd["job_id"], job.as_str(), "{fd}");
+    let id = fd["dry_run_id"].as_str().unwrap().to_string();
+    assert_eq!(fd["status_url"], format!("/v1/rules/dry-runs/{id}"));
+    // Followed to the end.
+    let until = Instant::now() + TIMEOUT;
+    let report = loop {
+        let g = c.get(&format!("/v1/rules/dry-runs/{id}")).await;
+        assert_eq!(g.status, StatusCode::OK, "{:?}", g.body);
+        if g.body["state"] == "completed" || g.body["state"] == "failed" {
+            break g.body;
+        }
+        assert!(Instant::now() < until, "dry run not final: {}", g.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(report["state"], "completed", "{report}");
+    assert_eq!(report["rows"], rows as u64, "{report}");
+    assert!(
+        report["progress"]["chunks_total"].as_u64().unwrap() > 5,
+        "many chunks: {report}"
+    );
+    // The counts from the data itself.
+    let empty_notes = (0..rows).filter(|i| i % 13 == 0).count() as u64;
+    assert_eq!(
+        report["violations"]["note_present"], empty_notes,
+        "{report}"
+    );
+    assert!(report["violations"]["amount_small"].as_u64().unwrap() > 1_000);
+    // The sample saw only a part of it.
+    assert!(
+        a.body["dry_run"]["sample_rows"].as_u64().unwrap() < rows as u64,
+        "{}",
+        a.body["dry_run"]
+    );
+
+    // The same document as a workflow, on a real job over the same file: the same counts.
+    let (real_id, real) = job_with_rules(&c, &bytes, &a.body["rules"]).await;
+    let real_id = real_id.as_str();
+    assert_eq!(
+        real["rejected_rows"], report["rejected_rows"],
+        "{real} vs {report}"
+    );
+    assert_eq!(real["rows"], report["clean_rows"]);
+    assert_eq!(
+        manifest(&stack, real_id).await["violations"],
+        report["violations"]
+    );
+    // The dry run is a job of its own, marked as one; the original job is untouched.
+    let as_job = c.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(as_job.body["dry_run_of"], job.as_str(), "{:?}", as_job.body);
+    let original = c.get(&format!("/v1/jobs/{job}")).await;
+    assert_eq!(original.body["rejected_rows"], 0);
+    assert!(original.body.get("dry_run_of").is_none());
+
+    // A document that does not fit the file is refused at its path; another owner sees nothing.
+    let bad = c
+        .post_json(
+            "/v1/rules/dry-runs",
+            &json!({"job_id": job, "rules": {"version": 1, "rules": [{"column": "nope", "check": "not_null"}]}}),
+        )
+        .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        bad.body
+    );
+    assert_eq!(bad.body["error"]["code"], "invalid_rules");
+    assert!(bad.body["error"]["details"]["errors"][0]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("/rules/0"));
+    let bob = Client::new(&stack, "bob");
+    assert_eq!(
+        bob.get(&format!("/v1/rules/dry-runs/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let theirs = bob
+        .post_json(
+            "/v1/rules/dry-runs",
+            &json!({"job_id": job, "rules": rules}),
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    // A plain job is not a dry run.
+    assert_eq!(
+        c.get(&format!("/v1/rules/dry-runs/{job}")).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -21,7 +21,7 @@ use tessera_shared::model::ChatModel;
 /// An inference profile id: the form a deployment most often configures (and one with a `:`,
 /// which the client must escape in the request path).
 const MODEL_ID: &str = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
-const TIMEOUT: Duration = Duration::from_secs(90);
+const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Eight people, one without a name.
 const CSV: &[u8] = b"id,name,score\n1,alice,10\n2,bob,20\n3,,30\n4,dan,40\n5,erin,50\n6,frank,60\n7,grace,70\n8,heidi,80\n";

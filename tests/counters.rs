@@ -41,6 +41,7 @@ async fn running_job(store: &JobStore, chunks: u32) -> Job {
         header_len: 2,
         chunk_size: 1000,
         chunk_count: chunks,
+        source_etag: None,
     };
     assert!(store.mark_planned(&id, &plan).await.unwrap());
     assert!(store.mark_processing(&id).await.unwrap());
@@ -63,6 +64,7 @@ fn record(i: u32) -> ChunkRecord {
         rows: u64::from(i) + 1,
         rejected_rows: u64::from(i % 3),
         bytes: 1000 + u64::from(i),
+        scored_rows: u64::from(i % 5),
         result_key: format!("results/alice/x/parts/result/{i:06}"),
         completed_at: now_rfc3339(),
     }
@@ -172,6 +174,9 @@ async fn sharded_counters_sum_exactly_and_one_finalizer_wins() {
     assert_eq!(snap.progress.chunks_done, N);
     assert_eq!(snap.rows, rows);
     assert_eq!(snap.progress.bytes_done, bytes.min(snap.size));
+    // Rows scored by derive steps are counted like rows.
+    let scored: u64 = (0..N).map(|i| record(i).scored_rows).sum();
+    assert_eq!((p.scored_rows, snap.scored_rows), (scored, scored));
 
     // Chunk records: all there, in order, each on its shard's partition.
     let recs = store.chunks(&job.id).await.unwrap();

@@ -95,7 +95,11 @@ async fn upload_is_presigned_with_plain_terms_and_accepts_a_plain_put() {
         .collect();
     let expires: u64 = q["x-amz-expires"].parse().unwrap();
     assert!(expires > 0 && expires <= 900, "X-Amz-Expires {expires}");
-    assert_eq!(q["x-amz-signedheaders"], "host");
+    // The declared size and type are signed: S3 refuses a PUT of another size or type.
+    assert_eq!(q["x-amz-signedheaders"], "content-length;content-type;host");
+    let headers = created["upload"]["headers"].as_object().unwrap();
+    assert_eq!(headers.len(), 1, "{headers:?}");
+    let content_type = headers["content-type"].as_str().unwrap().to_string();
     assert!(
         q.keys()
             .all(|k| !k.starts_with("x-amz-checksum") && !k.starts_with("x-amz-sdk-checksum")),
@@ -107,7 +111,14 @@ async fn upload_is_presigned_with_plain_terms_and_accepts_a_plain_put() {
         "{}",
         url.path()
     );
-    let put = alice.http.put(url.clone()).body(data).send().await.unwrap();
+    let put = alice
+        .http
+        .put(url.clone())
+        .header("content-type", content_type)
+        .body(data)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         put.status(),
         StatusCode::OK,

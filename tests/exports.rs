@@ -12,7 +12,7 @@ use tessera_shared::export::{Converter, Format};
 use tessera_shared::pipeline::exports::export_object;
 use tessera_shared::store::objects::ObjectStore;
 
-const JOB_TIMEOUT: Duration = Duration::from_secs(60);
+const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 /// Outputs above this are exported by export jobs in these tests.
 const SYNC_MAX: u64 = 4 * 1024;
 /// Small, and not a multiple of the rows' lengths, so boundaries land everywhere, inside

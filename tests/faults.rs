@@ -19,7 +19,7 @@ use tessera_e2e::*;
 use tessera_infra::faults::{Fault, FaultProxy, Rule, RuleHandle, Service};
 use tessera_shared::store::objects::ObjectStore;
 
-const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 /// Cells run at once (the machine is small and shared; each cell is a whole stack).
 const PARALLEL_CELLS: usize = 4;
 

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera_e2e::*;
 
-const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 /// Small, and not a multiple of the rows' lengths, so range boundaries land everywhere.
 const RANGE: u64 = 2_999;
 /// The group limit both stacks run with.

@@ -114,14 +114,16 @@ async fn multipart_upload_resumes_completes_and_counts_exactly() {
         first.keys().copied().collect::<Vec<_>>(),
         (1..=count).collect::<Vec<_>>()
     );
-    // Part URLs sign only `host` and carry no checksum terms a browser could not satisfy.
+    // Part URLs sign `host` and the part's `content-length` (S3 refuses a part of another size;
+    // every client sets it from the bytes) and carry no checksum terms a browser could not
+    // satisfy.
     for u in first.values() {
         let url = reqwest::Url::parse(u).unwrap();
         let q: BTreeMap<String, String> = url
             .query_pairs()
             .map(|(k, v)| (k.to_lowercase(), v.into_owned()))
             .collect();
-        assert_eq!(q["x-amz-signedheaders"], "host", "{u}");
+        assert_eq!(q["x-amz-signedheaders"], "content-length;host", "{u}");
         assert!(
             q.contains_key("uploadid") && q.contains_key("partnumber"),
             "{u}"

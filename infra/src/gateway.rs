@@ -5,7 +5,7 @@
 //!   `/v1/rules/generate`, `/v1/sessions...`) to the agent function, and every other path to the
 //!   api function;
 //! - verifies `Authorization: Bearer <jwt>` (the JWT authorizer) on every route except
-//!   `GET /v1/health`, answering 401 itself when the token is missing or invalid;
+//!   `GET /v1/health` and `GET /v1/openapi.json`, answering 401 itself when the token is missing or invalid;
 //! - enforces the 10 MB payload limit (413) and buffers the body, as API Gateway does before
 //!   it invokes a Lambda;
 //! - hands the handler the request context it would get in AWS (`RequestContext::ApiGatewayV2`
@@ -33,12 +33,15 @@ use crate::auth::JwtKey;
 pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 
 /// Routes that need no token.
-const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/v1/health")];
+const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", "/v1/health"), ("GET", "/v1/openapi.json")];
 
 /// The agent function's routes, as template.yaml's `AgentFunction` events declare them
 /// (`{id}`: one non-empty path segment).
 pub const AGENT_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/rules/generate"),
+    ("POST", "/v1/rules/dry-runs"),
+    ("GET", "/v1/rules/dry-runs/{id}"),
+    ("GET", "/v1/usage"),
     ("POST", "/v1/sessions"),
     ("GET", "/v1/sessions/{id}"),
     ("POST", "/v1/sessions/{id}/messages"),
@@ -251,6 +254,8 @@ mod tests {
     fn agent_routes_match_like_the_route_table() {
         let id = "0b6f0a52-55d4-4c4f-a7a4-7f9d3c1e2b10";
         assert!(is_agent_route("POST", "/v1/rules/generate"));
+        assert!(is_agent_route("POST", "/v1/rules/dry-runs"));
+        assert!(is_agent_route("GET", &format!("/v1/rules/dry-runs/{id}")));
         assert!(is_agent_route("POST", "/v1/sessions"));
         assert!(is_agent_route("GET", &format!("/v1/sessions/{id}")));
         assert!(is_agent_route(

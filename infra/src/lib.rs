@@ -9,6 +9,8 @@
 //! - [`streams`]: Lambda's DynamoDB-stream event-source mapping (the jobs table -> status pushes);
 //! - [`faults`]: a proxy in front of the emulator that injects scripted faults (tests);
 //! - [`stack`]: all of the above started together, as `tessera up` and the tests use it;
+//! - [`worker`]: the chunk queue's worker as a process of its own (`tessera worker chunk`), one
+//!   a test can kill mid-task;
 //! - [`model`]: the scale model of a deployed job and fleet (`tessera model`, docs/scale.md);
 //! - [`upload`]: upload a local file through the API (single PUT or parallel parts, progress);
 //! - [`demo`]: `tessera demo`'s use case: upload, follow the job, profile table, example query;
@@ -24,10 +26,12 @@ pub mod esm;
 pub mod faults;
 pub mod gateway;
 pub mod model;
+pub mod openapi;
 pub mod provision;
 pub mod resources;
 pub mod stack;
 pub mod streams;
 pub mod upload;
 pub mod web;
+pub mod worker;
 pub mod ws;

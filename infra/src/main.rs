@@ -1,6 +1,7 @@
 //! The `tessera` command: run the local stack (`up`), try it end to end (`demo`), mint a token
 //! the local gateway accepts (`token`), and process or query a local file without any AWS
-//! (`process`, `query`, `rules suggest`).
+//! (`process`, `query`, `rules suggest`); run the chunk function as a process of its own
+//! (`worker chunk`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tessera_infra::auth::{tessera_home, JwtKey};
 use tessera_infra::demo::DemoOptions;
 use tessera_infra::stack::{AgentModelSource, KeySource, LocalStack, StackOptions};
 use tessera_infra::upload::{Api, UploadOptions};
+use tessera_infra::worker::WorkerOptions;
 
 mod cli;
 use cli::model::ModelArgs;
@@ -113,10 +115,32 @@ enum Command {
     /// limit that binds, from figures measured here (docs/scale.md); also a 1 TB job and a
     /// fleet of concurrent jobs of mixed sizes.
     Model(ModelArgs),
+    /// Run a function's queue worker in this process, configured from the environment
+    /// (TESSERA_AWS_ENDPOINT, TESSERA_BUCKET, TESSERA_JOBS_TABLE, TESSERA_CHUNK_QUEUE_URL, ...,
+    /// as a Lambda function is), until SIGTERM or Ctrl-C. Pair it with a stack that leaves that
+    /// queue alone (docs/local.md § *Worker processes*).
+    Worker {
+        #[command(subcommand)]
+        function: WorkerFunction,
+    },
     /// Rule documents for local files: `tessera rules suggest FILE [--out RULES.json]`.
     Rules {
         #[command(subcommand)]
         command: cli::rules::RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkerFunction {
+    /// The chunk function: poll the chunk queue (TESSERA_CHUNK_QUEUE_URL) and run each task
+    /// through the chunk handler, deleting what succeeded, as Lambda's event-source mapping does.
+    Chunk {
+        /// Concurrent pollers (Lambda concurrency).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Long-poll wait in seconds (1-20); a clean stop waits for the last poll.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+        wait_secs: u32,
     },
 }
 
@@ -209,6 +233,16 @@ fn main() -> Result<()> {
         Command::Model(args) => cli::model::model(args),
         Command::Rules { command } => cli::rules::run(command),
         Command::Up(args) => runtime()?.block_on(up(args)),
+        Command::Worker {
+            function:
+                WorkerFunction::Chunk {
+                    concurrency,
+                    wait_secs,
+                },
+        } => runtime()?.block_on(worker_chunk(WorkerOptions {
+            concurrency,
+            wait_secs,
+        })),
         Command::Demo {
             file,
             json,
@@ -264,6 +298,23 @@ async fn up(args: StackArgs) -> Result<()> {
     }
     eprintln!("stopping...");
     stack.shutdown().await;
+    Ok(())
+}
+
+async fn worker_chunk(opts: WorkerOptions) -> Result<()> {
+    let config = tessera_shared::config::Config::from_env()
+        .context("the worker reads its configuration from TESSERA_* variables")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = stop.send(true);
+    });
+    tessera_infra::worker::run_chunk(std::sync::Arc::new(config), &opts, stopped).await?;
     Ok(())
 }
 

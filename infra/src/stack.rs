@@ -118,6 +118,10 @@ pub struct StackOptions {
     pub duplicate_chunk_messages: bool,
     /// Do not run the planner/chunk pollers (tests that drive the queues by hand).
     pub no_pollers: bool,
+    /// Run every poller but the chunk queue's: its tasks are left to worker processes
+    /// ([`crate::worker`], `tessera worker chunk`) started with [`LocalStack::function_env`], which
+    /// a test can kill.
+    pub no_chunk_pollers: bool,
     /// Where the jobs-table stream poller starts (`LATEST` like a new Lambda mapping; tests use
     /// `TRIM_HORIZON` so no change made while it starts is missed).
     pub stream_start: StartingPosition,
@@ -142,6 +146,7 @@ impl std::fmt::Debug for StackOptions {
             .field("agent_concurrency", &self.agent_concurrency)
             .field("agent_model", &self.agent_model.as_ref().map(|_| "given"))
             .field("no_pollers", &self.no_pollers)
+            .field("no_chunk_pollers", &self.no_chunk_pollers)
             .field("key", &self.key)
             .field("region", &self.region)
             .finish_non_exhaustive()
@@ -173,6 +178,7 @@ impl Default for StackOptions {
             poll_wait_secs: 5,
             duplicate_chunk_messages: false,
             no_pollers: false,
+            no_chunk_pollers: false,
             stream_start: StartingPosition::Latest,
             ws: WsOptions::default(),
             key: KeySource::File(home.clone()),
@@ -233,6 +239,11 @@ pub struct LocalStack {
     pub emulator_url: String,
     /// The configuration every handler of this stack runs with.
     pub config: Arc<Config>,
+    /// The variables `config` was read from (names, endpoints, queue URLs, the stack's own
+    /// settings and [`StackOptions::env`]): a function process started with them (and the rest
+    /// of this process's environment) runs with the same configuration, like a Lambda
+    /// function configured by template.yaml.
+    pub function_env: Vec<(String, String)>,
     /// SDK clients against the emulator.
     pub clients: Clients,
     /// The concrete resource names.
@@ -282,7 +293,7 @@ impl LocalStack {
         // Resource creation needs clients, clients need a config; the config needs the names.
         // Build a bootstrap config first, then the real one.
         let spec = crate::resources::spec();
-        let boot = stack_config(&opts, &emulator_url, &Provisioned::bootstrap())?;
+        let boot = config_of(&stack_env(&opts, &emulator_url, &Provisioned::bootstrap()))?;
         let clients = Clients::from_config(&boot).await;
         let overrides = |visibility_timeout_secs| QueueOverrides {
             visibility_timeout_secs,
@@ -313,11 +324,15 @@ impl LocalStack {
                 source,
             })?
             .port();
-        let mut config = stack_config(&opts, &emulator_url, &resources)?;
-        config.ws_endpoint = Some(crate::ws::management_endpoint(&format!(
-            "http://127.0.0.1:{port}"
-        )));
-        let config = Arc::new(config);
+        let mut env = stack_env(&opts, &emulator_url, &resources);
+        env.insert(
+            "TESSERA_WS_ENDPOINT",
+            crate::ws::management_endpoint(&format!("http://127.0.0.1:{port}")),
+        );
+        let config = Arc::new(config_of(&env)?);
+        let mut function_env: Vec<(String, String)> =
+            env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        function_env.sort();
         let clients = Clients::from_config(&config).await;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -393,6 +408,11 @@ impl LocalStack {
                 let st = chunk.clone();
                 Box::pin(async move { tessera_chunk::handle(&st, ev).await })
             });
+            let dead_uploads = tessera_planner::PlannerState::new(config.clone(), &clients);
+            let dead_upload_handler: Handler = Arc::new(move |ev| {
+                let st = dead_uploads.clone();
+                Box::pin(async move { tessera_planner::handle_dead_letters(&st, ev).await })
+            });
             let dead = tessera_chunk::ChunkState::new(config.clone(), &clients);
             let dead_letter_handler: Handler = Arc::new(move |ev| {
                 let st = dead.clone();
@@ -418,6 +438,21 @@ impl LocalStack {
                 planner_handler,
                 shutdown_rx.clone(),
             )));
+            // The upload events' dead-letter queue, like PlannerDeadLetterFunction's mapping.
+            tasks.push(tokio::spawn(esm::run(
+                Mapping {
+                    function: "planner-dlq",
+                    queue_url: resources.upload_events.dlq_url.clone(),
+                    queue_arn: resources.upload_events.dlq_arn.clone(),
+                    region: config.region.clone(),
+                    batch_size: 10,
+                    wait_secs: opts.poll_wait_secs,
+                    duplicate_messages: false,
+                },
+                clients.sqs.clone(),
+                dead_upload_handler,
+                shutdown_rx.clone(),
+            )));
             // The chunk tasks' dead-letter queue, like ChunkDeadLetterFunction's mapping.
             tasks.push(tokio::spawn(esm::run(
                 Mapping {
@@ -433,7 +468,12 @@ impl LocalStack {
                 dead_letter_handler,
                 shutdown_rx.clone(),
             )));
-            for _ in 0..opts.chunk_concurrency.max(1) {
+            let chunk_pollers = if opts.no_chunk_pollers {
+                0
+            } else {
+                opts.chunk_concurrency.max(1)
+            };
+            for _ in 0..chunk_pollers {
                 tasks.push(tokio::spawn(esm::run(
                     mapping(
                         "chunk",
@@ -470,6 +510,7 @@ impl LocalStack {
             http_url: format!("http://127.0.0.1:{port}"),
             emulator_url,
             config,
+            function_env,
             clients,
             resources,
             key,
@@ -539,16 +580,15 @@ impl Provisioned {
     }
 }
 
-/// The stack's configuration: its own names and settings first, then `TESSERA_*` variables from
-/// the environment for everything it does not set (presign TTL, sniff bytes, job TTL, and the
-/// agent's `TESSERA_MODEL_ID` / `TESSERA_BEDROCK_ENDPOINT`). Every function of the stack runs
-/// with it, as every function in template.yaml gets the queue URLs.
-fn stack_config(
+/// The stack's own configuration variables: names, endpoint and settings, then
+/// [`StackOptions::env`]. Every function of the stack runs with them, as every function in
+/// template.yaml gets the queue URLs.
+fn stack_env(
     opts: &StackOptions,
     endpoint: &str,
     resources: &Provisioned,
-) -> Result<Config, ConfigError> {
-    let mut m: HashMap<&str, String> = HashMap::new();
+) -> HashMap<&'static str, String> {
+    let mut m: HashMap<&'static str, String> = HashMap::new();
     m.insert("TESSERA_AWS_ENDPOINT", endpoint.to_string());
     m.insert("TESSERA_BUCKET", resources.bucket.clone());
     m.insert("TESSERA_JOBS_TABLE", resources.table.clone());
@@ -568,5 +608,12 @@ fn stack_config(
     for (k, v) in &opts.env {
         m.insert(k, v.clone());
     }
-    Config::from_lookup(|k| m.get(k).cloned().or_else(|| std::env::var(k).ok()))
+    m
+}
+
+/// The configuration of `env`, then `TESSERA_*` variables from the process environment for
+/// everything it does not set (presign TTL, sniff bytes, job TTL, and the agent's
+/// `TESSERA_MODEL_ID` / `TESSERA_BEDROCK_ENDPOINT`).
+fn config_of(env: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+    Config::from_lookup(|k| env.get(k).cloned().or_else(|| std::env::var(k).ok()))
 }

@@ -51,6 +51,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../web/agent.js"),
     },
     Asset {
+        name: "sentiment.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/sentiment.js"),
+    },
+    Asset {
         name: "chart.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../web/chart.js"),

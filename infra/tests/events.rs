@@ -63,6 +63,7 @@ fn every_sample_is_checked() {
     assert_eq!(
         names,
         [
+            "agent-create-dry-run.json",
             "agent-create-session.json",
             "agent-task.json",
             "api-create-query.json",
@@ -73,6 +74,7 @@ fn every_sample_is_checked() {
             "chunk-export-range.json",
             "chunk-query-range.json",
             "chunk-task.json",
+            "planner-dead-letter.json",
             "planner-emulator-shape.json",
             "planner-s3-put.json",
             "planner-s3-test-event.json",
@@ -219,10 +221,30 @@ fn agent_samples() {
         .expect("the sample's body is a valid query document");
     let session: ApiGatewayV2httpRequest = load("agent-create-session.json");
     assert_eq!(session.route_key.as_deref(), Some("POST /v1/sessions"));
+    let dry: ApiGatewayV2httpRequest = load("agent-create-dry-run.json");
+    assert_eq!(dry.route_key.as_deref(), Some("POST /v1/rules/dry-runs"));
+    let body: serde_json::Value = serde_json::from_str(dry.body.as_deref().unwrap()).unwrap();
+    tessera_shared::engine::rules::from_value(&body["rules"])
+        .expect("the sample's rules are a valid rule document");
 }
 
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|&c| c == '-').count() == 4
+}
+
+#[test]
+fn planner_dead_letter_sample() {
+    // An upload event that exhausted its deliveries: an S3 notification for an upload source.
+    let body = sqs_body("planner-dead-letter.json", "tessera-upload-events-dlq");
+    let n = tessera_shared::notifications::parse(&body).expect("an S3 notification");
+    let tessera_shared::notifications::Notification::Records(recs) = n else {
+        panic!("not records: {body}");
+    };
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        tessera_shared::keys::parse_source_key(&recs[0].key),
+        Some(("demo-user".to_string(), JOB.to_string()))
+    );
 }
 
 #[test]

@@ -353,6 +353,43 @@ fn check_queue(t: &Value, q: &QueueSpec) {
     );
 }
 
+/// A finalizer that dies is taken over by its own message when SQS hands it out again
+/// (docs/pipeline.md § *A finalizer that dies*): that happens a visibility timeout after the
+/// message was received, and the job moved to `finalizing` at most one function timeout after
+/// that receipt, so the job is stale by then only if stale age + timeout < visibility timeout.
+/// The stale age must also outlast a live finalizer (the function's timeout), or a live one
+/// would be taken over.
+#[test]
+fn a_dead_finalizers_message_comes_back_after_its_job_is_stale() {
+    let t = template();
+    let q = spec().chunk_tasks;
+    let queue_arn = get_att(q.logical_id, "Arn");
+    let (func, _) = function_events(&t, "SQS")
+        .into_iter()
+        .find(|(_, ev)| at(ev, &["Properties", "Queue"]) == &queue_arn)
+        .expect("the chunk queue's consumer");
+    let timeout = num(at(props(&t, func), &["Timeout"]));
+    // The function's own variable, else the Globals', else the default.
+    let var = |v: Option<&Value>| {
+        v.and_then(|v| v.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(|vars| vars.get("TESSERA_STALE_FINALIZING_SECS"))
+            .map(num)
+    };
+    let stale = var(Some(props(&t, func)))
+        .or_else(|| var(t.get("Globals").and_then(|g| g.get("Function"))))
+        .unwrap_or(tessera_shared::config::DEFAULT_STALE_FINALIZING_SECS);
+    let visibility = u64::from(q.visibility_timeout_secs);
+    assert!(
+        timeout < stale,
+        "stale age {stale} s must outlast a live finalizer ({func} timeout {timeout} s)"
+    );
+    assert!(
+        stale + timeout < visibility,
+        "a dead finalizer's message comes back {visibility} s after its receipt; the job must be stale by then (stale age {stale} s + {func} timeout {timeout} s)"
+    );
+}
+
 #[test]
 fn queues_match_spec() {
     let t = template();
@@ -559,6 +596,7 @@ fn functions_read_the_spec_resources() {
             "tessera-chunk",
             "tessera-chunk-dlq",
             "tessera-planner",
+            "tessera-planner-dlq",
             "tessera-status",
             "tessera-status-stream",
             "tessera-status-ws"
@@ -567,7 +605,7 @@ fn functions_read_the_spec_resources() {
 }
 
 #[test]
-fn http_routes_are_authorised_except_health() {
+fn http_routes_are_authorised_except_health_and_openapi() {
     let t = template();
     let api = props(&t, "HttpApi");
     assert_eq!(str_of(at(api, &["Auth", "DefaultAuthorizer"])), "JwtAuth");
@@ -614,9 +652,12 @@ fn http_routes_are_authorised_except_health() {
             ("GET /v1/jobs/{id}/exports/{export_id}".to_string(), false),
             ("GET /v1/jobs/{id}/profile".to_string(), false),
             ("GET /v1/jobs/{id}/queries/{query_id}".to_string(), false),
+            ("GET /v1/openapi.json".to_string(), true),
             ("GET /v1/references".to_string(), false),
+            ("GET /v1/rules/dry-runs/{id}".to_string(), false),
             ("GET /v1/sessions/{id}".to_string(), false),
             ("GET /v1/uploads/{job}/parts".to_string(), false),
+            ("GET /v1/usage".to_string(), false),
             ("GET /v1/workflows".to_string(), false),
             ("GET /v1/workflows/{id}".to_string(), false),
             (
@@ -628,6 +669,7 @@ fn http_routes_are_authorised_except_health() {
             ("POST /v1/jobs/{id}/queries".to_string(), false),
             ("POST /v1/jobs/{id}/retry".to_string(), false),
             ("POST /v1/references".to_string(), false),
+            ("POST /v1/rules/dry-runs".to_string(), false),
             ("POST /v1/rules/generate".to_string(), false),
             ("POST /v1/sessions".to_string(), false),
             ("POST /v1/sessions/{id}/messages".to_string(), false),
@@ -791,6 +833,7 @@ fn function_permissions_are_exactly_these() {
         "dynamodb:UpdateItem JobsTable",
         "s3:GetObject DataBucket/results/*",
         "sqs:SendMessage AgentTasksQueue",
+        "sqs:SendMessage ChunkTasksQueue",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -867,6 +910,14 @@ fn function_permissions_are_exactly_these() {
                 "s3:ListMultipartUploadParts DataBucket/results/*",
                 "s3:PutObject DataBucket/results/*",
                 "sqs:SendMessage AgentTasksQueue",
+            ],
+        ),
+        (
+            "PlannerDeadLetterFunction",
+            &[
+                "dynamodb:ConditionCheckItem JobsTable",
+                "dynamodb:GetItem JobsTable",
+                "dynamodb:UpdateItem JobsTable",
             ],
         ),
         (
@@ -1139,7 +1190,7 @@ fn every_dead_letter_queue_is_consumed_or_alarmed() {
                     .is_empty()
         });
         assert!(alarmed, "{dlq}: no alarm on its visible messages");
-        if dlq == "ChunkTasksDLQ" {
+        if dlq == "ChunkTasksDLQ" || dlq == "UploadEventsDLQ" {
             assert!(consumed, "{dlq}: its consumer fails the jobs");
         }
     }

@@ -1,6 +1,7 @@
 // The agent on the page, for a completed job: "Suggest rules" (`POST /v1/rules/generate`: where
 // the rules came from, each rule with its reason and its dry-run violations on the job's sample,
-// the document as JSON, "Save as workflow" through `POST /v1/workflows`) and a chat panel
+// "Check the whole file" (`POST /v1/rules/dry-runs`, followed to its counts per rule), the
+// document as JSON, "Save as workflow" through `POST /v1/workflows`) and a chat panel
 // (`POST /v1/sessions`, `POST /v1/sessions/{id}/messages`, then `GET /v1/sessions/{id}` every
 // 500 ms until the message is answered or failed: its state, the tools it called, the answer
 // text, its table and its chart, drawn with chart.js).
@@ -131,13 +132,72 @@ function renderRules(a) {
     tr.appendChild(el('td', { 'data-field': 'why' }, why.get(id) ?? '–'));
     const n = violations[id] ?? 0;
     tr.appendChild(el('td', { 'data-field': 'violations', 'data-value': n, class: 'num' }, String(n)));
+    tr.appendChild(el('td', { 'data-field': 'file-violations', class: 'num' }, '–'));
     body.appendChild(tr);
   });
+  fileRun += 1;
+  $('rules-file').dataset.state = '';
+  $('rules-file-status').textContent = 'The counts above are the sample\'s; the whole file runs as a job of its own.';
+  $('rules-file-run').disabled = false;
+  showBoxError($('rules-file-error'), null);
   $('rules-json').textContent = JSON.stringify(a.rules, null, 2);
   $('wf-saved').textContent = '';
   delete $('wf-saved').dataset.workflowId;
   showBoxError($('wf-error'), null);
   $('rules-result').hidden = false;
+}
+
+let fileRun = 0; // bumps when new rules are shown; an older dry run's polls stop
+
+/** Runs the shown rules over the whole file (`POST /v1/rules/dry-runs`) and follows the run. */
+async function checkWholeFile() {
+  if (!lastRules || !job) return;
+  const run = ++fileRun;
+  const box = $('rules-file');
+  const status = $('rules-file-status');
+  showBoxError($('rules-file-error'), null);
+  $('rules-file-run').disabled = true;
+  box.dataset.state = 'running';
+  status.textContent = 'Starting a dry run over the whole file…';
+  try {
+    const started = await api(ctx.cfg(), ctx.token(), 'POST', '/v1/rules/dry-runs', { job_id: job.job_id, rules: lastRules });
+    box.dataset.dryRunId = started.dry_run_id;
+    for (;;) {
+      if (run !== fileRun) return;
+      const r = await api(ctx.cfg(), ctx.token(), 'GET', started.status_url);
+      if (run !== fileRun) return;
+      if (r.state === 'completed') {
+        box.dataset.state = 'completed';
+        box.dataset.rows = String(r.rows);
+        box.dataset.rejected = String(r.rejected_rows);
+        status.textContent = `Whole file: ${r.rows} records, ${r.rejected_rows} would be rejected.`;
+        for (const tr of $('rules-table').tBodies[0].rows) {
+          const n = (r.violations || {})[tr.dataset.rule] ?? 0;
+          const td = tr.querySelector('[data-field=file-violations]');
+          td.textContent = String(n);
+          td.dataset.value = String(n);
+        }
+        return;
+      }
+      if (r.state === 'failed' || r.state === 'cancelled') {
+        box.dataset.state = 'failed';
+        status.textContent = '';
+        const e = r.error || { code: r.state, message: `The dry run ${r.state}.` };
+        showBoxError($('rules-file-error'), new ApiError(200, { error: e }));
+        return;
+      }
+      const pct = Math.round(100 * (r.progress?.fraction || 0));
+      status.textContent = `Running over the whole file: ${pct} % (${r.progress?.chunks_done ?? 0} of ${r.progress?.chunks_total ?? '?'} chunks)…`;
+      await new Promise((res) => setTimeout(res, POLL_MS));
+    }
+  } catch (e) {
+    if (run !== fileRun) return;
+    box.dataset.state = 'failed';
+    status.textContent = '';
+    showBoxError($('rules-file-error'), e);
+  } finally {
+    if (run === fileRun) $('rules-file-run').disabled = false;
+  }
 }
 
 async function saveWorkflow() {
@@ -314,6 +374,7 @@ export function initAgent(context) {
   ctx = context;
   $('rules-form').addEventListener('submit', (ev) => { ev.preventDefault(); suggest(); });
   $('wf-form').addEventListener('submit', (ev) => { ev.preventDefault(); saveWorkflow(); });
+  $('rules-file-run').addEventListener('click', () => { checkWholeFile(); });
   $('chat-form').addEventListener('submit', (ev) => { ev.preventDefault(); ask(); });
 }
 

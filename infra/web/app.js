@@ -1,11 +1,12 @@
 // Tessera's page: sign in with a token, upload a CSV (upload.js), follow the job live over the
 // WebSocket (falling back to polling GET /v1/jobs/{id} every second), then show the column
-// profile, the query panel (query.js), the agent panel (agent.js) and the jobs list. Plain ES module, no framework, no build
+// profile and its sentiment charts (sentiment.js), the query panel (query.js), the agent panel (agent.js) and the jobs list. Plain ES module, no framework, no build
 // step.
 
 import { api, ApiError, Upload } from './upload.js';
 import { initQuery, showQueryPanel, hideQueryPanel } from './query.js';
 import { initAgent, showAgentPanel, hideAgentPanel } from './agent.js';
+import { showSentiment, hideSentiment } from './sentiment.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'tessera.token';
@@ -196,6 +197,7 @@ function showJob(id) {
   $('job').hidden = false;
   $('job-id').textContent = id;
   $('result').hidden = true;
+  hideSentiment();
   hideQueryPanel();
   hideAgentPanel();
 }
@@ -211,6 +213,7 @@ function renderJob(job) {
   if (p.chunks_total) bits.push(`chunks ${p.chunks_done}/${p.chunks_total}`);
   if (p.bytes_total) bits.push(`${mb(p.bytes_done || 0)} of ${mb(p.bytes_total)}`);
   if (job.rows != null) bits.push(`${job.rows.toLocaleString('en')} rows`);
+  if (job.scored_rows) bits.push(`${job.scored_rows.toLocaleString('en')} rows scored`);
   if (job.error) bits.push(`error: ${job.error.message} (${job.error.code})`);
   $('job-stats').textContent = bits.join(' · ');
 }
@@ -328,6 +331,7 @@ async function showProfile(job) {
     cell(tr, (c.top || []).slice(0, 5).map((t) => `${t.value === '' ? '""' : t.value} (${t.count.toLocaleString('en')})`).join(', '), '', 'top');
     body.appendChild(tr);
   }
+  showSentiment(profile);
   $('result').hidden = false;
   showQueryPanel(job, profile);
   showAgentPanel(job);

@@ -82,9 +82,18 @@ pub struct Config {
     /// Endpoint of the Bedrock Runtime client (`TESSERA_BEDROCK_ENDPOINT`, `http(s)://...`), e.g.
     /// a local Converse server. `None`: Bedrock itself, even when `endpoint` is set.
     pub bedrock_endpoint: Option<String>,
+    /// How long a job may sit in `finalizing` without a change before a worker takes its
+    /// finalization over (`TESSERA_STALE_FINALIZING_SECS`, default 600, at least 1). It must
+    /// outlast any live finalizer (the chunk function's 300 s timeout) and stay below the chunk
+    /// queue's visibility timeout (1800 s), so the dead finalizer's own message, when it comes
+    /// back, finds the job stale (docs/pipeline.md § *A finalizer that dies*). Tests that kill
+    /// finalizers shorten both.
+    pub stale_finalizing: Duration,
 }
 
 /// Defaults, also used by the local runtime and tests as a base.
+/// See [`Config::stale_finalizing`].
+pub const DEFAULT_STALE_FINALIZING_SECS: u64 = 600;
 pub const DEFAULT_CHUNK_SIZE: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024 * 1024;
 pub const MAX_PRESIGN_TTL_SECS: u64 = 900;
@@ -197,6 +206,13 @@ impl Config {
             query_spill_groups: num("TESSERA_QUERY_SPILL_GROUPS", 100_000)?.max(1),
             model_id,
             bedrock_endpoint,
+            stale_finalizing: Duration::from_secs(
+                num(
+                    "TESSERA_STALE_FINALIZING_SECS",
+                    DEFAULT_STALE_FINALIZING_SECS,
+                )?
+                .max(1),
+            ),
             export_sync_max_bytes: num(
                 "TESSERA_EXPORT_SYNC_MAX_BYTES",
                 DEFAULT_EXPORT_SYNC_MAX_BYTES,

@@ -97,6 +97,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A query string whose rejections are coded errors (400 `invalid_query_string`, JSON like every
+/// other error) instead of axum's plain-text 400: e.g. a parameter given twice
+/// (`?limit=1&limit=2`), which schemathesis found on every route with a query (docs/openapi.md).
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
+            Err(e) => Err(ApiError::bad_request(
+                "invalid_query_string",
+                format!(
+                    "The query string does not fit this route ({}). Give each parameter at most once; the README lists each route's parameters.",
+                    e.body_text()
+                ),
+            )),
+        }
+    }
+}
+
 /// Fallback for unknown routes.
 pub async fn not_found() -> ApiError {
     ApiError::new(

@@ -1,12 +1,13 @@
 //! The job: what a user uploaded and what Tessera has done with it. Domain types only; the
 //! DynamoDB mapping lives in `store::jobs`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Lifecycle of a job. Transitions only move forward (conditional writes enforce it):
 /// `awaiting_upload -> queued -> processing -> finalizing -> completed`, and `failed` /
 /// `cancelled` from any non-final state. A final state never changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     AwaitingUpload,
@@ -56,7 +57,7 @@ impl JobState {
 }
 
 /// An error recorded on a job: a stable code and a message that is safe to show the owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct JobError {
     pub code: String,
     pub message: String,
@@ -113,6 +114,9 @@ pub struct Job {
     pub bytes_done: u64,
     pub rows: u64,
     pub rejected_rows: u64,
+    /// Texts scored by the workflow's `derive` sentiment steps (progress, then exact).
+    #[serde(default)]
+    pub scored_rows: u64,
     pub error: Option<JobError>,
     pub results: ResultKeys,
     /// Epoch seconds after which DynamoDB deletes the record (TTL).
@@ -129,6 +133,11 @@ pub struct Job {
     /// even before the planner has moved the job past `awaiting_upload`.
     #[serde(default)]
     pub upload_completed: bool,
+    /// The source object's ETag the planner saw (HeadObject): chunk reads send it as `If-Match`,
+    /// so an object replaced after planning (even by one of the same size) fails the job
+    /// `source_changed` instead of mixing two files. `None` for jobs planned before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_etag: Option<String>,
     /// Chunks whose failure failed the job. Non-empty means the owner may retry the job.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_chunks: Vec<u32>,
@@ -138,6 +147,9 @@ pub struct Job {
     /// The workflow version the job runs (resolved at upload time), if the upload named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowRef>,
+    /// A whole-file dry run of proposed rules: the job runs them over another job's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_trial: Option<RulesTrial>,
     /// While finalizing with `unique` rules: the chunks whose re-run (with the repeats found by
     /// the second pass) has not reported back, keyed by chunk index. `None`: no re-runs were
     /// planned; empty: all of them are done. Written only by the job store's own updates.
@@ -167,15 +179,26 @@ pub fn is_waiting(waiting: Option<&std::collections::BTreeMap<String, bool>>, in
     waiting.is_some_and(|w| w.contains_key(&index.to_string()))
 }
 
-/// Exactly which workflow version a job runs.
+/// Rules not saved as a workflow, run over a completed job's file to count what they would
+/// reject (`POST /v1/rules/dry-runs`): the new job reads the other job's source object with
+/// its plan, and its document travels in its record (at most a workflow document's size).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesTrial {
+    /// The job whose file the rules run over.
+    pub of_job: String,
+    /// The rule document (JSON), checked against that job's header and profile.
+    pub rules_json: String,
+}
+
+/// Exactly which workflow version a job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkflowRef {
     pub id: String,
     pub version: u32,
 }
 
 /// What owners see of a job (`GET /v1/jobs/{id}`, WebSocket pushes). No internal keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobSnapshot {
     pub job_id: String,
     pub state: JobState,
@@ -186,6 +209,10 @@ pub struct JobSnapshot {
     pub progress: Progress,
     pub rows: u64,
     pub rejected_rows: u64,
+    /// Rows whose text a `derive` sentiment step scored so far (summed over the steps);
+    /// absent while none has been (and for jobs without such a step).
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub scored_rows: u64,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub columns: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -201,14 +228,21 @@ pub struct JobSnapshot {
     /// The workflow version the job runs.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub workflow: Option<WorkflowRef>,
+    /// A rules dry run: the job whose file it runs the proposed rules over.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dry_run_of: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Progress in bytes and chunks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Progress {
     pub bytes_total: u64,
     pub bytes_done: u64,
@@ -250,6 +284,7 @@ impl Job {
             bytes_done: 0,
             rows: 0,
             rejected_rows: 0,
+            scored_rows: 0,
             error: None,
             results: ResultKeys::default(),
             expires_at,
@@ -259,7 +294,9 @@ impl Job {
             upload_completed: false,
             failed_chunks: vec![],
             retries: 0,
+            source_etag: None,
             workflow: None,
+            rules_trial: None,
             unique_waiting: None,
             unique_reruns: 0,
             unique_search_waiting: None,
@@ -290,12 +327,14 @@ impl Job {
             },
             rows: self.rows,
             rejected_rows: self.rejected_rows,
+            scored_rows: self.scored_rows,
             columns: self.columns.clone(),
             dialect: self.dialect.clone(),
             error: self.error.clone(),
             failed_chunks: self.failed_chunks.clone(),
             retries: self.retries,
             workflow: self.workflow.clone(),
+            dry_run_of: self.rules_trial.as_ref().map(|t| t.of_job.clone()),
         }
     }
 

@@ -23,6 +23,23 @@ pub fn segment(owner: &str) -> String {
     seg(owner)
 }
 
+/// The first character a caller-given name or key may not hold, with its position (0-based, in
+/// characters): control characters (C0, DEL, C1: they break listings, logs and terminals),
+/// Unicode's bidirectional controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to
+/// U+2069: they make a name display as another, e.g. `invoice\u{202E}vsc.exe`) and the line
+/// and paragraph separators (U+2028, U+2029).
+pub fn forbidden_char(s: &str) -> Option<(usize, char)> {
+    s.chars().enumerate().find(|&(_, c)| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}'
+            )
+            || ('\u{202A}'..='\u{202E}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    })
+}
+
 /// Key of an export of a job's output.
 pub fn export_key(owner: &str, job_id: &str, export_id: &str, ext: &str) -> String {
     format!(
@@ -192,6 +209,15 @@ pub fn job_output_keys(
     keys
 }
 
+/// Where a completed job's profile is (`results/<owner>/<job>/profile.json` unless its record
+/// names another key).
+pub fn profile_key(job: &crate::job::Job) -> String {
+    job.results
+        .profile
+        .clone()
+        .unwrap_or_else(|| format!("{}/profile.json", results_prefix(&job.owner, &job.id)))
+}
+
 /// The parts of chunk `index`: those it writes and those the finalizer writes for it.
 pub fn chunk_part_keys(owner: &str, job_id: &str, index: u32) -> Vec<String> {
     PartKind::ALL
@@ -217,6 +243,23 @@ pub fn parse_source_key(key: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forbidden_characters_are_found_with_their_position() {
+        assert_eq!(forbidden_char("report 2024 – é.csv"), None);
+        assert_eq!(forbidden_char("a\tb"), Some((1, '\t')));
+        assert_eq!(forbidden_char("ab\u{7f}"), Some((2, '\u{7f}')));
+        assert_eq!(forbidden_char("x\u{85}"), Some((1, '\u{85}')));
+        for c in [
+            '\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200F}', '\u{061C}', '\u{2028}',
+        ] {
+            assert_eq!(
+                forbidden_char(&format!("inv{c}vsc.exe")),
+                Some((3, c)),
+                "{c:?}"
+            );
+        }
+    }
 
     #[test]
     fn source_keys_round_trip_any_owner() {

@@ -11,6 +11,9 @@ pub struct ChunkRecord {
     pub rows: u64,
     pub rejected_rows: u64,
     pub bytes: u64,
+    /// Texts scored by `derive` sentiment steps (0 without them).
+    #[serde(default)]
+    pub scored_rows: u64,
     /// Key of the chunk's full result (profile state, parity facts) in S3.
     pub result_key: String,
     pub completed_at: String,
@@ -35,6 +38,8 @@ pub struct Plan {
     pub header_len: u64,
     pub chunk_size: u64,
     pub chunk_count: u32,
+    /// The source object's ETag when it was planned: every chunk's read is pinned to it.
+    pub source_etag: Option<String>,
 }
 
 /// Progress summed over a job's shard counters.
@@ -44,6 +49,7 @@ pub struct Progress {
     pub rows: u64,
     pub rejected_rows: u64,
     pub bytes_done: u64,
+    pub scored_rows: u64,
     /// The latest `updated_at` of the counters (RFC 3339, sorts lexically); empty if none.
     pub updated_at: String,
 }
@@ -54,6 +60,8 @@ pub struct Totals {
     pub rows: u64,
     pub rejected_rows: u64,
     pub bytes: u64,
+    /// Texts scored by `derive` sentiment steps.
+    pub scored_rows: u64,
 }
 
 /// The fanned-out steps of the `unique` second pass, each tracked on the job item by a map of

@@ -113,6 +113,7 @@ impl JobLedger for MemoryLedger {
                 job.header_len = plan.header_len;
                 job.chunk_size = plan.chunk_size;
                 job.chunk_count = plan.chunk_count;
+                job.source_etag = plan.source_etag.clone();
             },
         ))
     }
@@ -201,6 +202,7 @@ impl JobLedger for MemoryLedger {
                 job.rows = totals.rows;
                 job.rejected_rows = totals.rejected_rows;
                 job.bytes_done = totals.bytes;
+                job.scored_rows = totals.scored_rows;
                 job.results = results.clone();
                 job.chunks_done = job.chunk_count;
             }))
@@ -276,6 +278,7 @@ impl ChunkLedger for MemoryLedger {
         shard.progress.rows += chunk.rows;
         shard.progress.rejected_rows += chunk.rejected_rows;
         shard.progress.bytes_done += chunk.bytes;
+        shard.progress.scored_rows += chunk.scored_rows;
         shard.progress.updated_at = now_rfc3339();
         t.chunks.insert(key, chunk.clone());
         Ok(ChunkCommit::Committed)
@@ -312,6 +315,7 @@ impl ChunkLedger for MemoryLedger {
                 total.rows += s.progress.rows;
                 total.rejected_rows += s.progress.rejected_rows;
                 total.bytes_done += s.progress.bytes_done;
+                total.scored_rows += s.progress.scored_rows;
                 if s.progress.updated_at > total.updated_at {
                     total.updated_at = s.progress.updated_at.clone();
                 }

@@ -64,6 +64,9 @@ pub struct QueryJob {
     /// The object read, its size, its header record's length, dialect and column types.
     pub object_key: String,
     pub object_size: u64,
+    /// Its ETag when the query was prepared: every range's read is pinned to it (`If-Match`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_etag: Option<String>,
     pub header_len: u64,
     pub dialect: Dialect,
     pub schema: Schema,
@@ -123,23 +126,18 @@ impl RangedJob for QueryJob {
     fn range_count(&self) -> u32 {
         self.range_count
     }
+    fn ranges_done(&self) -> u32 {
+        self.ranges_done
+    }
     fn expires_at(&self) -> i64 {
         self.expires_at
     }
     fn run(&self) -> u32 {
         self.run
     }
-}
-
-impl QueryJob {
-    /// The byte ranges of the object (none for a header-only object).
-    pub fn ranges(&self) -> Vec<ChunkTask> {
-        split::plan(self.object_size, self.header_len, self.range_size.max(1))
-    }
-
     /// Every part key a query job may have written: one partial state per range, or its
     /// [`QUERY_PARTITIONS`] partitions when it spilled.
-    pub fn part_keys(&self) -> Vec<String> {
+    fn part_keys(&self) -> Vec<String> {
         let mut out = Vec::new();
         for i in 0..self.range_count {
             out.push(keys::query_part_key(&self.owner, &self.job_id, &self.id, i));
@@ -154,6 +152,13 @@ impl QueryJob {
             }
         }
         out
+    }
+}
+
+impl QueryJob {
+    /// The byte ranges of the object (none for a header-only object).
+    pub fn ranges(&self) -> Vec<ChunkTask> {
+        split::plan(self.object_size, self.header_len, self.range_size.max(1))
     }
 
     /// Where its state is read: `GET /v1/jobs/{job}/queries/{id}`.

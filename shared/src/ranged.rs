@@ -51,8 +51,12 @@ pub trait RangedJob: Serialize + DeserializeOwned + Clone + Send + Sync + 'stati
     fn state(&self) -> RangedState;
     fn updated_at(&self) -> &str;
     fn range_count(&self) -> u32;
+    /// Ranges completed so far.
+    fn ranges_done(&self) -> u32;
     /// Epoch seconds after which DynamoDB deletes the record (its job's TTL).
     fn expires_at(&self) -> i64;
+    /// Every key its ranges may have written (removed when it fails or ends).
+    fn part_keys(&self) -> Vec<String>;
     /// Which run of the record this is: a record replaced after it failed (a query asked
     /// again) starts a new run, whose range completions are kept apart from the old run's.
     fn run(&self) -> u32 {

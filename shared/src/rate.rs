@@ -411,6 +411,17 @@ pub fn day_string(day: time::Date) -> String {
     day.format(&fmt).unwrap_or_default()
 }
 
+/// `YYYY-MM-DD` as a day (`None` if it is not one).
+pub fn parse_day(s: &str) -> Option<time::Date> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt).ok()
+}
+
+/// Today, UTC.
+pub fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
 /// When `day`'s budget resets: the next UTC midnight, RFC 3339.
 pub fn resets_at(day: time::Date) -> String {
     let next = day.next_day().unwrap_or(day);
@@ -981,6 +992,9 @@ mod tests {
         assert_eq!(day_string(day_of(ms)), "2026-12-03");
         assert_eq!(day_string(day_of(ms + 1)), "2026-12-04");
         assert_eq!(resets_at(day_of(ms)), "2026-12-04T00:00:00Z");
+        assert_eq!(parse_day("2026-12-03"), Some(day_of(ms)));
+        assert_eq!(parse_day("2026-13-03"), None);
+        assert_eq!(parse_day("yesterday"), None);
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub fn part_plan(size: u64, floor: u64) -> (u64, u32) {
     (p, size.div_ceil(p).max(1) as u32)
 }
 
+/// Length of part `n` (1-based) of an upload of `size` bytes in parts of `part_size`: every
+/// part but the last is `part_size`, the last holds the rest. What each part URL signs as its
+/// `content-length`, so S3 refuses a part of another size.
+pub fn part_length(size: u64, part_size: u64, n: u32) -> u64 {
+    let start = u64::from(n.saturating_sub(1)) * part_size;
+    size.saturating_sub(start).min(part_size)
+}
+
 /// One `{part_number, etag}` pair.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +188,19 @@ mod tests {
             assert!(p >= MIN_PART_SIZE && p % MIB == 0 && p <= MAX_PART_SIZE);
             assert!(u64::from(n) <= MAX_PARTS && u64::from(n) * p >= size);
             assert!(u64::from(n - 1) * p < size, "no empty last part");
+        }
+    }
+
+    #[test]
+    fn part_lengths_add_up_to_the_size() {
+        assert_eq!(part_length(12 * MIB, 5 * MIB, 1), 5 * MIB);
+        assert_eq!(part_length(12 * MIB, 5 * MIB, 3), 2 * MIB);
+        assert_eq!(part_length(10 * MIB, 5 * MIB, 2), 5 * MIB);
+        for size in [1, 5 * MIB, 5 * MIB + 1, 100 * MIB + 7] {
+            let (p, n) = part_plan(size, 8 * MIB);
+            let total: u64 = (1..=n).map(|i| part_length(size, p, i)).sum();
+            assert_eq!(total, size);
+            assert!((1..=n).all(|i| part_length(size, p, i) > 0));
         }
     }
 

@@ -95,6 +95,14 @@ pub fn reference_key(owner: &str, key: &str) -> Result<String, String> {
              (no leading `/`, no empty, `.` or `..` segments); it is read from refs/<your id>/"
         ));
     }
+    if let Some((i, c)) = crate::keys::forbidden_char(key) {
+        return Err(format!(
+            "reference key {key:?} holds the character U+{:04X} at position {i}; keys may not hold \
+             control or bidirectional-control characters (they break listings and display names \
+             as others). Rename the file.",
+            c as u32
+        ));
+    }
     Ok(format!("{}{key}", reference_prefix(owner)))
 }
 
@@ -132,7 +140,14 @@ mod tests {
             reference_key("alice", "lists/c.csv").unwrap(),
             "refs/alice/lists/c.csv"
         );
-        for k in ["../bob/x.csv", "/x.csv", "a//b", ""] {
+        for k in [
+            "../bob/x.csv",
+            "/x.csv",
+            "a//b",
+            "",
+            "a\nb.csv",
+            "x\u{202E}vsc.csv",
+        ] {
             assert!(reference_key("alice", k).is_err(), "{k}");
         }
     }

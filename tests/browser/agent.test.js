@@ -196,6 +196,22 @@ test('the agent panel: model rules with reasons and dry-run counts, saved as a w
     assert.equal(rulesCalls.length, 2, 'one model call for the page, one for the direct request');
     assert.ok(requests.every((q) => q.modelId === MODEL));
 
+    // The whole file: the same document as a dry-run job; the page's counts are the API's.
+    assert.equal(await page.getAttribute(`#rules-table tbody tr [data-field=file-violations]`, 'data-value'), null);
+    await page.click('#rules-file-run');
+    await page.waitForSelector('#rules-file[data-state=completed], #rules-file[data-state=failed]', { timeout: 90_000 });
+    assert.equal(await page.getAttribute('#rules-file', 'data-state'), 'completed', await page.textContent('#rules-file-error'));
+    const dryId = await page.getAttribute('#rules-file', 'data-dry-run-id');
+    const fileRun = await h.apiGet(`/v1/rules/dry-runs/${dryId}`);
+    assert.equal(fileRun.state, 'completed');
+    assert.equal(fileRun.job_id, jobId);
+    assert.equal(await page.textContent('#rules-file-status'), `Whole file: ${fileRun.rows} records, ${fileRun.rejected_rows} would be rejected.`);
+    const fileCounts = await page.$$eval('#rules-table tbody tr', (trs) => trs.map((tr) => [tr.dataset.rule,
+      tr.querySelector('[data-field=file-violations]').dataset.value]));
+    assert.deepEqual(fileCounts, REASONS.map((r) => [r.rule_id, String(fileRun.violations[r.rule_id] ?? 0)]));
+    const allRows = await h.apiGet(`/v1/jobs/${jobId}`);
+    assert.equal(fileRun.rows, allRows.rows + allRows.rejected_rows, 'every record of the file');
+
     // Saving: a name is required, then the workflow holds the document.
     await page.click('#wf-save');
     assert.match(await page.textContent('#wf-error'), /^Workflow name: /);

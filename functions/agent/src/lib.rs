@@ -12,6 +12,13 @@
 //! - `POST /v1/sessions/{id}/messages {text}` -> 202 `{message_id, status_url}`; the answer
 //!   arrives over the WebSocket (`message.answer`) and at:
 //! - `GET /v1/sessions/{id}` -> the session and its whole conversation.
+//! - `POST /v1/rules/dry-runs {job_id, rules}`, `GET /v1/rules/dry-runs/{id}`: a rule document
+//!   run over the whole file as a job, nothing saved ([`dry_runs`]).
+//! - `GET /v1/usage[?day=YYYY-MM-DD]`: the caller's model usage on a UTC day and what is left
+//!   of the daily budget ([`usage`]).
+
+pub mod dry_runs;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -34,6 +41,7 @@ use tessera_shared::job::{now_rfc3339, Job, JobState};
 use tessera_shared::model::bedrock::BedrockModel;
 use tessera_shared::model::ChatModel;
 use tessera_shared::pipeline::queries::QueryStore;
+use tessera_shared::ports::UsageReader;
 use tessera_shared::store::jobs::JobStore;
 use tessera_shared::store::objects::ObjectStore;
 use tessera_shared::store::queue::TaskQueue;
@@ -50,6 +58,8 @@ pub const GENERATE_BUDGET: std::time::Duration = std::time::Duration::from_secs(
 pub struct AgentState {
     pub agent: Agent,
     pub workflows: WorkflowStore,
+    /// Owners' daily model usage (the rate store's day items).
+    pub usage: Arc<dyn UsageReader>,
 }
 
 impl AgentState {
@@ -75,15 +85,17 @@ impl AgentState {
         model: Option<Arc<dyn ChatModel>>,
     ) -> Self {
         let table = &config.jobs_table;
+        let rates = Arc::new(RateStore::new(
+            clients.dynamodb.clone(),
+            table,
+            config.model_limits.clone(),
+        ));
         AgentState {
             workflows: WorkflowStore::new(clients.dynamodb.clone(), table),
+            usage: rates.clone(),
             agent: Agent {
                 model,
-                admission: Some(Arc::new(RateAdmission(Arc::new(RateStore::new(
-                    clients.dynamodb.clone(),
-                    table,
-                    config.model_limits.clone(),
-                ))))),
+                admission: Some(Arc::new(RateAdmission(rates))),
                 limits: AgentLimits::default(),
                 jobs: JobStore::new(clients.dynamodb.clone(), table),
                 objects: ObjectStore::new(clients.s3.clone(), &config.bucket),
@@ -104,6 +116,9 @@ impl AgentState {
 pub fn app(state: AgentState) -> Router {
     Router::new()
         .route("/v1/rules/generate", post(generate_rules))
+        .route("/v1/rules/dry-runs", post(dry_runs::create))
+        .route("/v1/rules/dry-runs/{id}", get(dry_runs::get))
+        .route("/v1/usage", get(usage::get))
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/sessions/{id}/messages", post(post_message))
@@ -123,7 +138,11 @@ pub async fn handle(state: &AgentState, event: SqsEvent) -> SqsBatchResponse {
     .await
 }
 
-async fn completed_job(st: &AgentState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+pub(crate) async fn completed_job(
+    st: &AgentState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Job, ApiError> {
     let job = tessera_shared::control::owned_job(&st.agent.jobs, &caller.owner, id).await?;
     if job.state != JobState::Completed {
         return Err(ApiError::new(
@@ -154,6 +173,19 @@ pub struct GenerateRules {
     pub prompt: String,
     #[serde(default)]
     pub workflow: Option<WorkflowPick>,
+    /// `sample` (the default: the job's sample rows, in the answer) or `file`: also start a
+    /// dry run of the proposal over the whole file (`file_dry_run` in the answer).
+    #[serde(default)]
+    pub dry_run: DryRunScope,
+}
+
+/// How far `POST /v1/rules/generate` tries its proposal.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DryRunScope {
+    #[default]
+    Sample,
+    File,
 }
 
 async fn generate_rules(
@@ -210,6 +242,10 @@ async fn generate_rules(
     tracing::info!(job_id = %job.id, source = answer.source, fallback = ?answer.fallback, repairs = answer.repairs, tokens = answer.usage.total_tokens, "rules generated");
     let mut body = serde_json::to_value(&answer).map_err(|e| ApiError::internal(&e))?;
     body["job_id"] = json!(job.id);
+    if req.dry_run == DryRunScope::File {
+        let trial = dry_runs::start(&st, &job, &answer.rules).await?;
+        body["file_dry_run"] = dry_runs::started_json(&trial, &job);
+    }
     Ok(Json(body))
 }
 

@@ -111,9 +111,11 @@ pub async fn create_export(
         )
             .into_response());
     }
-    let size = st.objects.size(&src).await?.unwrap_or(0);
+    let head = st.objects.head(&src).await?;
+    let size = head.as_ref().map_or(0, |h| h.size);
     if size > st.config.export_sync_max_bytes {
-        if let Some(answer) = start_export_job(&st, &job, &req, &src, size, escape).await? {
+        let etag = head.and_then(|h| h.etag);
+        if let Some(answer) = start_export_job(&st, &job, &req, &src, (size, etag), escape).await? {
             return Ok(answer);
         }
     }
@@ -153,7 +155,7 @@ async fn start_export_job(
     job: &Job,
     req: &CreateExport,
     src: &str,
-    size: u64,
+    (size, etag): (u64, Option<String>),
     escape: bool,
 ) -> Result<Option<Response>, ApiError> {
     // The header record: its length (where range 0 starts) and names (checked against
@@ -196,6 +198,7 @@ async fn start_export_job(
         formula_escape: escape,
         source_key: src.to_string(),
         source_size: size,
+        source_etag: etag,
         header_len,
         range_size: st.config.export_range_size,
         range_count: 0,

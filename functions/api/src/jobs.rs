@@ -4,13 +4,13 @@
 //!
 //! Not here: `GET /v1/jobs/{id}` (the status function).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tessera_shared::error::ApiError;
-use tessera_shared::http::Caller;
+use tessera_shared::http::{Caller, QueryParams};
 use tessera_shared::job::{Job, JobSnapshot, JobState};
 use tessera_shared::store::jobs::OwnerPageKey;
 
@@ -57,7 +57,7 @@ pub fn decode_cursor(c: &str, owner: &str) -> Result<OwnerPageKey, ApiError> {
 pub async fn list_jobs(
     State(st): State<ApiState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     let limit = match q.limit.as_deref() {
         None => 50,
@@ -157,13 +157,10 @@ pub async fn get_profile(
             ),
         ));
     }
-    let key = job.results.profile.clone().unwrap_or_else(|| {
-        format!(
-            "{}/profile.json",
-            tessera_shared::keys::results_prefix(&job.owner, &job.id)
-        )
-    });
-    let bytes = st.objects.read_all(&key).await?;
+    let bytes = st
+        .objects
+        .read_all(&tessera_shared::keys::profile_key(&job))
+        .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 

@@ -1,7 +1,8 @@
 //! The api function: uploads (`POST /v1/uploads` with one presigned PUT or a multipart plan;
 //! resume, complete and abort of multipart uploads), job control (`GET /v1/jobs`, cancel,
 //! retry), a completed job's profile, exports of its outputs, queries over its data, saved workflows (`/v1/workflows`),
-//! the reference files their `one_of` rules read (`/v1/references`) and `GET /v1/health`. An axum `Router` served by
+//! the reference files their `one_of` rules read (`/v1/references`), `GET /v1/health` and the
+//! API's OpenAPI document (`GET /v1/openapi.json`). An axum `Router` served by
 //! `lambda_http::run` in AWS and by the local gateway in-process; tests call it directly.
 //!
 //! Not here: `GET /v1/jobs/{id}` (the status function), the pipeline itself (`tessera_shared`).
@@ -67,6 +68,7 @@ impl ApiState {
 pub fn app(state: ApiState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/uploads", post(uploads::create_upload))
         .route("/v1/uploads/{job}/parts", get(uploads::list_parts))
         .route("/v1/uploads/{job}/complete", post(uploads::complete_upload))
@@ -126,6 +128,19 @@ async fn health() -> Json<Health> {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// The OpenAPI 3.1 document of the whole REST API (api, status and agent routes), as committed
+/// in `docs/openapi.json` (made by `tessera_infra::openapi`, checked for drift by
+/// infra/tests/openapi.rs; docs/openapi.md). Public, like `/v1/health`: it holds nothing a
+/// caller's token protects.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON,
+    )
 }
 
 /// The caller's job `id` ([`tessera_shared::control::owned_job`]: another owner's job is a

@@ -8,12 +8,12 @@
 //! Not here: reading a reference during a job (the pipeline loads it before any chunk runs and
 //! fails the job `reference_missing`, `reference_too_large` or `reference_invalid`).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tessera_shared::error::ApiError;
-use tessera_shared::http::{Caller, JsonBody};
+use tessera_shared::http::{Caller, JsonBody, QueryParams};
 use tessera_shared::workflow::{reference_key, reference_prefix, MAX_REFERENCE_BYTES};
 
 use crate::{cursor, ApiState};
@@ -98,7 +98,8 @@ pub async fn create_reference(
         ));
     }
     let ttl = st.config.presign_ttl;
-    let p = st.objects.presign_put(&s3_key, ttl).await?;
+    // The URL signs `content-length`: S3 refuses a body of another size than declared.
+    let p = st.objects.presign_put(&s3_key, ttl, req.size, None).await?;
     tracing::info!(owner = %caller.owner, key = %req.key, size = req.size, "reference upload created");
     Ok((
         StatusCode::CREATED,
@@ -129,7 +130,7 @@ fn decode_cursor(c: &str, prefix: &str) -> Result<String, ApiError> {
 pub async fn list_references(
     State(st): State<ApiState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<ReferenceList>, ApiError> {
     let prefix = reference_prefix(&caller.owner);
     let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {

@@ -31,11 +31,61 @@ pub struct WorkflowBody {
 
 const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2000;
-/// DynamoDB items hold 400 KB; a rule document is far smaller.
-const MAX_RULES_BYTES: usize = 256 * 1024;
+/// Largest rule document, as compact JSON (a version is one DynamoDB item, 400 KB at most).
+pub const MAX_RULES_BYTES: usize = 256 * 1024;
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::unprocessable("invalid_request", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_shared::engine::rules::{MAX_REFERENCES, MAX_RULES};
+
+    fn code(rules: &Value) -> (StatusCode, &'static str) {
+        let e = check("w", "", rules).unwrap_err();
+        (e.status, e.code)
+    }
+
+    #[test]
+    fn documents_over_a_limit_are_refused_naming_it() {
+        let rule = json!({"column": "a", "check": "not_null"});
+        let ok = json!({"version": 1, "rules": vec![rule.clone(); MAX_RULES]});
+        assert!(check("w", "", &ok).is_ok());
+        let many = json!({"version": 1, "rules": vec![rule; MAX_RULES + 1]});
+        assert_eq!(
+            code(&many),
+            (StatusCode::UNPROCESSABLE_ENTITY, "too_many_rules")
+        );
+        let e = check("w", "", &many).unwrap_err();
+        assert!(e.message.contains("at most 500"), "{}", e.message);
+        let refs: Vec<Value> = (0..=MAX_REFERENCES)
+            .map(|i| json!({"column": "c", "check": {"one_of": {"ref": {"key": format!("l{i}.csv"), "column": "v"}}}}))
+            .collect();
+        let doc = json!({"version": 1, "rules": refs});
+        assert_eq!(
+            code(&doc),
+            (StatusCode::UNPROCESSABLE_ENTITY, "too_many_references")
+        );
+        // The same file named twice counts once.
+        let same: Vec<Value> = (0..=MAX_REFERENCES)
+            .map(|_| json!({"column": "c", "check": {"one_of": {"ref": {"key": "l.csv", "column": "v"}}}}))
+            .collect();
+        assert!(check("w", "", &json!({"version": 1, "rules": same})).is_ok());
+        let cols: serde_json::Map<String, Value> =
+            (0..=10_000).map(|i| (format!("c{i}"), json!({}))).collect();
+        let doc = json!({"version": 1, "columns": cols});
+        assert_eq!(
+            code(&doc),
+            (StatusCode::UNPROCESSABLE_ENTITY, "too_many_column_specs")
+        );
+        let big = json!({"version": 1, "rules": [{"column": "a", "check": {"matches": {"pattern": "x".repeat(MAX_RULES_BYTES)}}}]});
+        assert_eq!(
+            code(&big),
+            (StatusCode::PAYLOAD_TOO_LARGE, "rules_too_large")
+        );
+    }
 }
 
 /// Checks the body; returns the rule document as compact JSON text.
@@ -59,10 +109,20 @@ fn check(
     }
     let text = rules.to_string();
     if text.len() > MAX_RULES_BYTES {
-        return Err(invalid(format!(
-            "The rule document is {} bytes; at most {MAX_RULES_BYTES} are accepted.",
-            text.len()
-        )));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "rules_too_large",
+            format!(
+                "The rule document is {} bytes as compact JSON; at most {MAX_RULES_BYTES} (256 KiB) are accepted. Remove rules, or move long value lists into a reference file.",
+                text.len()
+            ),
+        ));
+    }
+    // Counts before any rule is parsed or compiled: a huge document costs one pass.
+    if let Err(e) = tessera_shared::engine::rules::check_limits(rules) {
+        let message = format!("The rule document is over a limit: {}", e.message);
+        return Err(ApiError::unprocessable(e.code, message.clone())
+            .with_details(json!({ "errors": [{ "path": e.path, "message": message }] })));
     }
     if let Err(errs) = tessera_shared::workflow::validate_document(rules, model_configured) {
         let first = errs
@@ -112,15 +172,7 @@ pub async fn validate_against_job(
     }
     let doc = tessera_shared::engine::rules::parse_document(&text)
         .map_err(|_| ApiError::internal(&"a validated document did not parse"))?;
-    let key = job.results.profile.clone().unwrap_or_else(|| {
-        format!(
-            "{}/profile.json",
-            tessera_shared::keys::results_prefix(&job.owner, &job.id)
-        )
-    });
-    let profile: tessera_shared::engine::profile::ProfileReport =
-        serde_json::from_slice(&st.objects.read_all(&key).await?)
-            .map_err(|e| ApiError::internal(&format!("profile of job {}: {e}", job.id)))?;
+    let profile = st.objects.read_profile(&job).await?;
     let errs = tessera_shared::engine::rules::against_profile(&doc, &profile);
     if let Some(first) = errs.first() {
         return Err(ApiError::unprocessable(

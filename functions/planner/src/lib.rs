@@ -1,5 +1,8 @@
 //! The planner function: SQS messages in, partial batch failures out. The work itself is in
-//! `tessera_shared::pipeline`; this crate maps the event to those calls.
+//! `tessera_shared::pipeline`; this crate maps the event to those calls. Two entry points: the
+//! upload events queue ([`handle`], binary `tessera-planner`) and its dead-letter queue
+//! ([`handle_dead_letters`], binary `tessera-planner-dlq`), which fails the jobs whose upload
+//! event exhausted its deliveries.
 
 use std::sync::Arc;
 
@@ -26,6 +29,14 @@ impl PlannerState {
 pub async fn handle(state: &PlannerState, event: SqsEvent) -> SqsBatchResponse {
     tessera_shared::lambda::handle_sqs_batch(event, |body| async move {
         state.pipeline.planner_message(&body).await
+    })
+    .await
+}
+
+/// Handles a batch from the upload events' dead-letter queue (`Pipeline::dead_upload_message`).
+pub async fn handle_dead_letters(state: &PlannerState, event: SqsEvent) -> SqsBatchResponse {
+    tessera_shared::lambda::handle_sqs_batch(event, |body| async move {
+        state.pipeline.dead_upload_message(&body).await
     })
     .await
 }

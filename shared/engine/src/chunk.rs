@@ -139,6 +139,19 @@ pub struct ChunkResult {
     /// Records rejected by rules (included in `rejected_rows`).
     #[serde(default)]
     pub rule_rejected_rows: u64,
+    /// Texts scored by `derive` sentiment steps (clean rows with a non-empty text, summed over
+    /// the steps; 0 without them): the job's "rows scored".
+    #[serde(default)]
+    pub scored_rows: u64,
+    /// Rows of `model` steps marked `model_error` (their batch answered out of schema twice).
+    #[serde(default)]
+    pub model_error_rows: u64,
+    /// Rows of `model` steps marked `not_graded` (the job's cost cap was reached).
+    #[serde(default)]
+    pub not_graded_rows: u64,
+    /// Rows of `model` steps marked `not_sampled` (left out of `sample`).
+    #[serde(default)]
+    pub not_sampled_rows: u64,
     /// Keys of `unique` rules for the second pass (`rules::unique`). Not serialised: the caller
     /// takes them out and stores them as partitions (`rules::unique::encode`).
     #[serde(skip)]
@@ -188,6 +201,41 @@ pub struct ChunkProcessor {
     profile: ProfileState,
     rules: Option<RuleRunner>,
     rule_rejected_rows: u64,
+    /// The rules derive sentiment columns (profiled per clean row).
+    derives: bool,
+    scored_rows: u64,
+    /// Model rows given a mark instead of a grade.
+    marks: Marks,
+}
+
+/// Model rows per mark (`model_error`, `not_graded`, `not_sampled`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Marks {
+    model_error: u64,
+    not_graded: u64,
+    not_sampled: u64,
+}
+
+/// A model row's grade into the profile's derived column and the counters.
+fn observe_grade(
+    profile: &mut ProfileState,
+    marks: &mut Marks,
+    scored_rows: &mut u64,
+    row: &crate::grading::ModelRow,
+    grade: &crate::grading::Grade,
+) {
+    use crate::grading::Grade;
+    match *grade {
+        Grade::Scored(score, label) => {
+            *scored_rows += 1;
+            profile.observe_sentiment_labelled(row.derive, Some((score, label)));
+            return;
+        }
+        Grade::ModelError => marks.model_error += 1,
+        Grade::NotGraded => marks.not_graded += 1,
+        Grade::NotSampled => marks.not_sampled += 1,
+    }
+    profile.observe_sentiment_labelled(row.derive, None);
 }
 
 impl ChunkProcessor {
@@ -204,6 +252,18 @@ impl ChunkProcessor {
             max_field_bytes: opts.max_field_bytes,
             max_record_bytes: opts.max_record_bytes,
         };
+        let mut profile = ProfileState::new(columns.to_vec(), &opts.profile);
+        let derived = opts
+            .rules
+            .as_ref()
+            .map(|r| r.sentiment_columns())
+            .unwrap_or_default();
+        let derives = !derived.is_empty();
+        for (k, column) in derived.into_iter().enumerate() {
+            // Indices 0.. in output order: `observe_sentiment(k, ..)` below relies on it.
+            let i = profile.add_sentiment(column);
+            debug_assert_eq!(i, k);
+        }
         ChunkProcessor {
             task: *task,
             dialect: *dialect,
@@ -226,7 +286,7 @@ impl ChunkProcessor {
             abandoned: false,
             max_overrun: opts.max_speculative_overrun_bytes,
             open_quote_at_eof: None,
-            profile: ProfileState::new(columns.to_vec(), &opts.profile),
+            profile,
             rules: opts.rules.clone().map(|r| {
                 let mut runner = match &opts.unique_repeats {
                     Some(known) => RuleRunner::with_repeats(r, known),
@@ -238,6 +298,9 @@ impl ChunkProcessor {
                 runner
             }),
             rule_rejected_rows: 0,
+            derives,
+            scored_rows: 0,
+            marks: Marks::default(),
         }
     }
 
@@ -321,6 +384,15 @@ impl ChunkProcessor {
         clean: &mut impl Write,
     ) -> Result<(), EngineError> {
         if let Some(runner) = self.rules.as_mut() {
+            for (row, g) in runner.model_rows().iter().zip(grades) {
+                observe_grade(
+                    &mut self.profile,
+                    &mut self.marks,
+                    &mut self.scored_rows,
+                    row,
+                    g,
+                );
+            }
             runner.fill_model_rows(grades, &mut self.out);
         }
         // The rejected rows stay for the next `feed` or `finish` to write.
@@ -345,6 +417,15 @@ impl ChunkProcessor {
             let n = runner.model_rows().len();
             if n > 0 {
                 let grades = vec![crate::grading::Grade::NotGraded; n];
+                for (row, g) in runner.model_rows().iter().zip(&grades) {
+                    observe_grade(
+                        &mut self.profile,
+                        &mut self.marks,
+                        &mut self.scored_rows,
+                        row,
+                        g,
+                    );
+                }
                 runner.fill_model_rows(&grades, &mut self.out);
             }
         }
@@ -374,6 +455,10 @@ impl ChunkProcessor {
             profile: self.profile,
             violations: outcome.violations,
             rule_rejected_rows: self.rule_rejected_rows,
+            scored_rows: self.scored_rows,
+            model_error_rows: self.marks.model_error,
+            not_graded_rows: self.marks.not_graded,
+            not_sampled_rows: self.marks.not_sampled,
             unique_keys: outcome.unique_keys,
         })
     }
@@ -515,6 +600,19 @@ impl ChunkProcessor {
                                     &mut self.out,
                                 );
                                 self.out.push(b'\n');
+                            } else if self.derives {
+                                runner.score_derived(&record);
+                            }
+                            if self.derives {
+                                let held = runner.derived_held();
+                                for (k, &score) in runner.derived_scores().iter().enumerate() {
+                                    if held[k] {
+                                        // Observed when its grade is given (`fill_model_rows`).
+                                        continue;
+                                    }
+                                    self.scored_rows += u64::from(score.is_some());
+                                    self.profile.observe_sentiment(k, score);
+                                }
                             }
                             self.raw.clear();
                             return;

@@ -81,7 +81,12 @@ fn records(clean: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 /// What the scorer says of `text`: the two derived fields.
+/// The two derived cells of a row whose source text is `text`: both empty for an empty text
+/// (not scored).
 fn scored(a: &mut Analyzer, text: &str) -> [String; 2] {
+    if text.is_empty() {
+        return [String::new(), String::new()];
+    }
     let c = a.polarity_scores_str(text).compound;
     [ScoreText::of(c).to_string(), Label::of(c).to_string()]
 }
@@ -343,18 +348,12 @@ fn model_rows_are_handed_out_and_filled_in_order() {
                 .collect();
             p.fill_model_rows(&grades, &mut clean).unwrap();
         }
-        p.finish(&mut clean, &mut rej).unwrap();
-        (texts, String::from_utf8(clean).unwrap(), rej)
+        let result = p.finish(&mut clean, &mut rej).unwrap();
+        (texts, String::from_utf8(clean).unwrap(), rej, result)
     };
-    let (texts, clean, rej) = run(true);
-    assert_eq!(
-        texts,
-        [
-            (0, "good".into()),
-            (18, "x, \"y\"".into()),
-            (33, String::new())
-        ]
-    );
+    let (texts, clean, rej, result) = run(true);
+    // An empty text is not handed out: empty score and label, like the lexicon's.
+    assert_eq!(texts, [(0, "good".into()), (18, "x, \"y\"".into())]);
     let rows: Vec<&str> = clean.lines().collect();
     assert_eq!(rows.len(), 3);
     assert!(rows[0].ends_with(",1,good,0.0000,positive"), "{clean}");
@@ -362,11 +361,84 @@ fn model_rows_are_handed_out_and_filled_in_order() {
         rows[1].ends_with(",2,\"x, \"\"y\"\"\",0.1000,positive"),
         "{clean}"
     );
-    assert!(rows[2].ends_with(",3,,0.2000,positive"), "{clean}");
+    assert!(rows[2].ends_with(",3,,,"), "{clean}");
     assert_eq!(String::from_utf8(rej).unwrap().lines().count(), 1);
-    let (texts, clean, _) = run(false);
+    // The profile's derived section has the model's labels (0.0 answered `positive` is
+    // counted positive), the empty text not scored; `scored_rows` counts graded rows.
+    assert_eq!(result.scored_rows, 2);
+    let report = result.profile.report();
+    let d = &report.derived["review_sentiment"];
+    assert_eq!((d.engine.as_str(), d.scored, d.not_scored), ("model", 2, 1));
+    assert_eq!(d.labels.positive, 2);
+    let (texts, clean, _, result) = run(false);
     assert!(texts.is_empty());
-    assert!(clean.lines().all(|l| l.ends_with(",not_graded")), "{clean}");
+    let rows: Vec<&str> = clean.lines().collect();
+    assert!(
+        rows[..2].iter().all(|l| l.ends_with(",not_graded")),
+        "{clean}"
+    );
+    assert!(rows[2].ends_with(",3,,,"), "{clean}");
+    assert_eq!(result.scored_rows, 0);
+}
+
+/// Marks given to model rows are counted per chunk (`model_error_rows`, `not_graded_rows`,
+/// `not_sampled_rows`), not scored in the profile; rows left waiting at `finish` are
+/// `not_graded`.
+#[test]
+fn model_marks_are_counted() {
+    use tessera_engine::chunk::ChunkProcessor;
+    use tessera_engine::grading::Grade;
+    use tessera_engine::split::ChunkTask;
+    let doc = from_value(&json!({"version": 1,
+        "columns": {"review": {"derive": {"sentiment": {"engine": "model"}}}}}))
+    .unwrap();
+    let header: Vec<String> = ["id", "review"].map(String::from).to_vec();
+    let rules =
+        Arc::new(CompiledRules::compile(&doc, &header, &ResolvedRefs::none(), None).unwrap());
+    let data = "1,a\n2,b\n3,c\n4,d\n5,e\n";
+    let task = ChunkTask {
+        index: 0,
+        start: 0,
+        end: data.len() as u64,
+        start_in_quotes: Some(false),
+    };
+    let opts = ChunkOptions {
+        rules: Some(rules),
+        grade_model_rows: true,
+        ..Default::default()
+    };
+    let mut p = ChunkProcessor::new(&task, &Default::default(), &header, &opts);
+    let (mut clean, mut rej) = (Vec::new(), Vec::new());
+    p.feed(&data.as_bytes()[..12], &mut clean, &mut rej)
+        .unwrap();
+    assert_eq!(p.model_rows().len(), 3);
+    let grades = [
+        Grade::Scored(-0.5, Label::Negative),
+        Grade::ModelError,
+        Grade::NotSampled,
+    ];
+    p.fill_model_rows(&grades, &mut clean).unwrap();
+    p.feed(&data.as_bytes()[12..], &mut clean, &mut rej)
+        .unwrap();
+    let r = p.finish(&mut clean, &mut rej).unwrap();
+    let clean = String::from_utf8(clean).unwrap();
+    assert_eq!(
+        clean,
+        "1,a,-0.5000,negative\n2,b,,model_error\n3,c,,not_sampled\n4,d,,not_graded\n5,e,,not_graded\n"
+    );
+    assert_eq!(r.rows, 5);
+    assert_eq!(
+        (
+            r.scored_rows,
+            r.model_error_rows,
+            r.not_sampled_rows,
+            r.not_graded_rows
+        ),
+        (1, 1, 1, 2)
+    );
+    let report = r.profile.report();
+    let d = &report.derived["review_sentiment"];
+    assert_eq!((d.scored, d.not_scored, d.labels.negative), (1, 4, 1));
 }
 
 #[test]

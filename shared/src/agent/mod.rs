@@ -13,6 +13,7 @@
 
 pub mod chat;
 pub mod dataset;
+pub mod dry_run;
 pub mod limits;
 pub mod rules;
 pub mod session;
@@ -115,18 +116,7 @@ impl Agent {
 
     /// The profile of a completed job.
     pub async fn profile(&self, job: &Job) -> Result<ProfileReport, StoreError> {
-        let key = job.results.profile.clone().unwrap_or_else(|| {
-            format!(
-                "{}/profile.json",
-                crate::keys::results_prefix(&job.owner, &job.id)
-            )
-        });
-        serde_json::from_slice(&self.objects.read_all(&key).await?).map_err(|e| {
-            StoreError::Malformed {
-                what: "profile",
-                detail: e.to_string(),
-            }
-        })
+        self.objects.read_profile(job).await
     }
 
     /// Stores a new message of `session` and queues it. Returns it (state `queued`).

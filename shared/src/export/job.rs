@@ -47,6 +47,9 @@ pub struct ExportJob {
     /// The output object converted, its size when planned, and its header record's length.
     pub source_key: String,
     pub source_size: u64,
+    /// Its ETag when planned: every range's read is pinned to it (`If-Match`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_etag: Option<String>,
     pub header_len: u64,
     pub range_size: u64,
     pub range_count: u32,
@@ -93,8 +96,17 @@ impl crate::ranged::RangedJob for ExportJob {
     fn range_count(&self) -> u32 {
         self.range_count
     }
+    fn ranges_done(&self) -> u32 {
+        self.ranges_done
+    }
     fn expires_at(&self) -> i64 {
         self.expires_at
+    }
+    /// Every key the export may have written besides the export object: its range parts.
+    fn part_keys(&self) -> Vec<String> {
+        (0..self.range_count)
+            .map(|i| keys::export_part_key(&self.owner, &self.job_id, &self.id, i))
+            .collect()
     }
 }
 
@@ -102,13 +114,6 @@ impl ExportJob {
     /// The byte ranges of the output (none for a header-only output).
     pub fn ranges(&self) -> Vec<ChunkTask> {
         split::plan(self.source_size, self.header_len, self.range_size.max(1))
-    }
-
-    /// Every key the export may have written besides the export object: its range parts.
-    pub fn part_keys(&self) -> Vec<String> {
-        (0..self.range_count)
-            .map(|i| keys::export_part_key(&self.owner, &self.job_id, &self.id, i))
-            .collect()
     }
 }
 

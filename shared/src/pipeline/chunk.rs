@@ -12,7 +12,7 @@ use super::{clean_header, job_dialect, output_columns, Pipeline, PipelineError};
 use crate::job::{now_rfc3339, Job, JobError, JobState};
 use crate::keys::{self, PartKind};
 use crate::ledger::ChunkRecord;
-use crate::store::objects::{next_piece, open_planned, PartSink};
+use crate::store::objects::{next_piece, open_planned, PartSink, Planned};
 use crate::task::{ChunkTaskMessage, QueueMessage};
 
 /// A chunk queue message, or `None` (logged) for a body that does not parse: acknowledged,
@@ -131,6 +131,7 @@ impl Pipeline {
             rows: result.rows,
             rejected_rows: result.rejected_rows,
             bytes: task.end - task.start,
+            scored_rows: result.scored_rows,
             result_key: keys::part_key(&job.owner, &job.id, PartKind::Result, task.index),
             completed_at: now_rfc3339(),
         };
@@ -225,7 +226,10 @@ impl Pipeline {
             &self.objects,
             &job.source_key,
             read_from,
-            job.declared_size,
+            Planned {
+                size: job.declared_size,
+                etag: job.source_etag.as_deref(),
+            },
             ("object", "job"),
         )
         .await?;

@@ -1,7 +1,7 @@
 //! The chunk queue's dead letters: tasks SQS gave up on fail their job (or export) with a
 //! stable code instead of leaving it waiting forever.
 
-use super::{is_stale, Pipeline, PipelineError, MAX_CHUNK_DELIVERIES, STALE_FINALIZING};
+use super::{is_stale, Pipeline, PipelineError, MAX_CHUNK_DELIVERIES};
 use crate::job::{is_waiting, JobState};
 use crate::task::QueueMessage;
 use crate::task::QueueTask;
@@ -73,7 +73,9 @@ impl Pipeline {
                 )
                 .await
             }
-            (_, JobState::Finalizing) if is_stale(&job.updated_at, STALE_FINALIZING) => {
+            (_, JobState::Finalizing)
+                if is_stale(&job.updated_at, self.config.stale_finalizing) =>
+            {
                 tracing::error!(job_id = %job.id, "finalization never finished; failing the job");
                 self.fail(
                     &job,

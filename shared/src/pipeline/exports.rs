@@ -7,14 +7,16 @@ use tessera_engine::parse::{ParserConfig, RecordBuf};
 use tessera_engine::range::RangeReader;
 use tessera_engine::split::{self, ChunkTask};
 
+use super::ranged::DeadRange;
 use super::{Pipeline, PipelineError};
 use crate::export::job::{ExportJob, ExportState};
 use crate::export::{Converter, ExportError};
-use crate::job::{is_stale, JobError};
+use crate::job::JobError;
 use crate::keys;
+use crate::ranged::RangedJob;
 use crate::store::exports::{RangeCommit, RangeRecord};
 use crate::store::objects::ObjectStore;
-use crate::store::objects::{next_piece, open_planned, PartSink};
+use crate::store::objects::{next_piece, open_planned, PartSink, Planned};
 use crate::task::ExportRangeMessage;
 
 /// How long an export may sit in `stitching` before a redelivered range takes the stitch over
@@ -43,11 +45,6 @@ pub async fn fail_if_stalled(
     objects: &crate::store::objects::ObjectStore,
     export: ExportJob,
 ) -> Result<ExportJob, crate::store::StoreError> {
-    if !matches!(export.state, ExportState::Queued | ExportState::Running)
-        || !is_stale(&export.updated_at, EXPORT_STALLED_AFTER)
-    {
-        return Ok(export);
-    }
     let error = JobError::new(
         "export_stalled",
         format!(
@@ -56,16 +53,7 @@ pub async fn fail_if_stalled(
             export.job_id
         ),
     );
-    if exports.mark_stalled(&export, &error).await? {
-        tracing::warn!(job_id = %export.job_id, export_id = %export.id, since = %export.updated_at, state = export.state.as_str(), "export stalled; failed it");
-        if let Err(e) = objects.delete_keys(&export.part_keys()).await {
-            tracing::warn!(error = %e, "could not delete a stalled export's parts; the bucket's expiry rule will");
-        }
-    }
-    Ok(exports
-        .get(&export.job_id, &export.id)
-        .await?
-        .unwrap_or(export))
+    super::ranged::fail_if_stalled(exports, objects, export, EXPORT_STALLED_AFTER, error).await
 }
 impl Pipeline {
     /// The export and the task of a range message, or `None` (logged) when no one can act on
@@ -199,7 +187,10 @@ impl Pipeline {
             &self.objects,
             &export.source_key,
             read_from,
-            export.source_size,
+            Planned {
+                size: export.source_size,
+                etag: export.source_etag.as_deref(),
+            },
             ("output", "export"),
         )
         .await?;
@@ -245,24 +236,12 @@ impl Pipeline {
     /// Stitches the export if every range is done and this caller wins the claim, or takes
     /// over a stitch that stalled.
     async fn stitch_if_done(&self, export: &ExportJob) -> Result<(), PipelineError> {
-        let claimed = match export.state {
-            ExportState::Running if export.ranges_done >= export.range_count => {
-                self.exports.claim_stitching(export).await?
-            }
-            ExportState::Stitching if is_stale(&export.updated_at, STALE_STITCHING) => {
-                tracing::warn!(since = %export.updated_at, "taking over a stalled export stitch");
-                self.exports.reclaim_stitching(export).await?
-            }
-            _ => false,
-        };
-        if !claimed {
-            return Ok(());
-        }
-        let export = self
-            .exports
-            .get(&export.job_id, &export.id)
+        let Some(export) = self
+            .claim_assembly(&self.exports, export, STALE_STITCHING)
             .await?
-            .unwrap_or_else(|| export.clone());
+        else {
+            return Ok(());
+        };
         match self.try_stitch(&export).await {
             Ok(()) => Ok(()),
             Err(PipelineError::Engine(e)) => {
@@ -293,15 +272,7 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let tasks = export.ranges();
         let mut records = self.exports.ranges(export).await?;
-        if records.len() != tasks.len()
-            || records.iter().zip(&tasks).any(|(r, t)| r.index != t.index)
-        {
-            return Err(PipelineError::Malformed(format!(
-                "{} range records for {} ranges",
-                records.len(),
-                tasks.len()
-            )));
-        }
+        super::ranged::check_records(&records, &tasks).map_err(PipelineError::Malformed)?;
         let summaries: Vec<_> = records.iter().map(|r| r.summary).collect();
         let reruns = split::validate(&summaries);
         for &(index, in_quotes) in &reruns {
@@ -358,36 +329,24 @@ impl Pipeline {
         message: impl Into<String>,
         detail: String,
     ) -> Result<(), PipelineError> {
-        tracing::warn!(job_id = %export.job_id, export_id = %export.id, code, %detail, "export failed");
-        if self
-            .exports
-            .mark_failed(export, &JobError::new(code, message))
-            .await?
-        {
-            if let Err(e) = self.objects.delete_keys(&export.part_keys()).await {
-                tracing::warn!(error = %e, "could not delete a failed export's parts; the bucket's expiry rule will");
-            }
-        }
+        self.fail_ranged(&self.exports, export, code, message.into(), &detail)
+            .await?;
         Ok(())
     }
 
-    /// An export range that reached the dead-letter queue: SQS delivered it `maxReceiveCount`
-    /// times and no attempt finished. A running export whose range has no completion fails
-    /// `export_attempts_exhausted`; one stuck stitching for longer than a stitch can live fails
-    /// `export_failed`. Anything else is left as it is.
+    /// An export range that reached the dead-letter queue: a running export whose range has
+    /// no completion fails `export_attempts_exhausted`; one stuck stitching for longer than a
+    /// stitch can live fails `export_failed`. Anything else is left as it is.
     pub async fn dead_export_range(&self, msg: ExportRangeMessage) -> Result<(), PipelineError> {
         let Some((export, task)) = self.export_of(&msg).await? else {
             return Ok(());
         };
-        match export.state {
-            ExportState::Queued | ExportState::Running => {
-                if self
-                    .exports
-                    .range_done(&export, task.index)
-                    .await?
-                {
-                    return Ok(());
-                }
+        match self
+            .dead_range(&self.exports, &export, task.index, STALE_STITCHING)
+            .await?
+        {
+            DeadRange::Ignore => Ok(()),
+            DeadRange::Exhausted => {
                 self.fail_export(
                     &export,
                     "export_attempts_exhausted",
@@ -399,7 +358,7 @@ impl Pipeline {
                 )
                 .await
             }
-            ExportState::Stitching if is_stale(&export.updated_at, STALE_STITCHING) => {
+            DeadRange::NeverAssembled => {
                 self.fail_export(
                     &export,
                     "export_failed",
@@ -408,7 +367,6 @@ impl Pipeline {
                 )
                 .await
             }
-            _ => Ok(()),
         }
     }
 }

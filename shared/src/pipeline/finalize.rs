@@ -30,8 +30,39 @@ const FINALIZE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs
 impl Pipeline {
     /// Finalizes the job if every chunk is done and this caller wins the move to `finalizing`.
     pub(super) async fn finalize_if_done(&self, job_id: &str) -> Result<(), PipelineError> {
-        if let Some(job) = claim_finalization(&*self.jobs, job_id).await? {
+        if let Some(job) =
+            claim_finalization(&*self.jobs, job_id, self.config.stale_finalizing).await?
+        {
             self.finalize(&job).await?;
+        }
+        Ok(())
+    }
+
+    /// For the planner, whose death no one would notice once the job is past `queued` (its
+    /// redelivered notification is a duplicate): if every chunk of `job_id` finished while the
+    /// job was still `queued` (so none of them could claim the finalization), sends the last
+    /// chunk's task again instead of finalizing here. The chunk worker that gets it finds the
+    /// chunk done and claims the finalization, so the finalizer's message lives on the chunk
+    /// queue, where it comes back to take over if that worker dies (docs/pipeline.md § *A
+    /// finalizer that dies*). A second send (a redelivered notification) is harmless: one
+    /// claim wins.
+    pub(super) async fn hand_over_finalization_if_done(
+        &self,
+        job_id: &str,
+    ) -> Result<(), PipelineError> {
+        let Some(job) = self.jobs.get(job_id).await? else {
+            return Ok(());
+        };
+        if job.state != JobState::Processing
+            || self.jobs.progress(job_id).await?.chunks_done < job.chunk_count
+        {
+            return Ok(());
+        }
+        if let Some(last) = super::chunk_tasks(&job).pop() {
+            tracing::info!(job_id, chunk = last.index, "every chunk finished before the job was processing; a chunk worker will finalize it");
+            self.queue
+                .send_all(&[crate::task::QueueMessage::Chunk(last)])
+                .await?;
         }
         Ok(())
     }
@@ -260,6 +291,7 @@ impl Pipeline {
             "rows": totals.rows,
             "rejected_rows": totals.rejected_rows,
             "workflow": job.workflow,
+            "rules_dry_run_of": job.rules_trial.as_ref().map(|t| &t.of_job),
             "output_columns": output_columns(job, rules),
             "violations": violations,
             "outputs": { "clean": results.clean, "rejected": results.rejected, "profile": results.profile },
@@ -403,6 +435,7 @@ impl Merged {
                 rows: 0,
                 rejected_rows: 0,
                 bytes: job.declared_size,
+                scored_rows: 0,
             },
             violations: BTreeMap::new(),
             rule_rejected_rows: 0,
@@ -421,5 +454,8 @@ impl Merged {
             *self.violations.entry(id.clone()).or_default() += n;
         }
         self.profile.merge(&r.profile);
+        // From the merged profile, not the chunks' counters: a chunk re-run (quote state,
+        // `unique` repeats) replaces its result.
+        self.totals.scored_rows = self.profile.sentiment_scored();
     }
 }

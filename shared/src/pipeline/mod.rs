@@ -25,6 +25,7 @@ mod finalize;
 mod grade;
 mod plan;
 pub mod queries;
+mod ranged;
 mod rules;
 mod steps;
 #[cfg(test)]
@@ -52,10 +53,6 @@ use crate::store::StoreError;
 use crate::task::{ChunkTaskMessage, QueueMessage};
 
 pub use exports::fail_if_stalled;
-
-/// How long a job may sit in `finalizing` before another worker takes the finalization over
-/// (the chunk function's timeout is 300 s).
-pub(super) const STALE_FINALIZING: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A message could not be handled now and should be retried (SQS redelivers it).
 #[derive(Debug, thiserror::Error)]

@@ -51,6 +51,8 @@ impl Pipeline {
             match job.state {
                 JobState::AwaitingUpload => self.plan(&job).await?,
                 JobState::Queued => self.enqueue(&job).await?,
+                // A planner that died between the move to `processing` and the check below.
+                JobState::Processing => self.hand_over_finalization_if_done(&job.id).await?,
                 s => {
                     tracing::info!(job_id = %job.id, state = s.as_str(), "duplicate notification; job already planned")
                 }
@@ -59,8 +61,43 @@ impl Pipeline {
         Ok(())
     }
 
+    /// An upload notification that reached the upload events' dead-letter queue: SQS delivered
+    /// it `maxReceiveCount` (5) times and the planner never finished (it kept timing out or
+    /// meeting a service error). A job still `awaiting_upload` or `queued` would wait forever:
+    /// it fails `upload_attempts_exhausted`, which says to upload again. Jobs past planning, and
+    /// messages no job matches, are left as they are (acknowledged).
+    pub async fn dead_upload_message(&self, body: &str) -> Result<(), PipelineError> {
+        let Ok(Notification::Records(records)) = notifications::parse(body) else {
+            tracing::warn!("dead-lettered upload event that is not an S3 notification ignored");
+            return Ok(());
+        };
+        for rec in records {
+            let Some((owner, job_id)) = keys::parse_source_key(&rec.key) else {
+                continue;
+            };
+            let Some(job) = self.jobs.get(&job_id).await? else {
+                continue;
+            };
+            if job.owner != owner || rec.bucket != self.config.bucket {
+                continue;
+            }
+            if !matches!(job.state, JobState::AwaitingUpload | JobState::Queued) {
+                tracing::info!(job_id = %job.id, state = job.state.as_str(), "dead-lettered upload event for a planned job; nothing to do");
+                continue;
+            }
+            tracing::error!(job_id = %job.id, "upload event exhausted its deliveries; failing the job");
+            self.fail(
+                &job,
+                "upload_attempts_exhausted",
+                "Tessera could not start processing this upload: planning it was tried repeatedly (5 deliveries) and never finished. Upload the file again as a new job; if it fails again, report the job id.".into(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn plan(&self, job: &Job) -> Result<(), PipelineError> {
-        let Some(size) = self.objects.size(&job.source_key).await? else {
+        let Some(head) = self.objects.head(&job.source_key).await? else {
             return self
                 .fail(
                     job,
@@ -69,13 +106,21 @@ impl Pipeline {
                 )
                 .await;
         };
+        let size = head.size;
         if size != job.declared_size {
+            // The object is not the declared file: it is deleted, not kept until the bucket's
+            // expiry, so a declared 10 bytes cannot hold 5 GiB of storage. Deleted before the job
+            // fails: if the delete fails, SQS redelivers and this runs again.
+            self.objects
+                .delete_keys(std::slice::from_ref(&job.source_key))
+                .await?;
+            tracing::info!(job_id = %job.id, size, declared = job.declared_size, "size mismatch; source deleted");
             return self
                 .fail(
                     job,
                     "size_mismatch",
                     format!(
-                        "The uploaded file is {size} bytes but {} bytes were declared. Upload the whole file again with its exact size.",
+                        "The uploaded file is {size} bytes but {} bytes were declared; it was deleted. Upload the whole file again with its exact size.",
                         job.declared_size
                     ),
                 )
@@ -111,6 +156,7 @@ impl Pipeline {
             header_len: sniffed.header_len,
             chunk_size: self.config.chunk_size,
             chunk_count: tasks.len() as u32,
+            source_etag: head.etag,
         };
         if !self.jobs.mark_planned(&job.id, &plan).await? {
             tracing::info!(job_id = %job.id, "job was planned by another delivery");
@@ -148,7 +194,8 @@ impl Pipeline {
         self.queue.send_all(&msgs).await?;
         self.jobs.mark_processing(&job.id).await?;
         // Chunk workers accept tasks while the job is still `queued`; if they all finished before
-        // the move to `processing`, none of them could finalize, so check here too.
-        self.finalize_if_done(&job.id).await
+        // the move to `processing`, none of them could finalize, so check here too, and leave
+        // the finalizing to a chunk worker (a dead planner's finalization was never taken over).
+        self.hand_over_finalization_if_done(&job.id).await
     }
 }

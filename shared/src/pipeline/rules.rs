@@ -9,7 +9,7 @@ use tessera_engine::rules::{CompiledRules, ResolvedRefs};
 use super::{Pipeline, PipelineError};
 use crate::job::Job;
 
-/// Compiled rules per (workflow, version, job): a job's chunks on a warm worker compile once.
+/// Compiled rules per (workflow, version, job) (a dry run's: ("", 0, job)): a job's chunks on a warm worker compile once.
 /// Keyed by job too, because the header and the reference files are the job's.
 pub(super) type RulesCache = Arc<Mutex<HashMap<(String, u32, String), Arc<CompiledRules>>>>;
 /// Entries kept before the cache starts over (each is one compiled document).
@@ -23,10 +23,22 @@ impl Pipeline {
         &self,
         job: &Job,
     ) -> Result<Option<Arc<CompiledRules>>, PipelineError> {
-        let Some(wf) = &job.workflow else {
-            return Ok(None);
+        let rules_failure =
+            |code: &'static str, message: String| PipelineError::Rules { code, message };
+        // Where the document comes from: a workflow version, or a dry run's own record.
+        let (key, rules_json, what) = match (&job.workflow, &job.rules_trial) {
+            (Some(wf), _) => (
+                (wf.id.clone(), wf.version, job.id.clone()),
+                None,
+                format!("workflow {} version {}", wf.id, wf.version),
+            ),
+            (None, Some(t)) => (
+                (String::new(), 0, job.id.clone()),
+                Some(t.rules_json.clone()),
+                "the rules of this dry run".to_string(),
+            ),
+            (None, None) => return Ok(None),
         };
-        let key = (wf.id.clone(), wf.version, job.id.clone());
         if let Some(r) = self
             .rules_cache
             .lock()
@@ -35,43 +47,49 @@ impl Pipeline {
         {
             return Ok(Some(r));
         }
-        let rules_failure =
-            |code: &'static str, message: String| PipelineError::Rules { code, message };
-        let Some(version) = self.workflows.version(&wf.id, wf.version).await? else {
-            return Err(rules_failure(
-                "workflow_missing",
-                format!(
-                    "Version {} of workflow {} no longer exists.",
-                    wf.version, wf.id
-                ),
-            ));
+        let rules_json = match (rules_json, &job.workflow) {
+            (Some(j), _) => j,
+            (None, Some(wf)) => match self.workflows.version(&wf.id, wf.version).await? {
+                Some(v) => v.rules_json,
+                None => {
+                    return Err(rules_failure(
+                        "workflow_missing",
+                        format!(
+                            "Version {} of workflow {} no longer exists.",
+                            wf.version, wf.id
+                        ),
+                    ))
+                }
+            },
+            (None, None) => return Ok(None),
         };
-        let doc = tessera_engine::rules::parse_document(&version.rules_json)
+        let doc = tessera_engine::rules::parse_document(&rules_json)
             .map_err(|errs| rules_failure("invalid_rules", describe(&errs)))?;
         let mut refs = ResolvedRefs::none();
         for r in doc.references() {
             let s3_key = crate::workflow::reference_key(&job.owner, &r.key)
                 .map_err(|m| rules_failure("invalid_rules", m))?;
-            let Some(size) = self.objects.size(&s3_key).await? else {
+            // One ranged GET of at most MAX + 1 bytes: whatever size the file was declared or
+            // had when listed, a worker never holds more than the limit (plus one byte to know).
+            let max = crate::workflow::MAX_REFERENCE_BYTES;
+            let Some(bytes) = self.objects.read_at_most(&s3_key, max).await? else {
                 return Err(rules_failure(
                     "reference_missing",
                     format!(
-                        "The reference file `{}` (a one_of list of workflow {} version {}) does not exist. Upload it with POST /v1/references {{\"key\": \"{}\"}} and start a new job.",
-                        r.key, wf.id, wf.version, r.key
+                        "The reference file `{}` (a one_of list of {what}) does not exist. Upload it with POST /v1/references {{\"key\": \"{}\"}} and start a new job.",
+                        r.key, r.key
                     ),
                 ));
             };
-            if size > crate::workflow::MAX_REFERENCE_BYTES {
+            if bytes.len() as u64 > max {
                 return Err(rules_failure(
                     "reference_too_large",
                     format!(
-                        "The reference file `{}` is {size} bytes; at most {} are allowed. Keep only the column the rule reads.",
+                        "The reference file `{}` is larger than {max} bytes (64 MiB), the most a reference may be. Keep only the column the rule reads.",
                         r.key,
-                        crate::workflow::MAX_REFERENCE_BYTES
                     ),
                 ));
             }
-            let bytes = self.objects.read_all(&s3_key).await?;
             let values =
                 tessera_engine::file::read_column_values(&bytes, &r.column).map_err(|e| {
                     rules_failure(

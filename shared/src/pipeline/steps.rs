@@ -3,7 +3,9 @@
 //! sequence of conditional moves whose outcome is the same however racing workers interleave;
 //! `pipeline::tests` plays those interleavings on the in-memory ledger.
 
-use super::{is_stale, STALE_FINALIZING};
+use std::time::Duration;
+
+use super::is_stale;
 use crate::job::{Job, JobState, ResultKeys};
 use crate::ledger::{ChunkCommit, ChunkRecord, Totals, UniqueStep};
 use crate::ports::Ledger;
@@ -62,10 +64,11 @@ pub(crate) async fn commit_chunk(
 
 /// Claims the finalization of job `job_id`: the job (as read after the claim) when this caller
 /// won the move to `finalizing` with every chunk done, or took over a finalization that has
-/// not moved for [`STALE_FINALIZING`]; `None` otherwise.
+/// not moved for `stale_after` ([`crate::config::Config::stale_finalizing`]); `None` otherwise.
 pub(crate) async fn claim_finalization(
     ledger: &dyn Ledger,
     job_id: &str,
+    stale_after: Duration,
 ) -> Result<Option<Job>, StoreError> {
     let Some(job) = ledger.get(job_id).await? else {
         return Ok(None);
@@ -79,7 +82,7 @@ pub(crate) async fn claim_finalization(
         // A finalizer that died (timeout, crash) leaves the job in `finalizing`; its chunk
         // message comes back after the visibility timeout and takes over once the job has
         // not moved for longer than any finalizer can run. Finalizing is idempotent.
-        JobState::Finalizing if is_stale(&job.updated_at, STALE_FINALIZING) => {
+        JobState::Finalizing if is_stale(&job.updated_at, stale_after) => {
             tracing::warn!(job_id = %job.id, since = %job.updated_at, "taking over a stalled finalization");
             ledger.reclaim_finalizing(&job.id, &job.updated_at).await?
         }

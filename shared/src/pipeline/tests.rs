@@ -13,6 +13,9 @@ use crate::memory::MemoryLedger;
 use crate::ports::{ChunkLedger, Ledger};
 
 const ID: &str = "job-1";
+/// The stale-finalizing age of these tests (the default).
+const STALE: std::time::Duration =
+    std::time::Duration::from_secs(crate::config::DEFAULT_STALE_FINALIZING_SECS);
 
 fn ledger_with(state: JobState, chunks: u32) -> Arc<MemoryLedger> {
     let mut job = Job::awaiting_upload(ID, "alice", "a.csv", "text/csv", 1000, 0);
@@ -33,6 +36,7 @@ fn record(index: u32) -> ChunkRecord {
         rows: 10,
         rejected_rows: 1,
         bytes: 100,
+        scored_rows: 0,
         result_key: format!("parts/result/{index}"),
         completed_at: "2026-01-01T00:00:00.000Z".into(),
     }
@@ -43,6 +47,7 @@ fn totals() -> Totals {
         rows: 1,
         rejected_rows: 0,
         bytes: 1000,
+        scored_rows: 0,
     }
 }
 
@@ -75,19 +80,22 @@ async fn a_redelivered_chunk_after_its_completion_counts_once_and_finalizes_once
     assert_eq!(commit(l, &j, 0).await, AfterCommit::Done);
     // Its redelivery changes nothing but still looks at the job (nothing to claim).
     assert_eq!(commit(l, &j, 0).await, AfterCommit::TryFinalize);
-    assert!(claim_finalization(l, ID).await.unwrap().is_none());
+    assert!(claim_finalization(l, ID, STALE).await.unwrap().is_none());
     assert_eq!(l.progress(ID).await.unwrap().chunks_done, 1);
     assert_eq!(l.progress(ID).await.unwrap().rows, 10);
 
     commit_all(l, 1..17).await;
-    let winner = claim_finalization(l, ID).await.unwrap().expect("all done");
+    let winner = claim_finalization(l, ID, STALE)
+        .await
+        .unwrap()
+        .expect("all done");
     assert_eq!(winner.state, JobState::Finalizing);
     // Redelivered while the job finalizes, and after it completed: nothing more happens.
     assert_eq!(commit(l, &j, 16).await, AfterCommit::TryFinalize);
-    assert!(claim_finalization(l, ID).await.unwrap().is_none());
+    assert!(claim_finalization(l, ID, STALE).await.unwrap().is_none());
     assert_eq!(complete_now(l).await, Completion::Completed);
     assert_eq!(commit(l, &j, 3).await, AfterCommit::TryFinalize);
-    assert!(claim_finalization(l, ID).await.unwrap().is_none());
+    assert!(claim_finalization(l, ID, STALE).await.unwrap().is_none());
     assert_eq!(l.progress(ID).await.unwrap().chunks_done, 17);
     assert_eq!(job(l).await.state, JobState::Completed);
 }
@@ -102,7 +110,10 @@ async fn two_workers_completing_the_last_chunks_at_once_finalize_once() {
     let a = commit(l, &j, 16).await;
     let b = commit(l, &j, 17).await;
     assert_eq!((a, b), (AfterCommit::TryFinalize, AfterCommit::TryFinalize));
-    let (a, b) = tokio::join!(claim_finalization(l, ID), claim_finalization(l, ID));
+    let (a, b) = tokio::join!(
+        claim_finalization(l, ID, STALE),
+        claim_finalization(l, ID, STALE)
+    );
     let claims = [a.unwrap(), b.unwrap()];
     assert_eq!(claims.iter().filter(|c| c.is_some()).count(), 1);
 }
@@ -116,7 +127,9 @@ async fn many_workers_at_once_finalize_exactly_once() {
         tokio::spawn(async move {
             let l: &dyn Ledger = &*ledger;
             match commit(l, &j, i).await {
-                AfterCommit::TryFinalize => claim_finalization(l, ID).await.unwrap().is_some(),
+                AfterCommit::TryFinalize => {
+                    claim_finalization(l, ID, STALE).await.unwrap().is_some()
+                }
                 _ => false,
             }
         })
@@ -131,7 +144,7 @@ async fn a_cancel_during_finalize_wins_and_the_outputs_are_removed() {
     let ledger = ledger_with(JobState::Processing, 2);
     let l: &dyn Ledger = &*ledger;
     commit_all(l, 0..2).await;
-    assert!(claim_finalization(l, ID).await.unwrap().is_some());
+    assert!(claim_finalization(l, ID, STALE).await.unwrap().is_some());
     // The owner cancels while the finalizer stitches.
     assert!(l.mark_cancelled(ID).await.unwrap());
     assert_eq!(complete_now(l).await, Completion::Cancelled);
@@ -148,15 +161,18 @@ async fn one_of_two_workers_takes_over_a_stale_finalization() {
     let ledger = ledger_with(JobState::Finalizing, 2);
     let l: &dyn Ledger = &*ledger;
     // A live finalizer is left alone.
-    assert!(claim_finalization(l, ID).await.unwrap().is_none());
+    assert!(claim_finalization(l, ID, STALE).await.unwrap().is_none());
     let mut j = job(l).await;
     j.updated_at = "2020-01-01T00:00:00.000Z".into();
     ledger.put(j);
-    let (a, b) = tokio::join!(claim_finalization(l, ID), claim_finalization(l, ID));
+    let (a, b) = tokio::join!(
+        claim_finalization(l, ID, STALE),
+        claim_finalization(l, ID, STALE)
+    );
     let claims = [a.unwrap(), b.unwrap()];
     assert_eq!(claims.iter().filter(|c| c.is_some()).count(), 1);
     // The takeover moved `updated_at`: the job is live again, so no third worker claims it.
-    assert!(claim_finalization(l, ID).await.unwrap().is_none());
+    assert!(claim_finalization(l, ID, STALE).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -216,5 +232,5 @@ async fn a_failed_chunk_closes_the_ledger_and_a_retry_reopens_it() {
     assert!(l.mark_retrying(ID).await.unwrap());
     assert!(!l.mark_retrying(ID).await.unwrap());
     commit_all(l, 0..2).await;
-    assert!(claim_finalization(l, ID).await.unwrap().is_some());
+    assert!(claim_finalization(l, ID, STALE).await.unwrap().is_some());
 }

@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tessera_shared::config::Config;
 use tessera_shared::error::ApiError;
-use tessera_shared::http::{Caller, JsonBody};
+use tessera_shared::http::{Caller, JsonBody, QueryParams};
 use tessera_shared::job::{Job, JobSnapshot, JobState, WorkflowRef};
 use tessera_shared::keys;
 use tessera_shared::store::objects::{UploadLookup, UploadedPart};
@@ -127,7 +127,9 @@ pub enum UploadPlan {
 pub struct UploadTarget {
     pub method: String,
     pub url: String,
-    /// Headers to send with the PUT (empty: none are signed but `host`).
+    /// Headers to send with the PUT, exactly (the URL signs them: `content-type`). The URL also
+    /// signs `content-length`, the declared size, which every HTTP client sets from its body:
+    /// S3 refuses a body of any other size.
     pub headers: BTreeMap<String, String>,
     pub expires_in: u64,
     pub expires_at: String,
@@ -177,13 +179,21 @@ impl UploadRoutes {
 
 fn validate(req: &CreateUpload, cfg: &Config) -> Result<(), ApiError> {
     let name = req.filename.trim();
-    if name.is_empty()
-        || req.filename.chars().count() > 255
-        || req.filename.chars().any(|c| c.is_control())
-    {
+    if name.is_empty() || req.filename.chars().count() > 255 {
         return Err(ApiError::unprocessable(
             "invalid_filename",
             "`filename` must be 1 to 255 characters with no control characters.",
+        ));
+    }
+    if let Some((i, c)) = keys::forbidden_char(&req.filename) {
+        return Err(ApiError::unprocessable(
+            "invalid_filename",
+            format!(
+                "`filename` holds the character U+{:04X} at position {i}: control and \
+                 bidirectional-control characters are not allowed (they make a name display as \
+                 another). Rename the file.",
+                c as u32
+            ),
         ));
     }
     let ct = req
@@ -240,7 +250,13 @@ async fn part_urls(
     for n in numbers {
         let url = st
             .objects
-            .presign_upload_part(&job.source_key, upload_id, n, st.config.presign_ttl)
+            .presign_upload_part(
+                &job.source_key,
+                upload_id,
+                n,
+                upload::part_length(job.declared_size, job.part_size, n),
+                st.config.presign_ttl,
+            )
             .await?;
         out.push(PartUrl {
             part_number: n,
@@ -298,7 +314,16 @@ pub async fn create_upload(
     let ttl = st.config.presign_ttl;
     let upload = match upload_id {
         None => {
-            let presigned = st.objects.presign_put(&job.source_key, ttl).await?;
+            // Signed: exactly the declared size and content type (S3 refuses any other).
+            let presigned = st
+                .objects
+                .presign_put(
+                    &job.source_key,
+                    ttl,
+                    job.declared_size,
+                    Some(&job.content_type),
+                )
+                .await?;
             UploadPlan::Single(UploadTarget {
                 method: presigned.method,
                 url: presigned.url,
@@ -399,6 +424,9 @@ mod tests {
             validate(&req("a\nb", 1, "text/csv"), &c).unwrap_err().code,
             "invalid_filename"
         );
+        let e = validate(&req("invoice\u{202E}vsc.exe", 1, "text/csv"), &c).unwrap_err();
+        assert_eq!(e.code, "invalid_filename");
+        assert!(e.message.contains("U+202E at position 7"), "{}", e.message);
         let e = validate(&req("a.png", 1, "image/png"), &c).unwrap_err();
         assert_eq!(
             (e.status, e.code),

@@ -70,7 +70,7 @@ pub async fn list_parts(
     State(st): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<PartsQuery>,
+    QueryParams(q): QueryParams<PartsQuery>,
 ) -> Result<Json<PartsStatus>, ApiError> {
     let (job, upload_id) = multipart_job(&st, &caller, &id).await?;
     if let Some(e) = closed_reason(&job) {

@@ -21,6 +21,8 @@ pub struct ModelRow {
     pub offset: u64,
     /// Which `model` step (index among the document's model steps, in output order).
     pub step: u16,
+    /// Which `derive` step (index among all of them, in output order: the profile's index).
+    pub derive: usize,
     /// The source value as read (not masked: masking happens before anything leaves, see
     /// [`mask::mask_pii`]).
     pub text: String,

@@ -13,6 +13,7 @@
 //! accuracy contract are documented in `docs/profile.md`.
 
 pub(crate) mod classify;
+mod derived;
 pub(crate) mod distinct;
 pub(crate) mod pii;
 pub(crate) mod quantiles;
@@ -30,6 +31,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::record::{Record, RejectReason};
 use classify::{civil_from_days, Class, Kind};
+use derived::SentimentState;
+pub use derived::{DerivedKind, DerivedReport, LabelCounts, ScoreQuantiles, SentimentColumn};
 use distinct::Distinct;
 use pii::PiiCounts;
 use quantiles::Quant;
@@ -801,6 +804,9 @@ pub struct ProfileState {
     columns: Vec<ColumnState>,
     /// Max-heap on (priority, offset): the top is the first row to drop.
     sample: BinaryHeap<SampleEntry>,
+    /// Derived sentiment columns, in the order they were added (merged by score column name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    derived: Vec<SentimentState>,
 }
 
 impl ProfileState {
@@ -819,8 +825,55 @@ impl ProfileState {
                 .map(|name| ColumnState::new(name, &opts, work))
                 .collect(),
             sample: BinaryHeap::new(),
+            derived: Vec::new(),
             options: opts,
         }
+    }
+
+    /// Adds a derived sentiment column to the profile; returns its index for
+    /// [`observe_sentiment`](Self::observe_sentiment). Adding a column already present (same
+    /// score column name) returns the existing index.
+    pub fn add_sentiment(&mut self, column: SentimentColumn) -> usize {
+        if let Some(i) = self
+            .derived
+            .iter()
+            .position(|d| d.column.score_column == column.score_column)
+        {
+            return i;
+        }
+        self.derived
+            .push(SentimentState::new(column, self.options.quantile_accuracy));
+        self.derived.len() - 1
+    }
+
+    /// One clean row's score of derived column `index` (from [`add_sentiment`](Self::add_sentiment)):
+    /// `None` when the row was not scored (empty text).
+    ///
+    /// # Panics
+    /// If `index` was not returned by `add_sentiment`.
+    #[inline]
+    pub fn observe_sentiment(&mut self, index: usize, score: Option<f64>) {
+        self.derived[index].observe(score);
+    }
+
+    /// [`observe_sentiment`](Self::observe_sentiment) with the label given by the scorer (a
+    /// model answers a score and a label; the lexicon's label is its score's). `None`: not
+    /// scored (empty text, or a model row marked `model_error`, `not_graded`, `not_sampled`).
+    ///
+    /// # Panics
+    /// If `index` was not returned by `add_sentiment`.
+    #[inline]
+    pub fn observe_sentiment_labelled(
+        &mut self,
+        index: usize,
+        graded: Option<(f64, crate::sentiment::Label)>,
+    ) {
+        self.derived[index].observe_labelled(graded);
+    }
+
+    /// Rows scored so far, summed over the derived sentiment columns.
+    pub fn sentiment_scored(&self) -> u64 {
+        self.derived.iter().map(|d| d.report_scored()).sum()
     }
 
     fn options_as_built(&self) -> ProfileOptions {
@@ -916,6 +969,16 @@ impl ProfileState {
         for (a, b) in self.columns.iter_mut().zip(&other.columns) {
             a.merge(b);
         }
+        for d in &other.derived {
+            match self
+                .derived
+                .iter_mut()
+                .find(|x| x.column.score_column == d.column.score_column)
+            {
+                Some(x) => x.merge(d),
+                None => self.derived.push(d.clone()),
+            }
+        }
         let k = self.options.sample_size;
         for e in other.sample.iter() {
             self.sample.push(e.clone());
@@ -954,6 +1017,11 @@ impl ProfileState {
                     offset: e.offset,
                     values: e.values.clone(),
                 })
+                .collect(),
+            derived: self
+                .derived
+                .iter()
+                .map(|d| (d.column.score_column.clone(), d.report()))
                 .collect(),
         }
     }
@@ -1011,6 +1079,10 @@ pub struct ProfileReport {
     pub columns: Vec<ColumnReport>,
     /// Uniform sample of clean rows, in file order.
     pub sample: Vec<SampleRow>,
+    /// Derived columns of the clean output (sentiment), keyed by the score column's name;
+    /// absent when the rules derive nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub derived: BTreeMap<String, DerivedReport>,
 }
 
 /// The inferred type of a column: the narrowest type all non-null values fit.

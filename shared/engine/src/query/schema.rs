@@ -116,6 +116,24 @@ impl Schema {
         }
         Schema { columns, types }
     }
+
+    /// Fixes the types of the derived columns the profile names (`derived`): a sentiment score
+    /// is `decimal`, its label `string`, whatever the records sampled for the types hold (a
+    /// first 4 MiB of empty texts would otherwise make the score column text, and `avg` of it
+    /// a type error).
+    pub fn with_derived(mut self, p: &ProfileReport) -> Schema {
+        for (score, d) in &p.derived {
+            for (name, t) in [
+                (score, ValueType::Decimal),
+                (&d.label_column, ValueType::String),
+            ] {
+                if let Some(i) = self.columns.iter().position(|c| c == name) {
+                    self.types[i] = t;
+                }
+            }
+        }
+        self
+    }
 }
 
 #[cfg(test)]

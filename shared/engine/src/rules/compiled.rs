@@ -230,6 +230,23 @@ impl CompiledRules {
             .collect()
     }
 
+    /// The derived sentiment columns, in the order of their output columns: the source column,
+    /// the two names it adds to the clean output, the engine (what the profile summarises; a
+    /// derived column is keyed by its score column, one per (source, engine)).
+    pub fn sentiment_columns(&self) -> Vec<crate::profile::SentimentColumn> {
+        let n = self.output_columns.len() - 2 * self.derives.len();
+        self.derives
+            .iter()
+            .enumerate()
+            .map(|(k, &(c, engine))| crate::profile::SentimentColumn {
+                source: self.columns[c].clone(),
+                score_column: self.output_columns[n + 2 * k].clone(),
+                label_column: self.output_columns[n + 2 * k + 1].clone(),
+                engine: engine.as_str().to_string(),
+            })
+            .collect()
+    }
+
     /// The rule ids, in document order.
     pub fn rule_ids(&self) -> Vec<String> {
         self.doc.rule_ids()

@@ -86,6 +86,16 @@ pub enum SentimentEngine {
     Model,
 }
 
+impl SentimentEngine {
+    /// The name as the document writes it (`lexicon`, `model`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentimentEngine::Lexicon => "lexicon",
+            SentimentEngine::Model => "model",
+        }
+    }
+}
+
 /// The suffixes of the two columns a sentiment derive step adds after the column's name.
 pub const SENTIMENT_SUFFIXES: [&str; 2] = ["_sentiment", "_sentiment_label"];
 

@@ -46,6 +46,7 @@ pub use validate::{
     against_profile, from_value, parse_document, refuse_model_engine, ValidationError,
     MODEL_ENGINE_UNAVAILABLE,
 };
+pub use validate::{check_limits, LimitExceeded, MAX_COLUMN_SPECS, MAX_REFERENCES, MAX_RULES};
 
 /// The JSON Schema of [`RuleDocument`] (the content of `docs/rules.schema.json`).
 pub fn json_schema() -> serde_json::Value {

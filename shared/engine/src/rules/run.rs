@@ -53,6 +53,12 @@ pub(super) struct Scratch {
     pub(super) collect_model: bool,
     /// Rows of `model` steps written without their grade, in output order.
     pub(super) model_rows: Vec<crate::grading::ModelRow>,
+    /// Per `derive` step, the score of the row last written or scored (`None`: empty text,
+    /// or a `model` step's row not graded).
+    pub(super) scores: Vec<Option<f64>>,
+    /// Per `derive` step, whether the row last written was handed out for a model grade
+    /// (its score comes with [`RuleRunner::fill_model_rows`], not in `scores`).
+    pub(super) held: Vec<bool>,
 }
 
 /// What a chunk's rules produced, merged by the caller.
@@ -81,6 +87,8 @@ impl RuleRunner {
             offset: 0,
             collect_model: false,
             model_rows: Vec::new(),
+            scores: vec![None; rules.derives.len()],
+            held: vec![false; rules.derives.len()],
         };
         RuleRunner { rules, s }
     }

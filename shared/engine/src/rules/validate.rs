@@ -43,6 +43,64 @@ impl ValidationError {
     }
 }
 
+/// Most rules in one document (each is checked on every record of every chunk).
+pub const MAX_RULES: usize = 500;
+/// Most column specs (`columns.<name>`) in one document: the file's own column limit.
+pub const MAX_COLUMN_SPECS: usize = 10_000;
+/// Most distinct reference files (`one_of.ref`) one document names: every chunk worker holds
+/// each list in memory (each at most 64 MiB), so 4 bound that to 256 MiB of lists.
+pub const MAX_REFERENCES: usize = 4;
+
+/// A document over one of the limits above: a stable code, the JSON path and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitExceeded {
+    /// `too_many_rules`, `too_many_column_specs` or `too_many_references`.
+    pub code: &'static str,
+    pub path: &'static str,
+    pub message: String,
+}
+
+/// Checks the document's counts against [`MAX_RULES`], [`MAX_COLUMN_SPECS`] and
+/// [`MAX_REFERENCES`] on the raw JSON, before any rule is parsed or compiled, so an oversized
+/// document costs one pass over its JSON. Shapes are [`from_value`]'s to check.
+pub fn check_limits(v: &Value) -> Result<(), LimitExceeded> {
+    let rules = v.get("rules").and_then(Value::as_array);
+    let n = rules.map_or(0, Vec::len);
+    if n > MAX_RULES {
+        return Err(LimitExceeded {
+            code: "too_many_rules",
+            path: "/rules",
+            message: format!("the document has {n} rules; at most {MAX_RULES} are allowed. Merge checks on one column into one rule (e.g. one `matches` pattern), or split the work over two workflows."),
+        });
+    }
+    let n = v
+        .get("columns")
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len());
+    if n > MAX_COLUMN_SPECS {
+        return Err(LimitExceeded {
+            code: "too_many_column_specs",
+            path: "/columns",
+            message: format!("the document declares {n} columns; at most {MAX_COLUMN_SPECS} are allowed (a file has at most that many)."),
+        });
+    }
+    let mut keys: Vec<&str> = rules
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.pointer("/check/one_of/ref/key")?.as_str())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.len() > MAX_REFERENCES {
+        return Err(LimitExceeded {
+            code: "too_many_references",
+            path: "/rules",
+            message: format!("the document names {} reference files; at most {MAX_REFERENCES} are allowed (every worker holds each list in memory). Combine the lists into fewer files.", keys.len()),
+        });
+    }
+    Ok(())
+}
+
 /// Escapes one JSON pointer segment.
 pub(crate) fn seg(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")

@@ -10,11 +10,11 @@ use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 use super::{
     query_options, scan_range, store_result, thread_cpu, timed, QueryFailure, STALE_MERGING,
 };
-use crate::job::{is_stale, JobError};
 use crate::keys;
+use crate::pipeline::ranged::DeadRange;
 use crate::pipeline::{Pipeline, PipelineError, MAX_CHUNK_DELIVERIES};
 use crate::query::{QueryJob, QUERY_PARTITIONS};
-use crate::ranged::RangedState;
+use crate::ranged::{RangedJob, RangedState};
 use crate::store::ranged::{RangeCommit, RangeRecord};
 use crate::store::table::{number, string};
 use crate::task::QueryRangeMessage;
@@ -183,24 +183,12 @@ impl Pipeline {
     /// Merges the query if every range is done and this caller wins the claim, or takes over
     /// a merge that stalled.
     async fn merge_if_done(&self, query: &QueryJob) -> Result<(), PipelineError> {
-        let claimed = match query.state {
-            RangedState::Running if query.ranges_done >= query.range_count => {
-                self.queries.claim_stitching(query).await?
-            }
-            RangedState::Stitching if is_stale(&query.updated_at, STALE_MERGING) => {
-                tracing::warn!(since = %query.updated_at, "taking over a stalled query merge");
-                self.queries.reclaim_stitching(query).await?
-            }
-            _ => false,
-        };
-        if !claimed {
-            return Ok(());
-        }
-        let query = self
-            .queries
-            .get(&query.job_id, &query.id)
+        let Some(query) = self
+            .claim_assembly(&self.queries, query, STALE_MERGING)
             .await?
-            .unwrap_or_else(|| query.clone());
+        else {
+            return Ok(());
+        };
         match self.try_merge(&query).await {
             Ok(()) => Ok(()),
             Err(QueryFailure::Store(e)) => {
@@ -220,15 +208,7 @@ impl Pipeline {
         let plan = self.plan_of(query)?;
         let tasks = query.ranges();
         let records = self.queries.ranges(query).await?;
-        if records.len() != tasks.len()
-            || records.iter().zip(&tasks).any(|(r, t)| r.index != t.index)
-        {
-            return Err(QueryFailure::Changed(format!(
-                "{} range records for {} ranges",
-                records.len(),
-                tasks.len()
-            )));
-        }
+        crate::pipeline::ranged::check_records(&records, &tasks).map_err(QueryFailure::Changed)?;
         let mut summaries: Vec<ChunkSummary> = records.iter().map(|r| r.summary).collect();
         let reruns = split::validate(&summaries);
         let mut rerun_states = std::collections::HashMap::new();
@@ -346,15 +326,10 @@ impl Pipeline {
         message: String,
         detail: String,
     ) -> Result<(), PipelineError> {
-        tracing::warn!(job_id = %query.job_id, query_id = %query.id, code, %detail, "query failed");
         if self
-            .queries
-            .mark_failed(query, &JobError::new(code, message))
+            .fail_ranged(&self.queries, query, code, message, &detail)
             .await?
         {
-            if let Err(e) = self.objects.delete_keys(&query.part_keys()).await {
-                tracing::warn!(error = %e, "could not delete a failed query's parts; the bucket's expiry rule will");
-            }
             self.continue_agent(query).await;
         }
         Ok(())
@@ -366,15 +341,12 @@ impl Pipeline {
         let Some((query, task)) = self.query_of(&msg).await? else {
             return Ok(());
         };
-        match query.state {
-            RangedState::Queued | RangedState::Running => {
-                if self
-                    .queries
-                    .range_done(&query, task.index)
-                    .await?
-                {
-                    return Ok(());
-                }
+        match self
+            .dead_range(&self.queries, &query, task.index, STALE_MERGING)
+            .await?
+        {
+            DeadRange::Ignore => Ok(()),
+            DeadRange::Exhausted => {
                 self.fail_query(
                     &query,
                     "query_attempts_exhausted",
@@ -386,7 +358,7 @@ impl Pipeline {
                 )
                 .await
             }
-            RangedState::Stitching if is_stale(&query.updated_at, STALE_MERGING) => {
+            DeadRange::NeverAssembled => {
                 self.fail_query(
                     &query,
                     "query_failed",
@@ -395,7 +367,6 @@ impl Pipeline {
                 )
                 .await
             }
-            _ => Ok(()),
         }
     }
 }

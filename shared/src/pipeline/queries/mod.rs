@@ -22,7 +22,7 @@ use tessera_engine::query::{
 };
 use tessera_engine::split::{self, ChunkSummary, ChunkTask};
 
-use super::{is_stale, job_dialect};
+use super::job_dialect;
 use crate::config::Config;
 use crate::job::{now_rfc3339, Job, JobError};
 use crate::keys;
@@ -30,7 +30,7 @@ use crate::query::{
     normalised, object_of, query_id, query_tasks, QueryJob, QueryMode, INLINE_RESULT_MAX_BYTES,
 };
 use crate::ranged::RangedState;
-use crate::store::objects::{next_piece, open_planned, ObjectStore, SourceChanged};
+use crate::store::objects::{next_piece, open_planned, ObjectStore, Planned, SourceChanged};
 use crate::store::ranged::RangedStore;
 use crate::store::StoreError;
 
@@ -113,10 +113,11 @@ pub async fn prepare(
     let key = object_of(job, doc.source)
         .ok_or_else(|| QueryFailure::Changed("the job has no clean output".into()))?
         .to_string();
-    let size = objects
-        .size(&key)
+    let object = objects
+        .head(&key)
         .await?
         .ok_or_else(|| QueryFailure::Changed(format!("{key} is gone")))?;
+    let size = object.size;
     // The object's first bytes: the clean output's header, and the types when the profile
     // cannot give them. Read once, and only when one of those needs them.
     let read_head = || objects.read_range(&key, 0, size.min(SNIFF_BYTES as u64));
@@ -145,16 +146,21 @@ pub async fn prepare(
         },
         None => None,
     };
-    let schema = match profile.map(|p| Schema::from_profile(&p)) {
+    let schema = match profile.as_ref().map(Schema::from_profile) {
         Some(s) if s.columns == columns => s,
         _ => {
             let head = match head {
                 Some(h) => h,
                 None => read_head().await?,
             };
-            Schema {
+            let sampled = Schema {
                 types: head_types(&head, size, &dialect, header_len, columns.len()),
                 columns,
+            };
+            match &profile {
+                // Derived columns are only in the clean output: their types are known.
+                Some(p) if doc.source == Source::Clean => sampled.with_derived(p),
+                _ => sampled,
             }
         }
     };
@@ -178,6 +184,7 @@ pub async fn prepare(
         document: normalised(doc),
         object_key: key,
         object_size: size,
+        object_etag: object.etag,
         header_len,
         dialect,
         schema,
@@ -243,7 +250,10 @@ pub async fn scan_range(
             objects,
             &record.object_key,
             from,
-            record.object_size,
+            Planned {
+                size: record.object_size,
+                etag: record.object_etag.as_deref(),
+            },
             ("data", "query"),
         )
         .await?;
@@ -488,20 +498,9 @@ pub async fn fail_if_stalled(
     objects: &ObjectStore,
     q: QueryJob,
 ) -> Result<QueryJob, StoreError> {
-    if !matches!(q.state, RangedState::Queued | RangedState::Running)
-        || !is_stale(&q.updated_at, QUERY_STALLED_AFTER)
-    {
-        return Ok(q);
-    }
     let error = JobError::new(
         "query_stalled",
         "The query made no progress for 2 hours and was stopped. Ask it again.",
     );
-    if queries.mark_stalled(&q, &error).await? {
-        tracing::warn!(job_id = %q.job_id, query_id = %q.id, since = %q.updated_at, "query stalled; failed it");
-        if let Err(e) = objects.delete_keys(&q.part_keys()).await {
-            tracing::warn!(error = %e, "could not delete a stalled query's parts; the bucket's expiry rule will");
-        }
-    }
-    Ok(queries.get(&q.job_id, &q.id).await?.unwrap_or(q))
+    crate::pipeline::ranged::fail_if_stalled(queries, objects, q, QUERY_STALLED_AFTER, error).await
 }

@@ -260,19 +260,18 @@ impl JobStore {
     pub async fn mark_planned(&self, id: &str, plan: &Plan) -> Result<bool, StoreError> {
         let dialect = to_value(&plan.dialect, "dialect")?;
         let columns = to_value(&plan.columns, "columns")?;
-        self.transition(
-            id,
-            &[JobState::AwaitingUpload],
-            JobState::Queued,
-            vec![
-                ("dialect", dialect),
-                ("columns", columns),
-                ("header_len", number(plan.header_len)),
-                ("chunk_size", number(plan.chunk_size)),
-                ("chunk_count", number(plan.chunk_count)),
-            ],
-        )
-        .await
+        let mut facts = vec![
+            ("dialect", dialect),
+            ("columns", columns),
+            ("header_len", number(plan.header_len)),
+            ("chunk_size", number(plan.chunk_size)),
+            ("chunk_count", number(plan.chunk_count)),
+        ];
+        if let Some(etag) = &plan.source_etag {
+            facts.push(("source_etag", string(etag)));
+        }
+        self.transition(id, &[JobState::AwaitingUpload], JobState::Queued, facts)
+            .await
     }
 
     /// `queued -> processing` once every chunk task is enqueued.
@@ -403,6 +402,7 @@ impl JobStore {
                 ("rows", number(totals.rows)),
                 ("rejected_rows", number(totals.rejected_rows)),
                 ("bytes_done", number(totals.bytes)),
+                ("scored_rows", number(totals.scored_rows)),
                 ("results", results),
             ],
             &["chunks_done = chunk_count"],

@@ -14,7 +14,7 @@ mod multipart;
 mod stream;
 
 pub use multipart::{plan_concat, ConcatPart, MultipartWriter, MIN_PART};
-pub use stream::{next_piece, open_planned, PartSink, SourceChanged};
+pub use stream::{next_piece, open_planned, PartSink, Planned, SourceChanged};
 
 #[derive(Debug, Clone)]
 pub struct Presigned {
@@ -62,7 +62,35 @@ pub fn same_etag(a: &str, b: &str) -> bool {
     a.trim().trim_matches('"') == b.trim().trim_matches('"')
 }
 
-/// The bucket adapter.
+/// The signed headers a client must send with a presigned request: all but `host` (its URL's)
+/// and `content-length` (set by every HTTP client from its body; browsers refuse to set it).
+fn client_headers<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    headers
+        .filter(|(k, _)| {
+            !k.eq_ignore_ascii_case("host") && !k.eq_ignore_ascii_case("content-length")
+        })
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// An object's size and ETag (HeadObject).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    /// As S3 reports it (quoted); `None` if absent.
+    pub etag: Option<String>,
+}
+
+/// A ranged read of an object pinned to an ETag.
+pub enum RangedRead {
+    /// The bytes from the start asked for, and the object's whole size (`Content-Range`).
+    Body(ByteStream, Option<u64>),
+    /// No such object, or it is shorter than the start.
+    Missing,
+    /// The object is not the one with the ETag asked for (S3 answered 412 to `If-Match`).
+    Replaced,
+}
+
 /// An object found by [`ObjectStore::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -72,6 +100,7 @@ pub struct ObjectInfo {
     pub last_modified: Option<String>,
 }
 
+/// The bucket adapter.
 #[derive(Clone, Debug)]
 pub struct ObjectStore {
     client: Client,
@@ -90,10 +119,20 @@ impl ObjectStore {
         &self.bucket
     }
 
-    /// A presigned PUT for `key`, valid for `ttl`. Signs only `host`, so a plain
-    /// `curl --upload-file` works (the S3 client is built without default request checksums;
-    /// see `aws::Clients`).
-    pub async fn presign_put(&self, key: &str, ttl: Duration) -> Result<Presigned, StoreError> {
+    /// A presigned PUT for `key`, valid for `ttl`, that S3 accepts only with exactly
+    /// `content_length` bytes and, when given, this `content_type`: both are signed headers
+    /// (`X-Amz-SignedHeaders=content-length;content-type;host`), so a body of another size is
+    /// refused with `SignatureDoesNotMatch` instead of stored. The answer's headers are the ones
+    /// the client must send besides `content-length` (which every HTTP client sets from its
+    /// body). No checksum terms: the S3 client is built without default request checksums
+    /// (see `aws::Clients`), so a plain `curl --upload-file` works.
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        ttl: Duration,
+        content_length: u64,
+        content_type: Option<&str>,
+    ) -> Result<Presigned, StoreError> {
         let conf = PresigningConfig::expires_in(ttl)
             .map_err(|e| StoreError::service("PresigningConfig", e))?;
         let req = self
@@ -101,17 +140,15 @@ impl ObjectStore {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .content_length(content_length as i64)
+            .set_content_type(content_type.map(str::to_string))
             .presigned(conf)
             .await
             .map_err(|e| StoreError::service("presign PutObject", e))?;
         Ok(Presigned {
             url: req.uri().to_string(),
             method: req.method().to_string(),
-            headers: req
-                .headers()
-                .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            headers: client_headers(req.headers()),
         })
     }
 
@@ -147,14 +184,17 @@ impl ObjectStore {
         })
     }
 
-    /// A presigned `UploadPart` (PUT) for one part, valid for `ttl`. Like [`Self::presign_put`]
-    /// it signs only `host` and carries no checksum terms (the client is built with
+    /// A presigned `UploadPart` (PUT) for one part of exactly `content_length` bytes, valid for
+    /// `ttl`. Like [`Self::presign_put`] it signs `content-length` (a part of another size is
+    /// refused by S3) and carries no checksum terms (the client is built with
     /// `RequestChecksumCalculation::WhenRequired`), so a browser's plain PUT of the bytes works.
+    /// The content type is the upload's, fixed at `CreateMultipartUpload`.
     pub async fn presign_upload_part(
         &self,
         key: &str,
         upload_id: &str,
         part_number: u32,
+        content_length: u64,
         ttl: Duration,
     ) -> Result<String, StoreError> {
         let conf = PresigningConfig::expires_in(ttl)
@@ -166,6 +206,7 @@ impl ObjectStore {
             .key(key)
             .upload_id(upload_id)
             .part_number(part_number as i32)
+            .content_length(content_length as i64)
             .presigned(conf)
             .await
             .map_err(|e| StoreError::service("presign UploadPart", e))?;
@@ -336,6 +377,11 @@ impl ObjectStore {
 
     /// Size of an object, or `None` when it does not exist.
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.head(key).await?.map(|h| h.size))
+    }
+
+    /// Size and ETag of an object, or `None` when it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {
         match self
             .client
             .head_object()
@@ -344,7 +390,10 @@ impl ObjectStore {
             .send()
             .await
         {
-            Ok(o) => Ok(Some(o.content_length.unwrap_or(0).max(0) as u64)),
+            Ok(o) => Ok(Some(ObjectHead {
+                size: o.content_length.unwrap_or(0).max(0) as u64,
+                etag: o.e_tag,
+            })),
             Err(e)
                 if e.as_service_error()
                     .map(|s| s.is_not_found())
@@ -373,37 +422,81 @@ impl ObjectStore {
 
     /// Like [`Self::stream_from`], and also returns the object's whole size as S3 reports it
     /// in `Content-Range` (`None` if absent), so a reader can check the object is the one it
-    /// planned for without another request. An object shorter than `start` is `Ok(None)`.
+    /// planned for without another request. With `if_match`, the GET carries `If-Match` and S3
+    /// answers 412 ([`RangedRead::Replaced`]) when the object's ETag is another: the object was
+    /// replaced, even by one of the same size.
     pub async fn stream_from_sized(
         &self,
         key: &str,
         start: u64,
-    ) -> Result<Option<(ByteStream, Option<u64>)>, StoreError> {
+        if_match: Option<&str>,
+    ) -> Result<RangedRead, StoreError> {
         let res = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes={start}-"))
+            .set_if_match(if_match.map(str::to_string))
             .send()
             .await;
         let out = match res {
             Ok(o) => o,
-            Err(e)
-                if e.as_service_error()
-                    .and_then(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se))
-                    .is_some_and(|c| c == "InvalidRange" || c == "NoSuchKey") =>
-            {
-                return Ok(None)
+            Err(e) => {
+                let code = e
+                    .as_service_error()
+                    .and_then(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se));
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                return match (code, status) {
+                    (Some("InvalidRange" | "NoSuchKey"), _) => Ok(RangedRead::Missing),
+                    (Some("PreconditionFailed"), _) | (_, Some(412)) => Ok(RangedRead::Replaced),
+                    _ => Err(StoreError::service("GetObject(range)", e)),
+                };
             }
-            Err(e) => return Err(StoreError::service("GetObject(range)", e)),
         };
         let total = out
             .content_range
             .as_deref()
             .and_then(|r| r.rsplit_once('/'))
             .and_then(|(_, t)| t.trim().parse::<u64>().ok());
-        Ok(Some((out.body, total)))
+        Ok(RangedRead::Body(out.body, total))
+    }
+
+    /// The first `max + 1` bytes at most of an object (a ranged GET), or `None` when it does
+    /// not exist: a caller that allows `max` bytes learns the object is larger from the length
+    /// without reading it whole, whatever its size was when it was checked or declared.
+    pub async fn read_at_most(&self, key: &str, max: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let res = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{max}"))
+            .send()
+            .await;
+        let out = match res {
+            Ok(o) => o,
+            Err(e) => {
+                let code = e
+                    .as_service_error()
+                    .and_then(|se| aws_sdk_s3::error::ProvideErrorMetadata::code(se));
+                return match code {
+                    Some("NoSuchKey") => Ok(None),
+                    // An empty object has no byte 0.
+                    Some("InvalidRange") => Ok(Some(Vec::new())),
+                    _ => Err(StoreError::service("GetObject(range)", e)),
+                };
+            }
+        };
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::service("GetObject(body)", e))?;
+        let mut data = data.into_bytes().to_vec();
+        // A server that ignores the range still never makes the caller hold more than this.
+        data.truncate((max + 1) as usize);
+        Ok(Some(data))
     }
 
     /// Reads bytes `[start, start+len)` (or fewer at the end) into memory. For small reads only.
@@ -426,6 +519,18 @@ impl ObjectStore {
             .await
             .map_err(|e| StoreError::service("GetObject(body)", e))?;
         Ok(data.into_bytes().to_vec())
+    }
+
+    /// Reads a completed job's profile (`keys::profile_key`).
+    pub async fn read_profile(
+        &self,
+        job: &crate::job::Job,
+    ) -> Result<tessera_engine::profile::ProfileReport, StoreError> {
+        let bytes = self.read_all(&crate::keys::profile_key(job)).await?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Malformed {
+            what: "profile",
+            detail: format!("job {}: {e}", job.id),
+        })
     }
 
     /// Reads a whole (small) object.

@@ -1,7 +1,7 @@
 //! Streaming helpers over [`ObjectStore`]: an output part written as a multipart upload once
 //! it passes 8 MiB, and a planned object read as a stream with its size checked.
 
-use super::{MultipartWriter, ObjectStore};
+use super::{MultipartWriter, ObjectStore, RangedRead};
 use crate::store::StoreError;
 
 /// Output buffered by a chunk worker before it is sent to S3 as one multipart part.
@@ -22,26 +22,45 @@ impl From<StoreError> for SourceChanged {
     }
 }
 
+/// What a reader was planned against: the object's size and, when known, its ETag.
+#[derive(Debug, Clone, Copy)]
+pub struct Planned<'a> {
+    pub size: u64,
+    pub etag: Option<&'a str>,
+}
+
 /// Streams `key` from byte `from`, checking that the object is still the `planned` bytes its
-/// work was cut for (S3's `Content-Range` total, no extra request); `SourceChanged` if it is
-/// gone, shorter, or another size. `names`: what the object and the plan are called in the
-/// message (`("object", "job")`, `("output", "export")`).
+/// work was cut for: the GET carries `If-Match` with the planned ETag (S3 refuses with 412 if
+/// the object was replaced, even by one of the same size), and S3's `Content-Range` total
+/// must be the planned size (no extra request). `SourceChanged` if it is gone, shorter, of
+/// another size, or replaced. `names`: what the object and the plan are called in the message
+/// (`("object", "job")`, `("output", "export")`).
 pub async fn open_planned(
     objects: &ObjectStore,
     key: &str,
     from: u64,
-    planned: u64,
+    planned: Planned<'_>,
     names: (&str, &str),
 ) -> Result<aws_sdk_s3::primitives::ByteStream, SourceChanged> {
     let (object, plan) = names;
-    let Some((body, total)) = objects.stream_from_sized(key, from).await? else {
-        return Err(SourceChanged::Changed(format!(
-            "the {object} is gone or shorter than byte {from}"
-        )));
+    let (body, total) = match objects.stream_from_sized(key, from, planned.etag).await? {
+        RangedRead::Body(body, total) => (body, total),
+        RangedRead::Missing => {
+            return Err(SourceChanged::Changed(format!(
+                "the {object} is gone or shorter than byte {from}"
+            )))
+        }
+        RangedRead::Replaced => {
+            return Err(SourceChanged::Changed(format!(
+                "the {object} was replaced after the {plan} was planned (its ETag is not {})",
+                planned.etag.unwrap_or_default()
+            )))
+        }
     };
-    if let Some(total) = total.filter(|&t| t != planned) {
+    if let Some(total) = total.filter(|&t| t != planned.size) {
         return Err(SourceChanged::Changed(format!(
-            "the {object} is {total} bytes, the {plan} was planned for {planned}"
+            "the {object} is {total} bytes, the {plan} was planned for {}",
+            planned.size
         )));
     }
     Ok(body)
