@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn the_model_engine_needs_a_model() {
         let doc = json!({"version": 1, "columns": {
-            "review": {"derive": {"sentiment": {"engine": "model"}}},
+            "review": {"derive": {"sentiment": {"engine": "model", "max_cost_usd": 1}}},
             "title": {"derive": {"sentiment": {"engine": "lexicon"}}}
         }});
         assert!(validate_document(&doc, true).is_ok());

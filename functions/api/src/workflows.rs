@@ -44,7 +44,7 @@ mod tests {
     use tessera_shared::engine::rules::{MAX_REFERENCES, MAX_RULES};
 
     fn code(rules: &Value) -> (StatusCode, &'static str) {
-        let e = check("w", "", rules).unwrap_err();
+        let e = check("w", "", rules, true).unwrap_err();
         (e.status, e.code)
     }
 
@@ -52,13 +52,13 @@ mod tests {
     fn documents_over_a_limit_are_refused_naming_it() {
         let rule = json!({"column": "a", "check": "not_null"});
         let ok = json!({"version": 1, "rules": vec![rule.clone(); MAX_RULES]});
-        assert!(check("w", "", &ok).is_ok());
+        assert!(check("w", "", &ok, true).is_ok());
         let many = json!({"version": 1, "rules": vec![rule; MAX_RULES + 1]});
         assert_eq!(
             code(&many),
             (StatusCode::UNPROCESSABLE_ENTITY, "too_many_rules")
         );
-        let e = check("w", "", &many).unwrap_err();
+        let e = check("w", "", &many, true).unwrap_err();
         assert!(e.message.contains("at most 500"), "{}", e.message);
         let refs: Vec<Value> = (0..=MAX_REFERENCES)
             .map(|i| json!({"column": "c", "check": {"one_of": {"ref": {"key": format!("l{i}.csv"), "column": "v"}}}}))
@@ -72,7 +72,7 @@ mod tests {
         let same: Vec<Value> = (0..=MAX_REFERENCES)
             .map(|_| json!({"column": "c", "check": {"one_of": {"ref": {"key": "l.csv", "column": "v"}}}}))
             .collect();
-        assert!(check("w", "", &json!({"version": 1, "rules": same})).is_ok());
+        assert!(check("w", "", &json!({"version": 1, "rules": same}), true).is_ok());
         let cols: serde_json::Map<String, Value> =
             (0..=10_000).map(|i| (format!("c{i}"), json!({}))).collect();
         let doc = json!({"version": 1, "columns": cols});

@@ -245,7 +245,7 @@ fn derive_doc(column: &str, derive: Value) -> Value {
 
 #[test]
 fn model_engine_is_a_step_whose_callers_decide_if_it_runs() {
-    let model = json!({"sentiment": {"engine": "model"}});
+    let model = json!({"sentiment": {"engine": "model", "max_cost_usd": 1.5}});
     let doc: RuleDocument = from_value(&derive_doc("review", model)).unwrap();
     // Accepted by the document and by `compile`; where no model is configured the caller
     // refuses it at its path, with the stable message.
@@ -285,7 +285,12 @@ fn model_engine_is_a_step_whose_callers_decide_if_it_runs() {
         &["review"],
     );
     assert_eq!(e[0].0, "/columns/review/derive/sentiment/sample");
-    // The shape is fixed; grading a sample is not built yet.
+    // A model step needs its cost limit, above 0; a lexicon step has none.
+    let ok = derive_doc(
+        "review",
+        json!({"sentiment": {"engine": "model", "sample": 10, "max_cost_usd": 0.25}}),
+    );
+    assert!(compile(ok, &["review"]).is_ok());
     let e = errors(
         derive_doc(
             "review",
@@ -293,8 +298,26 @@ fn model_engine_is_a_step_whose_callers_decide_if_it_runs() {
         ),
         &["review"],
     );
-    assert_eq!(e[0].0, "/columns/review/derive/sentiment/sample");
-    assert!(e[0].1.contains("not available yet"), "{e:?}");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "/columns/review/derive/sentiment/max_cost_usd");
+    assert_eq!(e[0].1, tessera_engine::rules::MAX_COST_REQUIRED);
+    for (engine, cost) in [
+        ("model", json!(0)),
+        ("model", json!(-1)),
+        ("lexicon", json!(1)),
+    ] {
+        let e = errors(
+            derive_doc(
+                "review",
+                json!({"sentiment": {"engine": engine, "max_cost_usd": cost}}),
+            ),
+            &["review"],
+        );
+        assert_eq!(
+            e[0].0, "/columns/review/derive/sentiment/max_cost_usd",
+            "{e:?}"
+        );
+    }
     let _ = SentimentEngine::Model;
 }
 
@@ -307,7 +330,7 @@ fn model_rows_are_handed_out_and_filled_in_order() {
     use tessera_engine::grading::Grade;
     use tessera_engine::split::ChunkTask;
     let doc = from_value(&json!({"version": 1,
-        "columns": {"review": {"derive": {"sentiment": {"engine": "model"}}},
+        "columns": {"review": {"derive": {"sentiment": {"engine": "model", "max_cost_usd": 1}}},
                     "id": {"transforms": [{"mask": {"token": {"encoding": "hex", "length": 16}}}]}},
         "rules": [{"column": "qty", "check": {"range": {"min": 0}}}]}))
     .unwrap();
@@ -390,7 +413,7 @@ fn model_marks_are_counted() {
     use tessera_engine::grading::Grade;
     use tessera_engine::split::ChunkTask;
     let doc = from_value(&json!({"version": 1,
-        "columns": {"review": {"derive": {"sentiment": {"engine": "model"}}}}}))
+        "columns": {"review": {"derive": {"sentiment": {"engine": "model", "max_cost_usd": 1}}}}}))
     .unwrap();
     let header: Vec<String> = ["id", "review"].map(String::from).to_vec();
     let rules =

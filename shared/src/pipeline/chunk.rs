@@ -132,6 +132,7 @@ impl Pipeline {
             rejected_rows: result.rejected_rows,
             bytes: task.end - task.start,
             scored_rows: result.scored_rows,
+            not_graded_rows: result.not_graded_rows,
             result_key: keys::part_key(&job.owner, &job.id, PartKind::Result, task.index),
             completed_at: now_rfc3339(),
         };
@@ -197,7 +198,7 @@ impl Pipeline {
                 })
             }
         };
-        let mut grading = super::grade::ChunkGrading::new(&job.owner);
+        let mut grading = super::grade::ChunkGrading::new(job);
         let options = ChunkOptions {
             rules: rules.clone(),
             unique_repeats: repeats,
@@ -240,7 +241,9 @@ impl Pipeline {
             let state = proc.feed(&bytes, &mut clean.buf, &mut rejected.buf)?;
             if let Some(g) = grader {
                 if proc.model_rows().len() >= super::grade::GRADE_AT {
-                    grading.grade(g, &mut proc, &mut clean.buf).await?;
+                    grading
+                        .grade(g, &*self.jobs, &mut proc, &mut clean.buf)
+                        .await?;
                 }
             }
             clean.flush_if_full().await?;
@@ -252,8 +255,10 @@ impl Pipeline {
         drop(body);
         if let Some(g) = grader {
             proc.end_input()?;
-            grading.grade(g, &mut proc, &mut clean.buf).await?;
-            grading.log(&job.id, task.index);
+            grading
+                .grade(g, &*self.jobs, &mut proc, &mut clean.buf)
+                .await?;
+            grading.log(task.index);
         }
         let mut result = proc.finish(&mut clean.buf, &mut rejected.buf)?;
         clean.close().await?;

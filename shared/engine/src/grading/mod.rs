@@ -80,6 +80,64 @@ pub fn sampled(offset: u64, salt: u64, rate: f64) -> bool {
     ((z >> 11) as f64) < rate * (1u64 << 53) as f64
 }
 
+/// What a file's first bytes say about a column's text: the model engine's cost estimate
+/// scales it to the file ([`ColumnSample::scaled`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColumnSample {
+    /// Complete records read.
+    pub rows: u64,
+    /// Bytes those records take (from the start of the data to the end of the last one).
+    pub bytes: u64,
+    /// Records whose text in the column is not empty (the rows a model would grade).
+    pub texts: u64,
+    /// Bytes of those texts, each counted up to `max_text` (what a request carries).
+    pub text_bytes: u64,
+}
+
+impl ColumnSample {
+    /// Reads the records of `data` (a file's bytes after its header; `whole`: the file's
+    /// end, else the last, possibly cut, record is left out) and measures field `column`.
+    pub fn of(
+        data: &[u8],
+        whole: bool,
+        cfg: crate::parse::ParserConfig,
+        column: usize,
+        max_text: usize,
+    ) -> ColumnSample {
+        let mut s = ColumnSample::default();
+        let n = data.len() as u64;
+        let _ = crate::parse::for_each_record(cfg, data, |rec| {
+            if !whole && rec.content_end >= n {
+                return;
+            }
+            s.rows += 1;
+            s.bytes = (rec.content_end + 1).min(n);
+            let start = if column == 0 {
+                0
+            } else {
+                rec.ends.get(column - 1).copied().unwrap_or(0)
+            };
+            let len = rec.ends.get(column).map_or(0, |&e| e.saturating_sub(start));
+            if len > 0 {
+                s.texts += 1;
+                s.text_bytes += len.min(max_text) as u64;
+            }
+        });
+        s
+    }
+
+    /// `(rows, texts, text bytes)` in `data_bytes` bytes of such records (0s without a
+    /// sample; a file whose sample is the whole file gets its exact figures).
+    pub fn scaled(&self, data_bytes: u64) -> (u64, u64, u64) {
+        if self.bytes == 0 {
+            return (0, 0, 0);
+        }
+        let f = data_bytes as f64 / self.bytes as f64;
+        let up = |x: u64| (x as f64 * f).round() as u64;
+        (up(self.rows), up(self.texts), up(self.text_bytes))
+    }
+}
+
 /// Consecutive runs of rows, each at most `max_rows` rows and (unless one row alone is longer)
 /// `max_bytes` bytes of text: the calls' batches.
 pub fn batches(lens: &[usize], max_rows: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {

@@ -230,6 +230,30 @@ impl CompiledRules {
             .collect()
     }
 
+    /// The `model` sentiment steps, in output order: source column index and name, `sample`,
+    /// `max_cost_usd`.
+    pub fn model_specs(&self) -> Vec<(usize, &str, Option<u64>, Option<f64>)> {
+        self.derives
+            .iter()
+            .filter(|(_, e)| *e == super::doc::SentimentEngine::Model)
+            .map(|&(c, _)| {
+                let name = self.columns[c].as_str();
+                let spec = self
+                    .doc
+                    .columns
+                    .get(name)
+                    .and_then(|s| s.derive.as_ref())
+                    .map(|d| &d.sentiment);
+                (
+                    c,
+                    name,
+                    spec.and_then(|s| s.sample),
+                    spec.and_then(|s| s.max_cost_usd),
+                )
+            })
+            .collect()
+    }
+
     /// The derived sentiment columns, in the order of their output columns: the source column,
     /// the two names it adds to the clean output, the engine (what the profile summarises; a
     /// derived column is keyed by its score column, one per (source, engine)).

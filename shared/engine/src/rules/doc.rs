@@ -68,11 +68,17 @@ pub struct SentimentSpec {
     /// PII masked first; needs a deployment with a model: docs/sentiment.md).
     pub engine: SentimentEngine,
     /// `model` only: grade about this many rows, a uniform sample drawn from each row's byte
-    /// offset (the same rows whatever the chunk size); the others get `not_sampled`. The shape
-    /// is fixed; validation refuses it until it is built.
+    /// offset (the same rows whatever the chunk size); the others get `not_sampled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub sample: Option<u64>,
+    /// `model` only, and required there: the most a job may spend grading this column, in US
+    /// dollars (the price table's estimate). A job whose estimate is above it fails
+    /// `cost_limit` before any row is graded; once its spending reaches it, the rows left are
+    /// written `not_graded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.000001))]
+    pub max_cost_usd: Option<f64>,
 }
 
 /// The scorer of a sentiment derive step.

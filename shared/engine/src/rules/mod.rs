@@ -44,7 +44,7 @@ pub use threshold::ThresholdExceeded;
 pub use unique::UniqueKeys;
 pub use validate::{
     against_profile, from_value, parse_document, refuse_model_engine, ValidationError,
-    MODEL_ENGINE_UNAVAILABLE,
+    MAX_COST_REQUIRED, MODEL_ENGINE_UNAVAILABLE,
 };
 pub use validate::{check_limits, LimitExceeded, MAX_COLUMN_SPECS, MAX_REFERENCES, MAX_RULES};
 

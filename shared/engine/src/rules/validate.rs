@@ -261,10 +261,10 @@ pub const MODEL_ENGINE_UNAVAILABLE: &str = "the `model` sentiment engine needs a
      and none is configured here (TESSERA_MODEL_ID); use \"engine\": \"lexicon\", or ask the \
      operator to configure a model";
 
-/// The message of a `sample` on a model step (the shape is fixed; grading a sample is not
-/// built yet: docs/sentiment.md, "The model engine").
-pub const SAMPLE_UNAVAILABLE: &str = "`sample` is not available yet: the model engine grades \
-     every row; remove it (and set the job's cost limit to bound the cost)";
+/// The message of a `model` step without `max_cost_usd` (stable: callers and tests match it).
+pub const MAX_COST_REQUIRED: &str = "the `model` engine needs a cost limit: add \
+     \"max_cost_usd\": the most this job may spend grading the column, in US dollars (a job \
+     estimated above it is refused with `cost_limit`; one that reaches it stops grading)";
 
 /// One error per `model` derive step of `doc`, at `/columns/<name>/derive/sentiment/engine`,
 /// with `message`: what a caller without a model (a deployment without `TESSERA_MODEL_ID`,
@@ -316,9 +316,21 @@ fn derive_spec(v: &Value, p: &str, errs: &mut Vec<ValidationError>) {
                 format!("{sp}/sample"),
                 "must be at least 1 (the number of rows to grade)",
             )),
-            (_, Some(_)) => errs.push(ValidationError::new(
-                format!("{sp}/sample"),
-                SAMPLE_UNAVAILABLE,
+            _ => {}
+        }
+        match (spec.engine, spec.max_cost_usd) {
+            (SentimentEngine::Lexicon, Some(_)) => errs.push(ValidationError::new(
+                format!("{sp}/max_cost_usd"),
+                "`max_cost_usd` is for the `model` engine (the lexicon costs nothing per row); \
+                 remove it",
+            )),
+            (SentimentEngine::Model, None) => errs.push(ValidationError::new(
+                format!("{sp}/max_cost_usd"),
+                MAX_COST_REQUIRED,
+            )),
+            (_, Some(c)) if !(c.is_finite() && c > 0.0) => errs.push(ValidationError::new(
+                format!("{sp}/max_cost_usd"),
+                "must be a number of US dollars above 0",
             )),
             _ => {}
         }
