@@ -65,6 +65,7 @@ fn record(i: u32) -> ChunkRecord {
         rejected_rows: u64::from(i % 3),
         bytes: 1000 + u64::from(i),
         scored_rows: u64::from(i % 5),
+        not_graded_rows: u64::from(i % 7),
         result_key: format!("results/alice/x/parts/result/{i:06}"),
         completed_at: now_rfc3339(),
     }
@@ -177,6 +178,11 @@ async fn sharded_counters_sum_exactly_and_one_finalizer_wins() {
     // Rows scored by derive steps are counted like rows.
     let scored: u64 = (0..N).map(|i| record(i).scored_rows).sum();
     assert_eq!((p.scored_rows, snap.scored_rows), (scored, scored));
+    let not_graded: u64 = (0..N).map(|i| record(i).not_graded_rows).sum();
+    assert_eq!(
+        (p.not_graded_rows, snap.not_graded_rows),
+        (not_graded, not_graded)
+    );
 
     // Chunk records: all there, in order, each on its shard's partition.
     let recs = store.chunks(&job.id).await.unwrap();

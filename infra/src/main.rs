@@ -567,6 +567,15 @@ fn compile_rules(
             list(e)
         )
     })?;
+    let refused = tessera_shared::engine::rules::refuse_model_engine(
+        &doc,
+        "the `model` sentiment engine calls a language model and runs in a deployment's chunk \
+         workers (`tessera up`, AWS), not in `tessera process`; use \"engine\": \"lexicon\" \
+         here",
+    );
+    if !refused.is_empty() {
+        bail!("{} cannot run here:\n{}", rules.display(), list(refused));
+    }
     let mut refs = ResolvedRefs::none();
     let base = rules.parent().unwrap_or(Path::new("."));
     for r in doc.references() {

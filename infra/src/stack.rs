@@ -398,7 +398,12 @@ impl LocalStack {
                 let st = planner.clone();
                 Box::pin(async move { tessera_planner::handle(&st, ev).await })
             });
-            let chunk = tessera_chunk::ChunkState::new(config.clone(), &clients);
+            // The chunk workers grade `model` sentiment steps with the agent's model.
+            let chunk = tessera_chunk::ChunkState::with_model(
+                config.clone(),
+                &clients,
+                opts.agent_model.clone(),
+            );
             let chunk_handler: Handler = Arc::new(move |ev| {
                 let st = chunk.clone();
                 Box::pin(async move { tessera_chunk::handle(&st, ev).await })

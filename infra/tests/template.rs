@@ -897,6 +897,9 @@ fn function_permissions_are_exactly_these() {
         (
             "ChunkFunction",
             &[
+                "bedrock:InvokeModel bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/${ModelId} if HasModel",
+                "bedrock:InvokeModel bedrock:*::foundation-model/${ModelId} if HasModel",
+                "bedrock:InvokeModel bedrock:*::foundation-model/* when StringEquals bedrock:InferenceProfileArn=arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/${ModelId} if HasModel",
                 "dynamodb:BatchGetItem JobsTable",
                 "dynamodb:GetItem JobsTable",
                 "dynamodb:PutItem JobsTable",
@@ -1230,7 +1233,10 @@ fn bedrock_is_granted_only_on_the_configured_model() {
             .and_then(|e| e.get("Variables"))
             .and_then(|v| v.get("TESSERA_MODEL_ID"));
         let agent = matches!(id, "AgentFunction" | "AgentWorkerFunction");
-        if agent {
+        // The chunk workers grade `model` sentiment steps; the planner prices their estimate
+        // (the model id only, no permission).
+        let grader = id == "ChunkFunction";
+        if agent || grader || id == "PlannerFunction" {
             assert_eq!(model_env, Some(&reference("ModelId")), "{id}");
         } else {
             assert!(model_env.is_none(), "{id} has no use for a model");
@@ -1245,7 +1251,7 @@ fn bedrock_is_granted_only_on_the_configured_model() {
                 if !bedrock {
                     continue;
                 }
-                assert!(agent, "{id} may not call Bedrock");
+                assert!(agent || grader, "{id} may not call Bedrock");
                 assert_eq!(condition.as_deref(), Some("HasModel"), "{id}");
                 assert_eq!(seq_of_str(at(&st, &["Action"])), ["bedrock:InvokeModel"]);
                 // A resource that is not the configured model itself (every foundation model,

@@ -152,6 +152,19 @@ pub struct Job {
     pub rejected_rows: u64,
     /// Texts scored by the workflow's `derive` sentiment steps (progress, then exact).
     pub scored_rows: u64,
+    /// Rows of `model` steps written `not_graded` because the cost limit was reached.
+    pub not_graded_rows: u64,
+    /// The `model` steps' cost limit (micro-dollars; 0: the job has no model step), the
+    /// planner's estimate, and per model step the share of rows graded (`sample`).
+    pub model_max_micro_usd: u64,
+    pub model_estimate_micro_usd: u64,
+    pub model_sample_rates: Vec<f64>,
+    /// The `model` steps' spending so far, added by chunk workers (`ADD`): tokens, cost
+    /// (micro-dollars, the price table), time waited for capacity (ms).
+    pub model_input_tokens: u64,
+    pub model_output_tokens: u64,
+    pub model_cost_micro_usd: u64,
+    pub model_wait_ms: u64,
     pub error: Option<JobError>,
     pub results: ResultKeys,
     /// Epoch seconds after which DynamoDB deletes the record (TTL).
@@ -240,6 +253,13 @@ pub struct JobSnapshot {
     /// absent while none has been (and for jobs without such a step).
     #[serde(skip_serializing_if = "is_zero_u64", default)]
     pub scored_rows: u64,
+    /// Rows of `model` sentiment steps not graded because the job's cost limit was reached
+    /// (written with the label `not_graded`); absent while none.
+    #[serde(skip_serializing_if = "is_zero_u64", default)]
+    pub not_graded_rows: u64,
+    /// The `model` sentiment engine's spending (jobs with a `model` step only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model: Option<ModelProgress>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub columns: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -258,6 +278,21 @@ pub struct JobSnapshot {
     /// A rules dry run: the job whose file it runs the proposed rules over.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub dry_run_of: Option<String>,
+}
+
+/// What a job's `model` sentiment steps have used so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelProgress {
+    /// Tokens sent to the model and received (the replies' usage).
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// What they cost, US dollars (the deployment's price table).
+    pub cost_usd: f64,
+    /// The job's limit (the workflow's `max_cost_usd`) and the estimate made before the run.
+    pub max_cost_usd: f64,
+    pub estimated_cost_usd: f64,
+    /// Time chunks waited for model capacity (rate limits, throttling), milliseconds.
+    pub waited_ms: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -312,6 +347,14 @@ impl Job {
             rows: 0,
             rejected_rows: 0,
             scored_rows: 0,
+            not_graded_rows: 0,
+            model_max_micro_usd: 0,
+            model_estimate_micro_usd: 0,
+            model_sample_rates: vec![],
+            model_input_tokens: 0,
+            model_output_tokens: 0,
+            model_cost_micro_usd: 0,
+            model_wait_ms: 0,
             error: None,
             results: ResultKeys::default(),
             expires_at,
@@ -357,6 +400,18 @@ impl Job {
             rows: self.rows,
             rejected_rows: self.rejected_rows,
             scored_rows: self.scored_rows,
+            not_graded_rows: self.not_graded_rows,
+            model: (self.model_max_micro_usd > 0).then(|| {
+                let usd = |m: u64| m as f64 / 1e6;
+                ModelProgress {
+                    input_tokens: self.model_input_tokens,
+                    output_tokens: self.model_output_tokens,
+                    cost_usd: usd(self.model_cost_micro_usd),
+                    max_cost_usd: usd(self.model_max_micro_usd),
+                    estimated_cost_usd: usd(self.model_estimate_micro_usd),
+                    waited_ms: self.model_wait_ms,
+                }
+            }),
             columns: self.columns.clone(),
             dialect: self
                 .dialect

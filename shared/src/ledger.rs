@@ -14,6 +14,9 @@ pub struct ChunkRecord {
     /// Texts scored by `derive` sentiment steps (0 without them).
     #[serde(default)]
     pub scored_rows: u64,
+    /// Rows of `model` steps written `not_graded` (the job's cost limit was reached).
+    #[serde(default)]
+    pub not_graded_rows: u64,
     /// Key of the chunk's full result (profile state, parity facts) in S3.
     pub result_key: String,
     pub completed_at: String,
@@ -50,6 +53,7 @@ pub struct Progress {
     pub rejected_rows: u64,
     pub bytes_done: u64,
     pub scored_rows: u64,
+    pub not_graded_rows: u64,
     /// The latest `updated_at` of the counters (RFC 3339, sorts lexically); empty if none.
     pub updated_at: String,
 }
@@ -62,6 +66,29 @@ pub struct Totals {
     pub bytes: u64,
     /// Texts scored by `derive` sentiment steps.
     pub scored_rows: u64,
+    /// Rows of `model` steps written `not_graded`.
+    pub not_graded_rows: u64,
+}
+
+/// What the planner decided for a job's `model` sentiment steps (written on the job item).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPlan {
+    /// The job's cost limit: the sum of its model steps' `max_cost_usd`, micro-dollars.
+    pub max_micro_usd: u64,
+    /// The estimate before the run, micro-dollars.
+    pub estimate_micro_usd: u64,
+    /// Per model step (in output order), the share of rows graded (1 without `sample`).
+    pub sample_rates: Vec<f64>,
+}
+
+/// What a batch of model calls used, added to the job's counters (DynamoDB `ADD`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_micro_usd: u64,
+    /// Time waited for model capacity, milliseconds.
+    pub wait_ms: u64,
 }
 
 /// The fanned-out steps of the `unique` second pass, each tracked on the job item by a map of

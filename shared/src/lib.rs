@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod export;
+pub mod grading;
 pub mod http;
 pub mod job;
 pub mod keys;

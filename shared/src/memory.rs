@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::job::{now_rfc3339, Job, JobError, JobState, ResultKeys, Timestamp};
-use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
+use crate::ledger::{
+    ChunkCommit, ChunkRecord, ModelPlan, ModelUsage, Plan, Progress, Totals, UniqueStep,
+};
 use crate::ports::{ChunkLedger, JobLedger};
 use crate::store::jobs::{shard_chunk_count, shard_of, COUNTER_SHARDS};
 use crate::store::StoreError;
@@ -207,6 +209,7 @@ impl JobLedger for MemoryLedger {
                 job.rejected_rows = totals.rejected_rows;
                 job.bytes_done = totals.bytes;
                 job.scored_rows = totals.scored_rows;
+                job.not_graded_rows = totals.not_graded_rows;
                 job.results = results.clone();
                 job.chunks_done = job.chunk_count;
             }))
@@ -256,6 +259,27 @@ impl JobLedger for MemoryLedger {
         t.set_closed(id, false);
         Ok(true)
     }
+
+    async fn set_model_plan(&self, id: &str, plan: &ModelPlan) -> Result<(), StoreError> {
+        if let Some(job) = self.lock().jobs.get_mut(id) {
+            job.model_max_micro_usd = plan.max_micro_usd;
+            job.model_estimate_micro_usd = plan.estimate_micro_usd;
+            job.model_sample_rates = plan.sample_rates.clone();
+        }
+        Ok(())
+    }
+
+    async fn add_model_usage(&self, id: &str, usage: &ModelUsage) -> Result<u64, StoreError> {
+        let mut t = self.lock();
+        let Some(job) = t.jobs.get_mut(id) else {
+            return Ok(usage.cost_micro_usd);
+        };
+        job.model_input_tokens += usage.input_tokens;
+        job.model_output_tokens += usage.output_tokens;
+        job.model_cost_micro_usd += usage.cost_micro_usd;
+        job.model_wait_ms += usage.wait_ms;
+        Ok(job.model_cost_micro_usd)
+    }
 }
 
 #[async_trait]
@@ -283,6 +307,7 @@ impl ChunkLedger for MemoryLedger {
         shard.progress.rejected_rows += chunk.rejected_rows;
         shard.progress.bytes_done += chunk.bytes;
         shard.progress.scored_rows += chunk.scored_rows;
+        shard.progress.not_graded_rows += chunk.not_graded_rows;
         shard.progress.updated_at = now_rfc3339();
         t.chunks.insert(key, chunk.clone());
         Ok(ChunkCommit::Committed)
@@ -320,6 +345,7 @@ impl ChunkLedger for MemoryLedger {
                 total.rejected_rows += s.progress.rejected_rows;
                 total.bytes_done += s.progress.bytes_done;
                 total.scored_rows += s.progress.scored_rows;
+                total.not_graded_rows += s.progress.not_graded_rows;
                 if s.progress.updated_at > total.updated_at {
                     total.updated_at = s.progress.updated_at.clone();
                 }

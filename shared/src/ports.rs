@@ -13,7 +13,9 @@
 pub use async_trait::async_trait;
 
 use crate::job::{Job, JobError, ResultKeys, Timestamp};
-use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
+use crate::ledger::{
+    ChunkCommit, ChunkRecord, ModelPlan, ModelUsage, Plan, Progress, Totals, UniqueStep,
+};
 use crate::rate::{Admission, DayUsage, RateError, Reservation, Settled, TokenUsage};
 use crate::task::QueueMessage;
 
@@ -65,6 +67,12 @@ pub trait JobLedger: Send + Sync {
     async fn mark_cancelled(&self, id: &str) -> Result<bool, StoreError>;
     /// `failed` (because of chunks) `-> processing`; reopens the chunk ledger.
     async fn mark_retrying(&self, id: &str) -> Result<bool, StoreError>;
+    /// Records the planner's decisions for the job's `model` steps (cost limit, estimate,
+    /// sample rates).
+    async fn set_model_plan(&self, id: &str, plan: &ModelPlan) -> Result<(), StoreError>;
+    /// Adds `usage` to the job's model counters atomically; returns the job's cost so far
+    /// (micro-dollars, this usage included).
+    async fn add_model_usage(&self, id: &str, usage: &ModelUsage) -> Result<u64, StoreError>;
 }
 
 /// A job's chunk completions and the counters they add to.

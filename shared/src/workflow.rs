@@ -12,8 +12,19 @@ const PLACEHOLDER_KEY: [u8; 32] = [0; 32];
 /// Validates a rule document as far as it can be without the file: its structure
 /// (`parse_document`), then its meaning (regexes, formats, types, ids) by compiling it against
 /// the columns it names itself. Unknown columns are found when a job runs against a header.
-pub fn validate_document(v: &serde_json::Value) -> Result<RuleDocument, Vec<ValidationError>> {
+/// `model_configured`: the deployment has a language model (`TESSERA_MODEL_ID`); without one a
+/// `model` sentiment step is refused at its path (`rules::MODEL_ENGINE_UNAVAILABLE`).
+pub fn validate_document(
+    v: &serde_json::Value,
+    model_configured: bool,
+) -> Result<RuleDocument, Vec<ValidationError>> {
     let doc = rules::from_value(v)?;
+    if !model_configured {
+        let errs = rules::refuse_model_engine(&doc, rules::MODEL_ENGINE_UNAVAILABLE);
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+    }
     let columns = named_columns(&doc);
     let mut refs = ResolvedRefs::none();
     for r in doc.references() {
@@ -106,8 +117,21 @@ mod tests {
             {"column": "a", "check": "not_null"},
             {"column": "b", "check": {"matches": {"pattern": "[a-"}}}
         ]});
-        let errs = validate_document(&doc).unwrap_err();
+        let errs = validate_document(&doc, true).unwrap_err();
         assert_eq!(errs[0].path, "/rules/1/check/matches/pattern", "{errs:?}");
+    }
+
+    #[test]
+    fn the_model_engine_needs_a_model() {
+        let doc = json!({"version": 1, "columns": {
+            "review": {"derive": {"sentiment": {"engine": "model", "max_cost_usd": 1}}},
+            "title": {"derive": {"sentiment": {"engine": "lexicon"}}}
+        }});
+        assert!(validate_document(&doc, true).is_ok());
+        let errs = validate_document(&doc, false).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "/columns/review/derive/sentiment/engine");
+        assert_eq!(errs[0].message, rules::MODEL_ENGINE_UNAVAILABLE);
     }
 
     #[test]

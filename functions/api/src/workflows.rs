@@ -44,7 +44,7 @@ mod tests {
     use tessera_shared::engine::rules::{MAX_REFERENCES, MAX_RULES};
 
     fn code(rules: &Value) -> (StatusCode, &'static str) {
-        let e = check("w", "", rules).unwrap_err();
+        let e = check("w", "", rules, true).unwrap_err();
         (e.status, e.code)
     }
 
@@ -52,13 +52,13 @@ mod tests {
     fn documents_over_a_limit_are_refused_naming_it() {
         let rule = json!({"column": "a", "check": "not_null"});
         let ok = json!({"version": 1, "rules": vec![rule.clone(); MAX_RULES]});
-        assert!(check("w", "", &ok).is_ok());
+        assert!(check("w", "", &ok, true).is_ok());
         let many = json!({"version": 1, "rules": vec![rule; MAX_RULES + 1]});
         assert_eq!(
             code(&many),
             (StatusCode::UNPROCESSABLE_ENTITY, "too_many_rules")
         );
-        let e = check("w", "", &many).unwrap_err();
+        let e = check("w", "", &many, true).unwrap_err();
         assert!(e.message.contains("at most 500"), "{}", e.message);
         let refs: Vec<Value> = (0..=MAX_REFERENCES)
             .map(|i| json!({"column": "c", "check": {"one_of": {"ref": {"key": format!("l{i}.csv"), "column": "v"}}}}))
@@ -72,7 +72,7 @@ mod tests {
         let same: Vec<Value> = (0..=MAX_REFERENCES)
             .map(|_| json!({"column": "c", "check": {"one_of": {"ref": {"key": "l.csv", "column": "v"}}}}))
             .collect();
-        assert!(check("w", "", &json!({"version": 1, "rules": same})).is_ok());
+        assert!(check("w", "", &json!({"version": 1, "rules": same}), true).is_ok());
         let cols: serde_json::Map<String, Value> =
             (0..=10_000).map(|i| (format!("c{i}"), json!({}))).collect();
         let doc = json!({"version": 1, "columns": cols});
@@ -89,7 +89,14 @@ mod tests {
 }
 
 /// Checks the body; returns the rule document as compact JSON text.
-fn check(name: &str, description: &str, rules: &Value) -> Result<String, ApiError> {
+/// `model_configured`: whether the deployment has a language model (a `model` sentiment step
+/// is refused without one).
+fn check(
+    name: &str,
+    description: &str,
+    rules: &Value,
+    model_configured: bool,
+) -> Result<String, ApiError> {
     if name.trim().is_empty() || name.len() > MAX_NAME {
         return Err(invalid(format!(
             "`name` must be 1 to {MAX_NAME} bytes long."
@@ -117,7 +124,7 @@ fn check(name: &str, description: &str, rules: &Value) -> Result<String, ApiErro
         return Err(ApiError::unprocessable(e.code, message.clone())
             .with_details(json!({ "errors": [{ "path": e.path, "message": message }] })));
     }
-    if let Err(errs) = tessera_shared::workflow::validate_document(rules) {
+    if let Err(errs) = tessera_shared::workflow::validate_document(rules, model_configured) {
         let first = errs
             .first()
             .map(|e| e.to_string())
@@ -152,7 +159,7 @@ pub async fn validate_against_job(
     caller: Caller,
     JsonBody(req): JsonBody<ValidateBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let text = check("validate", "", &req.rules)?;
+    let text = check("validate", "", &req.rules, st.config.model_id.is_some())?;
     let job = crate::owned_job(&st, &caller, &req.job_id).await?;
     ApiError::require_completed(
         &job,
@@ -227,7 +234,12 @@ pub async fn create_workflow(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let name = body.name.unwrap_or_default();
     let description = body.description.unwrap_or_default();
-    let text = check(&name, &description, &body.rules)?;
+    let text = check(
+        &name,
+        &description,
+        &body.rules,
+        st.config.model_id.is_some(),
+    )?;
     let id = uuid::Uuid::new_v4().to_string();
     let v = st
         .workflows
@@ -306,7 +318,12 @@ pub async fn update_workflow(
             .description
             .clone()
             .unwrap_or_else(|| head.description.clone());
-        let text = check(&name, &description, &body.rules)?;
+        let text = check(
+            &name,
+            &description,
+            &body.rules,
+            st.config.model_id.is_some(),
+        )?;
         match st
             .workflows
             .update(&head, name.trim(), &description, &text)

@@ -23,6 +23,18 @@ impl ChunkState {
             pipeline: Pipeline::new(config, clients),
         }
     }
+
+    /// With the model the `model` sentiment engine calls (tests point the real Bedrock client
+    /// at a scripted Converse server); `None`: the configured one, if any.
+    pub fn with_model(
+        config: Arc<Config>,
+        clients: &Clients,
+        model: Option<Arc<dyn tessera_shared::model::ChatModel>>,
+    ) -> Self {
+        ChunkState {
+            pipeline: Pipeline::new(config, clients).with_model(model, clients),
+        }
+    }
 }
 
 /// Handles one batch; only the messages that failed in a way worth retrying are reported back.

@@ -73,6 +73,11 @@ pub struct ChunkOptions {
     /// value, per rule id (`rules::unique::Repeats`). `None`: emit keys for the second pass.
     #[serde(skip)]
     pub unique_repeats: Option<Arc<crate::rules::unique::Repeats>>,
+    /// The caller grades the rows of `model` sentiment steps: clean rows wait in the processor
+    /// until [`ChunkProcessor::fill_model_rows`] gives their grades (see
+    /// [`ChunkProcessor::model_rows`]). `false`: those steps write `not_graded`.
+    #[serde(skip)]
+    pub grade_model_rows: bool,
 }
 
 impl Default for ChunkOptions {
@@ -85,6 +90,7 @@ impl Default for ChunkOptions {
             profile: ProfileOptions::default(),
             rules: None,
             unique_repeats: None,
+            grade_model_rows: false,
         }
     }
 }
@@ -137,6 +143,15 @@ pub struct ChunkResult {
     /// the steps; 0 without them): the job's "rows scored".
     #[serde(default)]
     pub scored_rows: u64,
+    /// Rows of `model` steps marked `model_error` (their batch answered out of schema twice).
+    #[serde(default)]
+    pub model_error_rows: u64,
+    /// Rows of `model` steps marked `not_graded` (the job's cost cap was reached).
+    #[serde(default)]
+    pub not_graded_rows: u64,
+    /// Rows of `model` steps marked `not_sampled` (left out of `sample`).
+    #[serde(default)]
+    pub not_sampled_rows: u64,
     /// Keys of `unique` rules for the second pass (`rules::unique`). Not serialised: the caller
     /// takes them out and stores them as partitions (`rules::unique::encode`).
     #[serde(skip)]
@@ -189,6 +204,38 @@ pub struct ChunkProcessor {
     /// The rules derive sentiment columns (profiled per clean row).
     derives: bool,
     scored_rows: u64,
+    /// Model rows given a mark instead of a grade.
+    marks: Marks,
+}
+
+/// Model rows per mark (`model_error`, `not_graded`, `not_sampled`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Marks {
+    model_error: u64,
+    not_graded: u64,
+    not_sampled: u64,
+}
+
+/// A model row's grade into the profile's derived column and the counters.
+fn observe_grade(
+    profile: &mut ProfileState,
+    marks: &mut Marks,
+    scored_rows: &mut u64,
+    row: &crate::grading::ModelRow,
+    grade: &crate::grading::Grade,
+) {
+    use crate::grading::Grade;
+    match *grade {
+        Grade::Scored(score, label) => {
+            *scored_rows += 1;
+            profile.observe_sentiment_labelled(row.derive, Some((score, label)));
+            return;
+        }
+        Grade::ModelError => marks.model_error += 1,
+        Grade::NotGraded => marks.not_graded += 1,
+        Grade::NotSampled => marks.not_sampled += 1,
+    }
+    profile.observe_sentiment_labelled(row.derive, None);
 }
 
 impl ChunkProcessor {
@@ -240,13 +287,20 @@ impl ChunkProcessor {
             max_overrun: opts.max_speculative_overrun_bytes,
             open_quote_at_eof: None,
             profile,
-            rules: opts.rules.clone().map(|r| match &opts.unique_repeats {
-                Some(known) => RuleRunner::with_repeats(r, known),
-                None => RuleRunner::new(r),
+            rules: opts.rules.clone().map(|r| {
+                let mut runner = match &opts.unique_repeats {
+                    Some(known) => RuleRunner::with_repeats(r, known),
+                    None => RuleRunner::new(r),
+                };
+                if opts.grade_model_rows {
+                    runner.collect_model_rows();
+                }
+                runner
             }),
             rule_rejected_rows: 0,
             derives,
             scored_rows: 0,
+            marks: Marks::default(),
         }
     }
 
@@ -289,12 +343,10 @@ impl ChunkProcessor {
         })
     }
 
-    /// Ends the chunk (at end of input, or after `Feed::Done`) and returns its result.
-    pub fn finish(
-        mut self,
-        clean: &mut impl Write,
-        rejected: &mut impl Write,
-    ) -> Result<ChunkResult, EngineError> {
+    /// Ends the parse at end of input (the last record, if unterminated, is processed); what
+    /// [`finish`](Self::finish) does first. Call it before `finish` to grade the last
+    /// [`model_rows`](Self::model_rows). Idempotent.
+    pub fn end_input(&mut self) -> Result<(), EngineError> {
         if self.parser.is_none() {
             let (parser, guessed_from) = self.start.begin_at_eof();
             self.parser = Some(parser);
@@ -311,6 +363,71 @@ impl ChunkProcessor {
             }
             self.open_quote_at_eof = end.open_quote_at_eof;
             self.done = true;
+        }
+        Ok(())
+    }
+
+    /// The clean rows' texts waiting for a model grade (with
+    /// [`ChunkOptions::grade_model_rows`]): their clean rows are held back, not written, until
+    /// [`fill_model_rows`](Self::fill_model_rows). Grade them when there are enough for a few
+    /// calls, after a feed, and before [`finish`](Self::finish) (after
+    /// [`end_input`](Self::end_input)).
+    pub fn model_rows(&self) -> &[crate::grading::ModelRow] {
+        self.rules.as_ref().map_or(&[], |r| r.model_rows())
+    }
+
+    /// Writes the held-back clean rows with `grades` (one per [`model_rows`](Self::model_rows)
+    /// entry, same order) to `clean`.
+    pub fn fill_model_rows(
+        &mut self,
+        grades: &[crate::grading::Grade],
+        clean: &mut impl Write,
+    ) -> Result<(), EngineError> {
+        if let Some(runner) = self.rules.as_mut() {
+            for (row, g) in runner.model_rows().iter().zip(grades) {
+                observe_grade(
+                    &mut self.profile,
+                    &mut self.marks,
+                    &mut self.scored_rows,
+                    row,
+                    g,
+                );
+            }
+            runner.fill_model_rows(grades, &mut self.out);
+        }
+        // The rejected rows stay for the next `feed` or `finish` to write.
+        if !self.out.is_empty() {
+            clean
+                .write_all(&self.out)
+                .map_err(|e| EngineError::io("writing the clean output", e))?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Ends the chunk (at end of input, or after `Feed::Done`) and returns its result. Rows
+    /// still waiting for a model grade are written `not_graded`.
+    pub fn finish(
+        mut self,
+        clean: &mut impl Write,
+        rejected: &mut impl Write,
+    ) -> Result<ChunkResult, EngineError> {
+        self.end_input()?;
+        if let Some(runner) = self.rules.as_mut() {
+            let n = runner.model_rows().len();
+            if n > 0 {
+                let grades = vec![crate::grading::Grade::NotGraded; n];
+                for (row, g) in runner.model_rows().iter().zip(&grades) {
+                    observe_grade(
+                        &mut self.profile,
+                        &mut self.marks,
+                        &mut self.scored_rows,
+                        row,
+                        g,
+                    );
+                }
+                runner.fill_model_rows(&grades, &mut self.out);
+            }
         }
         if self.at_end.is_none() {
             self.snapshot_end();
@@ -339,6 +456,9 @@ impl ChunkProcessor {
             violations: outcome.violations,
             rule_rejected_rows: self.rule_rejected_rows,
             scored_rows: self.scored_rows,
+            model_error_rows: self.marks.model_error,
+            not_graded_rows: self.marks.not_graded,
+            not_sampled_rows: self.marks.not_sampled,
             unique_keys: outcome.unique_keys,
         })
     }
@@ -484,7 +604,12 @@ impl ChunkProcessor {
                                 runner.score_derived(&record);
                             }
                             if self.derives {
+                                let held = runner.derived_held();
                                 for (k, &score) in runner.derived_scores().iter().enumerate() {
+                                    if held[k] {
+                                        // Observed when its grade is given (`fill_model_rows`).
+                                        continue;
+                                    }
                                     self.scored_rows += u64::from(score.is_some());
                                     self.profile.observe_sentiment(k, score);
                                 }
@@ -529,11 +654,14 @@ impl ChunkProcessor {
         clean: &mut impl Write,
         rejected: &mut impl Write,
     ) -> Result<(), EngineError> {
+        let mut hold = false;
         if let Some(runner) = self.rules.as_mut() {
             // Tokens computed two at a time: the last one may still be pending.
             runner.resolve(&mut self.out);
+            // Rows waiting for a model grade stay until `fill_model_rows`.
+            hold = !runner.model_rows().is_empty();
         }
-        if !self.out.is_empty() {
+        if !hold && !self.out.is_empty() {
             clean
                 .write_all(&self.out)
                 .map_err(|e| EngineError::io("writing the clean output", e))?;

@@ -14,6 +14,8 @@
 //! - [`range`]: the records of one byte range, for read-only passes.
 //! - [`rejected`]: the rejected output's header and the rebasing of its line numbers.
 //! - [`profile`]: the mergeable column profile (exact counters plus sketches).
+//! - [`grading`]: the pure parts of the `model` sentiment engine (PII masked out of text,
+//!   batches, the model's answer checked, the sample).
 //! - [`rules`]: the rule document, its compilation and its per-record evaluation.
 //! - [`chunk`]: one chunk's work: parse the records it owns, profile them, write clean/rejected parts.
 //! - [`query`]: structured aggregate queries, map-reduced over byte ranges (docs/query.md).
@@ -25,6 +27,7 @@ pub mod csv_write;
 pub mod dialect;
 pub mod error;
 pub mod file;
+pub mod grading;
 mod names;
 pub mod parse;
 pub mod profile;

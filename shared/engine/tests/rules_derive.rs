@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tessera_engine::chunk::ChunkOptions;
 use tessera_engine::file::{process_bytes, process_file, ProcessOptions};
 use tessera_engine::rules::{
-    from_value, CompiledRules, ResolvedRefs, RuleDocument, SentimentEngine, ValidationError,
-    MODEL_ENGINE_UNAVAILABLE,
+    from_value, refuse_model_engine, CompiledRules, ResolvedRefs, RuleDocument, SentimentEngine,
+    ValidationError, MODEL_ENGINE_UNAVAILABLE,
 };
 use tessera_engine::sentiment::{Analyzer, Label, ScoreText};
 
@@ -244,27 +244,224 @@ fn derive_doc(column: &str, derive: Value) -> Value {
 }
 
 #[test]
-fn model_engine_is_rejected_with_a_stable_message() {
-    let lexicon = json!({"sentiment": {"engine": "lexicon"}});
-    let model = json!({"sentiment": {"engine": "model"}});
-    let e = errors(derive_doc("review", model), &["review"]);
+fn model_engine_is_a_step_whose_callers_decide_if_it_runs() {
+    let model = json!({"sentiment": {"engine": "model", "max_cost_usd": 1.5}});
+    let doc: RuleDocument = from_value(&derive_doc("review", model)).unwrap();
+    // Accepted by the document and by `compile`; where no model is configured the caller
+    // refuses it at its path, with the stable message.
+    let c = CompiledRules::compile(&doc, &["review".into()], &ResolvedRefs::none(), None).unwrap();
+    assert_eq!(c.model_steps(), ["review"]);
     assert_eq!(
-        e,
-        [(
-            "/columns/review/derive/sentiment/engine".to_string(),
-            MODEL_ENGINE_UNAVAILABLE.to_string()
-        )]
+        c.output_columns(),
+        ["review", "review_sentiment", "review_sentiment_label"]
     );
-    assert!(MODEL_ENGINE_UNAVAILABLE.contains("agent function"));
-    // A document built in code (not through `from_value`) is refused by `compile` too.
-    let mut doc: RuleDocument = from_value(&derive_doc("review", lexicon)).unwrap();
-    let spec = doc.columns.get_mut("review").unwrap();
-    spec.derive.as_mut().unwrap().sentiment.engine = SentimentEngine::Model;
-    let e =
-        CompiledRules::compile(&doc, &["review".into()], &ResolvedRefs::none(), None).unwrap_err();
+    let e = refuse_model_engine(&doc, MODEL_ENGINE_UNAVAILABLE);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].path, "/columns/review/derive/sentiment/engine");
-    assert_eq!(e[0].message, MODEL_ENGINE_UNAVAILABLE);
+    assert!(MODEL_ENGINE_UNAVAILABLE.contains("TESSERA_MODEL_ID"));
+    assert!(refuse_model_engine(
+        &from_value(&derive_doc(
+            "review",
+            json!({"sentiment": {"engine": "lexicon"}})
+        ))
+        .unwrap(),
+        "x"
+    )
+    .is_empty());
+    // `sample` belongs to the model engine and is at least 1.
+    let e = errors(
+        derive_doc(
+            "review",
+            json!({"sentiment": {"engine": "lexicon", "sample": 5}}),
+        ),
+        &["review"],
+    );
+    assert_eq!(e[0].0, "/columns/review/derive/sentiment/sample");
+    let e = errors(
+        derive_doc(
+            "review",
+            json!({"sentiment": {"engine": "model", "sample": 0}}),
+        ),
+        &["review"],
+    );
+    assert_eq!(e[0].0, "/columns/review/derive/sentiment/sample");
+    // A model step needs its cost limit, above 0; a lexicon step has none.
+    let ok = derive_doc(
+        "review",
+        json!({"sentiment": {"engine": "model", "sample": 10, "max_cost_usd": 0.25}}),
+    );
+    assert!(compile(ok, &["review"]).is_ok());
+    let e = errors(
+        derive_doc(
+            "review",
+            json!({"sentiment": {"engine": "model", "sample": 10}}),
+        ),
+        &["review"],
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "/columns/review/derive/sentiment/max_cost_usd");
+    assert_eq!(e[0].1, tessera_engine::rules::MAX_COST_REQUIRED);
+    for (engine, cost) in [
+        ("model", json!(0)),
+        ("model", json!(-1)),
+        ("lexicon", json!(1)),
+    ] {
+        let e = errors(
+            derive_doc(
+                "review",
+                json!({"sentiment": {"engine": engine, "max_cost_usd": cost}}),
+            ),
+            &["review"],
+        );
+        assert_eq!(
+            e[0].0, "/columns/review/derive/sentiment/max_cost_usd",
+            "{e:?}"
+        );
+    }
+    let _ = SentimentEngine::Model;
+}
+
+/// A chunk with a `model` step holds its clean rows back, hands out each row's source text and
+/// offset, and writes them with the grades it is given; rejected rows are written as usual;
+/// without a grader the step writes `not_graded`.
+#[test]
+fn model_rows_are_handed_out_and_filled_in_order() {
+    use tessera_engine::chunk::ChunkProcessor;
+    use tessera_engine::grading::Grade;
+    use tessera_engine::split::ChunkTask;
+    let doc = from_value(&json!({"version": 1,
+        "columns": {"review": {"derive": {"sentiment": {"engine": "model", "max_cost_usd": 1}}},
+                    "id": {"transforms": [{"mask": {"token": {"encoding": "hex", "length": 16}}}]}},
+        "rules": [{"column": "qty", "check": {"range": {"min": 0}}}]}))
+    .unwrap();
+    let header: Vec<String> = ["id", "qty", "review"].map(String::from).to_vec();
+    let rules = Arc::new(
+        CompiledRules::compile(&doc, &header, &ResolvedRefs::none(), Some(&[7u8; 32])).unwrap(),
+    );
+    let data = "a,1,good\nb,-1,bad\nc,2,\"x, \"\"y\"\"\"\nd,3,\n";
+    let task = ChunkTask {
+        index: 0,
+        start: 0,
+        end: data.len() as u64,
+        start_in_quotes: Some(false),
+    };
+    let dialect = tessera_engine::dialect::Dialect::default();
+    let run = |grade: bool| {
+        let opts = ChunkOptions {
+            rules: Some(rules.clone()),
+            grade_model_rows: grade,
+            ..Default::default()
+        };
+        let mut p = ChunkProcessor::new(&task, &dialect, &header, &opts);
+        let (mut clean, mut rej) = (Vec::new(), Vec::new());
+        for b in data.as_bytes() {
+            p.feed(std::slice::from_ref(b), &mut clean, &mut rej)
+                .unwrap();
+        }
+        p.end_input().unwrap();
+        let texts: Vec<(u64, String)> = p
+            .model_rows()
+            .iter()
+            .map(|r| (r.offset, r.text.clone()))
+            .collect();
+        if grade {
+            assert!(clean.is_empty(), "held back until graded");
+            let grades: Vec<Grade> = (0..texts.len())
+                .map(|i| Grade::Scored(i as f64 / 10.0, Label::Positive))
+                .collect();
+            p.fill_model_rows(&grades, &mut clean).unwrap();
+        }
+        let result = p.finish(&mut clean, &mut rej).unwrap();
+        (texts, String::from_utf8(clean).unwrap(), rej, result)
+    };
+    let (texts, clean, rej, result) = run(true);
+    // An empty text is not handed out: empty score and label, like the lexicon's.
+    assert_eq!(texts, [(0, "good".into()), (18, "x, \"y\"".into())]);
+    let rows: Vec<&str> = clean.lines().collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows[0].ends_with(",1,good,0.0000,positive"), "{clean}");
+    assert!(
+        rows[1].ends_with(",2,\"x, \"\"y\"\"\",0.1000,positive"),
+        "{clean}"
+    );
+    assert!(rows[2].ends_with(",3,,,"), "{clean}");
+    assert_eq!(String::from_utf8(rej).unwrap().lines().count(), 1);
+    // The profile's derived section has the model's labels (0.0 answered `positive` is
+    // counted positive), the empty text not scored; `scored_rows` counts graded rows.
+    assert_eq!(result.scored_rows, 2);
+    let report = result.profile.report();
+    let d = &report.derived["review_sentiment"];
+    assert_eq!((d.engine.as_str(), d.scored, d.not_scored), ("model", 2, 1));
+    assert_eq!(d.labels.positive, 2);
+    let (texts, clean, _, result) = run(false);
+    assert!(texts.is_empty());
+    let rows: Vec<&str> = clean.lines().collect();
+    assert!(
+        rows[..2].iter().all(|l| l.ends_with(",not_graded")),
+        "{clean}"
+    );
+    assert!(rows[2].ends_with(",3,,,"), "{clean}");
+    assert_eq!(result.scored_rows, 0);
+}
+
+/// Marks given to model rows are counted per chunk (`model_error_rows`, `not_graded_rows`,
+/// `not_sampled_rows`), not scored in the profile; rows left waiting at `finish` are
+/// `not_graded`.
+#[test]
+fn model_marks_are_counted() {
+    use tessera_engine::chunk::ChunkProcessor;
+    use tessera_engine::grading::Grade;
+    use tessera_engine::split::ChunkTask;
+    let doc = from_value(&json!({"version": 1,
+        "columns": {"review": {"derive": {"sentiment": {"engine": "model", "max_cost_usd": 1}}}}}))
+    .unwrap();
+    let header: Vec<String> = ["id", "review"].map(String::from).to_vec();
+    let rules =
+        Arc::new(CompiledRules::compile(&doc, &header, &ResolvedRefs::none(), None).unwrap());
+    let data = "1,a\n2,b\n3,c\n4,d\n5,e\n";
+    let task = ChunkTask {
+        index: 0,
+        start: 0,
+        end: data.len() as u64,
+        start_in_quotes: Some(false),
+    };
+    let opts = ChunkOptions {
+        rules: Some(rules),
+        grade_model_rows: true,
+        ..Default::default()
+    };
+    let mut p = ChunkProcessor::new(&task, &Default::default(), &header, &opts);
+    let (mut clean, mut rej) = (Vec::new(), Vec::new());
+    p.feed(&data.as_bytes()[..12], &mut clean, &mut rej)
+        .unwrap();
+    assert_eq!(p.model_rows().len(), 3);
+    let grades = [
+        Grade::Scored(-0.5, Label::Negative),
+        Grade::ModelError,
+        Grade::NotSampled,
+    ];
+    p.fill_model_rows(&grades, &mut clean).unwrap();
+    p.feed(&data.as_bytes()[12..], &mut clean, &mut rej)
+        .unwrap();
+    let r = p.finish(&mut clean, &mut rej).unwrap();
+    let clean = String::from_utf8(clean).unwrap();
+    assert_eq!(
+        clean,
+        "1,a,-0.5000,negative\n2,b,,model_error\n3,c,,not_sampled\n4,d,,not_graded\n5,e,,not_graded\n"
+    );
+    assert_eq!(r.rows, 5);
+    assert_eq!(
+        (
+            r.scored_rows,
+            r.model_error_rows,
+            r.not_sampled_rows,
+            r.not_graded_rows
+        ),
+        (1, 1, 1, 2)
+    );
+    let report = r.profile.report();
+    let d = &report.derived["review_sentiment"];
+    assert_eq!((d.scored, d.not_scored, d.labels.negative), (1, 4, 1));
 }
 
 #[test]

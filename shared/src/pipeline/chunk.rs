@@ -116,6 +116,15 @@ impl Pipeline {
                 self.fail(&job, code, message).await?;
                 return Ok(());
             }
+            Err(PipelineError::Throttled(delay)) => {
+                // No model capacity for longer than a chunk waits: the task comes back later
+                // (this delivery is acknowledged; its parts are rewritten by the next run).
+                tracing::info!(job_id = %job.id, chunk = task.index, delay_s = delay.as_secs(), "no model capacity; chunk task requeued");
+                self.queue
+                    .send_one(&QueueMessage::Chunk(task), delay)
+                    .await?;
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         let record = ChunkRecord {
@@ -124,6 +133,7 @@ impl Pipeline {
             rejected_rows: result.rejected_rows,
             bytes: task.end - task.start,
             scored_rows: result.scored_rows,
+            not_graded_rows: result.not_graded_rows,
             result_key: keys::part_key(&job.owner, &job.id, PartKind::Result, task.index),
             completed_at: now_rfc3339(),
         };
@@ -175,9 +185,25 @@ impl Pipeline {
     ) -> Result<ChunkResult, PipelineError> {
         let dialect = job_dialect(job)?;
         let rules = self.job_rules(job).await?;
+        let model_steps = rules.as_ref().map_or(0, |r| r.model_steps().len());
+        let grader = match (model_steps, &self.grader) {
+            (0, _) => None,
+            (_, Some(g)) => Some(g),
+            (_, None) => {
+                return Err(PipelineError::Rules {
+                    code: "model_not_configured",
+                    message: "The workflow grades sentiment with the `model` engine, and no \
+                              language model is configured (TESSERA_MODEL_ID). Ask the operator \
+                              to configure one, or use the `lexicon` engine."
+                        .into(),
+                })
+            }
+        };
+        let mut grading = super::grade::ChunkGrading::new(job);
         let options = ChunkOptions {
             rules: rules.clone(),
             unique_repeats: repeats,
+            grade_model_rows: grader.is_some(),
             ..Default::default()
         };
         let mut proc = ChunkProcessor::new(task, &dialect, &job.columns, &options);
@@ -214,6 +240,13 @@ impl Pipeline {
                 break;
             };
             let state = proc.feed(&bytes, &mut clean.buf, &mut rejected.buf)?;
+            if let Some(g) = grader {
+                if proc.model_rows().len() >= super::grade::GRADE_AT {
+                    grading
+                        .grade(g, &*self.jobs, &mut proc, &mut clean.buf)
+                        .await?;
+                }
+            }
             clean.flush_if_full().await?;
             rejected.flush_if_full().await?;
             if state == Feed::Done {
@@ -221,6 +254,13 @@ impl Pipeline {
             }
         }
         drop(body);
+        if let Some(g) = grader {
+            proc.end_input()?;
+            grading
+                .grade(g, &*self.jobs, &mut proc, &mut clean.buf)
+                .await?;
+            grading.log(task.index);
+        }
         let mut result = proc.finish(&mut clean.buf, &mut rejected.buf)?;
         clean.close().await?;
         rejected.close().await?;

@@ -251,6 +251,8 @@ impl Pipeline {
             mut violations,
             rule_rejected_rows,
             line_facts: _,
+            model_error_rows,
+            not_sampled_rows,
         } = merged;
         if let Some(rules) = &rules {
             for id in rules.rule_ids() {
@@ -316,6 +318,13 @@ impl Pipeline {
             "rules_dry_run_of": job.rules_trial.as_ref().map(|t| &t.of_job),
             "output_columns": output_columns(job, rules),
             "violations": violations,
+            "sentiment": (totals.scored_rows > 0 || job.model_max_micro_usd > 0).then(|| serde_json::json!({
+                "scored_rows": totals.scored_rows,
+                "not_graded_rows": totals.not_graded_rows,
+                "not_sampled_rows": not_sampled_rows,
+                "model_error_rows": model_error_rows,
+                "model": job.snapshot().model,
+            })),
             "outputs": { "clean": results.clean, "rejected": results.rejected, "profile": results.profile },
             "completed_at": now_rfc3339(),
         });
@@ -416,6 +425,8 @@ pub(super) struct Merged {
     violations: BTreeMap<String, u64>,
     rule_rejected_rows: u64,
     line_facts: Vec<(u64, u64)>,
+    model_error_rows: u64,
+    not_sampled_rows: u64,
 }
 
 impl Merged {
@@ -427,10 +438,13 @@ impl Merged {
                 rejected_rows: 0,
                 bytes: job.declared_size,
                 scored_rows: 0,
+                not_graded_rows: 0,
             },
             violations: BTreeMap::new(),
             rule_rejected_rows: 0,
             line_facts: Vec::new(),
+            model_error_rows: 0,
+            not_sampled_rows: 0,
         }
     }
 
@@ -441,6 +455,9 @@ impl Merged {
         self.totals.rows += r.rows;
         self.totals.rejected_rows += r.rejected_rows;
         self.rule_rejected_rows += r.rule_rejected_rows;
+        self.totals.not_graded_rows += r.not_graded_rows;
+        self.model_error_rows += r.model_error_rows;
+        self.not_sampled_rows += r.not_sampled_rows;
         for (id, n) in &r.violations {
             *self.violations.entry(id.clone()).or_default() += n;
         }

@@ -22,6 +22,7 @@ mod chunk;
 mod dead_letters;
 pub mod exports;
 mod finalize;
+mod grade;
 mod plan;
 pub mod queries;
 mod ranged;
@@ -74,6 +75,10 @@ pub enum PipelineError {
     /// message goes back to its queue, to be handled again later.
     #[error("not yet: {0}")]
     Later(String),
+    /// The model has no capacity for longer than a chunk waits: the chunk task goes back on
+    /// the queue, delivered after this delay.
+    #[error("model capacity: retry in {0:?}")]
+    Throttled(std::time::Duration),
 }
 
 impl From<SourceChanged> for PipelineError {
@@ -101,6 +106,9 @@ pub struct Pipeline {
     /// The agent's queue (continuations of conversation turns waiting for a query job), when
     /// the agent is deployed.
     pub agent_queue: Option<TaskQueue>,
+    /// The `model` sentiment engine's client (the configured model and the shared rate
+    /// limiter); `None` without a model (`TESSERA_MODEL_ID`): such steps fail the job.
+    pub grader: Option<crate::grading::Grader>,
     rules_cache: rules::RulesCache,
 }
 
@@ -118,8 +126,44 @@ impl Pipeline {
                 .as_ref()
                 .map(|url| TaskQueue::new(clients.sqs.clone(), url)),
             rules_cache: rules::RulesCache::default(),
+            grader: None,
             config,
         }
+        .with_model(None, clients)
+    }
+
+    /// With the model the `model` sentiment engine calls: `model`, else the configured one
+    /// (Bedrock, or `TESSERA_BEDROCK_ENDPOINT`'s Converse server), through the shared rate
+    /// buckets. Without `TESSERA_MODEL_ID`, none.
+    pub fn with_model(
+        mut self,
+        model: Option<Arc<dyn crate::model::ChatModel>>,
+        clients: &Clients,
+    ) -> Self {
+        use crate::model::bedrock::{retry_policy, BedrockModel};
+        let Some(model_id) = self.config.model_id.clone() else {
+            self.grader = None;
+            return self;
+        };
+        let model = model.unwrap_or_else(|| {
+            Arc::new(match &self.config.bedrock_endpoint {
+                Some(endpoint) => BedrockModel::local(endpoint, retry_policy()),
+                None => BedrockModel::from_config(&clients.model_sdk, &self.config),
+            })
+        });
+        let buckets = crate::store::rate::RateStore::new(
+            clients.dynamodb.clone(),
+            &self.config.jobs_table,
+            self.config.model_limits.clone(),
+        );
+        self.grader = Some(crate::grading::Grader {
+            model,
+            model_id,
+            admission: Some(Arc::new(crate::agent::limits::RateAdmission(Arc::new(
+                buckets,
+            )))),
+        });
+        self
     }
 
     pub(super) async fn fail(

@@ -132,11 +132,12 @@ impl Pipeline {
                 .await;
         }
         let mut window = self.config.sniff_bytes.min(size);
-        let sniffed = loop {
-            let head = self.objects.read_range(&job.source_key, 0, window).await?;
-            // Off the async runtime: a header bomb must not stall the other messages.
-            match super::sniff_off_runtime(head, size, DialectOverrides::default()).await {
-                Ok(s) => break s,
+        let (sniffed, first) = loop {
+            let first = self.objects.read_range(&job.source_key, 0, window).await?;
+            // Off the async runtime: a header bomb must not stall the other messages. The
+            // bytes stay for the model engine's cost estimate (a copy of at most 8 MiB).
+            match super::sniff_off_runtime(first.clone(), size, DialectOverrides::default()).await {
+                Ok(s) => break (s, first),
                 Err(EngineError::HeaderTooLong { .. })
                     if window < size && window < MAX_SNIFF_BYTES =>
                 {
@@ -165,18 +166,112 @@ impl Pipeline {
         };
         // The workflow is loaded and compiled against the header before any chunk runs, so a
         // missing reference file or a document that does not fit the file fails the job at once.
-        match self.job_rules(&job).await {
-            Ok(_) => {}
+        let rules = match self.job_rules(&job).await {
+            Ok(r) => r,
             Err(PipelineError::Rules { code, message }) => {
                 return self.fail(&job, code, message).await
             }
             Err(e) => return Err(e),
+        };
+        if let Some(rules) = rules.filter(|r| !r.model_steps().is_empty()) {
+            // The model steps' cost, estimated before any chunk runs.
+            let data = first.get(sniffed.header_len as usize..).unwrap_or_default();
+            let whole = first.len() as u64 >= size;
+            let data_bytes = size.saturating_sub(sniffed.header_len);
+            match self.model_plan(&rules, &sniffed.dialect, data, whole, data_bytes) {
+                Ok(plan) => self.jobs.set_model_plan(&job.id, &plan).await?,
+                Err((code, message)) => return self.fail(&job, code, message).await,
+            }
         }
         if tasks.is_empty() {
             // Header only: nothing to hand out; finalize right here.
             return self.finalize(&job).await;
         }
         self.enqueue(&job).await
+    }
+
+    /// The cost limit, estimate and sample rates of the `model` steps, or why the job cannot
+    /// run them (`cost_limit` with the figures; `model_not_configured`).
+    fn model_plan(
+        &self,
+        rules: &tessera_engine::rules::CompiledRules,
+        dialect: &tessera_engine::dialect::Dialect,
+        data: &[u8],
+        whole: bool,
+        data_bytes: u64,
+    ) -> Result<crate::ledger::ModelPlan, (&'static str, String)> {
+        use crate::grading::{estimate, MAX_ROW_BYTES};
+        use crate::rate::format_usd;
+        let price = self
+            .config
+            .model_id
+            .as_deref()
+            .and_then(|m| self.config.model_limits.prices.get(m))
+            .ok_or((
+                "model_not_configured",
+                "The workflow grades sentiment with the `model` engine, and no priced language \
+                 model is configured here (TESSERA_MODEL_ID, TESSERA_MODEL_PRICES). Ask the \
+                 operator to configure one, or use the `lexicon` engine."
+                    .to_string(),
+            ))?;
+        let cfg = tessera_engine::parse::ParserConfig {
+            delimiter: dialect.delimiter,
+            quote: dialect.quote,
+            max_field_bytes: 1 << 20,
+            max_record_bytes: 16 << 20,
+        };
+        let mut plan = crate::ledger::ModelPlan {
+            max_micro_usd: 0,
+            estimate_micro_usd: 0,
+            sample_rates: Vec::new(),
+        };
+        let mut parts = Vec::new();
+        let mut graded = 0;
+        for (c, name, sample_n, max_usd) in rules.model_specs() {
+            let sample =
+                tessera_engine::grading::ColumnSample::of(data, whole, cfg, c, MAX_ROW_BYTES);
+            let e = estimate(&sample, data_bytes, sample_n, price);
+            // Validation requires it; a document without one is limited to nothing.
+            let max = (max_usd.unwrap_or(0.0) * 1e6).round().max(0.0) as u64;
+            plan.max_micro_usd += max;
+            plan.estimate_micro_usd += e.cost_micro_usd;
+            plan.sample_rates.push(e.sample_rate);
+            graded += e.graded_rows;
+            parts.push(format!(
+                "`{name}`: {} (~{} rows, {} input and {} output tokens), limit {}",
+                format_usd(e.cost_micro_usd),
+                e.graded_rows,
+                e.input_tokens,
+                e.output_tokens,
+                format_usd(max)
+            ));
+            if e.cost_micro_usd > max {
+                return Err((
+                    "cost_limit",
+                    format!(
+                        "Grading column `{name}` with the model is estimated at {} (~{} of \
+                         ~{} rows, {} input and {} output tokens at the price of {}), above the \
+                         workflow's max_cost_usd of {}. Raise max_cost_usd, or grade a sample \
+                         (\"sample\": N rows) of the column. Nothing was graded or charged.",
+                        format_usd(e.cost_micro_usd),
+                        e.graded_rows,
+                        e.rows,
+                        e.input_tokens,
+                        e.output_tokens,
+                        self.config.model_id.as_deref().unwrap_or_default(),
+                        format_usd(max)
+                    ),
+                ));
+            }
+        }
+        tracing::info!(
+            estimate_micro_usd = plan.estimate_micro_usd,
+            max_micro_usd = plan.max_micro_usd,
+            graded_rows = graded,
+            steps = %parts.join("; "),
+            "model steps estimated"
+        );
+        Ok(plan)
     }
 
     /// Sends the chunk tasks of a planned job and moves it to `processing`.

@@ -37,6 +37,7 @@ fn record(index: u32) -> ChunkRecord {
         rejected_rows: 1,
         bytes: 100,
         scored_rows: 0,
+        not_graded_rows: 0,
         result_key: format!("parts/result/{index}"),
         completed_at: "2026-01-01T00:00:00.000Z".into(),
     }
@@ -48,6 +49,7 @@ fn totals() -> Totals {
         rejected_rows: 0,
         bytes: 1000,
         scored_rows: 0,
+        not_graded_rows: 0,
     }
 }
 

@@ -96,14 +96,20 @@ impl SentimentState {
     /// model, a row not graded). A score that is not a finite number counts as not scored.
     #[inline]
     pub(crate) fn observe(&mut self, score: Option<f64>) {
-        let Some(s) = score.filter(|s| s.is_finite()) else {
+        // The label of the score itself, as the writer labels it.
+        self.observe_labelled(score.map(|s| (s, Label::of(s))));
+    }
+
+    /// One clean row's score and label as written (a model's label is its own answer).
+    #[inline]
+    pub(crate) fn observe_labelled(&mut self, graded: Option<(f64, Label)>) {
+        let Some((s, label)) = graded.filter(|(s, _)| s.is_finite()) else {
             self.not_scored += 1;
             return;
         };
         let v = e4(s);
         let x = f64::from(v) / 10_000.0;
-        // The label of the score itself, as the writer labels it.
-        match Label::of(s) {
+        match label {
             Label::Positive => self.positive += 1,
             Label::Negative => self.negative += 1,
             Label::Neutral => self.neutral += 1,

@@ -15,7 +15,7 @@
 pub(crate) mod classify;
 mod derived;
 pub(crate) mod distinct;
-mod pii;
+pub(crate) mod pii;
 pub(crate) mod quantiles;
 mod report;
 mod topk;
@@ -856,6 +856,21 @@ impl ProfileState {
     #[inline]
     pub fn observe_sentiment(&mut self, index: usize, score: Option<f64>) {
         self.derived[index].observe(score);
+    }
+
+    /// [`observe_sentiment`](Self::observe_sentiment) with the label given by the scorer (a
+    /// model answers a score and a label; the lexicon's label is its score's). `None`: not
+    /// scored (empty text, or a model row marked `model_error`, `not_graded`, `not_sampled`).
+    ///
+    /// # Panics
+    /// If `index` was not returned by `add_sentiment`.
+    #[inline]
+    pub fn observe_sentiment_labelled(
+        &mut self,
+        index: usize,
+        graded: Option<(f64, crate::sentiment::Label)>,
+    ) {
+        self.derived[index].observe_labelled(graded);
     }
 
     /// Rows scored so far, summed over the derived sentiment columns.

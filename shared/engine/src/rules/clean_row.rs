@@ -6,9 +6,11 @@
 //! Not here: deciding whether the record is clean (see `run`).
 
 use super::compiled::{Act, CTransform, CompiledRules, OutOp};
+use super::doc::SentimentEngine;
 use super::mask::{partial, partial_bytes, Tokenizer};
 use super::run::{RuleRunner, Scratch};
 use crate::csv_write::write_field;
+use crate::grading::{Grade, ModelRow};
 use crate::record::Record;
 use crate::sentiment::{Analyzer, Label, ScoreText};
 
@@ -113,40 +115,83 @@ impl RuleRunner {
 /// text is empty (not scored: an absent text is not a neutral one). The score is of the
 /// source field as read (unquoted), before the column's transforms: a `redact` or `token` mask
 /// would leave nothing to score, and a score and a label leak none of the text. The scores are
-/// kept for [`RuleRunner::derived_scores`] (the profile).
+/// kept for [`RuleRunner::derived_scores`] (the profile). A `model` step's pair is left out and
+/// its text handed out (`ModelRow`, its place noted) when the runner collects model rows; else
+/// it is an empty score and `not_graded`. An empty text is not scored by either engine.
 #[inline(never)]
 fn write_derived(r: &CompiledRules, rec: &Record<'_>, s: &mut Scratch, out: &mut Vec<u8>) {
-    score_derived(r, rec, s);
-    for (k, score) in s.scores.iter().enumerate() {
+    let mut step = 0u16;
+    for (k, &(c, engine)) in r.derives.iter().enumerate() {
         if k > 0 || !r.layout.is_empty() || r.flag_column {
             out.push(b',');
         }
-        if let Some(compound) = *score {
-            out.extend_from_slice(ScoreText::of(compound).as_bytes());
-            out.push(b',');
-            out.extend_from_slice(Label::of(compound).as_str().as_bytes());
-        } else {
-            out.push(b',');
+        let text = rec.get(c).unwrap_or("");
+        s.held[k] = false;
+        match engine {
+            SentimentEngine::Lexicon => {
+                let analyzer = s.analyzer.get_or_insert_with(Analyzer::new);
+                let score = (!text.is_empty()).then(|| analyzer.compound(text.as_bytes()));
+                s.scores[k] = score;
+                if let Some(compound) = score {
+                    out.extend_from_slice(ScoreText::of(compound).as_bytes());
+                    out.push(b',');
+                    out.extend_from_slice(Label::of(compound).as_str().as_bytes());
+                } else {
+                    out.push(b',');
+                }
+            }
+            SentimentEngine::Model => {
+                s.scores[k] = None;
+                if text.is_empty() {
+                    out.push(b',');
+                } else if s.collect_model {
+                    s.held[k] = true;
+                    s.model_rows.push(ModelRow {
+                        offset: s.offset,
+                        step,
+                        derive: k,
+                        text: text.to_string(),
+                        at: out.len(),
+                    });
+                } else {
+                    Grade::NotGraded.write(out);
+                }
+                step += 1;
+            }
         }
     }
 }
 
-/// Scores each `derive` step's source field into `s.scores` (`None` for an empty field).
+/// Scores each `lexicon` derive step's source field into `s.scores` (`None` for an empty
+/// field; `model` steps are not graded without a written row: `None`).
 fn score_derived(r: &CompiledRules, rec: &Record<'_>, s: &mut Scratch) {
-    let analyzer = s.analyzer.get_or_insert_with(Analyzer::new);
-    for (score, &c) in s.scores.iter_mut().zip(&r.derives) {
+    for (k, &(c, engine)) in r.derives.iter().enumerate() {
+        s.held[k] = false;
         let text = rec.get(c).unwrap_or("");
-        *score = (!text.is_empty()).then(|| analyzer.compound(text.as_bytes()));
+        s.scores[k] = match engine {
+            SentimentEngine::Lexicon if !text.is_empty() => {
+                let analyzer = s.analyzer.get_or_insert_with(Analyzer::new);
+                Some(analyzer.compound(text.as_bytes()))
+            }
+            _ => None,
+        };
     }
 }
 
 impl RuleRunner {
     /// Per `derive` step (in the order of their output columns), the score of the clean row
     /// last written by [`write_clean`](Self::write_clean) or scored by
-    /// [`score_derived`](Self::score_derived); `None` when its text was empty. Empty without
-    /// derive steps.
+    /// [`score_derived`](Self::score_derived); `None` when its text was empty (or a model
+    /// step's row was not graded). Steps whose row was handed out for a model grade
+    /// ([`derived_held`](Self::derived_held)) have their grade given at
+    /// [`fill_model_rows`](Self::fill_model_rows) instead. Empty without derive steps.
     pub fn derived_scores(&self) -> &[Option<f64>] {
         &self.s.scores
+    }
+
+    /// Per `derive` step, whether the row last written waits for a model grade.
+    pub fn derived_held(&self) -> &[bool] {
+        &self.s.held
     }
 
     /// Scores the derive steps of a clean record without writing its row (a run that writes

@@ -185,9 +185,9 @@ pub struct CompiledRules {
     pub(super) keeps_plain: Vec<bool>,
     pub(super) output_columns: Vec<String>,
     pub(super) flag_column: bool,
-    /// The source columns with a sentiment `derive` step, in the order of their output
-    /// columns (two each, after `_violations`).
-    pub(super) derives: Vec<usize>,
+    /// The source columns with a sentiment `derive` step and the step's engine, in the order
+    /// of their output columns (two each, after `_violations`).
+    pub(super) derives: Vec<(usize, super::doc::SentimentEngine)>,
     pub(super) unique_count: usize,
     pub(super) passthrough: bool,
 }
@@ -220,32 +220,53 @@ impl CompiledRules {
         &self.output_columns
     }
 
+    /// The source column names of the `model` sentiment steps, in output order (a
+    /// [`ModelRow`](crate::grading::ModelRow)'s `step` indexes this list).
+    pub fn model_steps(&self) -> Vec<&str> {
+        self.derives
+            .iter()
+            .filter(|(_, e)| *e == super::doc::SentimentEngine::Model)
+            .map(|&(c, _)| self.columns[c].as_str())
+            .collect()
+    }
+
+    /// The `model` sentiment steps, in output order: source column index and name, `sample`,
+    /// `max_cost_usd`.
+    pub fn model_specs(&self) -> Vec<(usize, &str, Option<u64>, Option<f64>)> {
+        self.derives
+            .iter()
+            .filter(|(_, e)| *e == super::doc::SentimentEngine::Model)
+            .map(|&(c, _)| {
+                let name = self.columns[c].as_str();
+                let spec = self
+                    .doc
+                    .columns
+                    .get(name)
+                    .and_then(|s| s.derive.as_ref())
+                    .map(|d| &d.sentiment);
+                (
+                    c,
+                    name,
+                    spec.and_then(|s| s.sample),
+                    spec.and_then(|s| s.max_cost_usd),
+                )
+            })
+            .collect()
+    }
+
     /// The derived sentiment columns, in the order of their output columns: the source column,
-    /// the two names it adds to the clean output, the engine (what the profile summarises).
+    /// the two names it adds to the clean output, the engine (what the profile summarises; a
+    /// derived column is keyed by its score column, one per (source, engine)).
     pub fn sentiment_columns(&self) -> Vec<crate::profile::SentimentColumn> {
         let n = self.output_columns.len() - 2 * self.derives.len();
         self.derives
             .iter()
             .enumerate()
-            .map(|(k, &c)| {
-                let source = self.columns[c].clone();
-                let engine = self
-                    .doc
-                    .columns
-                    .get(&source)
-                    .and_then(|spec| spec.derive.as_ref())
-                    .map_or("lexicon".to_string(), |d| {
-                        serde_json::to_value(d.sentiment.engine)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    });
-                crate::profile::SentimentColumn {
-                    source,
-                    score_column: self.output_columns[n + 2 * k].clone(),
-                    label_column: self.output_columns[n + 2 * k + 1].clone(),
-                    engine,
-                }
+            .map(|(k, &(c, engine))| crate::profile::SentimentColumn {
+                source: self.columns[c].clone(),
+                score_column: self.output_columns[n + 2 * k].clone(),
+                label_column: self.output_columns[n + 2 * k + 1].clone(),
+                engine: engine.as_str().to_string(),
             })
             .collect()
     }

@@ -64,9 +64,21 @@ pub struct DeriveSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SentimentSpec {
-    /// Which scorer: `lexicon` (VADER, in the chunk workers). `model` is reserved for the
-    /// agent function's model engine, not built yet: validation rejects it.
+    /// Which scorer: `lexicon` (VADER, in the chunk workers) or `model` (a language model,
+    /// PII masked first; needs a deployment with a model: docs/sentiment.md).
     pub engine: SentimentEngine,
+    /// `model` only: grade about this many rows, a uniform sample drawn from each row's byte
+    /// offset (the same rows whatever the chunk size); the others get `not_sampled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub sample: Option<u64>,
+    /// `model` only, and required there: the most a job may spend grading this column, in US
+    /// dollars (the price table's estimate). A job whose estimate is above it fails
+    /// `cost_limit` before any row is graded; once its spending reaches it, the rows left are
+    /// written `not_graded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.000001))]
+    pub max_cost_usd: Option<f64>,
 }
 
 /// The scorer of a sentiment derive step.
@@ -75,8 +87,19 @@ pub struct SentimentSpec {
 pub enum SentimentEngine {
     /// VADER's lexicon and rules (`tessera_engine::sentiment`), on every row.
     Lexicon,
-    /// A language model through the agent function (not available yet).
+    /// A language model (the agent's Bedrock model and shared rate limiter), rows batched,
+    /// personal data masked before any text leaves (docs/sentiment.md, "The model engine").
     Model,
+}
+
+impl SentimentEngine {
+    /// The name as the document writes it (`lexicon`, `model`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentimentEngine::Lexicon => "lexicon",
+            SentimentEngine::Model => "model",
+        }
+    }
 }
 
 /// The suffixes of the two columns a sentiment derive step adds after the column's name.

@@ -43,7 +43,8 @@ pub use run::{RuleOutcome, RuleRunner, Verdict};
 pub use threshold::ThresholdExceeded;
 pub use unique::UniqueKeys;
 pub use validate::{
-    against_profile, from_value, parse_document, ValidationError, MODEL_ENGINE_UNAVAILABLE,
+    against_profile, from_value, parse_document, refuse_model_engine, ValidationError,
+    MAX_COST_REQUIRED, MODEL_ENGINE_UNAVAILABLE,
 };
 pub use validate::{check_limits, LimitExceeded, MAX_COLUMN_SPECS, MAX_REFERENCES, MAX_RULES};
 

@@ -46,8 +46,19 @@ pub(super) struct Scratch {
     /// The sentiment scorer of the `derive` steps, built on the first clean row that needs it
     /// (documents without a derive step never build one).
     pub(super) analyzer: Option<crate::sentiment::Analyzer>,
-    /// Per `derive` step, the score of the row last written or scored (`None`: empty text).
+    /// Byte offset of the record last passed to `check` (a model row's identity).
+    pub(super) offset: u64,
+    /// `model` steps hand their rows out ([`RuleRunner::collect_model_rows`]); otherwise they
+    /// write an empty score and `not_graded`.
+    pub(super) collect_model: bool,
+    /// Rows of `model` steps written without their grade, in output order.
+    pub(super) model_rows: Vec<crate::grading::ModelRow>,
+    /// Per `derive` step, the score of the row last written or scored (`None`: empty text,
+    /// or a `model` step's row not graded).
     pub(super) scores: Vec<Option<f64>>,
+    /// Per `derive` step, whether the row last written was handed out for a model grade
+    /// (its score comes with [`RuleRunner::fill_model_rows`], not in `scores`).
+    pub(super) held: Vec<bool>,
 }
 
 /// What a chunk's rules produced, merged by the caller.
@@ -73,7 +84,11 @@ impl RuleRunner {
             unique: vec![Vec::new(); rules.unique_count],
             repeats: vec![None; rules.unique_count],
             analyzer: None,
+            offset: 0,
+            collect_model: false,
+            model_rows: Vec::new(),
             scores: vec![None; rules.derives.len()],
+            held: vec![false; rules.derives.len()],
         };
         RuleRunner { rules, s }
     }
@@ -91,6 +106,39 @@ impl RuleRunner {
         runner
     }
 
+    /// Clean rows of `model` steps leave their grade out and hand their text to the caller
+    /// ([`model_rows`](Self::model_rows), then [`fill_model_rows`](Self::fill_model_rows)).
+    /// Without this a `model` step writes an empty score and `not_graded` (a dry run).
+    pub fn collect_model_rows(&mut self) {
+        self.s.collect_model = true;
+    }
+
+    /// The rows waiting for a grade, in the order of the output they were written to.
+    pub fn model_rows(&self) -> &[crate::grading::ModelRow] {
+        &self.s.model_rows
+    }
+
+    /// Puts `grades` (one per [`model_rows`](Self::model_rows) entry, same order) into `out`,
+    /// the output those rows were written to (pending tokens resolved first), and forgets the
+    /// rows.
+    pub fn fill_model_rows(&mut self, grades: &[crate::grading::Grade], out: &mut Vec<u8>) {
+        assert_eq!(grades.len(), self.s.model_rows.len(), "one grade per row");
+        self.resolve(out);
+        if grades.is_empty() {
+            return;
+        }
+        let mut filled = Vec::with_capacity(out.len() + grades.len() * 16);
+        let mut at = 0;
+        for (row, g) in self.s.model_rows.iter().zip(grades) {
+            filled.extend_from_slice(&out[at..row.at]);
+            g.write(&mut filled);
+            at = row.at;
+        }
+        filled.extend_from_slice(&out[at..]);
+        *out = filled;
+        self.s.model_rows.clear();
+    }
+
     /// The compiled rules.
     pub fn rules(&self) -> &CompiledRules {
         &self.rules
@@ -100,6 +148,7 @@ impl RuleRunner {
     pub fn check(&mut self, rec: &Record<'_>, offset: u64) -> Verdict {
         let r = &*self.rules;
         let s = &mut self.s;
+        s.offset = offset;
         for &c in &r.typed_cols {
             s.cache[c] = None;
         }

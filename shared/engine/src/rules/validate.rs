@@ -255,11 +255,36 @@ fn column_spec(v: &Value, p: &str, errs: &mut Vec<ValidationError>) -> Option<Co
     field::<ColumnSpec>(v, p, errs)
 }
 
-/// The message of a derive step that asks for the `model` engine (stable: callers and tests
-/// match it).
-pub const MODEL_ENGINE_UNAVAILABLE: &str = "the `model` sentiment engine is not available yet: \
-     it needs the agent function (Bedrock, PII masking, cost limit), which is not built; \
-     use \"engine\": \"lexicon\"";
+/// The message of a derive step that asks for the `model` engine where no model is
+/// configured (stable: callers and tests match it). See [`refuse_model_engine`].
+pub const MODEL_ENGINE_UNAVAILABLE: &str = "the `model` sentiment engine needs a language model, \
+     and none is configured here (TESSERA_MODEL_ID); use \"engine\": \"lexicon\", or ask the \
+     operator to configure a model";
+
+/// The message of a `model` step without `max_cost_usd` (stable: callers and tests match it).
+pub const MAX_COST_REQUIRED: &str = "the `model` engine needs a cost limit: add \
+     \"max_cost_usd\": the most this job may spend grading the column, in US dollars (a job \
+     estimated above it is refused with `cost_limit`; one that reaches it stops grading)";
+
+/// One error per `model` derive step of `doc`, at `/columns/<name>/derive/sentiment/engine`,
+/// with `message`: what a caller without a model (a deployment without `TESSERA_MODEL_ID`,
+/// `tessera process` on a local file) answers.
+pub fn refuse_model_engine(doc: &RuleDocument, message: &str) -> Vec<ValidationError> {
+    doc.columns
+        .iter()
+        .filter(|(_, c)| {
+            c.derive
+                .as_ref()
+                .is_some_and(|d| d.sentiment.engine == SentimentEngine::Model)
+        })
+        .map(|(name, _)| {
+            ValidationError::new(
+                format!("/columns/{}/derive/sentiment/engine", seg(name)),
+                message,
+            )
+        })
+        .collect()
+}
 
 /// A `derive` object: each key checked on its own, so a typo and the `model` engine are both
 /// reported at their own paths.
@@ -281,11 +306,33 @@ fn derive_spec(v: &Value, p: &str, errs: &mut Vec<ValidationError>) {
     };
     let sp = format!("{p}/sentiment");
     if let Some(spec) = field::<SentimentSpec>(sv, &sp, errs) {
-        if spec.engine == SentimentEngine::Model {
-            errs.push(ValidationError::new(
-                format!("{sp}/engine"),
-                MODEL_ENGINE_UNAVAILABLE,
-            ));
+        match (spec.engine, spec.sample) {
+            (SentimentEngine::Lexicon, Some(_)) => errs.push(ValidationError::new(
+                format!("{sp}/sample"),
+                "`sample` is for the `model` engine (the lexicon scores every row at engine \
+                 speed); remove it",
+            )),
+            (_, Some(0)) => errs.push(ValidationError::new(
+                format!("{sp}/sample"),
+                "must be at least 1 (the number of rows to grade)",
+            )),
+            _ => {}
+        }
+        match (spec.engine, spec.max_cost_usd) {
+            (SentimentEngine::Lexicon, Some(_)) => errs.push(ValidationError::new(
+                format!("{sp}/max_cost_usd"),
+                "`max_cost_usd` is for the `model` engine (the lexicon costs nothing per row); \
+                 remove it",
+            )),
+            (SentimentEngine::Model, None) => errs.push(ValidationError::new(
+                format!("{sp}/max_cost_usd"),
+                MAX_COST_REQUIRED,
+            )),
+            (_, Some(c)) if !(c.is_finite() && c > 0.0) => errs.push(ValidationError::new(
+                format!("{sp}/max_cost_usd"),
+                "must be a number of US dollars above 0",
+            )),
+            _ => {}
         }
     }
 }

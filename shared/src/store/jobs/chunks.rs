@@ -49,7 +49,7 @@ impl JobStore {
             .update_in_transaction(&pk, COUNTER_SK)
             .update_expression(
                 "ADD chunks_done :one, #rows :rows, rejected_rows :rej, bytes_done :bytes, \
-                 scored_rows :scored SET updated_at = :now, expires_at = :exp",
+                 scored_rows :scored, not_graded_rows :ng SET updated_at = :now, expires_at = :exp",
             )
             .condition_expression("attribute_not_exists(closed)")
             .expression_attribute_names("#rows", "rows")
@@ -58,6 +58,7 @@ impl JobStore {
             .expression_attribute_values(":rej", number(chunk.rejected_rows))
             .expression_attribute_values(":bytes", number(chunk.bytes))
             .expression_attribute_values(":scored", number(chunk.scored_rows))
+            .expression_attribute_values(":ng", number(chunk.not_graded_rows))
             .expression_attribute_values(":now", string(now_rfc3339()))
             .expression_attribute_values(":exp", number(expires_at))
             .build()
@@ -140,7 +141,8 @@ impl JobStore {
                 .set_keys(Some(std::mem::take(&mut keys)))
                 .consistent_read(true)
                 .projection_expression(
-                    "chunks_done, #rows, rejected_rows, bytes_done, scored_rows, updated_at",
+                    "chunks_done, #rows, rejected_rows, bytes_done, scored_rows, not_graded_rows, \
+                     updated_at",
                 )
                 .expression_attribute_names("#rows", "rows")
                 .build()
@@ -160,6 +162,7 @@ impl JobStore {
                 total.rejected_rows += num(&item, "rejected_rows");
                 total.bytes_done += num(&item, "bytes_done");
                 total.scored_rows += num(&item, "scored_rows");
+                total.not_graded_rows += num(&item, "not_graded_rows");
                 if let Some(AttributeValue::S(t)) = item.get("updated_at") {
                     if *t > total.updated_at {
                         total.updated_at = t.clone();
@@ -201,6 +204,7 @@ impl JobStore {
         job.rejected_rows = p.rejected_rows;
         job.bytes_done = p.bytes_done;
         job.scored_rows = p.scored_rows;
+        job.not_graded_rows = p.not_graded_rows;
         // The snapshot changed when a counter did: clients keep the newest `updated_at`.
         if let Some(t) = Timestamp::parse(&p.updated_at).filter(|t| *t > job.updated_at) {
             job.updated_at = t;

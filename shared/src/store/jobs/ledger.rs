@@ -2,7 +2,9 @@
 
 use super::JobStore;
 use crate::job::{Job, JobError, ResultKeys, Timestamp};
-use crate::ledger::{ChunkCommit, ChunkRecord, Plan, Progress, Totals, UniqueStep};
+use crate::ledger::{
+    ChunkCommit, ChunkRecord, ModelPlan, ModelUsage, Plan, Progress, Totals, UniqueStep,
+};
 use crate::store::StoreError;
 
 /// The DynamoDB job ledger behind the pipeline's port (the inherent methods above).
@@ -63,6 +65,12 @@ impl crate::ports::JobLedger for JobStore {
     }
     async fn mark_retrying(&self, id: &str) -> Result<bool, StoreError> {
         JobStore::mark_retrying(self, id).await
+    }
+    async fn set_model_plan(&self, id: &str, plan: &ModelPlan) -> Result<(), StoreError> {
+        JobStore::set_model_plan(self, id, plan).await
+    }
+    async fn add_model_usage(&self, id: &str, usage: &ModelUsage) -> Result<u64, StoreError> {
+        JobStore::add_model_usage(self, id, usage).await
     }
 }
 

@@ -407,12 +407,67 @@ impl JobStore {
                 ("rejected_rows", number(totals.rejected_rows)),
                 ("bytes_done", number(totals.bytes)),
                 ("scored_rows", number(totals.scored_rows)),
+                ("not_graded_rows", number(totals.not_graded_rows)),
                 ("results", results),
             ],
             &["chunks_done = chunk_count"],
             Shards::Keep,
         )
         .await
+    }
+
+    /// Writes the planner's decisions for the job's `model` steps on the job item.
+    pub async fn set_model_plan(
+        &self,
+        id: &str,
+        plan: &crate::ledger::ModelPlan,
+    ) -> Result<(), StoreError> {
+        self.table
+            .update(job_pk(id), "META")
+            .update_expression(
+                "SET model_max_micro_usd = :m, model_estimate_micro_usd = :e, \
+                 model_sample_rates = :r",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":m", number(plan.max_micro_usd))
+            .expression_attribute_values(":e", number(plan.estimate_micro_usd))
+            .expression_attribute_values(":r", to_value(&plan.sample_rates, "sample rates")?)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("UpdateItem(model plan)", e))?;
+        Ok(())
+    }
+
+    /// Adds a batch's model usage to the job item's counters (one atomic `ADD`, so concurrent
+    /// chunks never lose an update); returns the job's cost so far, this batch included.
+    pub async fn add_model_usage(
+        &self,
+        id: &str,
+        usage: &crate::ledger::ModelUsage,
+    ) -> Result<u64, StoreError> {
+        let out = self
+            .table
+            .update(job_pk(id), "META")
+            .update_expression(
+                "ADD model_input_tokens :i, model_output_tokens :o, model_cost_micro_usd :c, \
+                 model_wait_ms :w SET updated_at = :now",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":i", number(usage.input_tokens))
+            .expression_attribute_values(":o", number(usage.output_tokens))
+            .expression_attribute_values(":c", number(usage.cost_micro_usd))
+            .expression_attribute_values(":w", number(usage.wait_ms))
+            .expression_attribute_values(":now", string(now_rfc3339()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| StoreError::service("UpdateItem(model usage)", e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get("model_cost_micro_usd"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usage.cost_micro_usd))
     }
 
     /// Any non-final state `-> failed` with a safe, coded error.

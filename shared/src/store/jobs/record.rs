@@ -37,6 +37,25 @@ pub struct JobRecord {
     /// Texts scored by the workflow's `derive` sentiment steps (progress, then exact).
     #[serde(default)]
     pub scored_rows: u64,
+    /// Rows of `model` steps written `not_graded` because the cost limit was reached.
+    #[serde(default)]
+    pub not_graded_rows: u64,
+    /// The `model` steps' cost limit and estimate (micro-dollars), per step the sample rate.
+    #[serde(default)]
+    pub model_max_micro_usd: u64,
+    #[serde(default)]
+    pub model_estimate_micro_usd: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_sample_rates: Vec<f64>,
+    /// The `model` steps' spending so far (`ADD` by chunk workers).
+    #[serde(default)]
+    pub model_input_tokens: u64,
+    #[serde(default)]
+    pub model_output_tokens: u64,
+    #[serde(default)]
+    pub model_cost_micro_usd: u64,
+    #[serde(default)]
+    pub model_wait_ms: u64,
     pub error: Option<JobError>,
     pub results: ResultKeys,
     /// Epoch seconds after which DynamoDB deletes the record (TTL).
@@ -115,6 +134,14 @@ impl From<&Job> for JobRecord {
             rows: job.rows,
             rejected_rows: job.rejected_rows,
             scored_rows: job.scored_rows,
+            not_graded_rows: job.not_graded_rows,
+            model_max_micro_usd: job.model_max_micro_usd,
+            model_estimate_micro_usd: job.model_estimate_micro_usd,
+            model_input_tokens: job.model_input_tokens,
+            model_output_tokens: job.model_output_tokens,
+            model_cost_micro_usd: job.model_cost_micro_usd,
+            model_wait_ms: job.model_wait_ms,
+            model_sample_rates: job.model_sample_rates.clone(),
             error: job.error.clone(),
             results: job.results.clone(),
             expires_at: job.expires_at,
@@ -164,6 +191,14 @@ impl TryFrom<JobRecord> for Job {
             rows: r.rows,
             rejected_rows: r.rejected_rows,
             scored_rows: r.scored_rows,
+            not_graded_rows: r.not_graded_rows,
+            model_max_micro_usd: r.model_max_micro_usd,
+            model_estimate_micro_usd: r.model_estimate_micro_usd,
+            model_input_tokens: r.model_input_tokens,
+            model_output_tokens: r.model_output_tokens,
+            model_cost_micro_usd: r.model_cost_micro_usd,
+            model_wait_ms: r.model_wait_ms,
+            model_sample_rates: r.model_sample_rates,
             error: r.error,
             results: r.results,
             expires_at: r.expires_at,

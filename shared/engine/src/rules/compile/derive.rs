@@ -8,28 +8,25 @@
 use std::collections::HashSet;
 
 use super::super::doc::{RuleDocument, SentimentEngine, SENTIMENT_SUFFIXES};
-use super::super::validate::{seg, MODEL_ENGINE_UNAVAILABLE};
+use super::super::validate::seg;
 use super::ctx::Ctx;
 
-/// The source columns with a `lexicon` sentiment step, in document order, with their two
-/// column names appended to `output_columns`. A derived name already in the clean output (a
+/// The source columns with a sentiment step and its engine, in document order, with their two
+/// column names appended to `output_columns`. Whether a `model` step can run (a model is
+/// configured, the job carries a cost limit) is the caller's to decide
+/// (`validate::refuse_model_engine`); here it is a step like the other. A derived name already in the clean output (a
 /// kept header column, a rename, or another step's column) is an error at the step's path;
 /// a header column that is dropped or renamed away frees its name.
 pub(super) fn derived_columns(
     cx: &mut Ctx<'_>,
     doc: &RuleDocument,
     output_columns: &mut Vec<String>,
-) -> Vec<usize> {
+) -> Vec<(usize, SentimentEngine)> {
     let mut taken: HashSet<String> = output_columns.iter().cloned().collect();
     let mut derives = Vec::new();
     for (name, spec) in &doc.columns {
         let Some(d) = &spec.derive else { continue };
         let p = format!("/columns/{}/derive/sentiment", seg(name));
-        if d.sentiment.engine == SentimentEngine::Model {
-            // `from_value` reports this already; a document built in code reaches here.
-            cx.err(format!("{p}/engine"), MODEL_ENGINE_UNAVAILABLE);
-            continue;
-        }
         // An unknown column was reported at `/columns/<name>` by the columns step.
         let Some(&c) = cx.index.get(name.as_str()) else {
             continue;
@@ -51,7 +48,7 @@ pub(super) fn derived_columns(
             output_columns.push(out);
         }
         if ok {
-            derives.push(c);
+            derives.push((c, d.sentiment.engine));
         }
     }
     derives
