@@ -605,3 +605,94 @@ async fn a_sample_is_the_same_at_every_chunk_size() {
         graded_sets[0].len()
     );
 }
+
+/// The model engine's progress reaches a WebSocket subscriber like any job's, up to
+/// `job.completed` with the `model` spending. It failed before the local stream poller resumed
+/// from a fresh iterator (`infra/src/streams.rs`): the emulator orphans stream iterators when a
+/// transaction (the rate buckets') fails its condition.
+#[tokio::test]
+async fn model_progress_is_pushed_over_the_websocket() {
+    pushes_follow(json!({"engine": "model", "max_cost_usd": 100})).await;
+}
+
+async fn pushes_follow(sentiment: Value) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = ConverseServer::start().await.unwrap();
+    grade_all(&server, (500, 300));
+    let stack = model_stack(&server).await;
+    let alice = Client::new(&stack, "alice");
+    let wf = alice
+        .post_json(
+            "/v1/workflows",
+            &json!({"name": "reviews", "rules": {"version": 1, "columns": {"review": {"derive":
+                {"sentiment": sentiment}}}}}),
+        )
+        .await;
+    assert_eq!(wf.status, StatusCode::CREATED, "{:?}", wf.body);
+    let bytes = data();
+    let up = alice
+        .post_json(
+            "/v1/uploads",
+            &json!({"filename": "r.csv", "size": bytes.len(), "content_type": "text/csv",
+                    "workflow": {"id": wf.body["workflow_id"]}}),
+        )
+        .await;
+    assert_eq!(up.status, StatusCode::CREATED, "{:?}", up.body);
+    let job_id = up.body["job_id"].as_str().unwrap().to_string();
+
+    let url = format!(
+        "{}/v1/ws?token={}",
+        stack.http_url.replacen("http://", "ws://", 1),
+        stack.token("alice")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::Text(
+        json!({"action": "subscribe", "job_id": job_id})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let put = alice
+        .http
+        .put(up.body["upload"]["url"].as_str().unwrap())
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+
+    let mut seen: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(msg) = tokio::time::timeout(left, ws.next()).await else {
+            let job = alice.get(&format!("/v1/jobs/{job_id}")).await;
+            panic!(
+                "no job.completed push within {TIMEOUT:?}; pushes: {:?}; job: {:?}",
+                seen.iter().map(|m| m["type"].clone()).collect::<Vec<_>>(),
+                job.body
+            )
+        };
+        let Some(Ok(Message::Text(t))) = msg else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        let kind = v["type"].as_str().unwrap_or_default().to_string();
+        seen.push(v);
+        if kind == "job.completed" || kind == "job.failed" {
+            break;
+        }
+    }
+    let last = seen.last().unwrap();
+    assert_eq!(last["type"], "job.completed", "{last}");
+    let model = &last["job"]["model"];
+    assert!(model["cost_usd"].as_f64().unwrap() > 0.0, "{last}");
+    assert!(model["input_tokens"].as_u64().unwrap() > 0, "{last}");
+    let job = alice.get(&format!("/v1/jobs/{job_id}")).await.body;
+    assert!(job["scored_rows"].as_u64().unwrap() > 0, "{job}");
+    assert_eq!(last["job"]["scored_rows"], job["scored_rows"], "{last}");
+    assert_eq!(last["job"]["model"], job["model"], "{last}");
+}

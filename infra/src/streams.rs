@@ -201,6 +201,7 @@ async fn poll_shard(
             return;
         }
     };
+    let mut last_seq: Option<String> = None;
     while let Some(it) = iterator.take() {
         if *shutdown.borrow() {
             break;
@@ -221,14 +222,43 @@ async fn poll_shard(
             }
         };
         iterator = out.next_shard_iterator;
-        let records: Vec<EventRecord> = out
-            .records
-            .unwrap_or_default()
+        let raw = out.records.unwrap_or_default();
+        if let Some(seq) = raw
+            .iter()
+            .rev()
+            .find_map(|r| r.dynamodb.as_ref()?.sequence_number.clone())
+        {
+            last_seq = Some(seq);
+        }
+        let records: Vec<EventRecord> = raw
             .iter()
             .filter_map(|r| event_record(r, &m.region, &arn))
             .collect();
         if records.is_empty() {
             tokio::time::sleep(m.idle_wait).await;
+            // The emulator (moto 5.1) restores a deep copy of its tables when a
+            // TransactWriteItems fails a condition, stream shard included: iterators taken
+            // before then read a shard nothing is added to any more (found with the model
+            // engine's rate-bucket transactions: pushes stopped after the first conflict). An
+            // idle poll therefore resumes from a fresh iterator after the last record read,
+            // which on AWS is the same position.
+            if let Some(seq) = &last_seq {
+                match streams
+                    .get_shard_iterator()
+                    .stream_arn(&arn)
+                    .shard_id(&shard)
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .sequence_number(seq)
+                    .send()
+                    .await
+                {
+                    Ok(o) if o.shard_iterator.is_some() => iterator = o.shard_iterator,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(shard, error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "GetShardIterator (resume) failed; keeping the iterator")
+                    }
+                }
+            }
             continue;
         }
         deliver(&handler, records).await;
